@@ -1,0 +1,34 @@
+"""Error types shared by flows, tasks and the CLI: bad input (exit 2) versus delivery failures."""
+
+from __future__ import annotations
+
+
+class MoltbotError(Exception):
+    """Base class of moltbot's own errors; messages never contain secrets or personal data."""
+
+
+class InputError(MoltbotError):
+    """The user's input is unusable (missing column, wrong type, unknown name): exit code 2."""
+
+
+class DeliveryError(MoltbotError):
+    """A channel refused or failed to take a message.
+
+    Attributes:
+        transient: True when retrying may succeed (429, 5xx, connection errors).
+        status: the HTTP or SMTP status code, when there was one.
+        retry_after: seconds the service asked us to wait, when it said.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        transient: bool,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.transient = transient
+        self.status = status
+        self.retry_after = retry_after

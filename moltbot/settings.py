@@ -1,0 +1,77 @@
+"""moltbot settings: MOLTBOT_* environment, optional ./moltbot.toml, defaults (CLI values win)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class Settings(BaseSettings):
+    """Process-wide settings; read with `get_settings()`, never at import time."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MOLTBOT_", toml_file="moltbot.toml", extra="ignore"
+    )
+
+    home: Path = Field(
+        default=Path(".moltbot"), description="State folder: ledger, sample data, outbox."
+    )
+    timezone: str = Field(default="Asia/Seoul", description="IANA timezone for day boundaries.")
+    ledger_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the ledger; default: a SQLite file under `home`.",
+    )
+    locale: Literal["en", "ko"] = Field(default="en", description="Language of messages.")
+    currency: str = Field(default="KRW", description="ISO 4217 code used to format amounts.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown timezone {value!r}") from exc
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # CLI (init) > environment > moltbot.toml > defaults.
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @property
+    def resolved_ledger_url(self) -> str:
+        """The ledger URL, defaulting to `<home>/ledger.sqlite3`."""
+        if self.ledger_url:
+            return self.ledger_url
+        return f"sqlite:///{(self.home / 'ledger.sqlite3').resolve()}"
+
+    @property
+    def outbox_dir(self) -> Path:
+        """Where the outbox channel writes when no folder is configured."""
+        return self.home / "outbox"
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The configured timezone as a ZoneInfo."""
+        return ZoneInfo(self.timezone)
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Read settings now (env and moltbot.toml of the working directory), with CLI overrides."""
+    return Settings(**{key: value for key, value in overrides.items() if value is not None})
