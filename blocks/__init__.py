@@ -1,1 +1,11 @@
-"""placeholder"""
+"""Prefect blocks of moltbot; imported here so `prefect block register -m blocks` finds them."""
+
+import moltbot  # noqa: F401  (sets Prefect telemetry defaults before Prefect is imported)
+from blocks.channels import (
+    CHANNEL_BLOCK_TYPES,
+    EmailChannel,
+    OutboxChannel,
+    SlackIncomingWebhook,
+)
+
+__all__ = ["CHANNEL_BLOCK_TYPES", "EmailChannel", "OutboxChannel", "SlackIncomingWebhook"]

@@ -1,1 +1,1 @@
-"""Deployments: when and where each automation runs (schedules arrive with the deployments issue)."""
+"""Deployments: when and where each automation runs (schedules come with the deployments issue)."""

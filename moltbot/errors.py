@@ -32,3 +32,15 @@ class DeliveryError(MoltbotError):
         self.transient = transient
         self.status = status
         self.retry_after = retry_after
+
+
+class DeliveryFailed(MoltbotError):
+    """A run finished its work but some deliveries failed: exit code 1, result still reported.
+
+    Attributes:
+        result: the run's result document, with the failed deliveries in it.
+    """
+
+    def __init__(self, message: str, result: dict[str, object]) -> None:
+        super().__init__(message)
+        self.result = result

@@ -32,6 +32,16 @@ class Settings(BaseSettings):
     )
     locale: Literal["en", "ko"] = Field(default="en", description="Language of messages.")
     currency: str = Field(default="KRW", description="ISO 4217 code used to format amounts.")
+    retry_attempts: int = Field(
+        default=4, ge=1, description="Attempts per delivery, the first included."
+    )
+    retry_base_delay: float = Field(
+        default=1.0, ge=0, description="First backoff delay in seconds (doubles, with jitter)."
+    )
+    retry_max_delay: float = Field(default=30.0, ge=0, description="Cap of one backoff delay.")
+    retry_after_cap: float = Field(
+        default=120.0, ge=0, description="Longest `Retry-After` honoured before giving up."
+    )
 
     @field_validator("timezone")
     @classmethod

@@ -1,0 +1,1 @@
+"""The daily-report automation: sales data -> KPIs -> chat, e-mail, outbox and Prefect artifacts."""

@@ -1,0 +1,154 @@
+"""The daily-report flow: load orders, compute the day's KPIs, deliver once per channel, publish."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from prefect import flow, task
+from prefect.logging import get_run_logger
+
+from flows.daily_report.chart import render_revenue_chart
+from flows.daily_report.kpis import compute_kpis, daily_revenue, normalize_orders
+from flows.daily_report.render import AUTOMATION, build_report_message
+from moltbot.errors import DeliveryFailed, InputError
+from moltbot.messages import Message
+from moltbot.settings import get_settings
+from tasks.artifacts import publish_markdown, publish_table
+from tasks.delivery import deliver_message, dry_run_outcome, load_channels
+from tasks.sources import load_table, source_label
+
+
+def yesterday(timezone: str) -> date:
+    """The local date before today in `timezone`."""
+    return datetime.now(ZoneInfo(timezone)).date() - timedelta(days=1)
+
+
+def _checked_timezone(timezone: str) -> str:
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InputError(
+            f"unknown timezone {timezone!r} (use an IANA name like Asia/Seoul)"
+        ) from None
+    return timezone
+
+
+@task(name="compute-report")
+def compute_report(
+    raw_orders: Any,
+    *,
+    source: str,
+    report_date: date,
+    timezone: str,
+    columns: dict[str, str] | None,
+    currency: str,
+    locale: str,
+) -> tuple[dict[str, Any], Message]:
+    """Validate the orders, compute the day's KPIs and render the report message with its chart."""
+    orders = normalize_orders(
+        raw_orders, source_label=source_label(source), timezone=timezone, columns=columns
+    )
+    kpis = compute_kpis(orders, report_date=report_date)
+    chart_png = render_revenue_chart(
+        daily_revenue(orders, end_date=report_date), report_date=report_date, currency=currency
+    )
+    message = build_report_message(
+        kpis,
+        report_date=report_date,
+        timezone=timezone,
+        currency=currency,
+        locale=locale,
+        chart_png=chart_png,
+    )
+    return kpis, message
+
+
+@flow(name=AUTOMATION, log_prints=False)
+def daily_report(
+    source: str,
+    report_date: date | None = None,
+    channels: list[str] | None = None,
+    timezone: str | None = None,
+    columns: dict[str, str] | None = None,
+    query: str | None = None,
+    force: bool = False,
+    dry_run: bool = False,
+) -> dict[str, Any]:
+    """Report one day's sales KPIs to chat, e-mail and the outbox, once per channel.
+
+    Args:
+        source: orders as a CSV or Parquet path, or a SQLAlchemy URL (with `query`).
+        report_date: the local day to report; default yesterday in `timezone`.
+        channels: channel block names, or `outbox` (the default) for local files.
+        timezone: IANA timezone of day boundaries; default `MOLTBOT_TIMEZONE`.
+        columns: mapping from the source's column names to the canonical ones.
+        query: SQL to run when `source` is a database URL.
+        force: send again even where the ledger says the report was already delivered.
+        dry_run: compute and render, but deliver nothing and record nothing in the ledger.
+
+    Returns:
+        `{"report_date", "timezone", "kpis", "deliveries", "artifacts"}`, JSON-serialisable.
+    """
+    logger = get_run_logger()
+    settings = get_settings()
+    timezone = _checked_timezone(timezone or settings.timezone)
+    report_date = report_date or yesterday(timezone)
+    channel_names = channels or ["outbox"]
+
+    channel_blocks = load_channels(channel_names)
+    raw_orders = load_table(source, query)
+    kpis, message = compute_report(
+        raw_orders,
+        source=source,
+        report_date=report_date,
+        timezone=timezone,
+        columns=columns,
+        currency=settings.currency,
+        locale=settings.locale,
+    )
+    logger.info(
+        "Report %s: revenue %s, %s orders%s",
+        report_date,
+        kpis["revenue"],
+        kpis["orders"],
+        " (anomaly)" if kpis["anomaly"] else "",
+    )
+
+    if dry_run:
+        deliveries = [dry_run_outcome(message, name) for name in channel_names]
+    else:
+        deliveries = [
+            deliver_message(message, name, block, force=force)
+            for name, block in channel_blocks.items()
+        ]
+
+    artifacts = [
+        {
+            "key": "daily-report",
+            "id": publish_markdown(
+                "daily-report", message.markdown or message.text, description=message.title
+            ),
+        },
+        {
+            "key": "daily-report-top-products",
+            "id": publish_table(
+                "daily-report-top-products",
+                kpis["top_products"],
+                description=f"Top products {report_date.isoformat()}",
+            ),
+        },
+    ]
+    result = {
+        "report_date": report_date.isoformat(),
+        "timezone": timezone,
+        "kpis": kpis,
+        "deliveries": deliveries,
+        "artifacts": artifacts,
+    }
+    failed = [outcome for outcome in deliveries if outcome["status"] == "failed"]
+    if failed:
+        reasons = "; ".join(f"{outcome['channel']}: {outcome['error']}" for outcome in failed)
+        raise DeliveryFailed(f"{len(failed)} delivery(ies) failed: {reasons}", result)
+    return result

@@ -1,0 +1,430 @@
+"""Daily-report computation: cleaning the orders table and deriving the day's KPIs (no I/O)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import numpy as np
+import pandas as pd
+
+from moltbot.errors import InputError
+
+CANONICAL_COLUMNS = (
+    "order_id",
+    "ordered_at",
+    "product",
+    "channel",
+    "region",
+    "quantity",
+    "unit_price",
+    "status",
+)
+EXCLUDED_STATUSES = frozenset({"cancelled", "refunded"})
+
+# The anomaly check compares the day with the 28 days before it, and only once two full weeks of
+# history exist: fewer days make the standard deviation too noisy to alert on.
+HISTORY_WINDOW_DAYS = 28
+MIN_HISTORY_DAYS = 14
+ANOMALY_Z = 3.0
+# Summing equal floats leaves a standard deviation like 2e-13, not 0: below a displayed cent the
+# history counts as flat.
+_FLAT_STD = 0.005
+
+# Row numbers quoted in error messages; the values themselves are never quoted (personal data).
+_MAX_ROWS_QUOTED = 5
+# "1,234" or "-1,234,567.50": commas only where they group thousands, so "4,5" (a decimal comma)
+# is rejected rather than silently read as 45.
+_THOUSANDS = r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?$"
+# "2026/11/23" or "2026.11.23" (common in Korean and Japanese exports) are rewritten to ISO 8601;
+# only year-first forms, since "11/12/2026" is ambiguous between day-first and month-first.
+_YEAR_FIRST = r"^(\d{4})[./]\s?(\d{1,2})[./]\s?(\d{1,2})\.?"
+_DEFAULT_STATUS = "completed"
+_UNKNOWN = "unknown"
+
+
+# --------------------------------------------------------------------------- normalisation
+
+
+def normalize_orders(
+    raw: pd.DataFrame,
+    *,
+    source_label: str,
+    timezone: str,
+    columns: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """Turn a raw orders table into the canonical, typed table the KPIs are computed on.
+
+    Args:
+        raw: the table as loaded (CSV, sheet, query), one row per order line. Not modified.
+        source_label: what to call the source in error messages, e.g. the file name.
+        timezone: IANA name of the business timezone; decides which day an order belongs to.
+        columns: optional renaming of the user's column names to canonical ones,
+            e.g. ``{"Order No": "order_id"}``.
+
+    Returns:
+        A new frame with exactly the ``CANONICAL_COLUMNS`` plus ``local_date`` (a ``datetime.date``,
+        the day of ``ordered_at`` in ``timezone``) and ``amount`` (quantity x unit_price).
+        ``ordered_at`` is tz-aware UTC (naive input is taken as UTC); ``quantity`` and
+        ``unit_price`` are floats; ``status`` is lower-case, empty meaning ``completed``;
+        missing ``channel``/``region`` become ``unknown``. Other columns are dropped.
+
+    Raises:
+        InputError: the source has no columns, the mapping names an absent column, a canonical
+            column is missing, or values are missing, non-numeric, negative or not dates. The
+            message names the source, the column and data-row numbers, never the values.
+    """
+    zone = _zone(timezone)
+    if raw.shape[1] == 0:
+        raise InputError(f"{source_label}: the source is empty (no columns)")
+    frame = _rename_columns(raw, source_label=source_label, columns=columns)
+    _require_columns(frame, source_label=source_label)
+
+    out = pd.DataFrame(index=pd.RangeIndex(len(frame)))
+    # Positional (not label) alignment: the caller's index may be anything.
+    frame = frame.reset_index(drop=True)
+    out["order_id"] = _required_text(frame["order_id"], "order_id", source_label)
+    out["ordered_at"] = _timestamps(frame["ordered_at"], "ordered_at", source_label)
+    out["product"] = _required_text(frame["product"], "product", source_label)
+    out["channel"] = _text(frame["channel"]).fillna(_UNKNOWN)
+    out["region"] = _text(frame["region"]).fillna(_UNKNOWN)
+    out["quantity"] = _non_negative_numbers(frame["quantity"], "quantity", source_label)
+    out["unit_price"] = _non_negative_numbers(frame["unit_price"], "unit_price", source_label)
+    out["status"] = _text(frame["status"]).str.lower().fillna(_DEFAULT_STATUS)
+    out["local_date"] = _local_dates(out["ordered_at"], zone)
+    out["amount"] = out["quantity"] * out["unit_price"]
+    return out
+
+
+def _zone(timezone: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise InputError(f"unknown timezone {timezone!r}") from exc
+
+
+def _rename_columns(
+    raw: pd.DataFrame, *, source_label: str, columns: Mapping[str, str] | None
+) -> pd.DataFrame:
+    """Strip stray spaces from headers, apply the user's mapping, and refuse ambiguous results."""
+    frame = raw.rename(columns=lambda name: str(name).strip())
+    found = list(frame.columns)
+    if columns:
+        mapping = {str(k).strip(): str(v).strip() for k, v in columns.items()}
+        absent = [name for name in mapping if name not in found]
+        if absent:
+            raise InputError(
+                f"{source_label}: column mapping names {_quoted(absent, 'column')} "
+                f"not in the file (found: {', '.join(found)})"
+            )
+        unknown = sorted(set(mapping.values()) - set(CANONICAL_COLUMNS))
+        if unknown:
+            raise InputError(
+                f"{source_label}: column mapping targets {_quoted(unknown, 'column')} "
+                f"not among {', '.join(CANONICAL_COLUMNS)}"
+            )
+        frame = frame.rename(columns=mapping)
+    duplicated = sorted(set(frame.columns[frame.columns.duplicated()]))
+    if duplicated:
+        raise InputError(f"{source_label}: {_quoted(duplicated, 'column')} appears more than once")
+    return frame
+
+
+def _require_columns(frame: pd.DataFrame, *, source_label: str) -> None:
+    missing = [name for name in CANONICAL_COLUMNS if name not in frame.columns]
+    if missing:
+        raise InputError(
+            f"{source_label}: missing {_quoted(missing, 'column')} "
+            f"(found: {', '.join(map(str, frame.columns))})"
+        )
+
+
+def _quoted(names: list[str], noun: str) -> str:
+    plural = noun if len(names) == 1 else f"{noun}s"
+    return f"{plural} " + ", ".join(repr(name) for name in names)
+
+
+def _rows_hint(bad: pd.Series) -> str:
+    """'data rows 2, 5' for a boolean mask: 1-based positions among the data rows (no header)."""
+    rows = np.flatnonzero(bad.to_numpy()) + 1
+    shown = ", ".join(str(row) for row in rows[:_MAX_ROWS_QUOTED])
+    more = f" and {len(rows) - _MAX_ROWS_QUOTED} more" if len(rows) > _MAX_ROWS_QUOTED else ""
+    return f"data row{'s' if len(rows) > 1 else ''} {shown}{more}"
+
+
+def _invalid(source_label: str, column: str, bad: pd.Series, problem: str) -> InputError:
+    count = int(bad.sum())
+    values = "value" if count == 1 else "values"
+    return InputError(
+        f"{source_label}: column {column!r} has {count} {problem} {values} ({_rows_hint(bad)})"
+    )
+
+
+def _text(series: pd.Series) -> pd.Series:
+    """Values as stripped strings; missing and blank cells become NA."""
+    if pd.api.types.is_float_dtype(series):
+        whole = series.dropna()
+        # Ids read as floats because of a blank cell would otherwise print as "1001.0".
+        if (whole == np.floor(whole)).all():
+            series = series.astype("Int64")
+    text = series.astype("str").str.strip()
+    return text.mask(text == "")
+
+
+def _required_text(series: pd.Series, column: str, source_label: str) -> pd.Series:
+    text = _text(series)
+    missing = text.isna()
+    if missing.any():
+        raise _invalid(source_label, column, missing, "missing")
+    return text
+
+
+def _non_negative_numbers(series: pd.Series, column: str, source_label: str) -> pd.Series:
+    """Parse numbers, accepting thousands separators; reject blanks, text, infinities, negatives."""
+    if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+        numbers = series.astype("float64")
+    else:
+        text = series.astype("str").str.strip()
+        grouped = text.str.fullmatch(_THOUSANDS).fillna(False).astype(bool)
+        text = text.where(~grouped, text.str.replace(",", "", regex=False))
+        numbers = pd.to_numeric(text, errors="coerce").astype("float64")
+    not_numbers = ~np.isfinite(numbers)
+    if not_numbers.any():
+        raise _invalid(source_label, column, not_numbers, "missing or non-numeric")
+    negative = numbers < 0
+    if negative.any():
+        raise _invalid(source_label, column, negative, "negative")
+    return numbers
+
+
+def _timestamps(series: pd.Series, column: str, source_label: str) -> pd.Series:
+    """Parse to tz-aware UTC: naive values are taken as UTC, aware ones converted."""
+    values = series
+    if pd.api.types.is_numeric_dtype(series):
+        # Numbers would be read as nanoseconds since 1970 (or Excel serials taken as such): refuse.
+        values = series.astype("str")
+    elif pd.api.types.is_string_dtype(series) and not pd.api.types.is_object_dtype(series):
+        values = series.str.strip().str.replace(_YEAR_FIRST, r"\1-\2-\3", regex=True)
+    parsed = pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")
+    bad = parsed.isna()
+    if bad.any():
+        raise _invalid(source_label, column, bad, "missing or unparseable date")
+    return parsed
+
+
+def _local_dates(ordered_at: pd.Series, zone: ZoneInfo) -> pd.Series:
+    return ordered_at.dt.tz_convert(zone).dt.date.astype(object)
+
+
+# --------------------------------------------------------------------------- KPIs
+
+
+def compute_kpis(orders: pd.DataFrame, *, report_date: date, top_n: int = 5) -> dict:
+    """The day's figures for the report, as plain JSON-serialisable Python values.
+
+    Revenue, orders, units and the breakdowns count only rows whose status is not in
+    ``EXCLUDED_STATUSES``; cancelled and refunded rows of the day are summarised separately.
+
+    Args:
+        orders: a table returned by ``normalize_orders`` (may hold many days).
+        report_date: the local date to report on.
+        top_n: how many products to list, best-selling by revenue first.
+
+    Returns:
+        A dict with ``revenue``, ``orders``, ``units``, ``aov``, ``top_products``,
+        ``by_channel``, ``by_region``, ``change_vs_prev_day_pct``, ``change_vs_prev_week_pct``,
+        ``cancelled``, ``anomaly``, ``anomaly_detail`` and ``no_orders``; amounts and
+        percentages rounded to 2 decimals, ``None`` where a figure is undefined.
+
+    Raises:
+        InputError: ``top_n`` is negative.
+    """
+    _require_normalized(orders)
+    report_date = _as_date(report_date)
+    if top_n < 0:
+        raise InputError(f"top_n must be 0 or more, got {top_n}")
+
+    counted = _counted(orders)
+    day = counted[counted["local_date"] == report_date]
+    revenue = float(day["amount"].sum())
+    order_count = int(day["order_id"].nunique())
+    daily = _revenue_by_date(orders)
+    history = _history(daily, report_date=report_date, first_date=_first_date(orders))
+    anomaly, anomaly_detail = _anomaly(history, revenue=revenue)
+    return {
+        "revenue": _money(revenue),
+        "orders": order_count,
+        "units": _units(day["quantity"].sum()),
+        "aov": _money(revenue / order_count) if order_count else None,
+        "top_products": _top_products(day, top_n),
+        "by_channel": _revenue_by(day, "channel"),
+        "by_region": _revenue_by(day, "region"),
+        "change_vs_prev_day_pct": _pct_change(
+            revenue, _revenue_on(daily, report_date - timedelta(days=1))
+        ),
+        "change_vs_prev_week_pct": _pct_change(
+            revenue, _revenue_on(daily, report_date - timedelta(days=7))
+        ),
+        "cancelled": _cancelled(orders, report_date),
+        "anomaly": anomaly,
+        "anomaly_detail": anomaly_detail,
+        "no_orders": order_count == 0,
+    }
+
+
+def daily_revenue(orders: pd.DataFrame, *, end_date: date, days: int = 28) -> pd.Series:
+    """Revenue per local date for the ``days`` dates ending at ``end_date``, for the chart.
+
+    Args:
+        orders: a table returned by ``normalize_orders``.
+        end_date: the last date of the series (usually the report date).
+        days: how many dates the series covers.
+
+    Returns:
+        A float Series named ``revenue``, indexed by ``datetime.date`` in ascending order,
+        0.0 on days without counted orders.
+
+    Raises:
+        InputError: ``days`` is less than 1.
+    """
+    _require_normalized(orders)
+    end_date = _as_date(end_date)
+    if days < 1:
+        raise InputError(f"days must be 1 or more, got {days}")
+    window = _date_range(end_date - timedelta(days=days - 1), end_date)
+    series = _revenue_by_date(orders).reindex(window, fill_value=0.0).astype("float64")
+    series.index.name = "date"
+    return series.rename("revenue")
+
+
+def _require_normalized(orders: pd.DataFrame) -> None:
+    # A programming error rather than bad user input, so not an InputError.
+    missing = [c for c in (*CANONICAL_COLUMNS, "local_date", "amount") if c not in orders.columns]
+    if missing:
+        raise ValueError(f"orders lacks {missing}: pass it through normalize_orders first")
+
+
+def _as_date(value: date) -> date:
+    # datetime is a subclass of date but never equals one, which would silently match no rows.
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    raise TypeError(f"expected a datetime.date, got {type(value).__name__}")
+
+
+def _counted(orders: pd.DataFrame) -> pd.DataFrame:
+    return orders[~orders["status"].isin(EXCLUDED_STATUSES)]
+
+
+def _revenue_by_date(orders: pd.DataFrame) -> pd.Series:
+    counted = _counted(orders)
+    return counted.groupby("local_date", sort=True)["amount"].sum()
+
+
+def _revenue_on(daily: pd.Series, day: date) -> float:
+    return float(daily.get(day, 0.0))
+
+
+def _first_date(orders: pd.DataFrame) -> date | None:
+    # Any row, cancelled or not, shows that data was being collected that day.
+    return orders["local_date"].min() if len(orders) else None
+
+
+def _date_range(start: date, end: date) -> list[date]:
+    return list(pd.date_range(start, end, freq="D").date)
+
+
+def _money(value: float) -> float:
+    # "+ 0.0" turns a -0.0 from rounding into 0.0.
+    return round(float(value), 2) + 0.0
+
+
+def _units(value: float) -> int | float:
+    rounded = round(float(value), 2)
+    return int(rounded) if rounded.is_integer() else rounded
+
+
+def _pct_change(current: float, base: float) -> float | None:
+    """Percent change from ``base``; undefined (None) when there was nothing to compare with."""
+    if round(base, 2) == 0:
+        return None
+    return _money((current - base) / base * 100)
+
+
+def _top_products(day: pd.DataFrame, top_n: int) -> list[dict]:
+    totals = (
+        day.groupby("product", sort=False)
+        .agg(revenue=("amount", "sum"), units=("quantity", "sum"))
+        .reset_index()
+    )
+    # Rounded before sorting so float noise (0.1 + 0.2) cannot break a tie differently than shown.
+    totals["revenue"] = totals["revenue"].round(2)
+    top = totals.sort_values(
+        ["revenue", "product"], ascending=[False, True], kind="mergesort"
+    ).head(top_n)
+    return [
+        {"product": str(product), "revenue": _money(revenue), "units": _units(units)}
+        for product, revenue, units in zip(
+            top["product"], top["revenue"], top["units"], strict=True
+        )
+    ]
+
+
+def _revenue_by(day: pd.DataFrame, column: str) -> dict[str, float]:
+    totals = day.groupby(column, sort=False)["amount"].sum().round(2).rename("revenue")
+    ordered = totals.reset_index().sort_values(
+        ["revenue", column], ascending=[False, True], kind="mergesort"
+    )
+    return {
+        str(name): _money(revenue)
+        for name, revenue in zip(ordered[column], ordered["revenue"], strict=True)
+    }
+
+
+def _cancelled(orders: pd.DataFrame, report_date: date) -> dict:
+    excluded = orders[
+        orders["status"].isin(EXCLUDED_STATUSES) & (orders["local_date"] == report_date)
+    ]
+    return {
+        "count": int(excluded["order_id"].nunique()),
+        "amount": _money(excluded["amount"].sum()),
+    }
+
+
+def _history(daily: pd.Series, *, report_date: date, first_date: date | None) -> pd.Series:
+    """Daily revenue of the 28 days before ``report_date``, none before the data's first date.
+
+    Days before the source existed are not zero-revenue days, so they are left out; days inside
+    the span without counted orders are 0.
+    """
+    end = report_date - timedelta(days=1)
+    start = report_date - timedelta(days=HISTORY_WINDOW_DAYS)
+    if first_date is None or first_date > end:
+        window: list[date] = []
+    else:
+        window = _date_range(max(start, first_date), end)
+    return daily.reindex(window, fill_value=0.0).astype("float64")
+
+
+def _anomaly(history: pd.Series, *, revenue: float) -> tuple[bool, dict]:
+    """Whether ``revenue`` is over 3 sample standard deviations from the history's mean."""
+    days = len(history)
+    mean = float(history.mean()) if days >= 1 else None
+    std = float(history.std(ddof=1)) if days >= 2 else None
+    flat = std is not None and std < _FLAT_STD
+    z_score = None if mean is None or std is None or flat else (revenue - mean) / std
+    detail = {
+        "history_days": days,
+        "mean": None if mean is None else _money(mean),
+        "std": None if std is None else (0.0 if flat else _money(std)),
+        "z_score": None if z_score is None else _money(z_score),
+    }
+    if days < MIN_HISTORY_DAYS or mean is None or std is None:
+        return False, detail
+    if flat:
+        # A flat history: any departure from it is unusual, however small.
+        return not math.isclose(revenue, mean, abs_tol=_FLAT_STD), detail
+    return abs(revenue - mean) > ANOMALY_Z * std, detail

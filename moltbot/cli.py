@@ -1,0 +1,218 @@
+"""The `moltbot` command line: list, run, demo and sandbox (Typer; exit codes 0, 1, 2)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from moltbot.errors import DeliveryFailed, InputError
+from moltbot.registry import AUTOMATIONS, get_automation
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+app = typer.Typer(
+    name="moltbot",
+    help="Business-automation bots on Prefect: observable, never sent twice, no secret in a log.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+# Human output goes to stdout; `--json` output is printed with print() and nothing else.
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def fail(reason: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
+    """Print a one-line reason on stderr and return the exit to raise."""
+    err_console.print(f"[red]error:[/red] {reason}", markup=True, soft_wrap=True)
+    return typer.Exit(code)
+
+
+@app.callback()
+def main_options(
+    home: Annotated[
+        Path | None, typer.Option(help="State folder (MOLTBOT_HOME); default ./.moltbot.")
+    ] = None,
+    timezone: Annotated[
+        str | None, typer.Option(help="IANA timezone (MOLTBOT_TIMEZONE); default Asia/Seoul.")
+    ] = None,
+    locale: Annotated[
+        str | None, typer.Option(help="Message language, en or ko (MOLTBOT_LOCALE).")
+    ] = None,
+) -> None:
+    """moltbot: business automations on Prefect 3."""
+    # CLI values win over environment and moltbot.toml: pass them on as environment so every
+    # settings read in this process (flows and tasks included) sees them.
+    for name, value in (("HOME", home), ("TIMEZONE", timezone), ("LOCALE", locale)):
+        if value is not None:
+            os.environ[f"MOLTBOT_{name}"] = str(value)
+    from pydantic import ValidationError
+
+    from moltbot.settings import get_settings
+
+    try:
+        get_settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, error['loc']))}: {error['msg']}" for error in exc.errors()
+        )
+        raise fail(f"bad settings: {problems}") from None
+
+
+@app.command("list")
+def list_automations(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """List the automations moltbot ships."""
+    if as_json:
+        print(json.dumps([automation.as_dict() for automation in AUTOMATIONS], ensure_ascii=False))
+        return
+    from rich.table import Table
+
+    table = Table("automation", "description", "default schedule")
+    for automation in AUTOMATIONS:
+        table.add_row(automation.name, automation.description, automation.default_schedule or "")
+    console.print(table)
+
+
+def parse_params(pairs: list[str]) -> dict[str, Any]:
+    """`["a=1", "b=x"]` -> `{"a": 1, "b": "x"}`: values are JSON when they parse, else strings.
+
+    Raises:
+        InputError: an item without `=` or with an empty name.
+    """
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        name, separator, raw_value = pair.partition("=")
+        if not separator or not name.strip():
+            raise InputError(f"--param expects key=value, got {pair!r}")
+        try:
+            value: Any = json.loads(raw_value)
+        except json.JSONDecodeError:
+            value = raw_value
+        params[name.strip()] = value
+    return params
+
+
+def _check_params(automation_name: str, flow: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Reject unknown or missing parameters and values of the wrong type before running."""
+    from prefect.exceptions import ParameterTypeError
+
+    schema = flow.parameters
+    known = list(schema.properties)
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise InputError(
+            f"{automation_name}: unknown parameter {', '.join(map(repr, unknown))} "
+            f"(valid: {', '.join(known)})"
+        )
+    missing = [name for name in schema.required or [] if name not in params]
+    if missing:
+        raise InputError(
+            f"{automation_name}: missing parameter {', '.join(map(repr, missing))} "
+            f"(give it with --param {missing[0]}=...)"
+        )
+    try:
+        return flow.validate_parameters(params)
+    except ParameterTypeError as exc:
+        raise InputError(f"{automation_name}: {exc}") from None
+
+
+def run_automation(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Run automation `name` with `params` in this process and return its result.
+
+    Raises:
+        InputError: unknown automation, unknown or invalid parameters, or bad input data.
+        DeliveryFailed: the run finished but some deliveries failed.
+    """
+    automation = get_automation(name)
+    flow = automation.load_flow()
+    from moltbot.runtime import prepare_process_logging
+
+    prepare_process_logging()
+    checked = _check_params(name, flow, params)
+    return flow(**checked)
+
+
+@app.command("run")
+def run(
+    name: Annotated[str, typer.Argument(help="Automation name (see `moltbot list`).")],
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="key=value (JSON values parsed).")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Compute and render; deliver and record nothing.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Run one automation now, in this process."""
+    try:
+        get_automation(name)
+        params = parse_params(param or [])
+        if dry_run:
+            params["dry_run"] = True
+        result = run_automation(name, params)
+    except InputError as exc:
+        raise fail(str(exc)) from None
+    except DeliveryFailed as exc:
+        if as_json:
+            print(json.dumps(exc.result, ensure_ascii=False))
+        raise fail(f"{name}: {exc}", EXIT_FAILED) from None
+    except Exception as exc:
+        from moltbot.masking import mask_text
+
+        raise fail(mask_text(f"{name} failed: {type(exc).__name__}: {exc}"), EXIT_FAILED) from None
+    if as_json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        console.print_json(json.dumps(result, ensure_ascii=False))
+
+
+@app.command("demo")
+def demo() -> None:
+    """Run the automations on bundled sample data against the local sandbox (no accounts)."""
+    from moltbot.demo import run_demo
+
+    try:
+        code = run_demo(console)
+    except InputError as exc:
+        raise fail(str(exc)) from None
+    raise typer.Exit(code)
+
+
+@app.command("sandbox")
+def sandbox(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTP port of the API emulators.")] = 8787,
+    smtp_port: Annotated[int, typer.Option(help="Port of the SMTP sink.")] = 8025,
+) -> None:
+    """Serve the local API emulators (Slack, …) and the SMTP sink until Ctrl-C."""
+    from moltbot.sandbox.server import serve_forever
+
+    def announce(running: Any) -> None:
+        console.print(f"sandbox listening on [bold]{running.base_url}[/bold]")
+        console.print(f"  Slack webhook:  {running.slack_webhook_url('demo')}")
+        console.print(f"  SMTP sink:      {host}:{running.smtp_port}")
+        console.print("Press Ctrl-C to stop.")
+
+    try:
+        serve_forever(host=host, port=port, smtp_port=smtp_port, on_ready=announce)
+    except OSError as exc:
+        raise fail(f"cannot start the sandbox: {exc}") from None
+
+
+def main() -> None:
+    """Console-script entry point."""
+    logging.captureWarnings(True)
+    app(prog_name="moltbot")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

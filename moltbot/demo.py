@@ -1,0 +1,140 @@
+"""`moltbot demo`: the automations on bundled sample data against the local sandbox."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from moltbot.formatting import format_money, format_number, format_pct
+from moltbot.settings import Settings, get_settings
+
+DEMO_SLACK_BLOCK = "sandbox-slack"
+DEMO_EMAIL_BLOCK = "sandbox-email"
+
+
+def sample_orders_path(settings: Settings) -> Path:
+    """Where the demo keeps its sample orders."""
+    return settings.home / "sample" / "orders.csv"
+
+
+def ensure_sample_orders(settings: Settings) -> tuple[Path, bool]:
+    """Write the sample orders under MOLTBOT_HOME unless present; return (path, created)."""
+    from moltbot.sample import write_sample_orders
+
+    path = sample_orders_path(settings)
+    if path.is_file():
+        return path, False
+    write_sample_orders(path, timezone=settings.timezone)
+    return path, True
+
+
+def last_order_date(path: Path, timezone: str) -> date:
+    """The last local date that has orders in the sample file."""
+    from flows.daily_report.kpis import normalize_orders
+    from tasks.sources import read_table
+
+    orders = normalize_orders(read_table(str(path)), source_label=path.name, timezone=timezone)
+    return max(orders["local_date"])
+
+
+def save_sandbox_channels(sandbox: Any) -> list[str]:
+    """Save (or update) channel blocks pointing at this sandbox; return their names."""
+    from blocks import EmailChannel, SlackIncomingWebhook
+
+    SlackIncomingWebhook(url=sandbox.slack_webhook_url("demo")).save(
+        DEMO_SLACK_BLOCK, overwrite=True
+    )
+    EmailChannel(
+        smtp_host="127.0.0.1",
+        smtp_port=sandbox.smtp_port,
+        tls="none",
+        sender="moltbot-demo@example.com",
+        recipients=["ops-team@example.com"],
+    ).save(DEMO_EMAIL_BLOCK, overwrite=True)
+    return [DEMO_SLACK_BLOCK, DEMO_EMAIL_BLOCK, "outbox"]
+
+
+def _kpi_table(result: dict[str, Any], settings: Settings) -> Table:
+    kpis = result["kpis"]
+    money = lambda value: format_money(value, settings.currency, settings.locale)  # noqa: E731
+    table = Table(title=f"daily-report {result['report_date']} ({result['timezone']})")
+    table.add_column("KPI")
+    table.add_column("value", justify="right")
+    table.add_row("revenue", money(kpis["revenue"]))
+    table.add_row("orders", format_number(kpis["orders"]))
+    table.add_row("units", format_number(kpis["units"]))
+    table.add_row("average order", money(kpis["aov"]))
+    table.add_row("vs previous day", format_pct(kpis["change_vs_prev_day_pct"]))
+    table.add_row("vs same day last week", format_pct(kpis["change_vs_prev_week_pct"]))
+    cancelled = kpis["cancelled"]
+    table.add_row("cancelled/refunded", f"{cancelled['count']} ({money(cancelled['amount'])})")
+    table.add_row("anomaly", "yes, unusual revenue" if kpis["anomaly"] else "no")
+    if kpis["top_products"]:
+        top = kpis["top_products"][0]
+        table.add_row("top product", f"{top['product']} ({money(top['revenue'])})")
+    return table
+
+
+def _describe_deliveries(
+    result: dict[str, Any], sandbox: Any, outbox: Path, console: Console
+) -> None:
+    where = {
+        DEMO_SLACK_BLOCK: f"Slack emulator ({len(sandbox.state.slack.posts)} post(s) received)",
+        DEMO_EMAIL_BLOCK: f"SMTP sink ({len(sandbox.smtp.messages)} e-mail(s) received)",
+        "outbox": f"{outbox}",
+    }
+    statuses = {outcome["status"] for outcome in result["deliveries"]}
+    for outcome in result["deliveries"]:
+        label = {
+            "sent": "[green]sent[/green]",
+            "skipped": "[yellow]already done, skipped[/yellow]",
+        }.get(outcome["status"], outcome["status"])
+        console.print(f"  {outcome['channel']:<14} {label}  -> {where.get(outcome['channel'], '')}")
+    if statuses == {"skipped"}:
+        console.print(
+            "Every delivery was already done (the ledger remembers); nothing was sent again. "
+            "Use [bold]moltbot run daily-report --param force=true …[/bold] to send again."
+        )
+
+
+def run_demo(console: Console) -> int:
+    """Run the demo and print its summary; return the exit code."""
+    from moltbot.runtime import prepare_process_logging
+    from moltbot.sandbox import Sandbox
+
+    settings = get_settings()
+    sample, created = ensure_sample_orders(settings)
+    console.print(
+        f"{'Wrote' if created else 'Using'} sample orders: [bold]{sample}[/bold]", soft_wrap=True
+    )
+    report_date = last_order_date(sample, settings.timezone)
+
+    from flows.daily_report.flow import daily_report
+    from flows.daily_report.render import report_file_stem
+
+    prepare_process_logging()
+    with Sandbox() as sandbox:
+        console.print(
+            f"Sandbox running at {sandbox.base_url} (Slack) and SMTP port {sandbox.smtp_port}"
+        )
+        channels = save_sandbox_channels(sandbox)
+        result = daily_report(source=str(sample), report_date=report_date, channels=channels)
+        console.print(_kpi_table(result, settings))
+        console.print("Deliveries:")
+        outbox = settings.outbox_dir.resolve()
+        _describe_deliveries(result, sandbox, outbox, console)
+        stem = report_file_stem(report_date)
+        console.print(f"HTML report: {outbox / (stem + '.html')}", soft_wrap=True)
+        console.print(f"Chart:       {outbox / (stem + '-revenue.png')}", soft_wrap=True)
+    console.print(
+        "Prefect UI: the run, its logs and the 'daily-report' artifacts are on the Prefect server. "
+        "For a lasting UI run [bold]uv run prefect server start[/bold], then "
+        "[bold]export PREFECT_API_URL=http://127.0.0.1:4200/api[/bold] and run the demo again; "
+        "open http://127.0.0.1:4200.",
+        soft_wrap=True,
+    )
+    return 0

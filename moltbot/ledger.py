@@ -1,0 +1,437 @@
+"""The effects ledger: each external effect is claimed in SQL before it runs, so none runs twice."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    Row,
+    String,
+    Table,
+    Text,
+    create_engine,
+    delete,
+    event,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.exc import DatabaseError, IntegrityError
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from moltbot.masking import mask_text
+from moltbot.settings import Settings, get_settings
+
+ERROR_MAX_CHARS = 1000
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+# A claim loses a race only when another claimant changed the row in between; each retry re-reads
+# the row, so a handful of rounds always settles (the winner's row is then fresh or done).
+_CLAIM_ROUNDS = 8
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend.
+
+    PostgreSQL stores `timestamptz`. Backends without a reliable timezone type (SQLite, MySQL)
+    store naive UTC, which keeps the stored text comparable and round-trips exactly; values are
+    read back as aware UTC everywhere.
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        """Use a timezone-aware column type only where the backend has a real one."""
+        return dialect.type_descriptor(DateTime(timezone=dialect.name == "postgresql"))
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Convert to UTC; drop the tzinfo where the column is naive."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("ledger timestamps must be timezone-aware")
+        value = value.astimezone(UTC)
+        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Return aware UTC datetimes."""
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# The ledger schema lives here, in one MetaData, so later tables (watermarks, outbox) sit beside
+# `effects` and are created by the same `create_all`.
+metadata = MetaData()
+
+effects_table = Table(
+    "effects",
+    metadata,
+    Column("key", String(512), primary_key=True),
+    Column("automation", String(200), nullable=False),
+    Column("flow_run_id", String(64), nullable=True),
+    Column("kind", String(32), nullable=False),
+    Column("target", String(255), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("remote_id", String(512), nullable=True),
+    Column("error", Text, nullable=True),
+    Index("ix_effects_automation_status", "automation", "status"),
+)
+
+
+class EffectStatus(StrEnum):
+    """Where an effect stands: claimed and in flight, done, failed (retryable) or dead."""
+
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+    DEAD = "dead"
+
+
+@dataclass(frozen=True)
+class Effect:
+    """One ledger row: an intended external effect and its outcome so far."""
+
+    key: str
+    automation: str
+    flow_run_id: str | None
+    kind: str
+    target: str
+    status: EffectStatus
+    attempts: int
+    created_at: datetime
+    updated_at: datetime
+    remote_id: str | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The answer to `Ledger.claim`.
+
+    Attributes:
+        acquired: True when the caller now owns the effect and must perform it.
+        effect: The row after claiming; when not acquired, the current row (`done`: report it as
+            skipped; `pending`: another run is performing it; `dead`: it needs `force`).
+    """
+
+    acquired: bool
+    effect: Effect
+
+
+class Ledger:
+    """Records external effects so that retries, re-runs and crashes never duplicate them.
+
+    Claim before acting: `claim` inserts or takes over the row for a key inside a transaction,
+    relying on the primary key and on compare-and-set updates, so exactly one of several
+    concurrent claimants acquires it. The tables are created on first use.
+
+    Args:
+        url: SQLAlchemy URL; a SQLite file gets WAL journaling, a busy timeout and its folder.
+        lease_seconds: How long a `pending` claim is honoured without news (`claim` or
+            `note_attempt`); after that the claimant is presumed crashed and the key can be
+            claimed again.
+    """
+
+    def __init__(self, url: str, *, lease_seconds: float = 900.0) -> None:
+        self.lease = timedelta(seconds=lease_seconds)
+        self._engine = _create_engine(url)
+        self._schema_ready = False
+        self._schema_lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> Ledger:
+        """Open the ledger configured in `settings` (read now when not given)."""
+        settings = settings or get_settings()
+        return cls(settings.resolved_ledger_url)
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine, with the schema created."""
+        if not self._schema_ready:
+            with self._schema_lock:
+                if not self._schema_ready:
+                    _create_schema(self._engine)
+                    self._schema_ready = True
+        return self._engine
+
+    def claim(
+        self,
+        key: str,
+        *,
+        automation: str,
+        kind: str,
+        target: str,
+        flow_run_id: str | None = None,
+        force: bool = False,
+    ) -> Claim:
+        """Claim the effect `key` before performing it.
+
+        A new key is inserted as `pending` with one attempt. An existing row is taken over
+        (`pending`, attempts + 1) when it `failed`, when it is `pending` but its lease expired,
+        or, with `force`, when it is `done` or `dead`. Otherwise the claim is not acquired.
+
+        Args:
+            key: Idempotency key (automation, logical item and target), at most 512 characters.
+            automation: Name of the automation performing the effect.
+            kind: What the effect is: "message", "ticket", "page", "row_update"…
+            target: Where it goes, e.g. the channel block name.
+            flow_run_id: The Prefect flow run claiming it, for the audit trail.
+            force: Perform it again even if it is already done or dead.
+
+        Returns:
+            Whether the caller acquired the effect, and the row.
+        """
+        engine = self.engine
+        for _ in range(_CLAIM_ROUNDS):
+            current = self.get(key)
+            now = _now()
+            if current is None:
+                effect = Effect(
+                    key=key,
+                    automation=automation,
+                    flow_run_id=flow_run_id,
+                    kind=kind,
+                    target=target,
+                    status=EffectStatus.PENDING,
+                    attempts=1,
+                    created_at=now,
+                    updated_at=now,
+                    remote_id=None,
+                    error=None,
+                )
+                try:
+                    with engine.begin() as conn:
+                        conn.execute(insert(effects_table).values(**_as_row(effect)))
+                except IntegrityError:
+                    continue  # another claimant inserted it first: decide again on its row
+                return Claim(acquired=True, effect=effect)
+            if not self._can_take_over(current, now, force=force):
+                return Claim(acquired=False, effect=current)
+            taken = replace(
+                current,
+                status=EffectStatus.PENDING,
+                attempts=current.attempts + 1,
+                updated_at=now,
+                flow_run_id=flow_run_id,
+            )
+            # Compare-and-set on everything a competing transition changes: if the row moved
+            # since we read it, rowcount is 0 and we read it again.
+            statement = (
+                update(effects_table)
+                .where(
+                    effects_table.c.key == key,
+                    effects_table.c.status == current.status.value,
+                    effects_table.c.attempts == current.attempts,
+                    effects_table.c.updated_at == current.updated_at,
+                )
+                .values(
+                    status=taken.status.value,
+                    attempts=taken.attempts,
+                    updated_at=now,
+                    flow_run_id=flow_run_id,
+                )
+            )
+            with engine.begin() as conn:
+                won = conn.execute(statement).rowcount == 1
+            if won:
+                return Claim(acquired=True, effect=taken)
+        raise RuntimeError(f"ledger key {key!r} kept changing while claiming it")
+
+    def note_attempt(self, key: str) -> None:
+        """Count one more attempt inside the current claim (a retry) and renew its lease.
+
+        Raises:
+            KeyError: No row for `key`.
+        """
+        statement = (
+            update(effects_table)
+            .where(effects_table.c.key == key)
+            .values(attempts=effects_table.c.attempts + 1, updated_at=_now())
+        )
+        with self.engine.begin() as conn:
+            if conn.execute(statement).rowcount == 0:
+                raise KeyError(key)
+
+    def complete(self, key: str, *, remote_id: str | None = None) -> Effect:
+        """Record the effect as done, with the id the remote service gave it.
+
+        Raises:
+            KeyError: No row for `key`.
+        """
+        return self._finish(key, status=EffectStatus.DONE.value, remote_id=remote_id, error=None)
+
+    def fail(self, key: str, error: str, *, dead: bool = False) -> Effect:
+        """Record the effect as failed (claimable again by the next run) or dead.
+
+        Args:
+            key: The effect's key.
+            error: What went wrong; masked and truncated to 1000 characters before storing.
+            dead: Give up on it: only a forced claim performs it again.
+
+        Raises:
+            KeyError: No row for `key`.
+        """
+        status = EffectStatus.DEAD if dead else EffectStatus.FAILED
+        # The remote id of an earlier success (before a forced re-run) is kept for the audit trail.
+        return self._finish(key, status=status.value, error=_clean_error(error))
+
+    def release(self, key: str) -> None:
+        """Drop a `pending` claim that never acted (dry run, aborted before sending).
+
+        Rows in any other state are kept: they record something that happened.
+        """
+        statement = delete(effects_table).where(
+            effects_table.c.key == key, effects_table.c.status == EffectStatus.PENDING.value
+        )
+        with self.engine.begin() as conn:
+            conn.execute(statement)
+
+    def get(self, key: str) -> Effect | None:
+        """The row for `key`, or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(effects_table).where(effects_table.c.key == key)).first()
+        return None if row is None else _as_effect(row)
+
+    def effects(
+        self, *, automation: str | None = None, status: EffectStatus | None = None
+    ) -> list[Effect]:
+        """All rows, oldest first, optionally only one automation's or one status's."""
+        statement = select(effects_table).order_by(effects_table.c.created_at, effects_table.c.key)
+        if automation is not None:
+            statement = statement.where(effects_table.c.automation == automation)
+        if status is not None:
+            statement = statement.where(effects_table.c.status == EffectStatus(status).value)
+        with self.engine.connect() as conn:
+            return [_as_effect(row) for row in conn.execute(statement)]
+
+    def close(self) -> None:
+        """Close the pooled database connections."""
+        self._engine.dispose()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _can_take_over(self, current: Effect, now: datetime, *, force: bool) -> bool:
+        if current.status == EffectStatus.FAILED:
+            return True
+        if current.status == EffectStatus.PENDING:
+            return now - current.updated_at > self.lease
+        return force
+
+    def _finish(self, key: str, **values: Any) -> Effect:
+        statement = (
+            update(effects_table)
+            .where(effects_table.c.key == key)
+            .values(updated_at=_now(), **values)
+        )
+        with self.engine.begin() as conn:
+            if conn.execute(statement).rowcount == 0:
+                raise KeyError(key)
+            row = conn.execute(select(effects_table).where(effects_table.c.key == key)).one()
+        return _as_effect(row)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _clean_error(error: str) -> str:
+    # Mask before truncating: a cut could leave half a secret that no longer matches a pattern.
+    masked = mask_text(str(error))
+    if len(masked) <= ERROR_MAX_CHARS:
+        return masked
+    return masked[: ERROR_MAX_CHARS - 1] + "…"
+
+
+def _as_row(effect: Effect) -> dict[str, Any]:
+    return {
+        "key": effect.key,
+        "automation": effect.automation,
+        "flow_run_id": effect.flow_run_id,
+        "kind": effect.kind,
+        "target": effect.target,
+        "status": effect.status.value,
+        "attempts": effect.attempts,
+        "created_at": effect.created_at,
+        "updated_at": effect.updated_at,
+        "remote_id": effect.remote_id,
+        "error": effect.error,
+    }
+
+
+def _as_effect(row: Row[Any]) -> Effect:
+    return Effect(
+        key=row.key,
+        automation=row.automation,
+        flow_run_id=row.flow_run_id,
+        kind=row.kind,
+        target=row.target,
+        status=EffectStatus(row.status),
+        attempts=row.attempts,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        remote_id=row.remote_id,
+        error=row.error,
+    )
+
+
+def _create_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(parsed)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _set_sqlite_pragmas)
+    return engine
+
+
+def _set_sqlite_pragmas(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        # busy_timeout first: switching to WAL needs a lock another process may briefly hold.
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        # WAL lets readers run while one writer commits, so concurrent runs wait less.
+        cursor.execute("PRAGMA journal_mode = WAL")
+    finally:
+        cursor.close()
+
+
+def _create_schema(engine: Engine) -> None:
+    # Two processes opening a fresh database can both see a table missing; the loser's CREATE
+    # fails, and its next pass finds everything in place.
+    for attempt in range(3):
+        try:
+            metadata.create_all(engine)
+            return
+        except DatabaseError:
+            if attempt == 2:
+                raise

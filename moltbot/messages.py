@@ -1,0 +1,48 @@
+"""The `Message` model: one intended chat/e-mail/file delivery, rendered once for every channel."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+Severity = Literal["info", "warning", "critical"]
+
+
+class Attachment(BaseModel):
+    """A file sent with a message: a chart PNG, a CSV export.
+
+    Attributes:
+        filename: the name the recipient sees (may be Korean).
+        content_type: MIME type, e.g. `image/png`.
+        data: the file's bytes.
+        inline_id: when set, the HTML body shows the file inline as `cid:<inline_id>`.
+    """
+
+    filename: str
+    content_type: str
+    data: bytes
+    inline_id: str | None = None
+
+
+class Message(BaseModel):
+    """One message of an automation, with a rendering for each kind of channel.
+
+    `key` is the logical idempotency key (e.g. `daily-report:2026-11-23`); the delivery layer adds
+    the channel name, so each (automation, logical item, channel) is sent at most once.
+    """
+
+    key: str = Field(description="Logical idempotency key: automation and logical item.")
+    automation: str
+    severity: Severity = "info"
+    title: str
+    text: str = Field(description="Plain text (also the chat fallback and e-mail text part).")
+    markdown: str | None = Field(default=None, description="Markdown for files and artifacts.")
+    html: str | None = Field(default=None, description="HTML e-mail body; images by cid.")
+    slack_blocks: list[dict[str, Any]] | None = Field(
+        default=None, description="Slack Block Kit blocks; `text` stays the notification text."
+    )
+    attachments: list[Attachment] = Field(default_factory=list)
+    file_stem: str | None = Field(
+        default=None, description="Base name for files the outbox writes (default: from key)."
+    )

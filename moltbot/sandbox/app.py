@@ -1,0 +1,62 @@
+"""The sandbox's root FastAPI app: which emulator is mounted where, and their shared state."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+
+from moltbot.sandbox.slack import SlackState, create_slack_app
+
+
+@dataclass
+class SandboxState:
+    """In-memory state of every emulator, inspectable from Python while the server runs.
+
+    Attributes:
+        slack: the Slack incoming-webhook emulator's posts, faults and registered webhooks.
+    """
+
+    slack: SlackState = field(default_factory=SlackState)
+
+    def reset(self) -> None:
+        """Clear every emulator's state (for use between tests)."""
+        self.slack.reset()
+
+
+class Service(NamedTuple):
+    """One emulator mounted on the root app.
+
+    Attributes:
+        name: short name shown by ``GET /``.
+        prefix: mount path, e.g. ``/slack``.
+        factory: builds the sub-app from the shared `SandboxState`.
+    """
+
+    name: str
+    prefix: str
+    factory: Callable[[SandboxState], FastAPI]
+
+
+# Adding an emulator is one line here (plus its field on SandboxState); all share one port.
+SERVICES: tuple[Service, ...] = (Service("slack", "/slack", lambda s: create_slack_app(s.slack)),)
+
+
+def create_app(state: SandboxState | None = None) -> FastAPI:
+    """Build the root app with every service in `SERVICES` mounted under its prefix."""
+    state = state if state is not None else SandboxState()
+    app = FastAPI(title="moltbot sandbox", docs_url=None, redoc_url=None)
+    app.state.sandbox = state
+    for service in SERVICES:
+        app.mount(service.prefix, service.factory(state), name=service.name)
+    listing = {"services": [{"name": s.name, "prefix": s.prefix} for s in SERVICES]}
+
+    @app.get("/")
+    @app.get("/_sandbox")
+    def services() -> JSONResponse:
+        return JSONResponse(listing)
+
+    return app

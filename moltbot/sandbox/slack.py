@@ -1,0 +1,417 @@
+"""Slack incoming-webhook emulator: wire format, in-memory post log and fault injection."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import secrets
+import string
+import threading
+from collections import deque
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel, Field
+
+SANDBOX_TEAM = "T0SANDBOX"
+SANDBOX_BOT = "B0SANDBOX"
+
+# Plain-text bodies Slack answers with (Slack changelog 2016-05-17, INTEGRATIONS.md section 4);
+# 429 and 503 are not in that table but are what a client must be ready for.
+DEFAULT_ERROR_BODIES: dict[int, str] = {
+    400: "invalid_payload",
+    403: "action_prohibited",
+    404: "channel_not_found",
+    410: "channel_is_archived",
+    429: "rate_limited",
+    500: "rollup_error",
+    503: "service_unavailable",
+}
+
+# Only these request headers are kept: enough to check what a client sends, never credentials.
+_RECORDED_HEADERS = ("content-type", "user-agent")
+_TOKEN_ALPHABET = string.ascii_letters + string.digits
+
+
+def webhook_path(name: str) -> str:
+    """Return the deterministic webhook path for ``name`` (same name, same path, every run)."""
+    token = hashlib.sha256(name.encode("utf-8")).hexdigest()[:24]
+    return f"/services/{SANDBOX_TEAM}/{SANDBOX_BOT}/{token}"
+
+
+def normalize_webhook_path(path_or_url: str) -> str:
+    """Reduce a webhook URL or path to the Slack-relative form ``/services/T/B/TOKEN``.
+
+    Accepts a full sandbox URL, a path under the ``/slack`` mount, or the bare Slack path, so
+    callers can pass whatever they configured a block with.
+    """
+    path = urlsplit(path_or_url).path if "://" in path_or_url else path_or_url
+    if path.startswith("/slack/"):
+        path = path[len("/slack") :]
+    parts = path.strip("/").split("/")
+    if len(parts) != 4 or parts[0] != "services" or not all(parts[1:]):
+        raise ValueError(f"not a Slack webhook path: {path_or_url!r}")
+    return "/" + "/".join(parts)
+
+
+@dataclass(frozen=True)
+class SlackPost:
+    """A webhook post the emulator accepted (answered ``200 ok``).
+
+    Attributes:
+        path: Slack-relative webhook path, ``/services/T/B/TOKEN``.
+        payload: the decoded JSON object.
+        received_at: when the emulator received it (UTC).
+        headers: the recorded subset of request headers (lower-case names).
+    """
+
+    path: str
+    payload: dict[str, Any]
+    received_at: datetime
+    headers: dict[str, str]
+
+    @property
+    def text(self) -> str | None:
+        """The top-level ``text`` field, if any."""
+        text = self.payload.get("text")
+        return text if isinstance(text, str) else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, as served by ``GET /slack/_posts``."""
+        return {
+            "path": self.path,
+            "payload": self.payload,
+            "received_at": self.received_at.isoformat(),
+            "headers": self.headers,
+        }
+
+
+@dataclass(frozen=True)
+class RejectedPost:
+    """A webhook request the emulator answered with an error, injected or not.
+
+    Attributes:
+        path: Slack-relative webhook path.
+        status: the HTTP status answered.
+        error: the plain-text error body answered (``invalid_payload``, ``rate_limited`` …).
+        body: the raw request body.
+        received_at: when the emulator received it (UTC).
+        injected: True when the answer came from an injected fault.
+    """
+
+    path: str
+    status: int
+    error: str
+    body: bytes
+    received_at: datetime
+    injected: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, as served by ``GET /slack/_rejected``."""
+        return {
+            "path": self.path,
+            "status": self.status,
+            "error": self.error,
+            "body": self.body.decode("utf-8", errors="replace"),
+            "received_at": self.received_at.isoformat(),
+            "injected": self.injected,
+        }
+
+
+@dataclass
+class SlackFault:
+    """An injected fault: the next ``remaining`` webhook requests get this answer.
+
+    Attributes:
+        status: HTTP status to answer; 200 means "answer normally, but after the delay".
+        remaining: how many more requests this fault applies to.
+        body: plain-text body for error statuses.
+        retry_after: ``Retry-After`` header value in whole seconds, if any.
+        delay_seconds: how long to wait before answering (slow response).
+    """
+
+    status: int
+    remaining: int
+    body: str = ""
+    retry_after: int | None = None
+    delay_seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, as served by ``GET /slack/_faults``."""
+        return {
+            "status": self.status,
+            "remaining": self.remaining,
+            "body": self.body,
+            "retry_after": self.retry_after,
+            "delay_seconds": self.delay_seconds,
+        }
+
+
+class SlackState:
+    """In-memory state of the Slack emulator, shared by the HTTP handlers and Python callers.
+
+    Every accessor returns a snapshot taken under a lock, because uvicorn's thread appends
+    while the test thread reads; mutate through the methods (`clear_posts`, `reset` …).
+
+    Attributes:
+        posts: snapshot of accepted posts, oldest first.
+        rejected: snapshot of rejected requests (validation errors and injected faults).
+        attempts: number of webhook requests received, accepted or not.
+        webhooks: registered webhook paths; empty means every path is accepted.
+        pending_faults: faults not yet used up, in the order they will apply.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._posts: list[SlackPost] = []
+        self._rejected: list[RejectedPost] = []
+        self._faults: deque[SlackFault] = deque()
+        self._webhooks: set[str] = set()
+
+    @property
+    def posts(self) -> list[SlackPost]:
+        with self._lock:
+            return list(self._posts)
+
+    @property
+    def rejected(self) -> list[RejectedPost]:
+        with self._lock:
+            return list(self._rejected)
+
+    @property
+    def attempts(self) -> int:
+        with self._lock:
+            return len(self._posts) + len(self._rejected)
+
+    @property
+    def webhooks(self) -> frozenset[str]:
+        with self._lock:
+            return frozenset(self._webhooks)
+
+    @property
+    def pending_faults(self) -> list[SlackFault]:
+        with self._lock:
+            return [replace(f) for f in self._faults]
+
+    def messages_for(self, path_or_url: str) -> list[SlackPost]:
+        """Accepted posts sent to one webhook (URL or path, see `normalize_webhook_path`)."""
+        path = normalize_webhook_path(path_or_url)
+        return [post for post in self.posts if post.path == path]
+
+    def register_webhook(self, path_or_url: str | None = None) -> str:
+        """Register a webhook path and return it; a fresh random token when none is given.
+
+        Once any webhook is registered, posts to unregistered paths answer ``404 no_service``.
+        """
+        if path_or_url is None:
+            token = "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(24))
+            path = f"/services/{SANDBOX_TEAM}/{SANDBOX_BOT}/{token}"
+        else:
+            path = normalize_webhook_path(path_or_url)
+        with self._lock:
+            self._webhooks.add(path)
+        return path
+
+    def inject_fault(
+        self,
+        status: int,
+        count: int = 1,
+        *,
+        retry_after: int | None = None,
+        body: str | None = None,
+        delay_seconds: float = 0.0,
+    ) -> SlackFault:
+        """Make the next ``count`` webhook requests answer ``status`` instead of being accepted.
+
+        Faults queue up: a second call applies after the first is used up. ``status=200`` with
+        ``delay_seconds`` gives slow but successful responses. A 429 without ``retry_after``
+        sends ``Retry-After: 1``, as Slack always names a wait.
+        """
+        if status != 200 and not 400 <= status <= 599:
+            raise ValueError(f"fault status must be 200 (delay only) or 4xx/5xx, got {status}")
+        if count < 1:
+            raise ValueError(f"fault count must be at least 1, got {count}")
+        if delay_seconds < 0:
+            raise ValueError(f"delay_seconds must not be negative, got {delay_seconds}")
+        if status == 429 and retry_after is None:
+            retry_after = 1
+        fault = SlackFault(
+            status=status,
+            remaining=count,
+            body="" if status == 200 else (body or DEFAULT_ERROR_BODIES.get(status, "error")),
+            retry_after=retry_after,
+            delay_seconds=delay_seconds,
+        )
+        with self._lock:
+            self._faults.append(fault)
+        return replace(fault)
+
+    def clear_faults(self) -> None:
+        """Drop all pending faults."""
+        with self._lock:
+            self._faults.clear()
+
+    def clear_posts(self) -> None:
+        """Forget accepted and rejected requests (registered webhooks and faults stay)."""
+        with self._lock:
+            self._posts.clear()
+            self._rejected.clear()
+
+    def reset(self) -> None:
+        """Back to zero-setup: no posts, no rejections, no faults, no registered webhooks."""
+        with self._lock:
+            self._posts.clear()
+            self._rejected.clear()
+            self._faults.clear()
+            self._webhooks.clear()
+
+    def _take_fault(self) -> SlackFault | None:
+        with self._lock:
+            if not self._faults:
+                return None
+            fault = self._faults[0]
+            fault.remaining -= 1
+            if fault.remaining == 0:
+                self._faults.popleft()
+            return replace(fault)
+
+    def _is_known(self, path: str) -> bool:
+        with self._lock:
+            return not self._webhooks or path in self._webhooks
+
+    def _record_post(self, post: SlackPost) -> None:
+        with self._lock:
+            self._posts.append(post)
+
+    def _record_rejection(self, rejection: RejectedPost) -> None:
+        with self._lock:
+            self._rejected.append(rejection)
+
+
+class FaultRequest(BaseModel):
+    """Body of ``POST /slack/_faults`` (same meaning as `SlackState.inject_fault`)."""
+
+    status: int
+    count: int = Field(default=1, ge=1)
+    retry_after: int | None = Field(default=None, ge=0)
+    body: str | None = None
+    delay_seconds: float = Field(default=0.0, ge=0)
+
+
+def _decode_payload(raw: bytes, content_type: str) -> dict[str, Any]:
+    # Slack also accepts the legacy form encoding `payload=<json>`; some older clients use it.
+    if content_type.startswith("application/x-www-form-urlencoded"):
+        fields = parse_qs(raw.decode("utf-8", errors="replace"))
+        if "payload" not in fields:
+            raise ValueError("invalid_payload")
+        raw = fields["payload"][0].encode("utf-8")
+    try:
+        payload = json.loads(raw)
+    except ValueError:  # includes UnicodeDecodeError
+        raise ValueError("invalid_payload") from None
+    if not isinstance(payload, dict):
+        raise ValueError("invalid_payload")
+    return payload
+
+
+def validate_payload(payload: dict[str, Any]) -> None:
+    """Raise ``ValueError(<slack error>)`` when Slack would refuse ``payload``."""
+    blocks = payload.get("blocks")
+    if "blocks" in payload and not (
+        isinstance(blocks, list)
+        and all(isinstance(b, dict) and isinstance(b.get("type"), str) for b in blocks)
+    ):
+        raise ValueError("invalid_blocks")
+    attachments = payload.get("attachments")
+    if "attachments" in payload and not (
+        isinstance(attachments, list) and all(isinstance(a, dict) for a in attachments)
+    ):
+        raise ValueError("invalid_payload")
+    text = payload.get("text")
+    if "text" in payload and not isinstance(text, str):
+        raise ValueError("invalid_payload")
+    # apprise posts attachments without any top-level text, and Slack accepts that.
+    if not (text or blocks or attachments):
+        raise ValueError("invalid_payload")
+
+
+def create_slack_app(state: SlackState) -> FastAPI:
+    """Build the Slack sub-app (mounted under ``/slack``) serving ``state``."""
+    app = FastAPI(title="moltbot sandbox: Slack incoming webhooks")
+
+    @app.post("/services/{team}/{bot}/{token}")
+    async def incoming_webhook(team: str, bot: str, token: str, request: Request) -> Response:
+        path = f"/services/{team}/{bot}/{token}"
+        raw = await request.body()
+        now = datetime.now(UTC)
+
+        def reject(status: int, error: str, *, injected: bool = False) -> None:
+            state._record_rejection(RejectedPost(path, status, error, raw, now, injected))
+
+        fault = state._take_fault()
+        if fault is not None:
+            if fault.delay_seconds:
+                await asyncio.sleep(fault.delay_seconds)
+            if fault.status != 200:
+                reject(fault.status, fault.body, injected=True)
+                headers = {}
+                if fault.retry_after is not None:
+                    headers["Retry-After"] = str(fault.retry_after)
+                return PlainTextResponse(fault.body, status_code=fault.status, headers=headers)
+
+        if not state._is_known(path):
+            reject(404, "no_service")
+            return PlainTextResponse("no_service", status_code=404)
+        try:
+            payload = _decode_payload(raw, request.headers.get("content-type", ""))
+            validate_payload(payload)
+        except ValueError as exc:
+            reject(400, str(exc))
+            return PlainTextResponse(str(exc), status_code=400)
+
+        headers = {k: request.headers[k] for k in _RECORDED_HEADERS if k in request.headers}
+        state._record_post(SlackPost(path, payload, now, headers))
+        return PlainTextResponse("ok")
+
+    @app.get("/_posts")
+    def list_posts() -> JSONResponse:
+        return JSONResponse([post.to_dict() for post in state.posts])
+
+    @app.delete("/_posts")
+    def clear_posts() -> JSONResponse:
+        state.clear_posts()
+        return JSONResponse({"cleared": True})
+
+    @app.get("/_rejected")
+    def list_rejected() -> JSONResponse:
+        return JSONResponse([r.to_dict() for r in state.rejected])
+
+    @app.get("/_faults")
+    def list_faults() -> JSONResponse:
+        return JSONResponse([f.to_dict() for f in state.pending_faults])
+
+    @app.post("/_faults")
+    def add_fault(fault: FaultRequest) -> JSONResponse:
+        try:
+            added = state.inject_fault(
+                fault.status,
+                fault.count,
+                retry_after=fault.retry_after,
+                body=fault.body,
+                delay_seconds=fault.delay_seconds,
+            )
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=422)
+        return JSONResponse(added.to_dict(), status_code=201)
+
+    @app.delete("/_faults")
+    def clear_faults() -> JSONResponse:
+        state.clear_faults()
+        return JSONResponse({"cleared": True})
+
+    return app

@@ -1,0 +1,1 @@
+"""moltbot test suite."""

@@ -1,0 +1,283 @@
+"""Slack incoming-webhook emulator, driven over a real socket with httpx."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from moltbot.sandbox import Sandbox, SandboxState
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox() as running:
+        yield running
+
+
+@pytest.fixture
+def state(sandbox: Sandbox) -> Iterator[SandboxState]:
+    sandbox.reset()
+    yield sandbox.state
+    sandbox.reset()
+
+
+@pytest.fixture(scope="module")
+def client(sandbox: Sandbox) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=sandbox.base_url, timeout=5) as c:
+        yield c
+
+
+@pytest.fixture
+def url(sandbox: Sandbox, state: SandboxState) -> str:
+    return sandbox.slack_webhook_url("alerts")
+
+
+def test_post_is_accepted_and_recorded(client: httpx.Client, url: str, state: SandboxState):
+    response = client.post(url, json={"text": "daily report ready"})
+
+    assert response.status_code == 200
+    assert response.text == "ok"
+    assert response.headers["content-type"].startswith("text/plain")
+    [post] = state.slack.posts
+    assert post.path == "/services/T0SANDBOX/B0SANDBOX/" + url.rsplit("/", 1)[1]
+    assert post.payload == {"text": "daily report ready"}
+    assert post.headers["content-type"] == "application/json"
+    assert state.slack.messages_for(url) == [post]
+    assert state.slack.rejected == []
+
+
+def test_kept_alive_requests_are_not_delayed(client: httpx.Client, url: str):
+    # Guards the TCP_NODELAY fix: with Nagle on, each request here took ~40 ms.
+    client.post(url, json={"text": "warm-up"})
+    started = time.monotonic()
+    for i in range(10):
+        client.post(url, json={"text": str(i)})
+
+    assert time.monotonic() - started < 0.3
+
+
+def test_any_path_is_accepted_when_none_registered(client: httpx.Client, state: SandboxState):
+    response = client.post("/slack/services/T1/B2/whatever", json={"text": "hi"})
+
+    assert response.status_code == 200
+    assert [p.path for p in state.slack.posts] == ["/services/T1/B2/whatever"]
+
+
+def test_korean_text_round_trips(client: httpx.Client, url: str, state: SandboxState):
+    text = "📈 11월 24일 매출 보고: 총 1,250,000원 (전일 대비 +12%)"
+
+    assert client.post(url, json={"text": text}).text == "ok"
+
+    assert state.slack.posts[0].text == text
+    # ...and through the HTTP inspection endpoint, which a manual user or the CLI reads.
+    assert client.get("/slack/_posts").json()[0]["payload"]["text"] == text
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{}",
+        b"not json",
+        b'{"text": ""}',
+        b'["text"]',
+        b'{"text": 5}',
+        b'{"blocks": []}',
+        b'{"attachments": "x"}',
+        '{"text": "\xec\x95"}'.encode("latin-1"),  # truncated UTF-8 sequence
+    ],
+)
+def test_invalid_payload_is_rejected(
+    client: httpx.Client, url: str, state: SandboxState, body: bytes
+):
+    response = client.post(url, content=body, headers={"content-type": "application/json"})
+
+    assert (response.status_code, response.text) == (400, "invalid_payload")
+    assert response.headers["content-type"].startswith("text/plain")
+    assert state.slack.posts == []
+    [rejected] = state.slack.rejected
+    assert (rejected.status, rejected.error, rejected.body, rejected.injected) == (
+        400,
+        "invalid_payload",
+        body,
+        False,
+    )
+
+
+@pytest.mark.parametrize(
+    "blocks",
+    ["not a list", [{"text": "no type"}], ["a string"], [{"type": 3}]],
+)
+def test_malformed_blocks_are_rejected(
+    client: httpx.Client, url: str, state: SandboxState, blocks: object
+):
+    response = client.post(url, json={"text": "fallback", "blocks": blocks})
+
+    assert (response.status_code, response.text) == (400, "invalid_blocks")
+    assert state.slack.posts == []
+
+
+def test_blocks_only_payload_is_accepted(client: httpx.Client, url: str, state: SandboxState):
+    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": "*매출* 보고"}}]
+
+    assert client.post(url, json={"blocks": blocks}).status_code == 200
+    assert state.slack.posts[0].payload["blocks"] == blocks
+
+
+def test_attachments_only_payload_is_accepted(client: httpx.Client, url: str, state: SandboxState):
+    # The shape apprise (Prefect's core SlackWebhook block) sends: no top-level text.
+    payload = {
+        "mrkdwn": True,
+        "attachments": [{"title": "Flow failed", "text": "daily-report", "color": "#A32727"}],
+    }
+
+    assert client.post(url, json=payload).text == "ok"
+    assert state.slack.posts[0].payload == payload
+
+
+def test_form_encoded_payload_is_accepted(client: httpx.Client, url: str, state: SandboxState):
+    response = client.post(url, data={"payload": '{"text": "legacy 형식"}'})
+
+    assert response.text == "ok"
+    assert state.slack.posts[0].payload == {"text": "legacy 형식"}
+
+
+def test_rate_limit_fault_sends_retry_after_then_succeeds(
+    client: httpx.Client, url: str, state: SandboxState
+):
+    state.slack.inject_fault(status=429, count=1, retry_after=2)
+
+    first = client.post(url, json={"text": "hello"})
+    second = client.post(url, json={"text": "hello"})
+
+    assert (first.status_code, first.text, first.headers["retry-after"]) == (
+        429,
+        "rate_limited",
+        "2",
+    )
+    assert (second.status_code, second.text) == (200, "ok")
+    assert len(state.slack.posts) == 1
+    assert [(r.status, r.injected) for r in state.slack.rejected] == [(429, True)]
+    assert state.slack.attempts == 2
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (500, "rollup_error"),
+        (503, "service_unavailable"),
+        (400, "invalid_payload"),
+        (403, "action_prohibited"),
+        (404, "channel_not_found"),
+        (410, "channel_is_archived"),
+    ],
+)
+def test_error_fault_answers_slack_body(
+    client: httpx.Client, url: str, state: SandboxState, status: int, body: str
+):
+    state.slack.inject_fault(status=status)
+
+    response = client.post(url, json={"text": "hello"})
+
+    assert (response.status_code, response.text) == (status, body)
+    assert "retry-after" not in response.headers
+    assert state.slack.posts == []
+
+
+def test_fault_count_is_honoured_exactly(client: httpx.Client, url: str, state: SandboxState):
+    state.slack.inject_fault(status=500, count=3)
+
+    statuses = [client.post(url, json={"text": str(i)}).status_code for i in range(5)]
+
+    assert statuses == [500, 500, 500, 200, 200]
+    assert [p.payload["text"] for p in state.slack.posts] == ["3", "4"]
+    assert state.slack.pending_faults == []
+
+
+def test_faults_apply_in_order(client: httpx.Client, url: str, state: SandboxState):
+    state.slack.inject_fault(status=429)
+    state.slack.inject_fault(status=503, count=2)
+
+    statuses = [client.post(url, json={"text": "x"}).status_code for _ in range(4)]
+
+    assert statuses == [429, 503, 503, 200]
+
+
+def test_fault_with_custom_body(client: httpx.Client, url: str, state: SandboxState):
+    state.slack.inject_fault(status=400, body="user_not_found")
+
+    response = client.post(url, json={"text": "x"})
+
+    assert (response.status_code, response.text) == (400, "user_not_found")
+
+
+def test_delay_fault_slows_a_successful_response(
+    client: httpx.Client, url: str, state: SandboxState
+):
+    state.slack.inject_fault(status=200, delay_seconds=0.2)
+
+    started = time.monotonic()
+    response = client.post(url, json={"text": "slow"})
+    elapsed = time.monotonic() - started
+
+    assert response.text == "ok"
+    assert elapsed >= 0.2
+    assert len(state.slack.posts) == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"status": 302}, {"status": 500, "count": 0}, {"status": 200, "delay_seconds": -1}],
+)
+def test_inject_fault_refuses_nonsense(state: SandboxState, kwargs: dict):
+    with pytest.raises(ValueError):
+        state.slack.inject_fault(**kwargs)
+
+
+def test_unregistered_path_is_404_once_webhooks_are_registered(
+    client: httpx.Client, sandbox: Sandbox, state: SandboxState
+):
+    registered = state.slack.register_webhook()
+    other = sandbox.slack_webhook_url("someone-else")
+
+    assert registered.startswith("/services/T0SANDBOX/B0SANDBOX/")
+    assert client.post("/slack" + registered, json={"text": "in"}).text == "ok"
+    response = client.post(other, json={"text": "out"})
+
+    assert (response.status_code, response.text) == (404, "no_service")
+    assert [p.payload["text"] for p in state.slack.messages_for(registered)] == ["in"]
+    assert state.slack.messages_for(other) == []
+    assert [r.error for r in state.slack.rejected] == ["no_service"]
+
+
+def test_register_webhook_tokens_are_fresh(state: SandboxState):
+    assert state.slack.register_webhook() != state.slack.register_webhook()
+
+
+def test_http_fault_and_post_endpoints(client: httpx.Client, url: str, state: SandboxState):
+    created = client.post("/slack/_faults", json={"status": 429, "count": 2, "retry_after": 1})
+    assert created.status_code == 201
+    assert client.get("/slack/_faults").json()[0]["remaining"] == 2
+
+    statuses = [client.post(url, json={"text": "x"}).status_code for _ in range(3)]
+    assert statuses == [429, 429, 200]
+    assert len(client.get("/slack/_rejected").json()) == 2
+    assert [p["payload"] for p in client.get("/slack/_posts").json()] == [{"text": "x"}]
+
+    assert client.delete("/slack/_posts").status_code == 200
+    assert client.get("/slack/_posts").json() == []
+    assert state.slack.posts == []
+    assert state.slack.rejected == []
+
+
+def test_http_fault_endpoint_validates(client: httpx.Client, state: SandboxState):
+    assert client.post("/slack/_faults", json={"status": 302}).status_code == 422
+    assert client.post("/slack/_faults", json={"status": 500, "count": 0}).status_code == 422
+    assert state.slack.pending_faults == []
+
+
+def test_root_lists_mounted_services(client: httpx.Client):
+    for path in ("/", "/_sandbox"):
+        assert client.get(path).json() == {"services": [{"name": "slack", "prefix": "/slack"}]}
