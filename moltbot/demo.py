@@ -23,12 +23,13 @@ def sample_orders_path(settings: Settings) -> Path:
 
 def ensure_sample_orders(settings: Settings) -> tuple[Path, bool]:
     """Write the sample orders under MOLTBOT_HOME unless present; return (path, created)."""
+    from flows.daily_report.flow import yesterday
     from moltbot.sample import write_sample_orders
 
     path = sample_orders_path(settings)
     if path.is_file():
         return path, False
-    write_sample_orders(path, timezone=settings.timezone)
+    write_sample_orders(path, end_date=yesterday(settings.timezone), timezone=settings.timezone)
     return path, True
 
 

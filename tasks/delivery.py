@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import task
 from prefect.blocks.core import Block
 from prefect.client.orchestration import get_client
+from prefect.exceptions import PrefectHTTPStatusError
 from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
 
@@ -22,7 +23,12 @@ def saved_channel_names() -> list[str]:
     names: set[str] = set()
     with get_client(sync_client=True) as client:
         for block_type in CHANNEL_BLOCK_TYPES:
-            documents = client.read_block_documents_by_type(block_type.get_block_type_slug())
+            try:
+                documents = client.read_block_documents_by_type(block_type.get_block_type_slug())
+            except PrefectHTTPStatusError as exc:
+                if exc.response.status_code == 404:  # block type never registered: none saved
+                    continue
+                raise
             names.update(document.name for document in documents if document.name)
     return sorted(names)
 

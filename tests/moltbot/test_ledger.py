@@ -204,9 +204,8 @@ def test_effects_filters_by_automation_and_status(ledger: Ledger) -> None:
     assert [e.key for e in ledger.effects()] == ["a1", "a2", "b1"]
     assert [e.key for e in ledger.effects(automation="daily_report")] == ["a1", "a2"]
     assert [e.key for e in ledger.effects(status=EffectStatus.PENDING)] == ["a2", "b1"]
-    assert [
-        e.key for e in ledger.effects(automation="daily_report", status=EffectStatus.DONE)
-    ] == ["a1"]
+    done_reports = ledger.effects(automation="daily_report", status=EffectStatus.DONE)
+    assert [e.key for e in done_reports] == ["a1"]
 
 
 @pytest.mark.parametrize("starting_state", ["new", "failed"])
@@ -246,8 +245,7 @@ def test_exactly_one_of_four_processes_acquires(db_url: str) -> None:
     barrier = context.Barrier(4)
     results = context.Queue()
     processes = [
-        context.Process(target=_claim_in_process, args=(db_url, barrier, results))
-        for _ in range(4)
+        context.Process(target=_claim_in_process, args=(db_url, barrier, results)) for _ in range(4)
     ]
     for process in processes:
         process.start()
