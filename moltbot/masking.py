@@ -9,6 +9,8 @@ import threading
 from datetime import date
 from types import TracebackType
 
+from pydantic import BaseModel, SecretStr
+
 MASK = "***"
 
 # Values shorter than this would mask ordinary words and numbers everywhere.
@@ -82,6 +84,22 @@ def register_secret(value: str) -> None:
         # Longest first, so a secret that contains another one is masked whole.
         ordered = sorted(_secrets, key=len, reverse=True)
         _secrets_pattern = re.compile("|".join(re.escape(secret) for secret in ordered))
+
+
+def register_model_secrets(model: BaseModel) -> None:
+    """Register every `SecretStr` value of a pydantic model (a block), nested models included.
+
+    Args:
+        model: e.g. a channel or credentials block just loaded from Prefect.
+    """
+    for name in type(model).model_fields:
+        value = getattr(model, name, None)
+        values = value if isinstance(value, list | tuple) else [value]
+        for item in values:
+            if isinstance(item, SecretStr):
+                register_secret(item.get_secret_value())
+            elif isinstance(item, BaseModel):
+                register_model_secrets(item)
 
 
 def mask_text(text: str) -> str:

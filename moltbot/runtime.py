@@ -5,15 +5,15 @@ from __future__ import annotations
 import logging
 
 from moltbot.errors import MoltbotError
-from moltbot.masking import MaskingFilter, install_log_masking
+from moltbot.masking import install_log_masking
 
 
 class KnownErrorTracebackFilter(logging.Filter):
     """Drops the traceback from console records about moltbot's own, already explained errors.
 
     Prefect logs every failed flow or task run with its traceback; for bad input or a refused
-    delivery the one-line reason says everything, and a traceback reads like a crash. Records
-    still reach the Prefect API (the run page) unchanged.
+    delivery the one-line reason says everything, and a traceback reads like a crash. Only
+    console handlers get this filter: the Prefect API (the run page) keeps the traceback.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -23,33 +23,20 @@ class KnownErrorTracebackFilter(logging.Filter):
         return True
 
 
-def _console_handlers() -> list[logging.Handler]:
-    loggers = [
-        logging.getLogger(),
-        *(
-            logging.getLogger(name)
-            for name in ("prefect", "prefect.flow_runs", "prefect.task_runs", "prefect.flows")
-        ),
-    ]
-    handlers: list[logging.Handler] = []
-    for logger in loggers:
-        for handler in logger.handlers:
-            if isinstance(handler, logging.StreamHandler) and handler not in handlers:
-                handlers.append(handler)
-    return handlers
-
-
 def prepare_process_logging() -> None:
     """Mask secrets and personal data in every log handler; keep console failures to one line.
 
     Call after Prefect is imported (it configures its handlers on import). Idempotent.
     """
-    import prefect.logging  # noqa: F401  (ensures Prefect's handlers exist)
+    import prefect.logging  # noqa: F401  (Prefect configures its handlers on import)
 
     install_log_masking()
-    for handler in _console_handlers():
-        if not any(isinstance(f, KnownErrorTracebackFilter) for f in handler.filters):
-            # Before the masking filter would also be fine; order only matters for exc_text.
-            handler.addFilter(KnownErrorTracebackFilter())
-        if not any(isinstance(f, MaskingFilter) for f in handler.filters):
-            handler.addFilter(MaskingFilter())
+    for logger in (logging.getLogger(), logging.getLogger("prefect")):
+        for handler in logger.handlers:
+            is_console = isinstance(handler, logging.StreamHandler) and not isinstance(
+                handler, logging.FileHandler
+            )
+            if is_console and not any(
+                isinstance(existing, KnownErrorTracebackFilter) for existing in handler.filters
+            ):
+                handler.addFilter(KnownErrorTracebackFilter())

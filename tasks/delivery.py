@@ -13,6 +13,7 @@ from blocks.channels import CHANNEL_BLOCK_TYPES, OutboxChannel
 from moltbot.delivery import Channel, DeliveryOutcome, deliver, effect_key
 from moltbot.errors import InputError
 from moltbot.ledger import Ledger
+from moltbot.masking import register_model_secrets
 from moltbot.messages import Message
 
 OUTBOX = "outbox"
@@ -61,7 +62,11 @@ def load_channels(names: list[str]) -> dict[str, Channel]:
         raise InputError("no channels given (use 'outbox' for local files)")
     if len(set(names)) != len(names):
         raise InputError(f"a channel is listed twice: {names}")
-    return {name: _load_channel(name) for name in names}
+    channels = {name: _load_channel(name) for name in names}
+    for block in channels.values():
+        # From now on this process masks the block's secrets (webhook URL, password) in logs.
+        register_model_secrets(block)
+    return channels
 
 
 @task(name="deliver-message", task_run_name="deliver-{channel_name}")

@@ -243,3 +243,30 @@ def test_database_source_with_query(tmp_path, channels, sandbox):
     )
 
     assert result["kpis"]["revenue"] == 47000.0
+
+
+def test_webhook_secret_never_reaches_a_log(orders_csv, channels, sandbox, moltbot_home):
+    import io
+    import logging
+
+    from moltbot.masking import add_masking_filter
+
+    token = sandbox.slack_webhook_url("flow").rsplit("/", 1)[-1]
+    stream = io.StringIO()
+    handler = add_masking_filter(logging.StreamHandler(stream))
+    httpx_logger = logging.getLogger("httpx")
+    previous_level = httpx_logger.level
+    httpx_logger.setLevel(logging.DEBUG)
+    logging.getLogger().addHandler(handler)
+    try:
+        daily_report(source=str(orders_csv), report_date=date(2026, 11, 23), channels=channels)
+    finally:
+        logging.getLogger().removeHandler(handler)
+        httpx_logger.setLevel(previous_level)
+
+    logged = stream.getvalue()
+    # httpx logs every request URL at INFO: the webhook's line is there, masked whole (the URL
+    # is a registered secret of the block), and its token is nowhere.
+    assert 'HTTP Request: POST *** "HTTP/1.1 200 OK"' in logged
+    assert token not in logged
+    assert token not in str([(e.key, e.error) for e in ledger_effects()])

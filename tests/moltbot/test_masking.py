@@ -215,3 +215,24 @@ def test_install_log_masking_covers_root_and_prefect_handlers() -> None:
     for handler in (root_handler, prefect_handler):
         assert sum(isinstance(f, MaskingFilter) for f in handler.filters) == 1
     assert prefect_stream.getvalue() == "webhook rejected for ***@example.com\n"
+
+
+def test_register_model_secrets_masks_every_secret_field_of_a_block() -> None:
+    from blocks import EmailChannel, SlackIncomingWebhook
+    from moltbot.masking import register_model_secrets
+
+    slack = SlackIncomingWebhook(url="https://hooks.example.net/hook/zq81-unique-webhook")
+    email = EmailChannel(
+        smtp_host="smtp.example.com",
+        password="pw-unique-9931",
+        sender="bot@example.com",
+        recipients=["ops@example.com"],
+    )
+    register_model_secrets(slack)
+    register_model_secrets(email)
+
+    masked = mask_text(
+        "posting to https://hooks.example.net/hook/zq81-unique-webhook with pw-unique-9931"
+    )
+
+    assert masked == "posting to *** with ***"
