@@ -102,6 +102,22 @@ def _describe_deliveries(
         )
 
 
+def _prefect_ui_hint(flow_run_id: Any) -> str:
+    import os
+
+    from prefect.settings import PREFECT_UI_URL
+
+    ui_url = PREFECT_UI_URL.value()
+    if os.environ.get("PREFECT_API_URL") and ui_url:
+        return f"Prefect UI: this run, its logs and artifacts: {ui_url}/runs/flow-run/{flow_run_id}"
+    return (
+        "Prefect UI: this demo used a temporary Prefect server, gone now. For a lasting UI run "
+        "[bold]uv run prefect server start[/bold] in another terminal, then "
+        "[bold]export PREFECT_API_URL=http://127.0.0.1:4200/api[/bold] and run the demo again "
+        "(open http://127.0.0.1:4200)."
+    )
+
+
 def run_demo(console: Console) -> int:
     """Run the demo and print its summary; return the exit code."""
     from moltbot.runtime import prepare_process_logging
@@ -123,7 +139,10 @@ def run_demo(console: Console) -> int:
             f"Sandbox running at {sandbox.base_url} (Slack) and SMTP port {sandbox.smtp_port}"
         )
         channels = save_sandbox_channels(sandbox)
-        result = daily_report(source=str(sample), report_date=report_date, channels=channels)
+        state = daily_report(
+            source=str(sample), report_date=report_date, channels=channels, return_state=True
+        )
+        result = state.result()  # raises the run's own error when it failed
         console.print(_kpi_table(result, settings))
         console.print("Deliveries:")
         outbox = settings.outbox_dir.resolve()
@@ -131,11 +150,5 @@ def run_demo(console: Console) -> int:
         stem = report_file_stem(report_date)
         console.print(f"HTML report: {outbox / (stem + '.html')}", soft_wrap=True)
         console.print(f"Chart:       {outbox / (stem + '-revenue.png')}", soft_wrap=True)
-    console.print(
-        "Prefect UI: the run, its logs and the 'daily-report' artifacts are on the Prefect server. "
-        "For a lasting UI run [bold]uv run prefect server start[/bold], then "
-        "[bold]export PREFECT_API_URL=http://127.0.0.1:4200/api[/bold] and run the demo again; "
-        "open http://127.0.0.1:4200.",
-        soft_wrap=True,
-    )
+    console.print(_prefect_ui_hint(state.state_details.flow_run_id), soft_wrap=True)
     return 0
