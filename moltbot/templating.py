@@ -13,12 +13,22 @@ from moltbot import formatting
 SUPPORTED_LOCALES = ("en", "ko")
 
 
+def markdown_cell(value: object) -> str:
+    """Text safe inside a Markdown table cell: a `|` or a line break would split the row."""
+    return str(value).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def slack_escape(value: object) -> str:
+    """Text safe in Slack mrkdwn: `&`, `<` and `>` are control characters there."""
+    return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 @cache
 def _environment(template_root: Path, locale: str) -> jinja2.Environment:
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(template_root / locale),
         # HTML templates escape by default; text/markdown templates keep characters as written.
-        autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default=False),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html", "html.j2"), default=False),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -32,6 +42,8 @@ def _environment(template_root: Path, locale: str) -> jinja2.Environment:
     )
     environment.filters["pct"] = lambda value: formatting.format_pct(value, locale)
     environment.filters["longdate"] = lambda value: formatting.format_date(value, locale)
+    environment.filters["mdcell"] = markdown_cell
+    environment.filters["slack"] = slack_escape
     return environment
 
 

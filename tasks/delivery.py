@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prefect import task
 from prefect.blocks.core import Block
+from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.exceptions import PrefectHTTPStatusError
 from prefect.logging import get_run_logger
@@ -51,7 +52,7 @@ def _load_channel(name: str) -> Block:
     raise InputError(f"unknown channel {name!r} (choose from: {choices})")
 
 
-@task(name="load-channels")
+@task(name="load-channels", cache_policy=NO_CACHE)
 def load_channels(names: list[str]) -> dict[str, Channel]:
     """Load the channel blocks named in `names` once per run (`outbox` needs no block).
 
@@ -69,7 +70,7 @@ def load_channels(names: list[str]) -> dict[str, Channel]:
     return channels
 
 
-@task(name="deliver-message", task_run_name="deliver-{channel_name}")
+@task(name="deliver-message", task_run_name="deliver-{channel_name}", cache_policy=NO_CACHE)
 def deliver_message(
     message: Message, channel_name: str, channel: Channel, force: bool = False
 ) -> dict[str, object]:

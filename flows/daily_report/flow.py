@@ -7,6 +7,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from flows.daily_report.chart import render_revenue_chart
@@ -35,7 +36,7 @@ def _checked_timezone(timezone: str) -> str:
     return timezone
 
 
-@task(name="compute-report")
+@task(name="compute-report", cache_policy=NO_CACHE)
 def compute_report(
     raw_orders: Any,
     *,
