@@ -14,18 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from moltbot.errors import InputError
-
-ORDER_COLUMNS: tuple[str, ...] = (
-    "order_id",
-    "ordered_at",
-    "product",
-    "channel",
-    "region",
-    "quantity",
-    "unit_price",
-    "status",
-)
-"""Canonical order columns, in the order the generator writes them."""
+from moltbot.orders import ORDER_COLUMNS
 
 
 @dataclass(frozen=True)

@@ -11,18 +11,9 @@ import numpy as np
 import pandas as pd
 
 from moltbot.errors import InputError
+from moltbot.orders import EXCLUDED_STATUSES, ORDER_COLUMNS
 
-CANONICAL_COLUMNS = (
-    "order_id",
-    "ordered_at",
-    "product",
-    "channel",
-    "region",
-    "quantity",
-    "unit_price",
-    "status",
-)
-EXCLUDED_STATUSES = frozenset({"cancelled", "refunded"})
+CANONICAL_COLUMNS = ORDER_COLUMNS
 
 # The anomaly check compares the day with the 28 days before it, and only once two full weeks of
 # history exist: fewer days make the standard deviation too noisy to alert on.
