@@ -196,17 +196,28 @@ def _timestamps(series: pd.Series, column: str, source_label: str) -> pd.Series:
     if pd.api.types.is_numeric_dtype(series):
         # Numbers would be read as nanoseconds since 1970 (or Excel serials taken as such): refuse.
         values = series.astype("str")
-    elif pd.api.types.is_string_dtype(series) and not pd.api.types.is_object_dtype(series):
-        values = series.str.strip().str.replace(_YEAR_FIRST, r"\1-\2-\3", regex=True)
     parsed = pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")
     bad = parsed.isna()
+    if bad.any() and pd.api.types.is_string_dtype(series):
+        # Rewriting year-first dates ("2026/11/23", "2026. 11. 23.") costs a regex per value, so
+        # only the values ISO parsing refused pay for it.
+        retried = pd.to_datetime(
+            series[bad].astype("str").str.strip().str.replace(_YEAR_FIRST, r"\1-\2-\3", regex=True),
+            utc=True,
+            errors="coerce",
+            format="ISO8601",
+        )
+        parsed = parsed.where(~bad, retried)
+        bad = parsed.isna()
     if bad.any():
         raise _invalid(source_label, column, bad, "missing or unparseable date")
     return parsed
 
 
 def _local_dates(ordered_at: pd.Series, zone: ZoneInfo) -> pd.Series:
-    return ordered_at.dt.tz_convert(zone).dt.date.astype(object)
+    # Through numpy's day unit: building datetime.date objects one by one is 10x slower.
+    local_days = ordered_at.dt.tz_convert(zone).dt.tz_localize(None).to_numpy("datetime64[D]")
+    return pd.Series(local_days.astype(object), index=ordered_at.index, dtype=object)
 
 
 # --------------------------------------------------------------------------- KPIs
@@ -237,8 +248,8 @@ def compute_kpis(orders: pd.DataFrame, *, report_date: date, top_n: int = 5) -> 
     if top_n < 0:
         raise InputError(f"top_n must be 0 or more, got {top_n}")
 
-    counted = _counted(orders)
-    day = counted[counted["local_date"] == report_date]
+    # Select the day first: copying every column of the whole history is the costly part.
+    day = _counted(orders[orders["local_date"] == report_date])
     revenue = float(day["amount"].sum())
     order_count = int(day["order_id"].nunique())
     daily = _revenue_by_date(orders)
@@ -311,8 +322,9 @@ def _counted(orders: pd.DataFrame) -> pd.DataFrame:
 
 
 def _revenue_by_date(orders: pd.DataFrame) -> pd.Series:
-    counted = _counted(orders)
-    return counted.groupby("local_date", sort=True)["amount"].sum()
+    counted = ~orders["status"].isin(EXCLUDED_STATUSES)
+    # Only two columns are needed; filtering the whole frame would copy every string column.
+    return orders.loc[counted, "amount"].groupby(orders.loc[counted, "local_date"], sort=True).sum()
 
 
 def _revenue_on(daily: pd.Series, day: date) -> float:
