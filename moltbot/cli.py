@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,6 +17,7 @@ from moltbot.errors import DeliveryFailed, InputError
 from moltbot.registry import AUTOMATIONS, get_automation
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+_URL_WITH_PASSWORD = re.compile(r"[a-z][a-z0-9+.\-]*://[^/\s:@]+:[^/\s@]+@", re.IGNORECASE)
 
 app = typer.Typer(
     name="moltbot",
@@ -93,6 +95,12 @@ def parse_params(pairs: list[str]) -> dict[str, Any]:
         name, separator, raw_value = pair.partition("=")
         if not separator or not name.strip():
             raise InputError(f"--param expects key=value, got {pair!r}")
+        if _URL_WITH_PASSWORD.search(raw_value):
+            # Parameters are stored with the run and shown in the Prefect UI.
+            raise InputError(
+                f"--param {name.strip()}: the value holds a URL with a password; keep it in a "
+                "Prefect Secret block instead (for a source: source=secret:<block name>)"
+            )
         try:
             value: Any = json.loads(raw_value)
         except json.JSONDecodeError:

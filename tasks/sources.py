@@ -10,6 +10,47 @@ from prefect import task
 
 from moltbot.errors import InputError
 
+SECRET_PREFIX = "secret:"
+
+
+def has_inline_password(value: str) -> bool:
+    """True for a URL that carries a password (`scheme://user:password@host`)."""
+    if not is_database_url(value):
+        return False
+    try:
+        return bool(sqlalchemy.engine.make_url(value).password)
+    except sqlalchemy.exc.ArgumentError:
+        return "@" in value.split("://", 1)[1].split("/", 1)[0]
+
+
+def resolve_source(source: str) -> str:
+    """The real source: `secret:NAME` reads the URL from the Prefect `Secret` block NAME.
+
+    Flow parameters are stored and shown in the Prefect UI, so a database URL with a password
+    must live in a Secret block, never in a parameter.
+
+    Raises:
+        InputError: a URL with an inline password, or a missing Secret block.
+    """
+    if source.startswith(SECRET_PREFIX):
+        from prefect.blocks.system import Secret
+
+        from moltbot.masking import register_secret
+
+        name = source.removeprefix(SECRET_PREFIX)
+        try:
+            value = str(Secret.load(name).get())
+        except ValueError:
+            raise InputError(f"no Secret block named {name!r} (save the URL in one)") from None
+        register_secret(value)
+        return value
+    if has_inline_password(source):
+        raise InputError(
+            f"{source_label(source)}: the URL holds a password, which would be stored with the "
+            "run's parameters; save the URL in a Secret block and pass source=secret:<block name>"
+        )
+    return source
+
 
 def is_database_url(source: str) -> bool:
     """True when `source` looks like a SQLAlchemy URL (`sqlite:///x.db`, `postgresql://…`)."""
@@ -80,7 +121,8 @@ def load_table(source: str, query: str | None = None) -> pd.DataFrame:
     """Load a whole table in one read (see `read_table`).
 
     Args:
-        source: path of a CSV/Parquet file, or a SQLAlchemy URL.
+        source: path of a CSV/Parquet file, a SQLAlchemy URL without a password, or
+            `secret:NAME` for a URL kept in the Prefect Secret block NAME.
         query: SQL to run when `source` is a database URL.
     """
-    return read_table(source, query)
+    return read_table(resolve_source(source), query)

@@ -244,6 +244,30 @@ def test_database_source_with_query(tmp_path, channels, sandbox):
 
     assert result["kpis"]["revenue"] == 47000.0
 
+    from prefect.blocks.system import Secret
+
+    Secret(value=url).save("shop-db-url", overwrite=True)
+    from_secret = daily_report(
+        source="secret:shop-db-url",
+        query="SELECT * FROM sales",
+        report_date=date(2026, 11, 23),
+        dry_run=True,
+    )
+    assert from_secret["kpis"] == result["kpis"]
+
+
+def test_database_url_with_a_password_is_refused_before_anything(channels, sandbox):
+    with pytest.raises(
+        InputError, match=r"postgresql://shop:\*\*\*@db/sales: the URL holds a password"
+    ):
+        daily_report(
+            source="postgresql://shop:hunter2@db/sales", query="SELECT 1", channels=channels
+        )
+    with pytest.raises(InputError, match="no Secret block named 'missing-secret'"):
+        daily_report(source="secret:missing-secret", query="SELECT 1", channels=channels)
+    assert sandbox.state.slack.attempts == 0
+    assert ledger_effects() == []
+
 
 def test_webhook_secret_never_reaches_a_log(orders_csv, channels, sandbox, moltbot_home):
     import io

@@ -82,6 +82,16 @@ def test_missing_required_parameter_exits_2() -> None:
     assert "missing parameter 'source'" in result.stderr
 
 
+def test_a_password_in_a_param_is_refused_before_any_run() -> None:
+    result = runner.invoke(
+        app, ["run", "daily-report", "--param", "source=postgresql://shop:hunter2@db/sales"]
+    )
+
+    assert result.exit_code == 2
+    assert "URL with a password" in result.stderr
+    assert "hunter2" not in result.stderr
+
+
 def test_malformed_param_exits_2() -> None:
     result = runner.invoke(app, ["run", "daily-report", "--param", "source"])
 
