@@ -205,8 +205,8 @@ def sandbox(
     from moltbot.sandbox.server import serve_forever
 
     def announce(running: Any) -> None:
-        console.print(f"sandbox listening on [bold]{running.base_url}[/bold]")
-        console.print(f"  Slack webhook:  {running.slack_webhook_url('demo')}")
+        console.print(f"sandbox listening on [bold]{running.base_url}[/bold]", soft_wrap=True)
+        console.print(f"  Slack webhook:  {running.slack_webhook_url('demo')}", soft_wrap=True)
         console.print(f"  SMTP sink:      {host}:{running.smtp_port}")
         console.print("Press Ctrl-C to stop.")
 
