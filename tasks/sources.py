@@ -23,6 +23,19 @@ def has_inline_password(value: str) -> bool:
         return "@" in value.split("://", 1)[1].split("/", 1)[0]
 
 
+def refuse_inline_password(source: str) -> None:
+    """Fail on a URL with a password: flow parameters are stored and shown in the Prefect UI.
+
+    Raises:
+        InputError: the URL holds a password (the message says to use a Secret block).
+    """
+    if has_inline_password(source):
+        raise InputError(
+            f"{source_label(source)}: the URL holds a password, which would be stored with the "
+            "run's parameters; save the URL in a Secret block and pass source=secret:<block name>"
+        )
+
+
 def resolve_source(source: str) -> str:
     """The real source: `secret:NAME` reads the URL from the Prefect `Secret` block NAME.
 
@@ -44,11 +57,7 @@ def resolve_source(source: str) -> str:
             raise InputError(f"no Secret block named {name!r} (save the URL in one)") from None
         register_secret(value)
         return value
-    if has_inline_password(source):
-        raise InputError(
-            f"{source_label(source)}: the URL holds a password, which would be stored with the "
-            "run's parameters; save the URL in a Secret block and pass source=secret:<block name>"
-        )
+    refuse_inline_password(source)
     return source
 
 

@@ -18,7 +18,7 @@ from moltbot.messages import Message
 from moltbot.settings import get_settings
 from tasks.artifacts import publish_markdown, publish_table
 from tasks.delivery import deliver_message, dry_run_outcome, load_channels
-from tasks.sources import has_inline_password, load_table, resolve_source, source_label
+from tasks.sources import load_table, refuse_inline_password, source_label
 
 
 def yesterday(timezone: str) -> date:
@@ -97,8 +97,7 @@ def daily_report(
     timezone = _checked_timezone(timezone or settings.timezone)
     report_date = report_date or yesterday(timezone)
     channel_names = channels or ["outbox"]
-    if has_inline_password(source):
-        resolve_source(source)  # raises the explanation before anything is loaded or sent
+    refuse_inline_password(source)
 
     channel_blocks = load_channels(channel_names)
     raw_orders = load_table(source, query)
