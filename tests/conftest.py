@@ -54,3 +54,78 @@ def sandbox(sandbox_server: object) -> object:
     """The session sandbox with its recorded posts, mails and pending faults cleared."""
     sandbox_server.reset()
     return sandbox_server
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A throwaway PostgreSQL 15 cluster on a free port; yields its server URL (no database)."""
+    import glob
+    import shutil
+    import subprocess
+    import tempfile
+
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    if not candidates:
+        pytest.skip("PostgreSQL server binaries not found under /usr/lib/postgresql")
+    bin_dir = Path(candidates[-1]).parent
+    # initdb refuses to run as root: run the cluster as the `postgres` system user then.
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        if shutil.which("runuser") is None:
+            pytest.skip("running as root without runuser: cannot start PostgreSQL")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    # Not under pytest's tmp_path: its folders are private to root, and the server runs as postgres.
+    base = Path(tempfile.mkdtemp(prefix="moltbot-postgres-"))
+    base.chmod(0o777)
+    data, socket_dir, port = base / "data", base / "socket", _free_port()
+    socket_dir.mkdir()
+    socket_dir.chmod(0o777)
+    initialized = subprocess.run(
+        [*as_user, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
+         "-E", "UTF8", "--no-locale"],
+        check=False, capture_output=True, timeout=120,
+    )  # fmt: skip
+    if initialized.returncode != 0:
+        shutil.rmtree(base, ignore_errors=True)
+        reason = initialized.stderr.decode(errors="replace")[-300:]
+        pytest.skip(f"PostgreSQL initdb failed: {reason}")
+    options = f"-p {port} -k {socket_dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+    started = subprocess.run(
+        [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-w", "-t", "60",
+         "-l", str(base / "log"), "start"],
+        capture_output=True, timeout=90, check=False,
+    )  # fmt: skip
+    if started.returncode != 0:
+        shutil.rmtree(base, ignore_errors=True)
+        pytest.skip(f"PostgreSQL did not start: {started.stderr.decode(errors='replace')[-300:]}")
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
+    finally:
+        subprocess.run(
+            [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True, timeout=60, check=False,
+        )  # fmt: skip
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_database_url(postgres_server: str) -> str:
+    """A fresh, empty database on the session's PostgreSQL server."""
+    import uuid
+
+    import sqlalchemy
+
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    engine = sqlalchemy.create_engine(f"{postgres_server}/postgres", isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return f"{postgres_server}/{name}"

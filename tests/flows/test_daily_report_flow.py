@@ -294,3 +294,24 @@ def test_webhook_secret_never_reaches_a_log(orders_csv, channels, sandbox, moltb
     assert 'HTTP Request: POST *** "HTTP/1.1 200 OK"' in logged
     assert token not in logged
     assert token not in str([(e.key, e.error) for e in ledger_effects()])
+
+
+def test_ledger_on_postgresql_keeps_the_report_once(
+    orders_csv, channels, sandbox, monkeypatch, postgres_database_url
+):
+    monkeypatch.setenv("MOLTBOT_LEDGER_URL", postgres_database_url)
+    run = lambda: daily_report(  # noqa: E731
+        source=str(orders_csv), report_date=date(2026, 11, 23), channels=channels
+    )
+
+    first, second = run(), run()
+
+    assert {d["status"] for d in first["deliveries"]} == {"sent"}
+    assert {d["status"] for d in second["deliveries"]} == {"skipped"}
+    assert len(sandbox.state.slack.posts) == 1
+    with Ledger(postgres_database_url) as ledger:
+        assert sorted(e.key for e in ledger.effects(status=EffectStatus.DONE)) == [
+            "daily-report:2026-11-23:flow-email",
+            "daily-report:2026-11-23:flow-slack",
+            "daily-report:2026-11-23:outbox",
+        ]

@@ -21,9 +21,17 @@ TARGET = {"automation": "daily_report", "kind": "message", "target": "slack-ops"
 
 
 @pytest.fixture
-def db_url(tmp_path: Path) -> str:
+def sqlite_url(tmp_path: Path) -> str:
     # A folder that does not exist yet: the ledger must create it.
     return f"sqlite:///{tmp_path / 'state' / 'ledger.sqlite3'}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
+    """Every portable behaviour runs on the default SQLite file and on PostgreSQL."""
+    if request.param == "sqlite":
+        return sqlite_url
+    return request.getfixturevalue("postgres_database_url")
 
 
 @pytest.fixture
@@ -259,13 +267,15 @@ def test_exactly_one_of_four_processes_acquires(db_url: str) -> None:
         assert ledger.get("k").attempts == 1
 
 
-def test_sqlite_file_uses_wal_and_a_busy_timeout(ledger: Ledger, tmp_path: Path) -> None:
+def test_sqlite_file_uses_wal_and_a_busy_timeout(sqlite_url: str, tmp_path: Path) -> None:
+    ledger = Ledger(sqlite_url)
     ledger.claim("k", **TARGET)
 
     with ledger.engine.connect() as conn:
         journal_mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
         busy_timeout = conn.exec_driver_sql("PRAGMA busy_timeout").scalar()
 
+    ledger.close()
     assert journal_mode == "wal"
     assert busy_timeout == 10_000
     assert (tmp_path / "state" / "ledger.sqlite3").is_file()
