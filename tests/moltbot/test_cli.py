@@ -19,6 +19,11 @@ from tests.flows.test_daily_report_flow import EXPECTED_KPIS, ORDERS_CSV
 runner = CliRunner()
 
 
+def run_daily_report(source: Path, *extra: str):
+    """`moltbot run daily-report --param source=SOURCE EXTRA…` through the Typer runner."""
+    return runner.invoke(app, ["run", "daily-report", "--param", f"source={source}", *extra])
+
+
 @pytest.fixture
 def orders_csv(tmp_path: Path) -> Path:
     path = tmp_path / "orders.csv"
@@ -66,9 +71,7 @@ def test_unknown_automation_exits_2_naming_the_choices() -> None:
 
 
 def test_unknown_parameter_exits_2_naming_the_valid_ones(orders_csv: Path) -> None:
-    result = runner.invoke(
-        app, ["run", "daily-report", "--param", f"source={orders_csv}", "--param", "colour=red"]
-    )
+    result = run_daily_report(orders_csv, "--param", "colour=red")
 
     assert result.exit_code == 2
     assert "unknown parameter 'colour'" in result.stderr
@@ -101,18 +104,8 @@ def test_malformed_param_exits_2() -> None:
 
 @pytest.mark.slow
 def test_run_dry_run_json_prints_only_the_result(prefect_api: str, orders_csv: Path) -> None:
-    result = runner.invoke(
-        app,
-        [
-            "run",
-            "daily-report",
-            "--param",
-            f"source={orders_csv}",
-            "--param",
-            "report_date=2026-11-23",
-            "--dry-run",
-            "--json",
-        ],
+    result = run_daily_report(
+        orders_csv, "--param", "report_date=2026-11-23", "--dry-run", "--json"
     )
 
     assert result.exit_code == 0, result.stderr
@@ -135,9 +128,7 @@ def test_run_dry_run_json_prints_only_the_result(prefect_api: str, orders_csv: P
 def test_bad_input_exits_2_naming_column_and_file(prefect_api: str, orders_csv: Path) -> None:
     orders_csv.write_text(ORDERS_CSV.replace(",quantity,", ",qty,"), encoding="utf-8")
 
-    result = runner.invoke(
-        app, ["run", "daily-report", "--param", f"source={orders_csv}", "--json"]
-    )
+    result = run_daily_report(orders_csv, "--json")
 
     assert result.exit_code == 2
     assert result.stdout == ""
@@ -146,10 +137,7 @@ def test_bad_input_exits_2_naming_column_and_file(prefect_api: str, orders_csv: 
 
 @pytest.mark.slow
 def test_wrong_parameter_type_exits_2(prefect_api: str, orders_csv: Path) -> None:
-    result = runner.invoke(
-        app,
-        ["run", "daily-report", "--param", f"source={orders_csv}", "--param", "report_date=soon"],
-    )
+    result = run_daily_report(orders_csv, "--param", "report_date=soon")
 
     assert result.exit_code == 2
     assert "report_date" in result.stderr
@@ -164,19 +152,13 @@ def test_failed_delivery_exits_1_with_the_result_on_stdout(
     SlackIncomingWebhook(url=sandbox.slack_webhook_url("cli")).save("cli-slack", overwrite=True)
     sandbox.state.slack.inject_fault(404, body="channel_not_found")
 
-    result = runner.invoke(
-        app,
-        [
-            "run",
-            "daily-report",
-            "--param",
-            f"source={orders_csv}",
-            "--param",
-            "report_date=2026-11-23",
-            "--param",
-            'channels=["cli-slack"]',
-            "--json",
-        ],
+    result = run_daily_report(
+        orders_csv,
+        "--param",
+        "report_date=2026-11-23",
+        "--param",
+        'channels=["cli-slack"]',
+        "--json",
     )
 
     assert result.exit_code == 1
