@@ -20,6 +20,8 @@ from tasks.artifacts import publish_markdown, publish_table
 from tasks.delivery import deliver_message, dry_run_outcome, load_channels
 from tasks.sources import load_table, refuse_inline_password, source_label
 
+REPORT_ARTIFACT_KEYS = {"report": "daily-report", "top": "daily-report-top-products"}
+
 
 def yesterday(timezone: str) -> date:
     """The local date before today in `timezone`."""
@@ -126,17 +128,21 @@ def daily_report(
             for name, block in channel_blocks.items()
         ]
 
+    # A dry run's preview stays on its own run page: it must not become the latest version of
+    # the keyed artifacts analysts follow.
+    keys = {"report": None, "top": None} if dry_run else REPORT_ARTIFACT_KEYS
+    caption = f"{message.title}{' (dry run)' if dry_run else ''}"
     artifacts = [
         {
-            "key": "daily-report",
+            "key": keys["report"],
             "id": publish_markdown(
-                "daily-report", message.markdown or message.text, description=message.title
+                keys["report"], message.markdown or message.text, description=caption
             ),
         },
         {
-            "key": "daily-report-top-products",
+            "key": keys["top"],
             "id": publish_table(
-                "daily-report-top-products",
+                keys["top"],
                 kpis["top_products"],
                 description=f"Top products {report_date.isoformat()}",
             ),

@@ -182,6 +182,8 @@ def test_dry_run_delivers_nothing_and_records_nothing(orders_csv, channels, sand
     )
 
     assert {d["status"] for d in result["deliveries"]} == {"dry_run"}
+    assert [artifact["key"] for artifact in result["artifacts"]] == [None, None]
+    assert all(artifact["id"] for artifact in result["artifacts"])
     assert sandbox.state.slack.posts == []
     assert sandbox.smtp.messages == []
     assert ledger_effects() == []
