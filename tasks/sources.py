@@ -118,9 +118,11 @@ def _read_database(url: str, query: str | None, label: str) -> pd.DataFrame:
     try:
         with engine.connect() as connection:
             return pd.read_sql_query(sqlalchemy.text(query), connection)
-    except sqlalchemy.exc.SQLAlchemyError as exc:
-        # The driver's message may quote the query or the URL: keep only the class name.
-        raise InputError(f"{label}: query failed ({type(exc).__name__})") from None
+    except (sqlalchemy.exc.SQLAlchemyError, pd.errors.DatabaseError) as exc:
+        # The driver's message may quote the query or the URL: keep only the class name (pandas
+        # wraps the driver's error, which it keeps as the cause).
+        cause = exc.__cause__ if isinstance(exc, pd.errors.DatabaseError) and exc.__cause__ else exc
+        raise InputError(f"{label}: query failed ({type(cause).__name__})") from None
     finally:
         engine.dispose()
 

@@ -203,3 +203,34 @@ def test_every_command_is_documented_in_the_readme() -> None:
     assert commands == ["list", "run", "demo", "sandbox"]
     for command in commands:
         assert re.search(rf"moltbot {command}\b", readme), command
+
+
+def test_sandbox_command_serves_until_interrupted(tmp_path: Path) -> None:
+    import signal
+    import socket
+
+    import httpx
+
+    ports = []
+    for _ in range(2):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            ports.append(probe.getsockname()[1])
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moltbot.cli", "sandbox", "--port", str(ports[0]),
+         "--smtp-port", str(ports[1])],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        lines = [process.stdout.readline() for _ in range(2)]
+        webhook_url = lines[1].split("Slack webhook:", 1)[1].strip()
+        response = httpx.post(webhook_url, json={"text": "안녕하세요"}, timeout=5)
+        posts = httpx.get(f"http://127.0.0.1:{ports[0]}/slack/_posts", timeout=5).json()
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=20)
+
+    assert lines[0].strip() == f"sandbox listening on http://127.0.0.1:{ports[0]}"
+    assert (response.status_code, response.text) == (200, "ok")
+    assert [post["payload"]["text"] for post in posts] == ["안녕하세요"]
+    assert process.returncode == 0
