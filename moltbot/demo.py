@@ -14,6 +14,7 @@ from moltbot.settings import Settings, get_settings
 
 DEMO_SLACK_BLOCK = "sandbox-slack"
 DEMO_EMAIL_BLOCK = "sandbox-email"
+DEMO_WEBHOOK_NAME = "demo"
 
 
 def sample_orders_path(settings: Settings) -> Path:
@@ -46,7 +47,7 @@ def save_sandbox_channels(sandbox: Any) -> list[str]:
     """Save (or update) channel blocks pointing at this sandbox; return their names."""
     from blocks import EmailChannel, SlackIncomingWebhook
 
-    SlackIncomingWebhook(url=sandbox.slack_webhook_url("demo")).save(
+    SlackIncomingWebhook(url=sandbox.slack_webhook_url(DEMO_WEBHOOK_NAME)).save(
         DEMO_SLACK_BLOCK, overwrite=True
     )
     EmailChannel(

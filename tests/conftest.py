@@ -50,10 +50,11 @@ def sandbox_server() -> Iterator[object]:
 
 
 @pytest.fixture
-def sandbox(sandbox_server: object) -> object:
-    """The session sandbox with its recorded posts, mails and pending faults cleared."""
+def sandbox(sandbox_server: object) -> Iterator[object]:
+    """The session sandbox, with recorded posts, mails and pending faults cleared around a test."""
     sandbox_server.reset()
-    return sandbox_server
+    yield sandbox_server
+    sandbox_server.reset()
 
 
 def _free_port() -> int:

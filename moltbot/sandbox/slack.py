@@ -8,7 +8,6 @@ import json
 import secrets
 import string
 import threading
-from collections import deque
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +16,8 @@ from urllib.parse import parse_qs, urlsplit
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
+
+from moltbot.sandbox.recording import RequestJournal
 
 SANDBOX_TEAM = "T0SANDBOX"
 SANDBOX_BOT = "B0SANDBOX"
@@ -168,25 +169,20 @@ class SlackState:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._posts: list[SlackPost] = []
-        self._rejected: list[RejectedPost] = []
-        self._faults: deque[SlackFault] = deque()
+        self._journal: RequestJournal[SlackPost, RejectedPost, SlackFault] = RequestJournal()
         self._webhooks: set[str] = set()
 
     @property
     def posts(self) -> list[SlackPost]:
-        with self._lock:
-            return list(self._posts)
+        return self._journal.accepted
 
     @property
     def rejected(self) -> list[RejectedPost]:
-        with self._lock:
-            return list(self._rejected)
+        return self._journal.rejected
 
     @property
     def attempts(self) -> int:
-        with self._lock:
-            return len(self._posts) + len(self._rejected)
+        return self._journal.attempts
 
     @property
     def webhooks(self) -> frozenset[str]:
@@ -195,8 +191,9 @@ class SlackState:
 
     @property
     def pending_faults(self) -> list[SlackFault]:
-        with self._lock:
-            return [replace(f) for f in self._faults]
+        return [
+            replace(fault, remaining=remaining) for fault, remaining in self._journal.pending_faults
+        ]
 
     def messages_for(self, path_or_url: str) -> list[SlackPost]:
         """Accepted posts sent to one webhook (URL or path, see `normalize_webhook_path`)."""
@@ -234,8 +231,6 @@ class SlackState:
         """
         if status != 200 and not 400 <= status <= 599:
             raise ValueError(f"fault status must be 200 (delay only) or 4xx/5xx, got {status}")
-        if count < 1:
-            raise ValueError(f"fault count must be at least 1, got {count}")
         if delay_seconds < 0:
             raise ValueError(f"delay_seconds must not be negative, got {delay_seconds}")
         if status == 429 and retry_after is None:
@@ -247,50 +242,35 @@ class SlackState:
             retry_after=retry_after,
             delay_seconds=delay_seconds,
         )
-        with self._lock:
-            self._faults.append(fault)
+        self._journal.add_fault(fault, count)
         return replace(fault)
 
     def clear_faults(self) -> None:
         """Drop all pending faults."""
-        with self._lock:
-            self._faults.clear()
+        self._journal.clear_faults()
 
     def clear_posts(self) -> None:
         """Forget accepted and rejected requests (registered webhooks and faults stay)."""
-        with self._lock:
-            self._posts.clear()
-            self._rejected.clear()
+        self._journal.clear_requests()
 
     def reset(self) -> None:
         """Back to zero-setup: no posts, no rejections, no faults, no registered webhooks."""
+        self._journal.clear()
         with self._lock:
-            self._posts.clear()
-            self._rejected.clear()
-            self._faults.clear()
             self._webhooks.clear()
 
     def _take_fault(self) -> SlackFault | None:
-        with self._lock:
-            if not self._faults:
-                return None
-            fault = self._faults[0]
-            fault.remaining -= 1
-            if fault.remaining == 0:
-                self._faults.popleft()
-            return replace(fault)
+        return self._journal.take_fault()
 
     def _is_known(self, path: str) -> bool:
         with self._lock:
             return not self._webhooks or path in self._webhooks
 
     def _record_post(self, post: SlackPost) -> None:
-        with self._lock:
-            self._posts.append(post)
+        self._journal.record_accepted(post)
 
     def _record_rejection(self, rejection: RejectedPost) -> None:
-        with self._lock:
-            self._rejected.append(rejection)
+        self._journal.record_rejected(rejection)
 
 
 class FaultRequest(BaseModel):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hmac
 import socket
-import threading
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -16,6 +15,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from moltbot.errors import MoltbotError
+from moltbot.sandbox.recording import RequestJournal
 
 # Reply text for the fault codes tests reach for; any other 4xx/5xx gets a generic line.
 DEFAULT_FAULT_REPLIES: dict[int, str] = {
@@ -100,12 +100,6 @@ class RejectedMail:
     reply: str
 
 
-@dataclass
-class _Fault:
-    reply: str
-    remaining: int
-
-
 class _SocketController(Controller):
     """aiosmtpd controller that serves on an already-bound socket.
 
@@ -153,10 +147,7 @@ class SmtpSink:
             None if username is None else (username.encode(), str(password).encode())
         )
         self._controller: _SocketController | None = None
-        self._lock = threading.Lock()
-        self._messages: list[ReceivedMail] = []
-        self._rejected: list[RejectedMail] = []
-        self._faults: list[_Fault] = []
+        self._journal: RequestJournal[ReceivedMail, RejectedMail, str] = RequestJournal()
 
     @property
     def port(self) -> int:
@@ -171,13 +162,11 @@ class SmtpSink:
 
     @property
     def messages(self) -> list[ReceivedMail]:
-        with self._lock:
-            return list(self._messages)
+        return self._journal.accepted
 
     @property
     def rejected(self) -> list[RejectedMail]:
-        with self._lock:
-            return list(self._rejected)
+        return self._journal.rejected
 
     def start(self) -> SmtpSink:
         """Start listening; raises `SandboxError` when the port is taken."""
@@ -213,10 +202,7 @@ class SmtpSink:
 
     def clear(self) -> None:
         """Forget received and rejected mail and pending faults."""
-        with self._lock:
-            self._messages.clear()
-            self._rejected.clear()
-            self._faults.clear()
+        self._journal.clear()
 
     def inject_fault(self, code: int = 451, count: int = 1, message: str | None = None) -> None:
         """Make the next ``count`` ``DATA`` commands answer ``code`` instead of accepting mail.
@@ -225,11 +211,8 @@ class SmtpSink:
         """
         if not 400 <= code <= 599:
             raise ValueError(f"SMTP fault code must be 4xx or 5xx, got {code}")
-        if count < 1:
-            raise ValueError(f"fault count must be at least 1, got {count}")
         text = message or DEFAULT_FAULT_REPLIES.get(code, "Requested action not taken")
-        with self._lock:
-            self._faults.append(_Fault(f"{code} {text}", count))
+        self._journal.add_fault(f"{code} {text}", count)
 
     def __enter__(self) -> SmtpSink:
         return self.start()
@@ -243,21 +226,13 @@ class SmtpSink:
         self.stop()
 
     def _take_fault(self) -> str | None:
-        with self._lock:
-            if not self._faults:
-                return None
-            fault = self._faults[0]
-            fault.remaining -= 1
-            if fault.remaining == 0:
-                self._faults.pop(0)
-            return fault.reply
+        return self._journal.take_fault()
 
     def _record(self, mail: ReceivedMail | RejectedMail) -> None:
-        with self._lock:
-            if isinstance(mail, ReceivedMail):
-                self._messages.append(mail)
-            else:
-                self._rejected.append(mail)
+        if isinstance(mail, ReceivedMail):
+            self._journal.record_accepted(mail)
+        else:
+            self._journal.record_rejected(mail)
 
     def _authenticate(
         self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any

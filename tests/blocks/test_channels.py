@@ -91,8 +91,9 @@ def test_slack_url_is_secret_in_the_block() -> None:
     assert "supersecret" not in str(channel.model_dump())
 
 
-def test_email_has_text_html_and_inline_chart_with_korean_subject(sandbox) -> None:
-    channel = EmailChannel(
+@pytest.fixture
+def email_channel(sandbox) -> EmailChannel:
+    return EmailChannel(
         smtp_host="127.0.0.1",
         smtp_port=sandbox.smtp_port,
         tls="none",
@@ -100,7 +101,9 @@ def test_email_has_text_html_and_inline_chart_with_korean_subject(sandbox) -> No
         recipients=["ops@example.com", "lead@example.com"],
     )
 
-    message_id = channel.send(make_message())
+
+def test_email_has_text_html_and_inline_chart_with_korean_subject(sandbox, email_channel) -> None:
+    message_id = email_channel.send(make_message())
 
     [mail] = sandbox.smtp.messages
     assert mail.subject == "일일 리포트 2026년 11월 23일"
@@ -114,14 +117,8 @@ def test_email_has_text_html_and_inline_chart_with_korean_subject(sandbox) -> No
     assert image.get_content() == PNG
 
 
-def test_email_transient_and_permanent_smtp_replies(sandbox) -> None:
-    channel = EmailChannel(
-        smtp_host="127.0.0.1",
-        smtp_port=sandbox.smtp_port,
-        tls="none",
-        sender="bot@example.com",
-        recipients=["ops@example.com"],
-    )
+def test_email_transient_and_permanent_smtp_replies(sandbox, email_channel) -> None:
+    channel = email_channel
     sandbox.smtp.inject_fault(code=451, count=1)
     with pytest.raises(DeliveryError) as transient:
         channel.send(make_message())

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from blocks import EmailChannel, SlackIncomingWebhook
 from flows.daily_report.flow import daily_report
+from moltbot.demo import DEMO_WEBHOOK_NAME, save_sandbox_channels
 from moltbot.errors import DeliveryFailed, InputError
 from moltbot.ledger import EffectStatus, Ledger
 from moltbot.settings import get_settings
@@ -58,15 +58,8 @@ def orders_csv(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def channels(prefect_api: str, sandbox) -> list[str]:
-    SlackIncomingWebhook(url=sandbox.slack_webhook_url("flow")).save("flow-slack", overwrite=True)
-    EmailChannel(
-        smtp_host="127.0.0.1",
-        smtp_port=sandbox.smtp_port,
-        tls="none",
-        sender="bot@example.com",
-        recipients=["ops@example.com"],
-    ).save("flow-email", overwrite=True)
-    return ["flow-slack", "flow-email", "outbox"]
+    """The demo's channel blocks (Slack emulator, SMTP sink, outbox), saved for this sandbox."""
+    return save_sandbox_channels(sandbox)
 
 
 def ledger_effects() -> list:
@@ -82,8 +75,8 @@ def test_report_reaches_slack_email_and_outbox(orders_csv, channels, sandbox, mo
     assert result["timezone"] == "Asia/Seoul"
     assert {key: result["kpis"][key] for key in EXPECTED_KPIS} == EXPECTED_KPIS
     assert [(d["channel"], d["status"]) for d in result["deliveries"]] == [
-        ("flow-slack", "sent"),
-        ("flow-email", "sent"),
+        ("sandbox-slack", "sent"),
+        ("sandbox-email", "sent"),
         ("outbox", "sent"),
     ]
     assert [artifact["key"] for artifact in result["artifacts"]] == [
@@ -108,9 +101,9 @@ def test_report_reaches_slack_email_and_outbox(orders_csv, channels, sandbox, mo
     assert "| Revenue | ₩47,000 |" in (outbox / "daily-report-2026-11-23.md").read_text()
     assert (outbox / "daily-report-2026-11-23-revenue.png").read_bytes().startswith(b"\x89PNG")
     assert sorted((e.target, e.status) for e in ledger_effects()) == [
-        ("flow-email", EffectStatus.DONE),
-        ("flow-slack", EffectStatus.DONE),
         ("outbox", EffectStatus.DONE),
+        ("sandbox-email", EffectStatus.DONE),
+        ("sandbox-slack", EffectStatus.DONE),
     ]
 
 
@@ -149,7 +142,7 @@ def test_slack_429_with_retry_after_then_success_gives_exactly_one_message(
 
     result = daily_report(source=str(orders_csv), report_date=date(2026, 11, 23), channels=channels)
 
-    slack = next(d for d in result["deliveries"] if d["channel"] == "flow-slack")
+    slack = next(d for d in result["deliveries"] if d["channel"] == "sandbox-slack")
     assert (slack["status"], slack["attempts"]) == ("sent", 2)
     assert len(sandbox.state.slack.posts) == 1
     assert sandbox.state.slack.attempts == 2
@@ -161,11 +154,11 @@ def test_slack_400_fails_the_run_at_once_with_slacks_message(orders_csv, channel
     with pytest.raises(DeliveryFailed) as raised:
         daily_report(source=str(orders_csv), report_date=date(2026, 11, 23), channels=channels)
 
-    assert "flow-slack: Slack answered 400 invalid_payload" in str(raised.value)
+    assert "sandbox-slack: Slack answered 400 invalid_payload" in str(raised.value)
     assert sandbox.state.slack.attempts == 1
     # The other channels are not held hostage by one refusal.
     statuses = {d["channel"]: d["status"] for d in raised.value.result["deliveries"]}
-    assert statuses == {"flow-slack": "failed", "flow-email": "sent", "outbox": "sent"}
+    assert statuses == {"sandbox-slack": "failed", "sandbox-email": "sent", "outbox": "sent"}
 
 
 def test_empty_day_says_there_were_no_orders(orders_csv, channels, sandbox):
@@ -277,7 +270,7 @@ def test_webhook_secret_never_reaches_a_log(orders_csv, channels, sandbox, moltb
 
     from moltbot.masking import add_masking_filter
 
-    token = sandbox.slack_webhook_url("flow").rsplit("/", 1)[-1]
+    token = sandbox.slack_webhook_url(DEMO_WEBHOOK_NAME).rsplit("/", 1)[-1]
     stream = io.StringIO()
     handler = add_masking_filter(logging.StreamHandler(stream))
     httpx_logger = logging.getLogger("httpx")
@@ -313,7 +306,7 @@ def test_ledger_on_postgresql_keeps_the_report_once(
     assert len(sandbox.state.slack.posts) == 1
     with Ledger(postgres_database_url) as ledger:
         assert sorted(e.key for e in ledger.effects(status=EffectStatus.DONE)) == [
-            "daily-report:2026-11-23:flow-email",
-            "daily-report:2026-11-23:flow-slack",
             "daily-report:2026-11-23:outbox",
+            "daily-report:2026-11-23:sandbox-email",
+            "daily-report:2026-11-23:sandbox-slack",
         ]

@@ -6,7 +6,6 @@ import signal
 import smtplib
 import socket
 import threading
-from collections.abc import Iterator
 from email.message import EmailMessage
 
 import httpx
@@ -14,20 +13,8 @@ import pytest
 
 from moltbot.sandbox import Sandbox, SandboxError, SandboxState, serve_forever
 
-
-@pytest.fixture(scope="module")
-def shared() -> Iterator[Sandbox]:
-    # Stopping uvicorn takes ~0.2 s (its 0.1 s tick plus shutdown pause), so tests that only
-    # need *a* running sandbox share this one.
-    with Sandbox() as sandbox:
-        yield sandbox
-
-
-@pytest.fixture
-def sandbox(shared: Sandbox) -> Iterator[Sandbox]:
-    shared.reset()
-    yield shared
-    shared.reset()
+# Tests that only need *a* running sandbox use the session one (`sandbox` in conftest.py):
+# stopping uvicorn takes ~0.2 s.
 
 
 def _accepts(port: int) -> bool:

@@ -11,22 +11,15 @@ import pytest
 from moltbot.sandbox import Sandbox, SandboxState
 
 
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    with Sandbox() as running:
-        yield running
-
-
 @pytest.fixture
-def state(sandbox: Sandbox) -> Iterator[SandboxState]:
-    sandbox.reset()
-    yield sandbox.state
-    sandbox.reset()
+def state(sandbox: Sandbox) -> SandboxState:
+    """The session sandbox's state (conftest.py resets it around each test)."""
+    return sandbox.state
 
 
 @pytest.fixture(scope="module")
-def client(sandbox: Sandbox) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=sandbox.base_url, timeout=5) as c:
+def client(sandbox_server: Sandbox) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=sandbox_server.base_url, timeout=5) as c:
         yield c
 
 

@@ -10,12 +10,8 @@ from email.utils import make_msgid
 
 import pytest
 
-from moltbot.sandbox import SmtpSink
+from moltbot.sandbox import Sandbox, SmtpSink
 from moltbot.sandbox.server import SandboxError
-
-# Plain-TCP AUTH is the point of the auth sink (prefect-email's INSECURE mode); aiosmtpd warns
-# about it on every connection.
-pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 
 # A valid 1x1 PNG, small enough to inline.
 PNG = bytes.fromhex(
@@ -25,22 +21,15 @@ PNG = bytes.fromhex(
 
 
 @pytest.fixture(scope="module")
-def plain_sink() -> Iterator[SmtpSink]:
-    with SmtpSink() as sink:
-        yield sink
-
-
-@pytest.fixture(scope="module")
 def auth_sink() -> Iterator[SmtpSink]:
     with SmtpSink(username="bot@example.com", password="s3cret-pass") as sink:
         yield sink
 
 
 @pytest.fixture
-def sink(plain_sink: SmtpSink) -> Iterator[SmtpSink]:
-    plain_sink.clear()
-    yield plain_sink
-    plain_sink.clear()
+def sink(sandbox: Sandbox) -> SmtpSink:
+    """The session sandbox's plain sink (conftest.py clears it around each test)."""
+    return sandbox.smtp
 
 
 def _message(subject: str = "hello", body: str = "body") -> EmailMessage:
