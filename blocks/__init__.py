@@ -7,5 +7,16 @@ from blocks.channels import (
     OutboxChannel,
     SlackIncomingWebhook,
 )
+from blocks.jira import JiraCredentials
+from blocks.notion import NotionCredentials
+from blocks.sheets import GoogleSheetsCredentials
 
-__all__ = ["CHANNEL_BLOCK_TYPES", "EmailChannel", "OutboxChannel", "SlackIncomingWebhook"]
+__all__ = [
+    "CHANNEL_BLOCK_TYPES",
+    "EmailChannel",
+    "GoogleSheetsCredentials",
+    "JiraCredentials",
+    "NotionCredentials",
+    "OutboxChannel",
+    "SlackIncomingWebhook",
+]

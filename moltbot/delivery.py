@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -12,7 +11,7 @@ from moltbot.errors import DeliveryError
 from moltbot.ledger import EffectStatus, Ledger
 from moltbot.masking import mask_text
 from moltbot.messages import Message
-from moltbot.settings import Settings, get_settings
+from moltbot.retrying import RetryPolicy
 
 DeliveryStatus = Literal["sent", "skipped", "in_progress", "failed", "dry_run"]
 
@@ -21,38 +20,6 @@ class Channel(Protocol):
     """Anything that can take a message: the channel blocks in `blocks.channels`."""
 
     def send(self, message: Message) -> str | None: ...
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff with jitter for transient failures, honouring `Retry-After`."""
-
-    attempts: int = 4
-    base_delay: float = 1.0
-    max_delay: float = 30.0
-    retry_after_cap: float = 120.0
-    jitter: float = 0.5
-
-    @classmethod
-    def from_settings(cls, settings: Settings | None = None) -> RetryPolicy:
-        """The policy configured by `MOLTBOT_RETRY_*` settings."""
-        settings = settings or get_settings()
-        return cls(
-            attempts=settings.retry_attempts,
-            base_delay=settings.retry_base_delay,
-            max_delay=settings.retry_max_delay,
-            retry_after_cap=settings.retry_after_cap,
-        )
-
-    def delay(self, failed_attempt: int, error: DeliveryError) -> float | None:
-        """Seconds to wait before the next attempt, or None when the error must not be retried."""
-        if not error.transient or failed_attempt >= self.attempts:
-            return None
-        if error.retry_after is not None:
-            # The service said when; waiting less just earns another 429.
-            return error.retry_after if error.retry_after <= self.retry_after_cap else None
-        backoff = min(self.base_delay * 2 ** (failed_attempt - 1), self.max_delay)
-        return backoff * (1 + random.uniform(-self.jitter, self.jitter))
 
 
 @dataclass(frozen=True)

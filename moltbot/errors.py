@@ -1,4 +1,4 @@
-"""Error types shared by flows, tasks and the CLI: bad input (exit 2) versus delivery failures."""
+"""Error types shared by flows, tasks and the CLI: bad input (exit 2) versus service failures."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ class InputError(MoltbotError):
     """The user's input is unusable (missing column, wrong type, unknown name): exit code 2."""
 
 
-class DeliveryError(MoltbotError):
-    """A channel refused or failed to take a message.
+class ServiceError(MoltbotError):
+    """An external service (Sheets, Notion, Jira, a chat or mail server) refused or failed a call.
+
+    The message names the block and quotes the service's own error text, never a secret.
 
     Attributes:
         transient: True when retrying may succeed (429, 5xx, connection errors).
@@ -32,6 +34,10 @@ class DeliveryError(MoltbotError):
         self.transient = transient
         self.status = status
         self.retry_after = retry_after
+
+
+class DeliveryError(ServiceError):
+    """A channel refused or failed to take a message (same attributes as `ServiceError`)."""
 
 
 class DeliveryFailed(MoltbotError):

@@ -9,6 +9,9 @@ from typing import NamedTuple
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
+from moltbot.sandbox.jira import JiraState, create_jira_app
+from moltbot.sandbox.notion import NotionState, create_notion_app
+from moltbot.sandbox.sheets import SheetsState, create_sheets_app
 from moltbot.sandbox.slack import SlackState, create_slack_app
 
 
@@ -18,13 +21,22 @@ class SandboxState:
 
     Attributes:
         slack: the Slack incoming-webhook emulator's posts, faults and registered webhooks.
+        sheets: the Google Sheets emulator's spreadsheets, request log and faults.
+        notion: the Notion emulator's databases, pages, request log and faults.
+        jira: the Jira emulator's projects, issues, request log and faults.
     """
 
     slack: SlackState = field(default_factory=SlackState)
+    sheets: SheetsState = field(default_factory=SheetsState)
+    notion: NotionState = field(default_factory=NotionState)
+    jira: JiraState = field(default_factory=JiraState)
 
     def reset(self) -> None:
-        """Clear every emulator's state (for use between tests)."""
+        """Back to the seeded state in every emulator (for use between tests)."""
         self.slack.reset()
+        self.sheets.reset()
+        self.notion.reset()
+        self.jira.reset()
 
 
 class Service(NamedTuple):
@@ -42,7 +54,12 @@ class Service(NamedTuple):
 
 
 # Adding an emulator is one line here (plus its field on SandboxState); all share one port.
-SERVICES: tuple[Service, ...] = (Service("slack", "/slack", lambda s: create_slack_app(s.slack)),)
+SERVICES: tuple[Service, ...] = (
+    Service("slack", "/slack", lambda s: create_slack_app(s.slack)),
+    Service("sheets", "/sheets", lambda s: create_sheets_app(s.sheets)),
+    Service("notion", "/notion", lambda s: create_notion_app(s.notion)),
+    Service("jira", "/jira", lambda s: create_jira_app(s.jira)),
+)
 
 
 def create_app(state: SandboxState | None = None) -> FastAPI:

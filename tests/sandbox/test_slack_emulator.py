@@ -273,4 +273,11 @@ def test_http_fault_endpoint_validates(client: httpx.Client, state: SandboxState
 
 def test_root_lists_mounted_services(client: httpx.Client):
     for path in ("/", "/_sandbox"):
-        assert client.get(path).json() == {"services": [{"name": "slack", "prefix": "/slack"}]}
+        assert client.get(path).json() == {
+            "services": [
+                {"name": "slack", "prefix": "/slack"},
+                {"name": "sheets", "prefix": "/sheets"},
+                {"name": "notion", "prefix": "/notion"},
+                {"name": "jira", "prefix": "/jira"},
+            ]
+        }

@@ -1,0 +1,490 @@
+"""What every HTTP emulator shares: request log, route faults, rate limiters, control routes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+
+FaultKind = Literal["status", "hang", "slow", "drop"]
+FAULT_KINDS: tuple[str, ...] = ("status", "hang", "slow", "drop")
+# Every emulator keeps its own inspection and fault routes under this path; they are never
+# logged, faulted or rate limited, so a test can always look at the state.
+CONTROL_PREFIX = "/_sandbox"
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+# Builds the service's own error answer (Google, Notion or Jira shape) for a status and message.
+ErrorResponder = Callable[[int, str], Response]
+
+
+@dataclass(frozen=True)
+class LoggedRequest:
+    """One request an emulator answered (or dropped).
+
+    Attributes:
+        method: HTTP method.
+        path: decoded path relative to the emulator's mount point (``/v4/spreadsheets/…``).
+        query: the raw query string.
+        status: the status answered; 0 when the connection was dropped.
+        received_at: when it arrived (UTC).
+        fault: the kind of injected fault that answered it, or None for a normal answer.
+    """
+
+    method: str
+    path: str
+    query: str
+    status: int
+    received_at: datetime
+    fault: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, as served by ``GET <prefix>/_sandbox/requests``."""
+        data = asdict(self)
+        data["received_at"] = self.received_at.isoformat()
+        return data
+
+
+@dataclass
+class RouteFault:
+    """An injected fault for the requests matching `method` and `path`.
+
+    Attributes:
+        kind: ``status`` answers `status`; ``hang`` waits `seconds` then answers 504 without
+            doing anything; ``slow`` waits `seconds` then answers normally; ``drop`` starts the
+            answer and closes the connection before the body.
+        status: the status a ``status`` fault answers (429, 500, 503 …).
+        method: only requests with this method (upper case); None for any.
+        path: a regular expression searched in the request path; None for any.
+        remaining: how many more requests it applies to; None for no limit.
+        probability: the share of matching requests it applies to (1.0 for every one).
+        retry_after: ``Retry-After`` seconds sent with the answer, if any.
+        seconds: how long ``hang`` and ``slow`` wait.
+        message: the error message in the service's error body.
+    """
+
+    kind: FaultKind = "status"
+    status: int = 500
+    method: str | None = None
+    path: str | None = None
+    remaining: int | None = 1
+    probability: float = 1.0
+    retry_after: int | None = None
+    seconds: float = 30.0
+    message: str | None = None
+    _pattern: re.Pattern[str] | None = field(default=None, repr=False, compare=False)
+
+    def matches(self, method: str, path: str) -> bool:
+        """True when the fault is meant for this request (before the probability draw)."""
+        if self.method is not None and self.method != method:
+            return False
+        if self.path is None:
+            return True
+        if self._pattern is None:
+            self._pattern = re.compile(self.path)
+        return self._pattern.search(path) is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, as served by ``GET <prefix>/_sandbox/faults``."""
+        data = asdict(self)
+        data.pop("_pattern")
+        return data
+
+
+class FaultRequest(BaseModel):
+    """Body of ``POST <prefix>/_sandbox/faults`` (same meaning as `EmulatorCore.inject_fault`)."""
+
+    kind: FaultKind = "status"
+    status: int = 500
+    method: str | None = None
+    path: str | None = None
+    count: int | None = Field(default=1, ge=1)
+    probability: float = Field(default=1.0, gt=0, le=1)
+    retry_after: int | None = Field(default=None, ge=0)
+    seconds: float = Field(default=30.0, ge=0)
+    message: str | None = None
+
+
+class EmulatorCore:
+    """The request log and fault queue of one emulator, shared by its handlers and by tests.
+
+    The server thread records while a test thread reads, so every accessor takes one lock and
+    returns a snapshot.
+
+    Args:
+        name: the service name used in messages (``sheets``).
+        seed: seed of the random draws of probabilistic faults, for repeatable tests.
+    """
+
+    def __init__(self, name: str, *, seed: int | None = None) -> None:
+        self.name = name
+        self._lock = threading.Lock()
+        self._requests: list[LoggedRequest] = []
+        self._faults: deque[RouteFault] = deque()
+        self._random = random.Random(seed)
+
+    @property
+    def requests(self) -> list[LoggedRequest]:
+        """Every request answered so far, oldest first."""
+        with self._lock:
+            return list(self._requests)
+
+    def requests_to(
+        self, method: str | None = None, path: str | None = None
+    ) -> list[LoggedRequest]:
+        """Requests with this method (None: any) whose path matches the regex `path`."""
+        pattern = re.compile(path) if path is not None else None
+        return [
+            logged
+            for logged in self.requests
+            if (method is None or logged.method == method.upper())
+            and (pattern is None or pattern.search(logged.path))
+        ]
+
+    def count(self, method: str | None = None, path: str | None = None) -> int:
+        """How many requests `requests_to(method, path)` would list."""
+        return len(self.requests_to(method, path))
+
+    @property
+    def pending_faults(self) -> list[RouteFault]:
+        """Faults that can still apply, in the order they are tried."""
+        with self._lock:
+            return [replace(fault) for fault in self._faults]
+
+    def inject_fault(
+        self,
+        status: int = 500,
+        *,
+        kind: FaultKind = "status",
+        count: int | None = 1,
+        probability: float = 1.0,
+        method: str | None = None,
+        path: str | None = None,
+        retry_after: int | None = None,
+        seconds: float = 30.0,
+        message: str | None = None,
+    ) -> RouteFault:
+        """Make matching requests fail: the next `count` of them, or a random share of them.
+
+        ``count=None`` keeps the fault until `clear_faults`; with ``probability`` below 1 only
+        that share of matching requests is hit (each hit uses one of `count`). A 429 without
+        `retry_after` sends ``Retry-After: 1``, as the real services always name a wait.
+
+        Raises:
+            ValueError: an unknown kind, a status outside 4xx/5xx, a count below 1, a
+                probability outside (0, 1] or a negative wait.
+        """
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"fault kind must be one of {', '.join(FAULT_KINDS)}, got {kind!r}")
+        if kind == "status" and not 400 <= status <= 599:
+            raise ValueError(f"fault status must be 4xx or 5xx, got {status}")
+        if count is not None and count < 1:
+            raise ValueError(f"fault count must be at least 1, got {count}")
+        if not 0 < probability <= 1:
+            raise ValueError(f"fault probability must be in (0, 1], got {probability}")
+        if seconds < 0:
+            raise ValueError(f"fault seconds must not be negative, got {seconds}")
+        if path is not None:
+            re.compile(path)  # a bad pattern fails here, not inside a request
+        if kind == "status" and status == 429 and retry_after is None:
+            retry_after = 1
+        fault = RouteFault(
+            kind=kind,
+            status=status if kind == "status" else (504 if kind == "hang" else 200),
+            method=method.upper() if method else None,
+            path=path,
+            remaining=count,
+            probability=probability,
+            retry_after=retry_after,
+            seconds=seconds,
+            message=message,
+        )
+        with self._lock:
+            self._faults.append(fault)
+        return replace(fault)
+
+    def take_fault(self, method: str, path: str) -> RouteFault | None:
+        """The fault that answers this request, using up one of its uses; None to answer normally.
+
+        Faults are tried in the order they were injected; the first that matches and wins its
+        probability draw applies.
+        """
+        with self._lock:
+            for fault in self._faults:
+                if not fault.matches(method, path):
+                    continue
+                if fault.probability < 1 and self._random.random() >= fault.probability:
+                    continue
+                if fault.remaining is not None:
+                    fault.remaining -= 1
+                    if fault.remaining == 0:
+                        self._faults.remove(fault)
+                return replace(fault)
+        return None
+
+    def record(self, logged: LoggedRequest) -> None:
+        """Append one answered request to the log."""
+        with self._lock:
+            self._requests.append(logged)
+
+    def clear_requests(self) -> None:
+        """Forget the request log; faults stay."""
+        with self._lock:
+            self._requests.clear()
+
+    def clear_faults(self) -> None:
+        """Drop every pending fault."""
+        with self._lock:
+            self._faults.clear()
+
+    def reset(self) -> None:
+        """Forget requests and faults."""
+        with self._lock:
+            self._requests.clear()
+            self._faults.clear()
+
+
+class DroppedConnection(Exception):
+    """Raised inside the app after the answer has started, so uvicorn closes the connection."""
+
+
+class _DroppedConnectionFilter(logging.Filter):
+    """Keeps uvicorn from logging a traceback for connections dropped on purpose."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, DroppedConnection)
+
+
+_filter_installed = False
+
+
+def _quiet_dropped_connections() -> None:
+    global _filter_installed
+    if not _filter_installed:
+        logging.getLogger("uvicorn.error").addFilter(_DroppedConnectionFilter())
+        _filter_installed = True
+
+
+def relative_path(scope: Scope) -> str:
+    """The request path below the mount point (`/x` for `/slack/x` mounted at `/slack`)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :] or "/"
+    return path
+
+
+class EmulatorMiddleware:
+    """ASGI middleware logging every request with its status and applying injected faults.
+
+    It wraps one sub-app; requests under `CONTROL_PREFIX` pass straight through.
+    """
+
+    def __init__(self, app: ASGIApp, core: EmulatorCore, error_response: ErrorResponder) -> None:
+        self.app = app
+        self.core = core
+        self.error_response = error_response
+        _quiet_dropped_connections()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = relative_path(scope)
+        if path.startswith(CONTROL_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        method: str = scope["method"]
+        query = scope.get("query_string", b"").decode("latin-1")
+        received_at = datetime.now(UTC)
+
+        def log(status: int, fault: str | None = None) -> None:
+            self.core.record(LoggedRequest(method, path, query, status, received_at, fault))
+
+        fault = self.core.take_fault(method, path)
+        if fault is not None and fault.kind in ("hang", "slow"):
+            await asyncio.sleep(fault.seconds)
+        if fault is not None and fault.kind == "drop":
+            log(0, "drop")
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            raise DroppedConnection(f"{self.core.name}: connection dropped on purpose")
+        if fault is not None and fault.kind in ("status", "hang"):
+            message = fault.message or _default_message(fault.status)
+            response = self.error_response(fault.status, message)
+            if fault.retry_after is not None:
+                response.headers["Retry-After"] = str(fault.retry_after)
+            log(fault.status, fault.kind)
+            await response(scope, receive, send)
+            return
+
+        status_seen = 0
+
+        async def recording_send(message: Message) -> None:
+            nonlocal status_seen
+            if message["type"] == "http.response.start":
+                status_seen = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording_send)
+        finally:
+            log(status_seen or 500, "slow" if fault is not None else None)
+
+
+_DEFAULT_MESSAGES = {
+    429: "Too many requests (injected by the moltbot sandbox).",
+    500: "Internal error (injected by the moltbot sandbox).",
+    502: "Bad gateway (injected by the moltbot sandbox).",
+    503: "Service unavailable (injected by the moltbot sandbox).",
+    504: "Gateway timeout: the sandbox held the request (injected hang).",
+}
+
+
+def _default_message(status: int) -> str:
+    return _DEFAULT_MESSAGES.get(status, f"Error {status} (injected by the moltbot sandbox).")
+
+
+def install_emulator(app: FastAPI, core: EmulatorCore, error_response: ErrorResponder) -> None:
+    """Give `app` the shared request log, fault injection and control routes.
+
+    Control routes, under ``/_sandbox`` of the app: ``GET/DELETE requests`` (the log),
+    ``GET/POST/DELETE faults`` (body of POST: `FaultRequest`).
+    """
+
+    @app.get(f"{CONTROL_PREFIX}/requests")
+    def list_requests() -> JSONResponse:
+        return JSONResponse([logged.to_dict() for logged in core.requests])
+
+    @app.delete(f"{CONTROL_PREFIX}/requests")
+    def clear_requests() -> JSONResponse:
+        core.clear_requests()
+        return JSONResponse({"cleared": True})
+
+    @app.get(f"{CONTROL_PREFIX}/faults")
+    def list_faults() -> JSONResponse:
+        return JSONResponse([fault.to_dict() for fault in core.pending_faults])
+
+    @app.post(f"{CONTROL_PREFIX}/faults")
+    def add_fault(request: FaultRequest) -> JSONResponse:
+        try:
+            fault = core.inject_fault(
+                request.status,
+                kind=request.kind,
+                count=request.count,
+                probability=request.probability,
+                method=request.method,
+                path=request.path,
+                retry_after=request.retry_after,
+                seconds=request.seconds,
+                message=request.message,
+            )
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=422)
+        return JSONResponse(fault.to_dict(), status_code=201)
+
+    @app.delete(f"{CONTROL_PREFIX}/faults")
+    def clear_faults() -> JSONResponse:
+        core.clear_faults()
+        return JSONResponse({"cleared": True})
+
+    app.add_middleware(EmulatorMiddleware, core=core, error_response=error_response)
+
+
+class SlidingWindowLimiter:
+    """At most `limit` requests per `window` seconds per key (Google's per-minute quotas).
+
+    Args:
+        limit: requests allowed in any window; None disables the limit.
+        window: window length in seconds.
+        clock: monotonic clock, replaceable in tests.
+    """
+
+    def __init__(
+        self,
+        limit: int | None,
+        window: float = 60.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limit = limit
+        self.window = window
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._hits: dict[str, deque[float]] = {}
+
+    def acquire(self, key: str = "") -> float | None:
+        """Count one request for `key`; None when allowed, else seconds until a slot frees."""
+        if self.limit is None:
+            return None
+        now = self._clock()
+        with self._lock:
+            hits = self._hits.setdefault(key, deque())
+            while hits and hits[0] <= now - self.window:
+                hits.popleft()
+            if len(hits) >= self.limit:
+                return max(hits[0] + self.window - now, 0.001)
+            hits.append(now)
+            return None
+
+    def reset(self) -> None:
+        """Forget every counted request."""
+        with self._lock:
+            self._hits.clear()
+
+
+class TokenBucketLimiter:
+    """An average of `rate` requests per second with bursts up to `burst` (Notion's limit).
+
+    Args:
+        rate: tokens added per second; None disables the limit.
+        burst: bucket size, the most requests allowed at once.
+        clock: monotonic clock, replaceable in tests.
+    """
+
+    def __init__(
+        self,
+        rate: float | None,
+        burst: int = 10,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, last refill)
+
+    def acquire(self, key: str = "") -> float | None:
+        """Take one token for `key`; None when allowed, else seconds until a token is back."""
+        if self.rate is None:
+            return None
+        now = self._clock()
+        with self._lock:
+            tokens, last = self._buckets.get(key, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+            if tokens < 1:
+                self._buckets[key] = (tokens, now)
+                return (1 - tokens) / self.rate
+            self._buckets[key] = (tokens - 1, now)
+            return None
+
+    def reset(self) -> None:
+        """Refill every bucket."""
+        with self._lock:
+            self._buckets.clear()
