@@ -66,8 +66,8 @@ class RouteFault:
 
     Attributes:
         kind: ``status`` answers `status`; ``hang`` waits `seconds` then answers 504 without
-            doing anything; ``slow`` waits `seconds` then answers normally; ``drop`` starts the
-            answer and closes the connection before the body.
+            doing anything; ``slow`` waits `seconds` then answers normally; ``drop`` closes the
+            connection without answering.
         status: the status a ``status`` fault answers (429, 500, 503 …).
         method: only requests with this method (upper case); None for any.
         path: a regular expression searched in the request path; None for any.
@@ -322,7 +322,13 @@ class EmulatorMiddleware:
             await asyncio.sleep(fault.seconds)
         if fault is not None and fault.kind == "drop":
             log(0, "drop")
-            await send({"type": "http.response.start", "status": 200, "headers": []})
+            # uvicorn marks the answer as started, then fails on a status it has no phrase for,
+            # before writing a byte; an error after the start makes it close the connection.
+            # The client sees a connection closed without any answer, as after a crash.
+            try:
+                await send({"type": "http.response.start", "status": 999, "headers": []})
+            except Exception as exc:
+                raise DroppedConnection(f"{self.core.name}: connection dropped on purpose") from exc
             raise DroppedConnection(f"{self.core.name}: connection dropped on purpose")
         if fault is not None and fault.kind in ("status", "hang"):
             message = fault.message or _default_message(fault.status)
