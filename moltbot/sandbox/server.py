@@ -10,7 +10,7 @@ from types import TracebackType
 import uvicorn
 
 from moltbot.sandbox.app import SandboxState, create_app
-from moltbot.sandbox.slack import normalize_webhook_path, webhook_path
+from moltbot.sandbox.slack import SANDBOX_WEBHOOK_PATH, normalize_webhook_path, webhook_path
 from moltbot.sandbox.smtp import SandboxError, SmtpSink, bind_socket
 
 __all__ = ["Sandbox", "SandboxError", "serve_forever"]
@@ -82,6 +82,11 @@ class Sandbox:
         if register:
             self.state.slack.register_webhook(path)
         return f"{self.base_url}/slack{normalize_webhook_path(path)}"
+
+    @property
+    def sandbox_webhook_url(self) -> str:
+        """The fixed Slack webhook URL of the saved `sandbox-slack` block."""
+        return f"{self.base_url}/slack{SANDBOX_WEBHOOK_PATH}"
 
     def reset(self) -> None:
         """Clear all emulator state and received mail (between tests)."""

@@ -17,10 +17,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
+from moltbot.sandbox.kit import EmulatorCore, install_emulator
 from moltbot.sandbox.recording import RequestJournal
 
 SANDBOX_TEAM = "T0SANDBOX"
 SANDBOX_BOT = "B0SANDBOX"
+# The fixed webhook of the saved `sandbox-slack` block, so scripts can post without setup.
+SANDBOX_WEBHOOK_PATH = "/services/T0000/B0000/sandbox"
 
 # Plain-text bodies Slack answers with (Slack changelog 2016-05-17, INTEGRATIONS.md section 4);
 # 429 and 503 are not in that table but are what a client must be ready for.
@@ -165,9 +168,13 @@ class SlackState:
         attempts: number of webhook requests received, accepted or not.
         webhooks: registered webhook paths; empty means every path is accepted.
         pending_faults: faults not yet used up, in the order they will apply.
+        core: the request log and route faults every emulator shares; `inject_fault` here is
+            the Slack-shaped shortcut (recorded in `rejected`), `core.inject_fault` adds
+            hangs, dropped connections and faults on a random share of requests.
     """
 
     def __init__(self) -> None:
+        self.core = EmulatorCore("slack")
         self._lock = threading.Lock()
         self._journal: RequestJournal[SlackPost, RejectedPost, SlackFault] = RequestJournal()
         self._webhooks: set[str] = set()
@@ -256,6 +263,7 @@ class SlackState:
     def reset(self) -> None:
         """Back to zero-setup: no posts, no rejections, no faults, no registered webhooks."""
         self._journal.clear()
+        self.core.reset()
         with self._lock:
             self._webhooks.clear()
 
@@ -320,6 +328,11 @@ def validate_payload(payload: dict[str, Any]) -> None:
         raise ValueError("invalid_payload")
 
 
+def _error_response(status: int, message: str) -> Response:
+    # Slack answers errors in plain text; injected route faults use its words where it has them.
+    return PlainTextResponse(DEFAULT_ERROR_BODIES.get(status, message), status_code=status)
+
+
 def create_slack_app(state: SlackState) -> FastAPI:
     """Build the Slack sub-app (mounted under ``/slack``) serving ``state``."""
     app = FastAPI(title="moltbot sandbox: Slack incoming webhooks")
@@ -357,6 +370,8 @@ def create_slack_app(state: SlackState) -> FastAPI:
         headers = {k: request.headers[k] for k in _RECORDED_HEADERS if k in request.headers}
         state._record_post(SlackPost(path, payload, now, headers))
         return PlainTextResponse("ok")
+
+    install_emulator(app, state.core, _error_response)
 
     @app.get("/_posts")
     def list_posts() -> JSONResponse:

@@ -281,3 +281,34 @@ def test_root_lists_mounted_services(client: httpx.Client):
                 {"name": "jira", "prefix": "/jira"},
             ]
         }
+
+
+def test_fixed_sandbox_webhook_is_accepted_and_logged(sandbox: Sandbox, state: SandboxState):
+    url = sandbox.sandbox_webhook_url
+    assert url.endswith("/slack/services/T0000/B0000/sandbox")
+    assert httpx.post(url, json={"text": "안녕하세요"}).text == "ok"
+    assert [post.text for post in state.slack.messages_for(url)] == ["안녕하세요"]
+    assert [(r.method, r.path, r.status) for r in state.slack.core.requests] == [
+        ("POST", "/services/T0000/B0000/sandbox", 200)
+    ]
+
+
+def test_route_faults_drop_the_connection_or_answer_in_slack_words(
+    sandbox: Sandbox, state: SandboxState
+):
+    url = sandbox.sandbox_webhook_url
+    state.slack.core.inject_fault(kind="drop")
+    with pytest.raises(httpx.RemoteProtocolError):
+        httpx.post(url, json={"text": "x"})
+    state.slack.core.inject_fault(429, retry_after=3)
+    limited = httpx.post(url, json={"text": "x"})
+    assert (limited.status_code, limited.text, limited.headers["retry-after"]) == (
+        429,
+        "rate_limited",
+        "3",
+    )
+    assert state.slack.posts == []
+    assert [(r.status, r.fault) for r in state.slack.core.requests] == [
+        (0, "drop"),
+        (429, "status"),
+    ]
