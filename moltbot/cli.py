@@ -1,4 +1,4 @@
-"""The `moltbot` command line: list, run, demo and sandbox (Typer; exit codes 0, 1, 2)."""
+"""The `moltbot` command line: list, run, demo, sandbox, blocks (Typer; exit codes 0, 1, 2)."""
 
 from __future__ import annotations
 
@@ -200,20 +200,73 @@ def sandbox(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="HTTP port of the API emulators.")] = 8787,
     smtp_port: Annotated[int, typer.Option(help="Port of the SMTP sink.")] = 8025,
+    save_blocks: Annotated[
+        bool,
+        typer.Option(
+            "--save-blocks/--no-save-blocks",
+            help="Save the sandbox-* block documents pointing at this sandbox.",
+        ),
+    ] = True,
 ) -> None:
-    """Serve the local API emulators (Slack, …) and the SMTP sink until Ctrl-C."""
+    """Serve the local Sheets, Notion, Jira and Slack emulators and the SMTP sink until Ctrl-C."""
     from moltbot.sandbox.server import serve_forever
 
     def announce(running: Any) -> None:
-        console.print(f"sandbox listening on [bold]{running.base_url}[/bold]", soft_wrap=True)
-        console.print(f"  Slack webhook:  {running.slack_webhook_url('demo')}", soft_wrap=True)
-        console.print(f"  SMTP sink:      {host}:{running.smtp_port}")
+        base = running.base_url
+        console.print(f"sandbox listening on [bold]{base}[/bold]", soft_wrap=True)
+        for label, url in (
+            ("Google Sheets", f"{base}/sheets/v4/spreadsheets"),
+            ("Notion", f"{base}/notion/v1"),
+            ("Jira", f"{base}/jira/rest/api/2"),
+            ("Slack webhook", running.sandbox_webhook_url),
+            ("SMTP sink", f"{running.host}:{running.smtp_port}"),
+        ):
+            console.print(f"  {label + ':':15} {url}", soft_wrap=True)
+        if save_blocks:
+            from moltbot.sandbox.blocks import save_sandbox_blocks
+
+            console.print("saving block documents (Prefect API)…")
+            for entry in save_sandbox_blocks(running):
+                kind = type(entry.block).__name__
+                console.print(f"  {entry.name:15} {kind:24} {entry.target}", soft_wrap=True)
         console.print("Press Ctrl-C to stop.")
 
     try:
         serve_forever(host=host, port=port, smtp_port=smtp_port, on_ready=announce)
     except OSError as exc:
         raise fail(f"cannot start the sandbox: {exc}") from None
+
+
+blocks_app = typer.Typer(help="Prefect blocks of moltbot: register their types, list saved ones.")
+app.add_typer(blocks_app, name="blocks")
+
+
+@blocks_app.command("register")
+def blocks_register() -> None:
+    """Register moltbot's block types with the Prefect API (`prefect block register -m blocks`)."""
+    from moltbot.blockdocs import register_block_types
+
+    for slug in register_block_types():
+        console.print(f"registered {slug}")
+
+
+@blocks_app.command("list")
+def blocks_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """List saved block documents of moltbot's types (secrets are never shown)."""
+    from moltbot.blockdocs import saved_blocks
+
+    documents = saved_blocks()
+    if as_json:
+        print(json.dumps(documents, ensure_ascii=False))
+        return
+    from rich.table import Table
+
+    table = Table("name", "type", "points at")
+    for document in documents:
+        table.add_row(document["name"], document["type"], document["target"] or "")
+    console.print(table)
 
 
 def main() -> None:

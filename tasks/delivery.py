@@ -5,12 +5,11 @@ from __future__ import annotations
 from prefect import task
 from prefect.blocks.core import Block
 from prefect.cache_policies import NO_CACHE
-from prefect.client.orchestration import get_client
-from prefect.exceptions import PrefectHTTPStatusError
 from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
 
 from blocks.channels import CHANNEL_BLOCK_TYPES, OutboxChannel
+from moltbot.blockdocs import saved_block_documents
 from moltbot.delivery import Channel, DeliveryOutcome, deliver, effect_key
 from moltbot.errors import InputError
 from moltbot.ledger import Ledger
@@ -22,17 +21,7 @@ OUTBOX = "outbox"
 
 def saved_channel_names() -> list[str]:
     """Names of every saved moltbot channel block (for error messages that list the choices)."""
-    names: set[str] = set()
-    with get_client(sync_client=True) as client:
-        for block_type in CHANNEL_BLOCK_TYPES:
-            try:
-                documents = client.read_block_documents_by_type(block_type.get_block_type_slug())
-            except PrefectHTTPStatusError as exc:
-                if exc.response.status_code == 404:  # block type never registered: none saved
-                    continue
-                raise
-            names.update(document.name for document in documents if document.name)
-    return sorted(names)
+    return sorted({document.name for document in saved_block_documents(CHANNEL_BLOCK_TYPES)})
 
 
 def _load_channel(name: str) -> Block:

@@ -199,13 +199,19 @@ def test_real_process_json_stdout_is_one_document(prefect_api: str, orders_csv: 
 def test_every_command_is_documented_in_the_readme() -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     commands = [command.name for command in app.registered_commands]
+    for group in app.registered_groups:
+        commands += [
+            f"{group.name} {command.name}" for command in group.typer_instance.registered_commands
+        ]
 
-    assert commands == ["list", "run", "demo", "sandbox"]
+    assert commands == ["list", "run", "demo", "sandbox", "blocks register", "blocks list"]
     for command in commands:
         assert re.search(rf"moltbot {command}\b", readme), command
 
 
-def test_sandbox_command_serves_until_interrupted(tmp_path: Path) -> None:
+def test_sandbox_command_serves_every_emulator_and_saves_its_blocks(
+    tmp_path: Path, prefect_api: str
+) -> None:
     import signal
     import socket
 
@@ -220,17 +226,42 @@ def test_sandbox_command_serves_until_interrupted(tmp_path: Path) -> None:
         [sys.executable, "-m", "moltbot.cli", "sandbox", "--port", str(ports[0]),
          "--smtp-port", str(ports[1])],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+        env={**os.environ, "PREFECT_API_URL": prefect_api},
     )  # fmt: skip
     try:
-        lines = [process.stdout.readline() for _ in range(2)]
-        webhook_url = lines[1].split("Slack webhook:", 1)[1].strip()
-        response = httpx.post(webhook_url, json={"text": "안녕하세요"}, timeout=5)
+        lines: list[str] = []
+        while not lines or "Press Ctrl-C" not in lines[-1]:
+            line = process.stdout.readline()
+            assert line, f"sandbox exited early: {process.stderr.read()}"
+            lines.append(line.rstrip())
+        printed = {
+            label.strip(): value.strip()
+            for label, _, value in (line.partition(": ") for line in lines[1:6])
+        }
+        response = httpx.post(printed["Slack webhook"], json={"text": "안녕하세요"}, timeout=5)
         posts = httpx.get(f"http://127.0.0.1:{ports[0]}/slack/_posts", timeout=5).json()
+        from blocks import JiraCredentials, NotionCredentials
+
+        notion = NotionCredentials.load("sandbox-notion").get_client()
+        found = notion.search(query="moltbot digests")["results"]
+        jira_user = JiraCredentials.load("sandbox-jira").get_client().myself()
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=20)
 
-    assert lines[0].strip() == f"sandbox listening on http://127.0.0.1:{ports[0]}"
+    base = f"http://127.0.0.1:{ports[0]}"
+    assert lines[0] == f"sandbox listening on {base}"
+    assert printed == {
+        "Google Sheets": f"{base}/sheets/v4/spreadsheets",
+        "Notion": f"{base}/notion/v1",
+        "Jira": f"{base}/jira/rest/api/2",
+        "Slack webhook": f"{base}/slack/services/T0000/B0000/sandbox",
+        "SMTP sink": f"127.0.0.1:{ports[1]}",
+    }
+    saved = [line.split()[0] for line in lines[7:-1]]
+    assert saved == ["sandbox-sheets", "sandbox-notion", "sandbox-jira", "sandbox-slack",
+                     "sandbox-email"]  # fmt: skip
     assert (response.status_code, response.text) == (200, "ok")
     assert [post["payload"]["text"] for post in posts] == ["안녕하세요"]
+    assert found and jira_user["emailAddress"] == "sandbox@moltbot.local"
     assert process.returncode == 0

@@ -1,0 +1,77 @@
+"""moltbot's block types in the Prefect API: registering them and listing saved documents."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from prefect.blocks.core import Block
+    from prefect.client.schemas.objects import BlockDocument
+
+# The field that says where a block points, in the order they are tried; none is a secret.
+_TARGET_FIELDS = ("server_url", "base_url", "api_base_url", "smtp_host", "folder")
+
+
+def moltbot_block_types() -> list[type[Block]]:
+    """Every block class `blocks/__init__.py` exports, in its order."""
+    from prefect.blocks.core import Block
+
+    import blocks
+
+    exported = (getattr(blocks, name) for name in blocks.__all__)
+    return [item for item in exported if isinstance(item, type) and issubclass(item, Block)]
+
+
+def register_block_types() -> list[str]:
+    """Register every moltbot block type and schema with the Prefect API; return their slugs."""
+    slugs = []
+    for block_type in moltbot_block_types():
+        block_type.register_type_and_schema()
+        slugs.append(block_type.get_block_type_slug())
+    return slugs
+
+
+def saved_block_documents(block_types: Iterable[type[Block]]) -> list[BlockDocument]:
+    """Saved documents of the given block types, secrets left out; unregistered types have none."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    found: list[BlockDocument] = []
+    with get_client(sync_client=True) as client:
+        for block_type in block_types:
+            try:
+                found.extend(
+                    client.read_block_documents_by_type(
+                        block_type.get_block_type_slug(), include_secrets=False
+                    )
+                )
+            except PrefectHTTPStatusError as exc:
+                if exc.response.status_code == 404:  # type never registered: nothing saved
+                    continue
+                raise
+    return [document for document in found if document.name]
+
+
+def _target(data: dict[str, Any]) -> str | None:
+    for field in _TARGET_FIELDS:
+        value = data.get(field)
+        if isinstance(value, str) and value:
+            if field == "smtp_host" and data.get("smtp_port"):
+                return f"smtp://{value}:{data['smtp_port']}"
+            return value
+    return None
+
+
+def saved_blocks() -> list[dict[str, str | None]]:
+    """Name, type slug and (non-secret) target of every saved moltbot block, sorted by name."""
+    documents = saved_block_documents(moltbot_block_types())
+    listed = [
+        {
+            "name": document.name,
+            "type": document.block_type.slug if document.block_type else None,
+            "target": _target(document.data),
+        }
+        for document in documents
+    ]
+    return sorted(listed, key=lambda entry: (entry["name"] or "", entry["type"] or ""))

@@ -1,0 +1,95 @@
+"""The block documents that point at a running sandbox: the fixed credentials it accepts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from prefect.blocks.core import Block
+
+    from moltbot.sandbox.server import Sandbox
+
+SANDBOX_SHEETS_BLOCK = "sandbox-sheets"
+SANDBOX_NOTION_BLOCK = "sandbox-notion"
+SANDBOX_JIRA_BLOCK = "sandbox-jira"
+SANDBOX_SLACK_BLOCK = "sandbox-slack"
+SANDBOX_EMAIL_BLOCK = "sandbox-email"
+
+
+@dataclass(frozen=True)
+class SandboxBlock:
+    """A block document to save for the sandbox.
+
+    Attributes:
+        name: the block document name (``sandbox-jira``).
+        block: the block instance, pointing at the running sandbox.
+        target: where it points, for printing (never a secret).
+    """
+
+    name: str
+    block: Block
+    target: str
+
+
+def sandbox_blocks(sandbox: Sandbox) -> list[SandboxBlock]:
+    """The five blocks pointing at `sandbox`, with the credentials its emulators accept."""
+    from blocks import (
+        EmailChannel,
+        GoogleSheetsCredentials,
+        JiraCredentials,
+        NotionCredentials,
+        SlackIncomingWebhook,
+    )
+    from moltbot.sandbox.jira import SANDBOX_JIRA_EMAIL, SANDBOX_JIRA_TOKEN
+    from moltbot.sandbox.notion import SANDBOX_NOTION_TOKEN
+    from moltbot.sandbox.sheets import sandbox_service_account_info
+
+    base = sandbox.base_url
+    smtp_host = sandbox.host
+    return [
+        SandboxBlock(
+            SANDBOX_SHEETS_BLOCK,
+            GoogleSheetsCredentials(
+                service_account_info=sandbox_service_account_info(f"{base}/sheets/token"),
+                api_base_url=f"{base}/sheets",
+            ),
+            f"{base}/sheets",
+        ),
+        SandboxBlock(
+            SANDBOX_NOTION_BLOCK,
+            NotionCredentials(token=SANDBOX_NOTION_TOKEN, base_url=f"{base}/notion"),
+            f"{base}/notion",
+        ),
+        SandboxBlock(
+            SANDBOX_JIRA_BLOCK,
+            JiraCredentials(
+                server_url=f"{base}/jira", email=SANDBOX_JIRA_EMAIL, api_token=SANDBOX_JIRA_TOKEN
+            ),
+            f"{base}/jira",
+        ),
+        SandboxBlock(
+            SANDBOX_SLACK_BLOCK,
+            SlackIncomingWebhook(url=sandbox.sandbox_webhook_url),
+            f"{base}/slack/services/…",
+        ),
+        SandboxBlock(
+            SANDBOX_EMAIL_BLOCK,
+            EmailChannel(
+                smtp_host=smtp_host,
+                smtp_port=sandbox.smtp_port,
+                tls="none",
+                sender="moltbot-demo@example.com",
+                recipients=["ops-team@example.com"],
+            ),
+            f"smtp://{smtp_host}:{sandbox.smtp_port}",
+        ),
+    ]
+
+
+def save_sandbox_blocks(sandbox: Sandbox) -> list[SandboxBlock]:
+    """Save (or overwrite) the sandbox's block documents in the Prefect API; return them."""
+    saved = sandbox_blocks(sandbox)
+    for entry in saved:
+        entry.block.save(entry.name, overwrite=True)
+    return saved
