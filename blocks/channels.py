@@ -18,18 +18,9 @@ from pydantic import Field, SecretStr
 
 from moltbot.errors import DeliveryError
 from moltbot.messages import Message
+from moltbot.retrying import retry_after_seconds
 
 _SLACK_ERROR_BODY_LIMIT = 200
-
-
-def _retry_after_seconds(value: str | None) -> float | None:
-    """Parse a `Retry-After` header given in seconds (what Slack sends); ignore anything else."""
-    if value is None:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        return None
 
 
 class SlackIncomingWebhook(Block):
@@ -76,7 +67,7 @@ class SlackIncomingWebhook(Block):
             f"Slack answered {status} {body}",
             transient=status == 429 or status >= 500,
             status=status,
-            retry_after=_retry_after_seconds(response.headers.get("Retry-After")),
+            retry_after=retry_after_seconds(response.headers.get("Retry-After")),
         )
 
 
