@@ -42,7 +42,7 @@ def prefect_api() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def sandbox_server() -> Iterator[object]:
-    """One sandbox (Slack emulator + SMTP sink) on free ports for the session."""
+    """One sandbox (Sheets, Notion, Jira and Slack emulators, SMTP sink) on free ports."""
     from moltbot.sandbox import Sandbox
 
     with Sandbox() as running:
@@ -55,6 +55,14 @@ def sandbox(sandbox_server: object) -> Iterator[object]:
     sandbox_server.reset()
     yield sandbox_server
     sandbox_server.reset()
+
+
+@pytest.fixture(scope="session")
+def sandbox_blocks(prefect_api: str, sandbox_server: object) -> list[str]:
+    """The `sandbox-*` block documents saved once, pointing at the session sandbox; their names."""
+    from moltbot.sandbox.blocks import save_sandbox_blocks
+
+    return [entry.name for entry in save_sandbox_blocks(sandbox_server)]
 
 
 def _free_port() -> int:
