@@ -22,7 +22,7 @@ class RetryPolicy:
     """Exponential backoff with jitter for transient failures, honouring `Retry-After`."""
 
     attempts: int = 4
-    base_delay: float = 1.0
+    base_delay: float = 0.5
     max_delay: float = 30.0
     retry_after_cap: float = 120.0
     jitter: float = 0.5

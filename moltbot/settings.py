@@ -35,8 +35,10 @@ class Settings(BaseSettings):
     retry_attempts: int = Field(
         default=4, ge=1, description="Attempts per delivery, the first included."
     )
+    # 0.5 s doubling over 4 attempts waits at most 5.25 s in all, so a service that is down is
+    # reported within seconds, while a 429's own Retry-After is still honoured in full.
     retry_base_delay: float = Field(
-        default=1.0, ge=0, description="First backoff delay in seconds (doubles, with jitter)."
+        default=0.5, ge=0, description="First backoff delay in seconds (doubles, with jitter)."
     )
     retry_max_delay: float = Field(default=30.0, ge=0, description="Cap of one backoff delay.")
     retry_after_cap: float = Field(

@@ -339,18 +339,23 @@ class EmulatorMiddleware:
             await response(scope, receive, send)
             return
 
-        status_seen = 0
+        fault_kind = "slow" if fault is not None else None
+        logged = False
 
         async def recording_send(message: Message) -> None:
-            nonlocal status_seen
-            if message["type"] == "http.response.start":
-                status_seen = message["status"]
+            nonlocal logged
+            if message["type"] == "http.response.start" and not logged:
+                # Logged before the answer leaves, so a client that has its answer can already
+                # find the request in the log.
+                log(message["status"], fault_kind)
+                logged = True
             await send(message)
 
         try:
             await self.app(scope, receive, recording_send)
         finally:
-            log(status_seen or 500, "slow" if fault is not None else None)
+            if not logged:
+                log(500, fault_kind)
 
 
 _DEFAULT_MESSAGES = {
