@@ -1,0 +1,557 @@
+"""Jira tasks: JQL search over every page, bulk creation without duplicates, comments, workflow."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from jira import JIRA
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from blocks.jira import JiraCredentials, request_may_have_applied
+from moltbot.errors import ServiceError
+
+logger = logging.getLogger("moltbot.tasks.jira")
+
+DEFAULT_FIELDS: tuple[str, ...] = ("summary", "labels", "status", "created")
+# Jira Cloud's limits: 50 issues per bulk create, 100 issues per search page with fields.
+BULK_CHUNK_SIZE = 50
+SEARCH_PAGE_SIZE = 100
+# Ticket creation gives every draft a label `moltbot-<hash of its idempotency key>`; after an
+# ambiguous failure a search for those labels tells which drafts Jira created.
+DEDUP_LABEL_PREFIX = "moltbot-"
+
+
+def dedup_label(idempotency_key: str) -> str:
+    """The Jira label that marks the issue created for `idempotency_key` (``moltbot-<16 hex>``)."""
+    return DEDUP_LABEL_PREFIX + hashlib.sha256(idempotency_key.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class BulkFailure:
+    """A draft that was not created.
+
+    Attributes:
+        index: the draft's position in the list given.
+        message: the block's name and Jira's own error text.
+        errors: Jira's field errors for this draft (field -> message); empty for a request error.
+        outcome_unknown: True when the request may have been applied but could not be checked
+            (drafts without a unique dedup label); it was not re-sent, to avoid duplicates.
+    """
+
+    index: int
+    message: str
+    errors: dict[str, str] = field(default_factory=dict)
+    outcome_unknown: bool = False
+
+
+@dataclass
+class BulkCreateResult:
+    """Outcome of `bulk_create_issues`.
+
+    Attributes:
+        created: draft index -> issue key, for every draft that exists in Jira now.
+        failures: the drafts that were not created (or whose fate is unknown), by index.
+    """
+
+    created: dict[int, str] = field(default_factory=dict)
+    failures: list[BulkFailure] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when every draft was created."""
+        return not self.failures
+
+    @property
+    def keys(self) -> list[str]:
+        """Keys of the created issues, in draft order."""
+        return [self.created[index] for index in sorted(self.created)]
+
+
+def find_issues(
+    credentials: JiraCredentials,
+    jql: str,
+    *,
+    fields: Sequence[str] = DEFAULT_FIELDS,
+    block_name: str | None = None,
+    client: JIRA | None = None,
+) -> list[dict[str, Any]]:
+    """Every issue matching `jql`, following each ``nextPageToken`` (100 issues per request).
+
+    Each page is retried on its own (429 honouring ``Retry-After``, 5xx, network), so a failure
+    on page 3 does not fetch pages 1 and 2 again. The first search of a client also reads
+    ``GET field`` once, which the library uses to translate field names.
+
+    Args:
+        credentials: the Jira block.
+        jql: the query (bounded: Jira Cloud refuses a query without any condition).
+        fields: fields to return for each issue.
+        block_name: the block's name for messages, when it was not loaded by name.
+        client: a client to reuse (one from `credentials.get_client()`), saving its requests.
+
+    Returns:
+        Jira's issue objects: ``{"id", "key", "self", "fields": {...}}``.
+
+    Raises:
+        ServiceError: a refused query (Jira's JQL message) or a failure that outlasted retries.
+    """
+    client = client or credentials.get_client(block_name=block_name)
+    issues: list[dict[str, Any]] = []
+    token: str | None = None
+    page = 1
+    while True:
+
+        def fetch(token: str | None = token) -> dict[str, Any]:
+            return client.enhanced_search_issues(
+                jql,
+                nextPageToken=token,
+                maxResults=SEARCH_PAGE_SIZE,
+                fields=list(fields),  # the client rewrites this list in place
+                json_result=True,
+            )
+
+        result = credentials.call(fetch, action=f"search page {page}", block_name=block_name)
+        issues.extend(result.get("issues", []))
+        token = result.get("nextPageToken")
+        if not token or result.get("isLast", False):
+            return issues
+        page += 1
+
+
+def create_issues_in_bulk(
+    credentials: JiraCredentials,
+    drafts: Sequence[Mapping[str, Any]],
+    *,
+    block_name: str | None = None,
+) -> BulkCreateResult:
+    """Create one issue per draft with ``POST issue/bulk``, 50 drafts per request.
+
+    A draft is a REST v2 ``fields`` dict; ``project``, ``issuetype``, ``priority``,
+    ``components`` and ``assignee`` may be plain strings (key, names, account id), which are
+    sent as objects so the client makes no lookup requests: 250 drafts are 5 requests after the
+    client's ``serverInfo``. Drafts Jira refuses are reported with its field errors; the others
+    are created.
+
+    A 429 is retried after ``Retry-After`` (Jira applied nothing). After a 5xx, a timeout or a
+    lost connection the chunk may have been created, so it is never blindly re-sent: when every
+    draft of the chunk carries its own ``moltbot-…`` label (`dedup_label`), a label search finds
+    which drafts exist and only the others are re-sent; otherwise the chunk is reported with
+    ``outcome_unknown`` instead of risking duplicates. (Jira Cloud's search index can lag a
+    write by a moment; the retry backoff precedes the search.)
+
+    Args:
+        credentials: the Jira block.
+        drafts: one ``fields`` dict per issue to create.
+        block_name: the block's name for messages, when it was not loaded by name.
+
+    Returns:
+        The created keys by draft index and the failures.
+
+    Raises:
+        ServiceError: the client could not connect (other failures are in the result).
+    """
+    result = BulkCreateResult()
+    if not drafts:
+        return result
+    client = credentials.get_client(block_name=block_name)
+    prepared = [(index, _prepare_fields(draft)) for index, draft in enumerate(drafts)]
+    for start in range(0, len(prepared), BULK_CHUNK_SIZE):
+        chunk = dict(prepared[start : start + BULK_CHUNK_SIZE])
+        _create_chunk(client, credentials, chunk, result, block_name, start // BULK_CHUNK_SIZE + 1)
+    result.failures.sort(key=lambda failure: failure.index)
+    return result
+
+
+def _create_chunk(
+    client: JIRA,
+    credentials: JiraCredentials,
+    pending: dict[int, dict[str, Any]],
+    result: BulkCreateResult,
+    block_name: str | None,
+    number: int,
+) -> None:
+    label = credentials.label(block_name)
+    labels = _unique_dedup_labels(pending)
+    # Set when a create request failed in a way that may have created issues; cleared only by
+    # a label search that found out which.
+    needs_check = False
+    sending = False
+
+    def check() -> None:
+        nonlocal needs_check
+        assert labels is not None  # needs_check without labels is refused in classify
+        found = _keys_by_label(client, credentials, [labels[i] for i in pending], block_name)
+        for index in list(pending):
+            if labels[index] in found:
+                result.created[index] = found[labels[index]]
+                del pending[index]
+        needs_check = False
+        logger.info(
+            "%s: bulk chunk %d: %d drafts already created, re-sending %d",
+            label,
+            number,
+            len(found),
+            len(pending),
+        )
+
+    def send() -> list[dict[str, Any]]:
+        nonlocal sending
+        sending = False
+        if needs_check:
+            check()
+        if not pending:
+            return []
+        sending = True
+        items = client.create_issues(list(pending.values()), prefetch=False)
+        sending = False
+        return items
+
+    def classify(exc: Exception) -> ServiceError | None:
+        nonlocal needs_check
+        failure = credentials.classify(exc, block_name)
+        if failure is None:
+            return None
+        if sending and failure.transient and request_may_have_applied(exc):
+            needs_check = True
+            if labels is None:
+                return ServiceError(
+                    f"{failure} (not re-sent: the drafts carry no unique "
+                    f"'{DEDUP_LABEL_PREFIX}' label to check what was created)",
+                    transient=False,
+                    status=failure.status,
+                )
+        return failure
+
+    try:
+        items = credentials.call(
+            send, action=f"bulk create chunk {number}", block_name=block_name, classify=classify
+        )
+    except ServiceError as failure:
+        if needs_check and labels is not None:
+            # If this search fails too, the drafts stay pending and are reported as unknown.
+            with contextlib.suppress(ServiceError):
+                check()
+        for index in pending:
+            result.failures.append(
+                BulkFailure(index, f"{failure} [draft {index}]", outcome_unknown=needs_check)
+            )
+        return
+    for index, item in zip(list(pending), items, strict=True):
+        if item["status"] == "Success":
+            result.created[index] = item["issue"].key
+        else:
+            errors = {str(k): str(v) for k, v in (item["error"] or {}).items()}
+            text = "; ".join(f"{name}: {message}" for name, message in errors.items())
+            result.failures.append(
+                BulkFailure(index, f"{label}: draft {index} refused: {text}", errors)
+            )
+
+
+def _unique_dedup_labels(pending: Mapping[int, Mapping[str, Any]]) -> dict[int, str] | None:
+    """Each draft's dedup label, or None unless every draft has exactly one, all distinct."""
+    labels: dict[int, str] = {}
+    for index, fields in pending.items():
+        own = [
+            label
+            for label in fields.get("labels") or []
+            if isinstance(label, str) and label.startswith(DEDUP_LABEL_PREFIX)
+        ]
+        if len(own) != 1:
+            return None
+        labels[index] = own[0]
+    return labels if len(set(labels.values())) == len(labels) else None
+
+
+def _keys_by_label(
+    client: JIRA, credentials: JiraCredentials, labels: Iterable[str], block_name: str | None
+) -> dict[str, str]:
+    """Dedup label -> key of the issue carrying it (the oldest, if somehow several)."""
+    wanted = list(labels)
+    if not wanted:
+        return {}
+    quoted = ", ".join(_jql_string(label) for label in wanted)
+    jql = f"labels in ({quoted}) ORDER BY created ASC"
+    found: dict[str, str] = {}
+    for issue in find_issues(
+        credentials, jql, fields=("labels",), block_name=block_name, client=client
+    ):
+        for label in issue["fields"].get("labels") or []:
+            if label in wanted:
+                found.setdefault(label, issue["key"])
+    return found
+
+
+def _jql_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _prepare_fields(draft: Mapping[str, Any]) -> dict[str, Any]:
+    """Copy a draft, turning plain strings into the objects Jira expects (no lookups needed)."""
+    fields = dict(draft)
+    for name, key in (("project", "key"), ("issuetype", "name"), ("priority", "name")):
+        if isinstance(fields.get(name), str):
+            fields[name] = {key: fields[name]}
+    if isinstance(fields.get("assignee"), str):
+        fields["assignee"] = {"accountId": fields["assignee"]}
+    if isinstance(fields.get("components"), list):
+        fields["components"] = [
+            {"name": item} if isinstance(item, str) else item for item in fields["components"]
+        ]
+    return fields
+
+
+def comment_on_issue(
+    credentials: JiraCredentials,
+    issue_key: str,
+    body: str,
+    *,
+    block_name: str | None = None,
+) -> dict[str, Any]:
+    """Add a plain-text comment to an issue, once.
+
+    After a failure that may have been applied (5xx, timeout, lost connection) the issue's
+    comments are read first, and an identical comment found there counts as this one.
+
+    Args:
+        credentials: the Jira block.
+        issue_key: e.g. ``OPS-12``.
+        body: the comment text (REST v2: plain text, not ADF).
+        block_name: the block's name for messages, when it was not loaded by name.
+
+    Returns:
+        Jira's comment object (``id``, ``body``, ``author``, ``created`` …).
+
+    Raises:
+        ServiceError: an unknown issue (404), refused body, or a failure that outlasted retries.
+    """
+    client = credentials.get_client(block_name=block_name)
+    needs_check = False
+    sending = False
+
+    def send() -> dict[str, Any]:
+        nonlocal needs_check, sending
+        sending = False
+        if needs_check:
+            same = [c for c in client.comments(issue_key) if c.body == body]
+            needs_check = False
+            if same:
+                return same[-1].raw
+        sending = True
+        comment = client.add_comment(issue_key, body)
+        sending = False
+        return comment.raw
+
+    def classify(exc: Exception) -> ServiceError | None:
+        nonlocal needs_check
+        failure = credentials.classify(exc, block_name)
+        if failure is not None and sending and request_may_have_applied(exc):
+            needs_check = True
+        return failure
+
+    return credentials.call(
+        send, action=f"comment on {issue_key}", block_name=block_name, classify=classify
+    )
+
+
+def move_issue(
+    credentials: JiraCredentials,
+    issue_key: str,
+    status: str,
+    *,
+    block_name: str | None = None,
+) -> str:
+    """Move an issue to the status named `status` (``In Progress``) through a transition.
+
+    Idempotent: an issue already in that status is left alone, so a retry after an ambiguous
+    failure is safe.
+
+    Args:
+        credentials: the Jira block.
+        issue_key: e.g. ``OPS-12``.
+        status: the target status name (case-insensitive) or transition name.
+        block_name: the block's name for messages, when it was not loaded by name.
+
+    Returns:
+        The issue's status name now.
+
+    Raises:
+        ServiceError: no transition leads to `status`, or Jira failed.
+    """
+    client = credentials.get_client(block_name=block_name)
+    target = status.casefold()
+
+    def attempt() -> str:
+        transitions = client.transitions(issue_key)
+        chosen = next(
+            (
+                t
+                for t in transitions
+                if t["to"]["name"].casefold() == target or t["name"].casefold() == target
+            ),
+            None,
+        )
+        if chosen is None:
+            current = client.issue(issue_key, fields="status").fields.status.name
+            if current.casefold() == target:
+                return current
+            choices = ", ".join(sorted({t["to"]["name"] for t in transitions})) or "none"
+            raise ServiceError(
+                f"{credentials.label(block_name)}: {issue_key} is '{current}' and no transition "
+                f"leads to '{status}' (possible: {choices})",
+                transient=False,
+            )
+        client.transition_issue(issue_key, chosen["id"])
+        return str(chosen["to"]["name"])
+
+    return credentials.call(attempt, action=f"move {issue_key}", block_name=block_name)
+
+
+def store_issue_property(
+    credentials: JiraCredentials,
+    issue_key: str,
+    key: str,
+    value: Any,
+    *,
+    block_name: str | None = None,
+) -> None:
+    """Set an issue entity property (JSON, at most 32 KB); a PUT, so retries are safe.
+
+    Args:
+        credentials: the Jira block.
+        issue_key: e.g. ``OPS-12``.
+        key: the property key.
+        value: any JSON value.
+        block_name: the block's name for messages, when it was not loaded by name.
+
+    Raises:
+        ServiceError: an unknown issue, a value Jira refuses, or a failure that outlasted retries.
+    """
+    client = credentials.get_client(block_name=block_name)
+    credentials.call(
+        lambda: client.add_issue_property(issue_key, key, value),
+        action=f"set property {key} on {issue_key}",
+        block_name=block_name,
+    )
+
+
+# Prefect tasks. Retries happen inside, per request (see JiraCredentials), so none are declared
+# here: a task-level retry would repeat pages and chunks that already succeeded.
+
+
+def _name(credentials: JiraCredentials, block_name: str | None) -> str | None:
+    return block_name or getattr(credentials, "_block_document_name", None)
+
+
+@task(name="jira-search-issues", cache_policy=NO_CACHE)
+def search_issues(
+    credentials: JiraCredentials,
+    jql: str,
+    *,
+    fields: Sequence[str] = DEFAULT_FIELDS,
+    block_name: str | None = None,
+) -> list[dict[str, Any]]:
+    """Search Jira with JQL and return every matching issue (all pages).
+
+    Args:
+        credentials: the Jira block.
+        jql: the query, e.g. ``project = OPS AND labels = billing ORDER BY created``.
+        fields: fields to return for each issue.
+        block_name: the block's name for messages, when it was not loaded by name.
+
+    Returns:
+        Jira's issue objects (``key``, ``fields`` …) in the query's order.
+    """
+    return find_issues(credentials, jql, fields=fields, block_name=_name(credentials, block_name))
+
+
+@task(name="jira-bulk-create-issues", cache_policy=NO_CACHE)
+def bulk_create_issues(
+    credentials: JiraCredentials,
+    drafts: list[dict[str, Any]],
+    *,
+    block_name: str | None = None,
+) -> BulkCreateResult:
+    """Create many issues, 50 per request, reporting each refused draft with Jira's errors.
+
+    Args:
+        credentials: the Jira block.
+        drafts: one REST v2 ``fields`` dict per issue (give each a `dedup_label` so an
+            ambiguous failure can be checked instead of re-sent blindly).
+        block_name: the block's name for messages, when it was not loaded by name.
+
+    Returns:
+        The created keys by draft index and the failures.
+    """
+    return create_issues_in_bulk(credentials, drafts, block_name=_name(credentials, block_name))
+
+
+@task(name="jira-add-comment", cache_policy=NO_CACHE)
+def add_comment(
+    credentials: JiraCredentials,
+    issue_key: str,
+    body: str,
+    *,
+    block_name: str | None = None,
+) -> dict[str, Any]:
+    """Add a plain-text comment to an issue (not duplicated by retries).
+
+    Args:
+        credentials: the Jira block.
+        issue_key: e.g. ``OPS-12``.
+        body: the comment text.
+        block_name: the block's name for messages, when it was not loaded by name.
+
+    Returns:
+        Jira's comment object.
+    """
+    return comment_on_issue(credentials, issue_key, body, block_name=_name(credentials, block_name))
+
+
+@task(name="jira-transition-issue", cache_policy=NO_CACHE)
+def transition_issue(
+    credentials: JiraCredentials,
+    issue_key: str,
+    status: str,
+    *,
+    block_name: str | None = None,
+) -> str:
+    """Move an issue to a status (no-op when it is already there).
+
+    Args:
+        credentials: the Jira block.
+        issue_key: e.g. ``OPS-12``.
+        status: the target status name, e.g. ``Done``.
+        block_name: the block's name for messages, when it was not loaded by name.
+
+    Returns:
+        The issue's status name now.
+    """
+    return move_issue(credentials, issue_key, status, block_name=_name(credentials, block_name))
+
+
+@task(name="jira-set-issue-property", cache_policy=NO_CACHE)
+def set_issue_property(
+    credentials: JiraCredentials,
+    issue_key: str,
+    key: str,
+    value: Any,
+    *,
+    block_name: str | None = None,
+) -> None:
+    """Store a JSON value on an issue as an entity property (e.g. the run that created it).
+
+    Args:
+        credentials: the Jira block.
+        issue_key: e.g. ``OPS-12``.
+        key: the property key.
+        value: any JSON value (at most 32 KB).
+        block_name: the block's name for messages, when it was not loaded by name.
+    """
+    store_issue_property(
+        credentials, issue_key, key, value, block_name=_name(credentials, block_name)
+    )
