@@ -108,7 +108,8 @@ def test_fault_message_and_retry_after_are_the_ones_given(emulator) -> None:
 def test_probability_hits_a_share_and_is_repeatable_with_a_seed(emulator) -> None:
     url, core, _ = emulator
     core.inject_fault(500, count=None, probability=0.3)
-    statuses = [httpx.get(f"{url}/v1/items/{n}").status_code for n in range(60)]
+    with httpx.Client() as client:
+        statuses = [client.get(f"{url}/v1/items/{n}").status_code for n in range(60)]
     core.clear_faults()
     failures = statuses.count(500)
     # 60 draws at p=0.3: the seeded sequence gives a share well inside (0, 60).
