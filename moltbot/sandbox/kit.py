@@ -137,6 +137,15 @@ class EmulatorCore:
         self._requests: list[LoggedRequest] = []
         self._faults: deque[RouteFault] = deque()
         self._random = random.Random(seed)
+        # Bumped by every clear of the log, so a request still held (a hang) when a test
+        # resets the sandbox is not logged into the next test.
+        self._generation = 0
+
+    @property
+    def generation(self) -> int:
+        """How many times the request log was cleared; stamps requests as they arrive."""
+        with self._lock:
+            return self._generation
 
     @property
     def requests(self) -> list[LoggedRequest]:
@@ -237,15 +246,22 @@ class EmulatorCore:
                 return replace(fault)
         return None
 
-    def record(self, logged: LoggedRequest) -> None:
-        """Append one answered request to the log."""
+    def record(self, logged: LoggedRequest, generation: int | None = None) -> None:
+        """Append one answered request to the log, unless the log was cleared since it arrived.
+
+        Args:
+            logged: the request and its answer.
+            generation: `generation` when the request arrived; None to log it in any case.
+        """
         with self._lock:
-            self._requests.append(logged)
+            if generation is None or generation == self._generation:
+                self._requests.append(logged)
 
     def clear_requests(self) -> None:
         """Forget the request log; faults stay."""
         with self._lock:
             self._requests.clear()
+            self._generation += 1
 
     def clear_faults(self) -> None:
         """Drop every pending fault."""
@@ -257,6 +273,7 @@ class EmulatorCore:
         with self._lock:
             self._requests.clear()
             self._faults.clear()
+            self._generation += 1
 
 
 class DroppedConnection(Exception):
@@ -313,9 +330,11 @@ class EmulatorMiddleware:
         method: str = scope["method"]
         query = scope.get("query_string", b"").decode("latin-1")
         received_at = datetime.now(UTC)
+        generation = self.core.generation
 
         def log(status: int, fault: str | None = None) -> None:
-            self.core.record(LoggedRequest(method, path, query, status, received_at, fault))
+            logged = LoggedRequest(method, path, query, status, received_at, fault)
+            self.core.record(logged, generation)
 
         fault = self.core.take_fault(method, path)
         if fault is not None and fault.kind in ("hang", "slow"):

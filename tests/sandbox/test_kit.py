@@ -134,6 +134,16 @@ def test_hang_outlasts_the_client_timeout_and_does_nothing(emulator) -> None:
     assert [(r.status, r.fault) for r in core.requests] == [(504, "hang")]
 
 
+def test_a_request_held_across_a_reset_is_not_logged_after_it(emulator) -> None:
+    url, core, _ = emulator
+    core.inject_fault(kind="hang", seconds=0.5)
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.get(f"{url}/v1/items/a", timeout=0.2)
+    core.reset()
+    time.sleep(0.6)
+    assert core.requests == []
+
+
 def test_slow_answers_normally_after_the_wait(emulator) -> None:
     url, core, handled = emulator
     core.inject_fault(kind="slow", seconds=0.3)
