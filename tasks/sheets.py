@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import gspread
@@ -117,18 +118,13 @@ def read_worksheet(
     block = block_label(credentials, block_name)
     http = credentials.get_client().http_client
     target = absolute_range_name(worksheet)
-    try:
+    with _naming_bad_input(http, spreadsheet_id, worksheet, block, policy):
         answer = _call(
             lambda: http.values_get(spreadsheet_id, target),
             block,
             f"read {worksheet!r}",
             policy,
         )
-    except ServiceError as exc:
-        bad_input = _bad_input(exc, http, spreadsheet_id, worksheet, block, policy)
-        if bad_input is None:
-            raise
-        raise bad_input from exc
     return worksheet_frame(answer.get("values", []), f"worksheet {worksheet!r}")
 
 
@@ -244,15 +240,10 @@ def append_rows(
             ) from exc
         arrived = _ends_with(shown, values, value_input_option)
 
-    try:
+    with _naming_bad_input(http, spreadsheet_id, worksheet, block, policy):
         return _call(
             send, block, f"append {len(values)} rows to {worksheet!r}", policy, check_arrival
         )
-    except ServiceError as exc:
-        bad_input = _bad_input(exc, http, spreadsheet_id, worksheet, block, policy)
-        if bad_input is None:
-            raise
-        raise bad_input from exc
 
 
 def update_range(
@@ -280,7 +271,7 @@ def update_range(
     block = block_label(credentials, block_name)
     http = credentials.get_client().http_client
     body = {"values": [[_cell_value(value) for value in row] for row in values]}
-    try:
+    with _naming_bad_input(http, spreadsheet_id, worksheet, block, policy):
         return _call(
             lambda: http.values_update(
                 spreadsheet_id,
@@ -292,6 +283,19 @@ def update_range(
             f"update {worksheet!r}!{cells}",
             policy,
         )
+
+
+@contextmanager
+def _naming_bad_input(
+    http: gspread.HTTPClient,
+    spreadsheet_id: str,
+    worksheet: str,
+    block: str,
+    policy: RetryPolicy | None,
+) -> Iterator[None]:
+    """Re-raise a failure that stands for an unknown spreadsheet or worksheet as `InputError`."""
+    try:
+        yield
     except ServiceError as exc:
         bad_input = _bad_input(exc, http, spreadsheet_id, worksheet, block, policy)
         if bad_input is None:

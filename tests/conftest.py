@@ -5,10 +5,17 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 import moltbot  # noqa: F401  (Prefect telemetry defaults before Prefect starts a server)
+
+if TYPE_CHECKING:
+    from blocks.jira import JiraCredentials
+    from blocks.notion import NotionCredentials
+    from blocks.sheets import GoogleSheetsCredentials
+    from moltbot.sandbox import Sandbox
 
 
 @pytest.fixture(autouse=True)
@@ -55,6 +62,30 @@ def sandbox(sandbox_server: object) -> Iterator[object]:
     sandbox_server.reset()
     yield sandbox_server
     sandbox_server.reset()
+
+
+@pytest.fixture
+def sheets_credentials(sandbox: Sandbox) -> GoogleSheetsCredentials:
+    """A `GoogleSheetsCredentials` on the session sandbox's fixed service account."""
+    from tests.sandbox.helpers import sheets_block
+
+    return sheets_block(sandbox.base_url)
+
+
+@pytest.fixture
+def notion_credentials(sandbox: Sandbox) -> NotionCredentials:
+    """A `NotionCredentials` with the sandbox token, pointing at the session sandbox."""
+    from tests.sandbox.helpers import notion_block
+
+    return notion_block(sandbox.base_url)
+
+
+@pytest.fixture
+def jira_credentials(sandbox: Sandbox) -> JiraCredentials:
+    """A `JiraCredentials` with the sandbox account, pointing at the session sandbox."""
+    from tests.sandbox.helpers import jira_block
+
+    return jira_block(sandbox.base_url)
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import re
@@ -14,7 +15,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
@@ -31,6 +32,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 # Builds the service's own error answer (Google, Notion or Jira shape) for a status and message.
 ErrorResponder = Callable[[int, str], Response]
+# Why a request body is not a JSON object: "malformed" (not JSON) or "not an object".
+JsonBodyProblem = Literal["malformed", "not an object"]
 
 
 @dataclass(frozen=True)
@@ -388,6 +391,30 @@ _DEFAULT_MESSAGES = {
 
 def _default_message(status: int) -> str:
     return _DEFAULT_MESSAGES.get(status, f"Error {status} (injected by the moltbot sandbox).")
+
+
+async def read_json_object(
+    request: Request, invalid: Callable[[JsonBodyProblem], Exception]
+) -> dict[str, Any]:
+    """The request's JSON object body; ``{}`` for an empty (or blank) body.
+
+    Args:
+        request: the request being handled.
+        invalid: builds the service's own error for a body that is not a JSON object.
+
+    Raises:
+        Exception: what `invalid` builds, for a body that is not JSON or not an object.
+    """
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise invalid("malformed") from None
+    if not isinstance(body, dict):
+        raise invalid("not an object")
+    return body
 
 
 def install_emulator(app: FastAPI, core: EmulatorCore, error_response: ErrorResponder) -> None:

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -24,8 +24,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from moltbot.sandbox.kit import (
     DroppedConnection,
     EmulatorCore,
+    JsonBodyProblem,
     TokenBucketLimiter,
     install_emulator,
+    read_json_object,
     relative_path,
 )
 
@@ -140,12 +142,30 @@ def _validation(message: str) -> NotionAPIError:
     return NotionAPIError(400, message, "validation_error")
 
 
+def _invalid_body(problem: JsonBodyProblem) -> NotionAPIError:
+    if problem == "malformed":
+        return NotionAPIError(400, "Error parsing JSON body.", "invalid_json")
+    return _validation("body failed validation: body should be an object.")
+
+
 def _not_found(kind: str, object_id: str) -> NotionAPIError:
     return NotionAPIError(
         404,
         f"Could not find {kind} with ID: {object_id}. "
         "Make sure the relevant pages and databases are shared with your integration.",
     )
+
+
+_Stored = TypeVar("_Stored")
+
+
+def _lookup(table: dict[str, _Stored], kind: str, object_id: str) -> _Stored:
+    """The `kind` (``page``, ``data_source``, ``database``) with this id; 404 when unknown."""
+    object_id = normalize_id(object_id, f"{kind}_id")
+    found = table.get(object_id)
+    if found is None:
+        raise _not_found(kind, object_id)
+    return found
 
 
 def error_response(status: int, message: str, code: str | None = None) -> JSONResponse:
@@ -604,25 +624,13 @@ class NotionState:
     # -- lookups ------------------------------------------------------------------------------
 
     def _get_page(self, page_id: str) -> _Page:
-        page_id = normalize_id(page_id, "page_id")
-        page = self._store.pages.get(page_id)
-        if page is None:
-            raise _not_found("page", page_id)
-        return page
+        return _lookup(self._store.pages, "page", page_id)
 
     def _get_data_source(self, data_source_id: str) -> _DataSource:
-        data_source_id = normalize_id(data_source_id, "data_source_id")
-        found = self._store.data_sources.get(data_source_id)
-        if found is None:
-            raise _not_found("data_source", data_source_id)
-        return found
+        return _lookup(self._store.data_sources, "data_source", data_source_id)
 
     def _get_database(self, database_id: str) -> _Database:
-        database_id = normalize_id(database_id, "database_id")
-        found = self._store.databases.get(database_id)
-        if found is None:
-            raise _not_found("database", database_id)
-        return found
+        return _lookup(self._store.databases, "database", database_id)
 
     # -- JSON views ---------------------------------------------------------------------------
 
@@ -1582,18 +1590,6 @@ def create_notion_app(state: NotionState) -> FastAPI:
             response_wait = max(1, math.ceil(wait))
             raise _RateLimited(response_wait)
 
-    async def body_of(request: Request) -> dict[str, Any]:
-        raw = await request.body()
-        if not raw.strip():
-            return {}
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            raise NotionAPIError(400, "Error parsing JSON body.", "invalid_json") from None
-        if not isinstance(body, dict):
-            raise _validation("body failed validation: body should be an object.")
-        return body
-
     def answer(request: Request, payload: dict[str, Any]) -> Response:
         fault = state._take_after_apply(request.method, relative_path(request.scope))
         if fault is not None and fault.kind == "drop":
@@ -1644,14 +1640,14 @@ def create_notion_app(state: NotionState) -> FastAPI:
 
     @app.post("/v1/data_sources/{data_source_id}/query", dependencies=guarded)
     async def query(data_source_id: str, request: Request) -> Response:
-        body = await body_of(request)
+        body = await read_json_object(request, _invalid_body)
         with state._lock:
             payload = state._query(data_source_id, body)
         return answer(request, payload)
 
     @app.post("/v1/pages", dependencies=guarded)
     async def create_page(request: Request) -> Response:
-        body = await body_of(request)
+        body = await read_json_object(request, _invalid_body)
         with state._lock:
             payload = state._page_json(state._create_page(body))
         return answer(request, payload)
@@ -1664,7 +1660,7 @@ def create_notion_app(state: NotionState) -> FastAPI:
 
     @app.patch("/v1/pages/{page_id}", dependencies=guarded)
     async def update_page(page_id: str, request: Request) -> Response:
-        body = await body_of(request)
+        body = await read_json_object(request, _invalid_body)
         with state._lock:
             payload = state._page_json(state._update_page(page_id, body))
         return answer(request, payload)
@@ -1694,7 +1690,7 @@ def create_notion_app(state: NotionState) -> FastAPI:
 
     @app.patch("/v1/blocks/{block_id}/children", dependencies=guarded)
     async def append_children(block_id: str, request: Request) -> Response:
-        body = await body_of(request)
+        body = await read_json_object(request, _invalid_body)
         with state._lock:
             created = state._append_children(block_id, body)
             results = [state._block_json(block) for block in created]
@@ -1706,7 +1702,7 @@ def create_notion_app(state: NotionState) -> FastAPI:
 
     @app.post("/v1/search", dependencies=guarded)
     async def search(request: Request) -> Response:
-        body = await body_of(request)
+        body = await read_json_object(request, _invalid_body)
         with state._lock:
             payload = state._search(body)
         return answer(request, payload)

@@ -30,8 +30,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from moltbot.sandbox.kit import (
     CONTROL_PREFIX,
     EmulatorCore,
+    JsonBodyProblem,
     SlidingWindowLimiter,
     install_emulator,
+    read_json_object,
     relative_path,
 )
 
@@ -415,6 +417,13 @@ class _Sheet:
         if len(cells) <= col:
             cells.extend([""] * (col + 1 - len(cells)))
         cells[col] = text
+
+    def write_rows(self, row: int, col: int, texts: list[list[str | None]]) -> None:
+        """Write `texts` with its top-left cell at (row, col); None leaves a cell as it is."""
+        for r, cells in enumerate(texts):
+            for c, text in enumerate(cells):
+                if text is not None:
+                    self.set_cell(row + r, col + c, text)
 
     def read(self, bounds: _Bounds) -> list[list[str]]:
         row_end = self.row_count - 1 if bounds.row_end is None else bounds.row_end
@@ -956,33 +965,12 @@ class SheetsState:
                 f"Requested writing within range [{text}], but tried writing to column "
                 f"[{column_letters(bounds.col_start + width - 1)}]",
             )
-        written = _Bounds(
-            bounds.row_start,
-            bounds.row_start + max(height, 1) - 1,
-            bounds.col_start,
-            bounds.col_start + max(width, 1) - 1,
-        )
+        written = _written_box(bounds.row_start, bounds.col_start, rows)
         self._check_grid(sheet, _a1(sheet, written), written)
         texts = [[display_value(value, value_input_option) for value in row] for row in rows]
-        for r, row in enumerate(texts):
-            for c, cell in enumerate(row):
-                if cell is not None:
-                    sheet.set_cell(bounds.row_start + r, bounds.col_start + c, cell)
+        sheet.write_rows(bounds.row_start, bounds.col_start, texts)
         spreadsheet.touch()
-        answer: dict[str, Any] = {
-            "spreadsheetId": spreadsheet.spreadsheet_id,
-            "updatedRange": _a1(sheet, written),
-            "updatedRows": height,
-            "updatedColumns": width,
-            "updatedCells": sum(len(row) for row in rows),
-        }
-        if include_values:
-            answer["updatedData"] = {
-                "range": _a1(sheet, written),
-                "majorDimension": "ROWS",
-                "values": sheet.read(written),
-            }
-        return answer
+        return _update_answer(spreadsheet, sheet, written, rows, include_values)
 
     def _append(
         self,
@@ -1007,30 +995,10 @@ class SheetsState:
             sheet.row_count += height
         sheet.row_count = max(sheet.row_count, start + height)
         sheet.column_count = max(sheet.column_count, bounds.col_start + width)
-        for r, row in enumerate(texts):
-            for c, cell in enumerate(row):
-                if cell is not None:
-                    sheet.set_cell(start + r, bounds.col_start + c, cell)
+        sheet.write_rows(start, bounds.col_start, texts)
         spreadsheet.touch()
-        written = _Bounds(
-            start,
-            start + max(height, 1) - 1,
-            bounds.col_start,
-            bounds.col_start + max(width, 1) - 1,
-        )
-        updates: dict[str, Any] = {
-            "spreadsheetId": spreadsheet.spreadsheet_id,
-            "updatedRange": _a1(sheet, written),
-            "updatedRows": height,
-            "updatedColumns": width,
-            "updatedCells": sum(len(row) for row in rows),
-        }
-        if include_values:
-            updates["updatedData"] = {
-                "range": _a1(sheet, written),
-                "majorDimension": "ROWS",
-                "values": sheet.read(written),
-            }
+        written = _written_box(start, bounds.col_start, rows)
+        updates = _update_answer(spreadsheet, sheet, written, rows, include_values)
         answer: dict[str, Any] = {"spreadsheetId": spreadsheet.spreadsheet_id, "updates": updates}
         if used:
             answer["tableRange"] = _a1(sheet, _Bounds(0, used - 1, 0, max(table_width, 1) - 1))
@@ -1178,6 +1146,37 @@ def _a1(sheet: _Sheet, bounds: _Bounds) -> str:
     return f"{quote_title(sheet.title)}!{cells}"
 
 
+def _written_box(row: int, col: int, rows: list[list[Any]]) -> _Bounds:
+    """The cells `rows` cover from (row, col); at least one, as Google names an empty write's."""
+    height = len(rows)
+    width = max((len(cells) for cells in rows), default=0)
+    return _Bounds(row, row + max(height, 1) - 1, col, col + max(width, 1) - 1)
+
+
+def _update_answer(
+    spreadsheet: _Spreadsheet,
+    sheet: _Sheet,
+    written: _Bounds,
+    rows: list[list[Any]],
+    include_values: bool,
+) -> dict[str, Any]:
+    """Google's ``UpdateValuesResponse`` for `rows` written into `written`."""
+    answer: dict[str, Any] = {
+        "spreadsheetId": spreadsheet.spreadsheet_id,
+        "updatedRange": _a1(sheet, written),
+        "updatedRows": len(rows),
+        "updatedColumns": max((len(cells) for cells in rows), default=0),
+        "updatedCells": sum(len(cells) for cells in rows),
+    }
+    if include_values:
+        answer["updatedData"] = {
+            "range": _a1(sheet, written),
+            "majorDimension": "ROWS",
+            "values": sheet.read(written),
+        }
+    return answer
+
+
 def _transpose(rows: list[list[str]]) -> list[list[str]]:
     width = max((len(row) for row in rows), default=0)
     columns = [[row[c] if c < len(row) else "" for row in rows] for c in range(width)]
@@ -1212,17 +1211,10 @@ def _flag(request: Request, name: str) -> bool:
     return request.query_params.get(name, "false").lower() == "true"
 
 
-async def _json_body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise GoogleApiError(400, "Invalid JSON payload received.") from None
-    if not isinstance(body, dict):
-        raise GoogleApiError(400, "Invalid JSON payload received. Expected an object.")
-    return body
+def _invalid_json(problem: JsonBodyProblem) -> GoogleApiError:
+    if problem == "not an object":
+        return GoogleApiError(400, "Invalid JSON payload received. Expected an object.")
+    return GoogleApiError(400, "Invalid JSON payload received.")
 
 
 _DRIVE_NAME_QUERY = re.compile(r"""\bname\s*=\s*(?:"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)')""")
@@ -1279,7 +1271,7 @@ def create_sheets_app(state: SheetsState) -> FastAPI:
     @app.post("/v4/spreadsheets")
     async def create_spreadsheet(request: Request) -> JSONResponse:
         state._authorize(request, write=True)
-        spreadsheet = state._create_from_body(await _json_body(request))
+        spreadsheet = state._create_from_body(await read_json_object(request, _invalid_json))
         with state._lock:
             return JSONResponse(spreadsheet.metadata())
 
@@ -1295,7 +1287,7 @@ def create_sheets_app(state: SheetsState) -> FastAPI:
         if action != "batchUpdate":
             raise GoogleApiError(404, NOT_FOUND_MESSAGE)
         state._authorize(request, write=True)
-        body = await _json_body(request)
+        body = await read_json_object(request, _invalid_json)
         with state._lock:
             spreadsheet = state._spreadsheet(spreadsheet_id)
             replies = state._batch_update(spreadsheet, body.get("requests"))
@@ -1317,7 +1309,7 @@ def create_sheets_app(state: SheetsState) -> FastAPI:
     @app.post("/v4/spreadsheets/{spreadsheet_id}/values:batchUpdate")
     async def batch_update_values(spreadsheet_id: str, request: Request) -> JSONResponse:
         state._authorize(request, write=True)
-        body = await _json_body(request)
+        body = await read_json_object(request, _invalid_json)
         option = body.get("valueInputOption")
         if option not in ("RAW", "USER_ENTERED"):
             raise GoogleApiError(400, "'valueInputOption' is required but not specified")
@@ -1362,7 +1354,7 @@ def create_sheets_app(state: SheetsState) -> FastAPI:
     async def put_values(spreadsheet_id: str, range_text: str, request: Request) -> JSONResponse:
         state._authorize(request, write=True)
         option = _option(request, "valueInputOption", None, ("RAW", "USER_ENTERED"))
-        body = await _json_body(request)
+        body = await read_json_object(request, _invalid_json)
         with state._lock:
             spreadsheet = state._spreadsheet(spreadsheet_id)
             answer = state._write(
@@ -1397,7 +1389,7 @@ def create_sheets_app(state: SheetsState) -> FastAPI:
             return _after_apply(state, request, answer)
         option = _option(request, "valueInputOption", None, ("RAW", "USER_ENTERED"))
         insert = _option(request, "insertDataOption", "OVERWRITE", ("OVERWRITE", "INSERT_ROWS"))
-        body = await _json_body(request)
+        body = await read_json_object(request, _invalid_json)
         with state._lock:
             spreadsheet = state._spreadsheet(spreadsheet_id)
             answer = state._append(
@@ -1440,7 +1432,7 @@ def create_sheets_app(state: SheetsState) -> FastAPI:
     @app.post("/drive/v3/files")
     async def create_file(request: Request) -> JSONResponse:
         state._authorize(request, write=True, charge=False)
-        body = await _json_body(request)
+        body = await read_json_object(request, _invalid_json)
         if body.get("mimeType") != SPREADSHEET_MIME_TYPE:
             raise GoogleApiError(400, "The sandbox's Drive only creates Google Sheets files.")
         spreadsheet = state._create_from_body({"properties": {"title": body.get("name")}})

@@ -13,49 +13,28 @@ from blocks.jira import request_may_have_applied
 from moltbot.errors import ServiceError
 from moltbot.masking import mask_text
 from moltbot.sandbox import Sandbox
-from moltbot.sandbox.jira import SANDBOX_JIRA_EMAIL, SANDBOX_JIRA_TOKEN
+from moltbot.sandbox.jira import SANDBOX_JIRA_EMAIL
 from moltbot.sandbox.kit import EmulatorCore
-
-
-def settle(core: EmulatorCore) -> EmulatorCore:
-    """`core` once its log has caught up: the kit records a request just after answering it."""
-    seen = -1
-    deadline = time.monotonic() + 2
-    while len(core.requests) != seen and time.monotonic() < deadline:
-        seen = len(core.requests)
-        time.sleep(0.02)
-    return core
-
-
-def credentials(base_url: str, **overrides: object) -> JiraCredentials:
-    values: dict[str, object] = {
-        "server_url": f"{base_url}/jira",
-        "email": SANDBOX_JIRA_EMAIL,
-        "api_token": SANDBOX_JIRA_TOKEN,
-    }
-    return JiraCredentials(**(values | overrides))
+from tests.sandbox.helpers import jira_block
 
 
 @pytest.fixture
 def core(sandbox: Sandbox) -> EmulatorCore:
-    return settle(sandbox.state.jira.core)
+    return sandbox.state.jira.core
 
 
 def test_get_client_is_a_cloud_client_after_one_request(sandbox: Sandbox, core) -> None:
-    core.clear_requests()
-
-    client = credentials(sandbox.base_url).get_client(block_name="sandbox-jira")
+    client = jira_block(sandbox.base_url).get_client(block_name="sandbox-jira")
 
     assert isinstance(client, JIRA)
     assert client.deploymentType == "Cloud"
     assert client._session.max_retries == 0  # our retries only, see JiraCredentials
     assert client._session.timeout == (5.0, 10.0)
-    assert [r.path for r in settle(core).requests] == ["/rest/api/2/serverInfo"]
+    assert [r.path for r in core.requests] == ["/rest/api/2/serverInfo"]
 
 
 def test_wrong_token_is_a_clear_permanent_error_naming_the_block(sandbox: Sandbox, core) -> None:
-    core.clear_requests()
-    block = credentials(sandbox.base_url, api_token="wrong-token-5f2a")
+    block = jira_block(sandbox.base_url, api_token="wrong-token-5f2a")
 
     with pytest.raises(ServiceError) as raised:
         block.get_client(block_name="sandbox-jira")
@@ -69,13 +48,13 @@ def test_wrong_token_is_a_clear_permanent_error_naming_the_block(sandbox: Sandbo
     assert "wrong-token-5f2a" not in str(error)
     # The library's error (with the request's Authorization header) is not chained.
     assert error.__cause__ is None and error.__context__ is None
-    assert len(settle(core).requests) == 1  # a 401 is not retried
+    assert len(core.requests) == 1  # a 401 is not retried
     assert mask_text("token wrong-token-5f2a") == "token ***"  # registered for log masking
 
 
 def test_stopped_server_fails_within_seconds(sandbox: Sandbox) -> None:
     with Sandbox() as stopped:
-        block = credentials(stopped.base_url)
+        block = jira_block(stopped.base_url)
     started = time.monotonic()
 
     with pytest.raises(ServiceError) as raised:
@@ -89,7 +68,7 @@ def test_stopped_server_fails_within_seconds(sandbox: Sandbox) -> None:
 
 def test_a_hanging_server_hits_the_read_timeout(sandbox: Sandbox, core) -> None:
     core.inject_fault(kind="hang", seconds=0.6, path="/serverInfo$", count=2)
-    block = credentials(sandbox.base_url, timeout_seconds=0.3, max_retries=1)
+    block = jira_block(sandbox.base_url, timeout_seconds=0.3, max_retries=1)
     started = time.monotonic()
 
     with pytest.raises(ServiceError) as raised:
@@ -98,30 +77,26 @@ def test_a_hanging_server_hits_the_read_timeout(sandbox: Sandbox, core) -> None:
     assert time.monotonic() - started < 1.0
     assert str(raised.value) == "Jira block 'sandbox-jira': no answer within 0.3s (ReadTimeout)"
     assert raised.value.transient
-    # Let the held requests finish here rather than in the next test's log.
-    deadline = time.monotonic() + 3
-    while core.count(path="/serverInfo$") < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
 
 
 def test_transient_failures_are_retried_then_succeed(sandbox: Sandbox, core) -> None:
     core.inject_fault(503, path="/serverInfo$", count=2)
 
-    client = credentials(sandbox.base_url).get_client()
+    client = jira_block(sandbox.base_url).get_client()
 
     assert client.deploymentType == "Cloud"
-    assert [r.status for r in settle(core).requests] == [503, 503, 200]
+    assert [r.status for r in core.requests] == [503, 503, 200]
 
 
 def test_retries_are_bounded_by_max_retries(sandbox: Sandbox, core) -> None:
     core.inject_fault(500, path="/serverInfo$", count=None)
 
     with pytest.raises(ServiceError) as raised:
-        credentials(sandbox.base_url, max_retries=2).get_client(block_name="b")
+        jira_block(sandbox.base_url, max_retries=2).get_client(block_name="b")
 
     assert raised.value.status == 500
     assert "Internal error (injected by the moltbot sandbox)." in str(raised.value)
-    assert settle(core).count("GET", "/serverInfo$") == 3
+    assert core.count("GET", "/serverInfo$") == 3
 
 
 def test_retries_default_to_the_project_setting(
@@ -131,13 +106,13 @@ def test_retries_default_to_the_project_setting(
     core.inject_fault(503, path="/serverInfo$", count=None)
 
     with pytest.raises(ServiceError):
-        credentials(sandbox.base_url).get_client()
+        jira_block(sandbox.base_url).get_client()
 
-    assert settle(core).count("GET", "/serverInfo$") == 2
+    assert core.count("GET", "/serverInfo$") == 2
 
 
 def test_label_names_the_block() -> None:
-    block = credentials("https://example.atlassian.net")
+    block = jira_block("https://example.atlassian.net")
 
     assert block.label() == "Jira block for example.atlassian.net"
     assert block.label("ops-jira") == "Jira block 'ops-jira'"
@@ -168,8 +143,8 @@ def test_refused_connection_never_reached_the_server() -> None:
 
 @pytest.mark.slow
 def test_saved_block_loads_and_names_itself(prefect_api: str, sandbox: Sandbox) -> None:
-    credentials(sandbox.base_url).save("test-jira-block", overwrite=True)
-    credentials(sandbox.base_url, api_token="bad-token-77").save("test-jira-bad", overwrite=True)
+    jira_block(sandbox.base_url).save("test-jira-block", overwrite=True)
+    jira_block(sandbox.base_url, api_token="bad-token-77").save("test-jira-bad", overwrite=True)
 
     loaded = JiraCredentials.load("test-jira-block")
     bad = JiraCredentials.load("test-jira-bad")

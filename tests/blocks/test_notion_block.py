@@ -12,14 +12,8 @@ from notion_client.errors import RequestTimeoutError
 from blocks.notion import NotionCredentials
 from moltbot.masking import mask_text
 from moltbot.sandbox import Sandbox
-from moltbot.sandbox.notion import SANDBOX_DIGEST_DATABASE_ID, SANDBOX_NOTION_TOKEN, NotionState
-
-
-def wait_for_the_held_request(notion: NotionState) -> None:
-    """Let a hung request end in this test, not in the next test's request log."""
-    deadline = time.monotonic() + 5
-    while not any(r.fault == "hang" for r in notion.core.requests) and time.monotonic() < deadline:
-        time.sleep(0.01)
+from moltbot.sandbox.notion import SANDBOX_DIGEST_DATABASE_ID, NotionState
+from tests.sandbox.helpers import notion_block
 
 
 @pytest.fixture
@@ -27,22 +21,17 @@ def notion(sandbox: Sandbox) -> NotionState:
     return sandbox.state.notion
 
 
-@pytest.fixture
-def credentials(sandbox: Sandbox) -> NotionCredentials:
-    return NotionCredentials(token=SANDBOX_NOTION_TOKEN, base_url=f"{sandbox.base_url}/notion")
-
-
 def logged(notion: NotionState) -> list[tuple[str, int]]:
     return [(r.path, r.status) for r in notion.core.requests]
 
 
-def test_client_talks_to_the_configured_base_url(credentials: NotionCredentials):
-    client = credentials.get_client()
+def test_client_talks_to_the_configured_base_url(notion_credentials: NotionCredentials):
+    client = notion_credentials.get_client()
 
     database = client.databases.retrieve(SANDBOX_DIGEST_DATABASE_ID)
 
     assert database["title"][0]["plain_text"] == "moltbot digests"
-    assert str(client.client.base_url) == f"{credentials.base_url}/v1/"
+    assert str(client.client.base_url) == f"{notion_credentials.base_url}/v1/"
     assert client.client.headers["Notion-Version"] == "2025-09-03"
 
 
@@ -72,33 +61,33 @@ def test_token_is_secret_and_masked_once_a_client_is_built():
     assert mask_text("token was ntn_block-test-secret-123") == "token was ***"
 
 
-def test_client_retries_are_off_by_default(credentials: NotionCredentials, notion: NotionState):
+def test_client_retries_are_off_by_default(
+    notion_credentials: NotionCredentials, notion: NotionState
+):
     notion.core.inject_fault(429, retry_after=0)
 
     with pytest.raises(APIResponseError) as refused:
-        credentials.get_client().users.me()
+        notion_credentials.get_client().users.me()
 
     assert refused.value.code == "rate_limited"
     assert logged(notion) == [("/v1/users/me", 429)]
 
 
 def test_client_retry_options_are_passed_through(
-    credentials: NotionCredentials, notion: NotionState
+    notion_credentials: NotionCredentials, notion: NotionState
 ):
     notion.core.inject_fault(429, retry_after=1)
     # The cap also shortens Retry-After, so this retry waits 10 ms, not 1 s.
     retry = RetryOptions(max_retries=1, initial_retry_delay_ms=10, max_retry_delay_ms=10)
 
-    me = credentials.get_client(retry=retry).users.me()
+    me = notion_credentials.get_client(retry=retry).users.me()
 
     assert me["type"] == "bot"
     assert logged(notion) == [("/v1/users/me", 429), ("/v1/users/me", 200)]
 
 
 def test_timeout_bounds_a_hanging_request(sandbox: Sandbox, notion: NotionState):
-    credentials = NotionCredentials(
-        token=SANDBOX_NOTION_TOKEN, base_url=f"{sandbox.base_url}/notion", timeout_seconds=0.3
-    )
+    credentials = notion_block(sandbox.base_url, timeout_seconds=0.3)
     notion.core.inject_fault(kind="hang", seconds=0.8)
     started = time.monotonic()
 
@@ -106,7 +95,6 @@ def test_timeout_bounds_a_hanging_request(sandbox: Sandbox, notion: NotionState)
         credentials.get_client().users.me()
 
     assert time.monotonic() - started < 0.8
-    wait_for_the_held_request(notion)
 
 
 def test_display_name_prefers_the_given_then_the_saved_name():

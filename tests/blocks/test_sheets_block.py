@@ -14,14 +14,7 @@ from moltbot.masking import mask_text
 from moltbot.sandbox import Sandbox
 from moltbot.sandbox.sheets import generate_service_account_info, sandbox_service_account_info
 from tasks.sheets import read_worksheet
-
-
-def sandbox_block(sandbox: Sandbox, **fields: object) -> GoogleSheetsCredentials:
-    return GoogleSheetsCredentials(
-        service_account_info=sandbox_service_account_info(f"{sandbox.base_url}/sheets/token"),
-        api_base_url=f"{sandbox.base_url}/sheets",
-        **fields,
-    )
+from tests.sandbox.helpers import sheets_block
 
 
 @pytest.mark.parametrize(
@@ -54,7 +47,7 @@ def test_google_urls_are_rewritten_only_when_a_base_url_is_set(url, base, expect
 
 
 def test_get_client_is_gspread_with_the_plain_rewriting_client_and_bounded_timeouts(sandbox):
-    client = sandbox_block(sandbox, timeout_seconds=12).get_client()
+    client = sheets_block(sandbox.base_url, timeout_seconds=12).get_client()
     production = GoogleSheetsCredentials(
         service_account_info=sandbox_service_account_info("https://oauth2.googleapis.com/token"),
         timeout_seconds=2,
@@ -85,17 +78,12 @@ def test_real_service_account_flow_then_one_request_per_read(sandbox) -> None:
     info = generate_service_account_info(f"{sandbox.base_url}/sheets/token")
     sheets.trust_service_account(info)
     sid = sheets.create_spreadsheet("흐름", {"응답": [["이름"], ["김"]]})
-    block = GoogleSheetsCredentials(
-        service_account_info=info, api_base_url=f"{sandbox.base_url}/sheets"
-    )
+    block = sheets_block(sandbox.base_url, info)
 
     first = read_worksheet(block, sid, "응답")
     second = read_worksheet(block, sid, "응답")  # a new client, the same held token
 
     assert first.equals(second)
-    deadline = time.monotonic() + 5
-    while sheets.core.count() < 3 and time.monotonic() < deadline:
-        time.sleep(0.005)
     assert [(r.method, r.path) for r in sheets.core.requests] == [
         ("POST", "/token"),
         ("GET", f"/v4/spreadsheets/{sid}/values/'응답'"),
@@ -109,9 +97,7 @@ def test_a_stopped_emulator_gives_an_error_within_10_seconds(token_held: bool) -
         info = generate_service_account_info(f"{doomed.base_url}/sheets/token")
         doomed.state.sheets.trust_service_account(info)
         sid = doomed.state.sheets.create_spreadsheet("down", {"S": [["a"]]})
-        block = GoogleSheetsCredentials(
-            service_account_info=info, api_base_url=f"{doomed.base_url}/sheets"
-        )
+        block = sheets_block(doomed.base_url, info)
         if token_held:
             read_worksheet(block, sid, "S")
 
@@ -131,9 +117,7 @@ def test_a_stopped_emulator_gives_an_error_within_10_seconds(token_held: bool) -
 def test_saved_block_round_trips_and_a_wrong_key_error_names_it(prefect_api, sandbox) -> None:
     name = f"sheets-wrong-key-{uuid.uuid4().hex[:8]}"
     untrusted = generate_service_account_info(f"{sandbox.base_url}/sheets/token")
-    GoogleSheetsCredentials(
-        service_account_info=untrusted, api_base_url=f"{sandbox.base_url}/sheets"
-    ).save(name)
+    sheets_block(sandbox.base_url, untrusted).save(name)
     sid = sandbox.state.sheets.create_spreadsheet("x", {"S": [["a"]]})
 
     loaded = GoogleSheetsCredentials.load(name)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -20,7 +19,6 @@ from moltbot.sandbox.jira import (
     JiraState,
     parse_jql,
 )
-from moltbot.sandbox.kit import EmulatorCore
 
 AUTH = (SANDBOX_JIRA_EMAIL, SANDBOX_JIRA_TOKEN)
 API = "/jira/rest/api/2"
@@ -29,15 +27,13 @@ API = "/jira/rest/api/2"
 @pytest.fixture
 def state(sandbox: Sandbox) -> JiraState:
     """The session sandbox's Jira state (conftest.py resets it around each test)."""
-    # The previous test's last request may be logged just after the reset.
-    settle(sandbox.state.jira.core).clear_requests()
     return sandbox.state.jira
 
 
 @pytest.fixture
 def jira(sandbox: Sandbox) -> Iterator[JIRA]:
     client = JIRA(server=f"{sandbox.base_url}/jira", basic_auth=AUTH, max_retries=0, timeout=5)
-    settle(sandbox.state.jira.core).clear_requests()
+    sandbox.state.jira.core.clear_requests()  # the constructor's serverInfo
     yield client
     client.close()
 
@@ -46,16 +42,6 @@ def jira(sandbox: Sandbox) -> Iterator[JIRA]:
 def http(sandbox: Sandbox) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=f"{sandbox.base_url}{API}", auth=AUTH, timeout=5) as client:
         yield client
-
-
-def settle(core: EmulatorCore) -> EmulatorCore:
-    """`core` once its log has caught up: the kit records a request just after answering it."""
-    seen = -1
-    deadline = time.monotonic() + 2
-    while len(core.requests) != seen and time.monotonic() < deadline:
-        seen = len(core.requests)
-        time.sleep(0.02)
-    return core
 
 
 def new_issue(state: JiraState, summary: str = "작업", **fields: object) -> str:
@@ -68,7 +54,7 @@ def test_constructor_sees_jira_cloud_with_one_request(sandbox: Sandbox, state: J
     client = JIRA(server=f"{sandbox.base_url}/jira", basic_auth=AUTH, max_retries=0)
 
     assert client.deploymentType == "Cloud"
-    assert [(r.method, r.path, r.status) for r in settle(state.core).requests] == [
+    assert [(r.method, r.path, r.status) for r in state.core.requests] == [
         ("GET", "/rest/api/2/serverInfo", 200)
     ]
 
@@ -117,7 +103,7 @@ def test_korean_issue_and_comment_round_trip(jira: JIRA, state: JiraState) -> No
     )
     assert [c.body for c in stored.comments] == ["원인 확인 중입니다 🙏"]
     # create_issue's prefetch reads the issue back once, then the test's own read.
-    assert settle(state.core).count("GET", r"/issue/OPS-1$") == 2
+    assert state.core.count("GET", r"/issue/OPS-1$") == 2
 
 
 def test_create_answers_201_with_self_link_on_the_callers_host(
@@ -196,7 +182,7 @@ def test_bulk_reports_item_errors_and_creates_the_rest(jira: JIRA, state: JiraSt
     assert results[1]["error"] == {"priority": "The priority selected is invalid."}
     assert [r["issue"].key for r in results if r["issue"]] == ["OPS-1", "OPS-2"]
     assert [i.summary for i in state.issues()] == ["버그 0", "버그 2"]
-    assert settle(state.core).count("POST", "/issue/bulk$") == 1
+    assert state.core.count("POST", "/issue/bulk$") == 1
 
 
 def test_bulk_wire_format(http: httpx.Client) -> None:
@@ -258,10 +244,10 @@ def test_search_pages_with_next_page_token(jira: JIRA, state: JiraState) -> None
 
     assert [i.key for i in found] == keys
     assert found[249].fields.summary == "요약 249"
-    searches = settle(state.core).requests_to("GET", "/search/jql$")
+    searches = state.core.requests_to("GET", "/search/jql$")
     assert len(searches) == 3  # 100 + 100 + 50
     assert [("nextPageToken" in s.query) for s in searches] == [False, True, True]
-    assert settle(state.core).count("GET", "/field$") == 1
+    assert state.core.count("GET", "/field$") == 1
 
 
 def test_search_page_size_is_capped_at_100(http: httpx.Client, state: JiraState) -> None:
@@ -389,7 +375,7 @@ def test_wrong_or_missing_credentials_answer_401(sandbox: Sandbox, state: JiraSt
     assert wrong.headers["WWW-Authenticate"].startswith("Basic")
     assert anonymous_info.status_code == 200  # as on Cloud
     assert anonymous.status_code == 401
-    assert [r.status for r in settle(state.core).requests] == [401, 200, 401]
+    assert [r.status for r in state.core.requests] == [401, 200, 401]
 
 
 def test_injected_429_reaches_the_client_with_retry_after(jira: JIRA, state: JiraState) -> None:

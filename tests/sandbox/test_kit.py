@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
@@ -10,14 +11,16 @@ import httpx
 import pytest
 import requests
 import uvicorn
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from moltbot.sandbox.kit import (
     EmulatorCore,
+    JsonBodyProblem,
     SlidingWindowLimiter,
     TokenBucketLimiter,
     install_emulator,
+    read_json_object,
 )
 from moltbot.sandbox.smtp import bind_socket
 
@@ -219,3 +222,36 @@ def test_token_bucket_allows_bursts_then_the_average_rate() -> None:
     assert bucket.acquire() is not None
     bucket.reset()
     assert bucket.acquire() is None
+
+
+class _BadBody(Exception):
+    def __init__(self, problem: JsonBodyProblem) -> None:
+        super().__init__(problem)
+        self.problem = problem
+
+
+def _read(raw: bytes) -> dict | str:
+    """What `read_json_object` makes of a POST body: the object, or the problem it names."""
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": raw, "more_body": False}
+
+    request = Request({"type": "http", "method": "POST", "headers": []}, receive)
+    try:
+        return asyncio.run(read_json_object(request, _BadBody))
+    except _BadBody as exc:
+        return exc.problem
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b"", {}),
+        (b"  \n", {}),
+        ('{"a": [1, "가"]}'.encode(), {"a": [1, "가"]}),
+        (b"{not json", "malformed"),
+        (b"[1, 2]", "not an object"),
+    ],
+)
+def test_read_json_object_hands_the_problem_to_the_service(raw: bytes, expected: object) -> None:
+    assert _read(raw) == expected

@@ -33,11 +33,8 @@ def notion(sandbox: Sandbox) -> NotionState:
 
 
 @pytest.fixture
-def client(sandbox: Sandbox) -> Iterator[Client]:
-    credentials = NotionCredentials(
-        token=SANDBOX_NOTION_TOKEN, base_url=f"{sandbox.base_url}/notion"
-    )
-    notion_client = credentials.get_client()
+def client(notion_credentials: NotionCredentials) -> Iterator[Client]:
+    notion_client = notion_credentials.get_client()
     yield notion_client
     notion_client.close()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 
 import gspread
@@ -12,13 +11,12 @@ import pytest
 
 from blocks.sheets import GoogleSheetsCredentials
 from moltbot.sandbox import Sandbox
-from moltbot.sandbox.kit import LoggedRequest
 from moltbot.sandbox.sheets import (
     SANDBOX_SHEETS_TOKEN,
     SheetsState,
     generate_service_account_info,
-    sandbox_service_account_info,
 )
+from tests.sandbox.helpers import sheets_block
 
 AUTH = {"Authorization": f"Bearer {SANDBOX_SHEETS_TOKEN}"}
 
@@ -30,13 +28,9 @@ def sheets(sandbox: Sandbox) -> SheetsState:
 
 
 @pytest.fixture
-def gc(sandbox: Sandbox) -> gspread.Client:
+def gc(sheets_credentials: GoogleSheetsCredentials) -> gspread.Client:
     """The real gspread client, through the block, on the sandbox's service account."""
-    info = sandbox_service_account_info(f"{sandbox.base_url}/sheets/token")
-    block = GoogleSheetsCredentials(
-        service_account_info=info, api_base_url=f"{sandbox.base_url}/sheets"
-    )
-    return block.get_client()
+    return sheets_credentials.get_client()
 
 
 @pytest.fixture(scope="module")
@@ -44,14 +38,6 @@ def api(sandbox_server: Sandbox) -> Iterator[httpx.Client]:
     """httpx on the Sheets mount, with the fixed sandbox token."""
     with httpx.Client(base_url=f"{sandbox_server.base_url}/sheets", headers=AUTH, timeout=5) as c:
         yield c
-
-
-def logged(sheets: SheetsState, count: int) -> list[LoggedRequest]:
-    """The request log once it holds `count` entries (a request is logged after its answer)."""
-    deadline = time.monotonic() + 5
-    while sheets.core.count() < count and time.monotonic() < deadline:
-        time.sleep(0.005)
-    return sheets.core.requests
 
 
 def test_korean_titles_and_values_round_trip_through_gspread(sheets, gc) -> None:
@@ -251,14 +237,12 @@ def test_service_account_flow_goes_through_the_token_endpoint(sandbox, sheets) -
     )
     sheets.trust_service_account(info)
     sid = sheets.create_spreadsheet("token", {"S": [["ok"]]})
-    block = GoogleSheetsCredentials(
-        service_account_info=info, api_base_url=f"{sandbox.base_url}/sheets"
-    )
+    block = sheets_block(sandbox.base_url, info)
 
     values = block.get_client().http_client.values_get(sid, "S")
 
     assert values["values"] == [["ok"]]
-    assert [(r.method, r.path, r.status) for r in logged(sheets, 2)] == [
+    assert [(r.method, r.path, r.status) for r in sheets.core.requests] == [
         ("POST", "/token", 200),
         ("GET", f"/v4/spreadsheets/{sid}/values/S", 200),
     ]
@@ -350,7 +334,6 @@ def test_quota_is_per_user(sheets, gc, api) -> None:
 def test_default_quota_is_60_per_minute_and_reset_restores_it(sheets, api) -> None:
     sid = sheets.create_spreadsheet("sixty")
     codes = [api.get(f"/v4/spreadsheets/{sid}").status_code for _ in range(61)]
-    logged(sheets, 61)
     sheets.reset()
     sid = sheets.create_spreadsheet("after reset")
 
@@ -378,7 +361,7 @@ def test_injected_faults_use_google_status_names(sheets, api, status, google_sta
     assert failed.status_code == status
     assert failed.json()["error"]["status"] == google_status
     assert passed.status_code == 200
-    assert [r.fault for r in logged(sheets, 2)] == ["status", None]
+    assert [r.fault for r in sheets.core.requests] == ["status", None]
 
 
 def test_fail_after_apply_writes_then_answers_500(sheets, api) -> None:

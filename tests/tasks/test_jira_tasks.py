@@ -9,7 +9,7 @@ import pytest
 from blocks import JiraCredentials
 from moltbot.errors import ServiceError
 from moltbot.sandbox import Sandbox
-from moltbot.sandbox.jira import SANDBOX_JIRA_EMAIL, SANDBOX_JIRA_TOKEN, JiraState
+from moltbot.sandbox.jira import JiraState
 from moltbot.sandbox.kit import EmulatorCore
 from tasks.jira import (
     add_comment,
@@ -24,33 +24,14 @@ from tasks.jira import (
     store_issue_property,
     transition_issue,
 )
+from tests.sandbox.helpers import jira_block
 
 BLOCK = "sandbox-jira"
 
 
-def settle(core: EmulatorCore) -> EmulatorCore:
-    """`core` once its log has caught up: the kit records a request just after answering it."""
-    seen = -1
-    deadline = time.monotonic() + 2
-    while len(core.requests) != seen and time.monotonic() < deadline:
-        seen = len(core.requests)
-        time.sleep(0.02)
-    return core
-
-
 @pytest.fixture
 def state(sandbox: Sandbox) -> JiraState:
-    settle(sandbox.state.jira.core).clear_requests()
     return sandbox.state.jira
-
-
-@pytest.fixture
-def block(sandbox: Sandbox) -> JiraCredentials:
-    return JiraCredentials(
-        server_url=f"{sandbox.base_url}/jira",
-        email=SANDBOX_JIRA_EMAIL,
-        api_token=SANDBOX_JIRA_TOKEN,
-    )
 
 
 def draft(n: int, *, labelled: bool = True, **fields: object) -> dict[str, object]:
@@ -72,18 +53,16 @@ def seed(state: JiraState, n: int, **fields: object) -> str:
 
 
 def paths(core: EmulatorCore) -> list[tuple[str, str, int]]:
-    return [
-        (r.method, r.path.removeprefix("/rest/api/2/"), r.status) for r in settle(core).requests
-    ]
+    return [(r.method, r.path.removeprefix("/rest/api/2/"), r.status) for r in core.requests]
 
 
 def test_250_drafts_in_5_bulk_requests_with_one_refused(
-    block: JiraCredentials, state: JiraState
+    jira_credentials: JiraCredentials, state: JiraState
 ) -> None:
     drafts = [draft(n) for n in range(250)]
     drafts[137]["priority"] = "Urgent"
 
-    result = create_issues_in_bulk(block, drafts, block_name=BLOCK)
+    result = create_issues_in_bulk(jira_credentials, drafts, block_name=BLOCK)
 
     assert paths(state.core) == [("GET", "serverInfo", 200)] + [("POST", "issue/bulk", 201)] * 5
     assert len(result.created) == 249 and 137 not in result.created
@@ -100,11 +79,11 @@ def test_250_drafts_in_5_bulk_requests_with_one_refused(
     assert result.created[249] == issues[-1].key == "OPS-249"
 
 
-def test_search_follows_every_page(block: JiraCredentials, state: JiraState) -> None:
+def test_search_follows_every_page(jira_credentials: JiraCredentials, state: JiraState) -> None:
     keys = [seed(state, n, labels=["배송"]) for n in range(230)]
     state.core.clear_requests()
 
-    found = find_issues(block, "project = OPS ORDER BY created ASC", block_name=BLOCK)
+    found = find_issues(jira_credentials, "project = OPS ORDER BY created ASC", block_name=BLOCK)
 
     assert [issue["key"] for issue in found] == keys
     assert set(found[0]["fields"]) == {"summary", "labels", "status", "created"}
@@ -118,13 +97,18 @@ def test_search_follows_every_page(block: JiraCredentials, state: JiraState) -> 
     ]
 
 
-def test_search_by_label_key_and_korean_text(block: JiraCredentials, state: JiraState) -> None:
+def test_search_by_label_key_and_korean_text(
+    jira_credentials: JiraCredentials, state: JiraState
+) -> None:
     first = seed(state, 1, labels=["환불"], description="고객 환불 요청 처리")
     second = seed(state, 2, labels=["배송"])
     seed(state, 3, labels=["배송"], summary="택배 분실")
 
     def keys(jql: str) -> list[str]:
-        return [i["key"] for i in find_issues(block, jql, fields=("summary",), block_name=BLOCK)]
+        return [
+            i["key"]
+            for i in find_issues(jira_credentials, jql, fields=("summary",), block_name=BLOCK)
+        ]
 
     assert keys("labels = 환불") == [first]
     assert keys(f"key in ({second}, {first}) ORDER BY key DESC") == [second, first]
@@ -133,32 +117,34 @@ def test_search_by_label_key_and_korean_text(block: JiraCredentials, state: Jira
 
 
 def test_a_refused_query_fails_at_once_with_jiras_message(
-    block: JiraCredentials, state: JiraState
+    jira_credentials: JiraCredentials, state: JiraState
 ) -> None:
     with pytest.raises(ServiceError) as raised:
-        find_issues(block, "project = OPS OR labels = x", block_name=BLOCK)
+        find_issues(jira_credentials, "project = OPS OR labels = x", block_name=BLOCK)
 
     assert str(raised.value).startswith("Jira block 'sandbox-jira': 400 Error in the JQL Query:")
     assert not raised.value.transient
-    assert settle(state.core).count("GET", "search/jql$") == 1
+    assert state.core.count("GET", "search/jql$") == 1
 
 
-def test_500_on_a_search_is_retried(block: JiraCredentials, state: JiraState) -> None:
+def test_500_on_a_search_is_retried(jira_credentials: JiraCredentials, state: JiraState) -> None:
     for n in range(150):
         seed(state, n)
     state.core.inject_fault(500, path="search/jql$")
 
-    found = find_issues(block, "project = OPS", fields=("summary",), block_name=BLOCK)
+    found = find_issues(jira_credentials, "project = OPS", fields=("summary",), block_name=BLOCK)
 
     assert len(found) == 150
     assert [s for _, p, s in paths(state.core) if p == "search/jql"] == [500, 200, 200]
 
 
-def test_429_with_retry_after_is_honoured_once(block: JiraCredentials, state: JiraState) -> None:
+def test_429_with_retry_after_is_honoured_once(
+    jira_credentials: JiraCredentials, state: JiraState
+) -> None:
     state.core.inject_fault(429, path="issue/bulk$", retry_after=1)
     started = time.monotonic()
 
-    result = create_issues_in_bulk(block, [draft(n) for n in range(3)], block_name=BLOCK)
+    result = create_issues_in_bulk(jira_credentials, [draft(n) for n in range(3)], block_name=BLOCK)
 
     assert time.monotonic() - started >= 1.0
     assert result.ok and result.keys == ["OPS-1", "OPS-2", "OPS-3"]
@@ -170,11 +156,13 @@ def test_429_with_retry_after_is_honoured_once(block: JiraCredentials, state: Ji
     ]
 
 
-def test_chunk_applied_then_500_is_not_duplicated(block: JiraCredentials, state: JiraState) -> None:
+def test_chunk_applied_then_500_is_not_duplicated(
+    jira_credentials: JiraCredentials, state: JiraState
+) -> None:
     state.fail_after_apply(1)
     drafts = [draft(n) for n in range(60)]
 
-    result = create_issues_in_bulk(block, drafts, block_name=BLOCK)
+    result = create_issues_in_bulk(jira_credentials, drafts, block_name=BLOCK)
 
     assert result.ok
     assert len(state.issues()) == 60  # not 110
@@ -191,30 +179,21 @@ def test_chunk_applied_then_500_is_not_duplicated(block: JiraCredentials, state:
 def test_chunk_that_times_out_after_applying_is_not_duplicated(
     sandbox: Sandbox, state: JiraState
 ) -> None:
-    block = JiraCredentials(
-        server_url=f"{sandbox.base_url}/jira",
-        email=SANDBOX_JIRA_EMAIL,
-        api_token=SANDBOX_JIRA_TOKEN,
-        timeout_seconds=0.3,
-    )
+    block = jira_block(sandbox.base_url, timeout_seconds=0.3)
     state.fail_after_apply(1, kind="hang", seconds=0.6)
 
     result = create_issues_in_bulk(block, [draft(n) for n in range(3)], block_name=BLOCK)
 
     assert result.ok and result.keys == ["OPS-1", "OPS-2", "OPS-3"]
     assert len(state.issues()) == 3
-    # Let the held answer be logged here rather than in the next test's log.
-    deadline = time.monotonic() + 3
-    while state.core.count("POST", "issue/bulk$") < 1 and time.monotonic() < deadline:
-        time.sleep(0.05)
 
 
 def test_chunk_lost_before_reaching_jira_is_resent(
-    block: JiraCredentials, state: JiraState
+    jira_credentials: JiraCredentials, state: JiraState
 ) -> None:
     state.core.inject_fault(kind="drop", path="issue/bulk$")
 
-    result = create_issues_in_bulk(block, [draft(n) for n in range(5)], block_name=BLOCK)
+    result = create_issues_in_bulk(jira_credentials, [draft(n) for n in range(5)], block_name=BLOCK)
 
     assert result.ok and len(state.issues()) == 5
     assert [(m, p) for m, p, _ in paths(state.core)][1:] == [
@@ -226,7 +205,7 @@ def test_chunk_lost_before_reaching_jira_is_resent(
 
 
 def test_partly_applied_chunk_resends_only_the_missing(
-    block: JiraCredentials, state: JiraState
+    jira_credentials: JiraCredentials, state: JiraState
 ) -> None:
     drafts = [draft(n) for n in range(4)]
     # As if an earlier, interrupted run had created drafts 1 and 3 already.
@@ -234,77 +213,83 @@ def test_partly_applied_chunk_resends_only_the_missing(
         seed(state, n, labels=drafts[n]["labels"])
     state.core.inject_fault(503, path="issue/bulk$")
 
-    result = create_issues_in_bulk(block, drafts, block_name=BLOCK)
+    result = create_issues_in_bulk(jira_credentials, drafts, block_name=BLOCK)
 
     assert result.created == {0: "OPS-3", 1: "OPS-1", 2: "OPS-4", 3: "OPS-2"}
     assert len(state.issues()) == 4
 
 
 def test_without_dedup_labels_an_ambiguous_chunk_is_reported_not_resent(
-    block: JiraCredentials, state: JiraState
+    jira_credentials: JiraCredentials, state: JiraState
 ) -> None:
     state.fail_after_apply(1)
 
     result = create_issues_in_bulk(
-        block, [draft(n, labelled=False) for n in range(3)], block_name=BLOCK
+        jira_credentials, [draft(n, labelled=False) for n in range(3)], block_name=BLOCK
     )
 
     assert result.created == {}
     assert [f.index for f in result.failures] == [0, 1, 2]
     assert all(f.outcome_unknown for f in result.failures)
     assert "not re-sent" in result.failures[0].message
-    assert settle(state.core).count("POST", "issue/bulk$") == 1
+    assert state.core.count("POST", "issue/bulk$") == 1
     assert len(state.issues()) == 3  # they were created: reporting them as unknown was right
 
 
 def test_comment_round_trip_and_no_duplicate_after_a_lost_answer(
-    block: JiraCredentials, state: JiraState
+    jira_credentials: JiraCredentials, state: JiraState
 ) -> None:
     key = seed(state, 1)
     state.fail_after_apply(1, path="/comment$")
 
-    comment = comment_on_issue(block, key, "고객에게 안내 완료 ✅", block_name=BLOCK)
+    comment = comment_on_issue(jira_credentials, key, "고객에게 안내 완료 ✅", block_name=BLOCK)
 
     assert comment["body"] == "고객에게 안내 완료 ✅"
     assert [c.body for c in state.issue(key).comments] == ["고객에게 안내 완료 ✅"]
-    assert settle(state.core).count("POST", "/comment$") == 1
+    assert state.core.count("POST", "/comment$") == 1
 
 
-def test_comment_on_a_missing_issue_fails_at_once(block: JiraCredentials, state: JiraState) -> None:
+def test_comment_on_a_missing_issue_fails_at_once(
+    jira_credentials: JiraCredentials, state: JiraState
+) -> None:
     with pytest.raises(ServiceError) as raised:
-        comment_on_issue(block, "OPS-404", "x", block_name=BLOCK)
+        comment_on_issue(jira_credentials, "OPS-404", "x", block_name=BLOCK)
 
     assert str(raised.value) == (
         "Jira block 'sandbox-jira': 404 Issue does not exist or you do not have permission to "
         "see it."
     )
-    assert settle(state.core).count("POST", "/comment$") == 1
+    assert state.core.count("POST", "/comment$") == 1
 
 
-def test_move_issue_through_the_workflow(block: JiraCredentials, state: JiraState) -> None:
+def test_move_issue_through_the_workflow(
+    jira_credentials: JiraCredentials, state: JiraState
+) -> None:
     key = seed(state, 1)
 
-    assert move_issue(block, key, "In Progress", block_name=BLOCK) == "In Progress"
-    assert move_issue(block, key, "done", block_name=BLOCK) == "Done"
-    assert move_issue(block, key, "Done", block_name=BLOCK) == "Done"  # already there
+    assert move_issue(jira_credentials, key, "In Progress", block_name=BLOCK) == "In Progress"
+    assert move_issue(jira_credentials, key, "done", block_name=BLOCK) == "Done"
+    assert move_issue(jira_credentials, key, "Done", block_name=BLOCK) == "Done"  # already there
     assert state.issue(key).status == "Done"
 
 
-def test_issue_property_round_trip(block: JiraCredentials, state: JiraState) -> None:
+def test_issue_property_round_trip(jira_credentials: JiraCredentials, state: JiraState) -> None:
     key = seed(state, 1)
 
-    store_issue_property(block, key, "moltbot", {"자동화": "주문 알림", "run": 1}, block_name=BLOCK)
+    store_issue_property(
+        jira_credentials, key, "moltbot", {"자동화": "주문 알림", "run": 1}, block_name=BLOCK
+    )
 
     assert state.issue(key).properties == {"moltbot": {"자동화": "주문 알림", "run": 1}}
 
 
 @pytest.mark.slow
 def test_tasks_in_a_flow_with_a_saved_block(
-    prefect_api: str, block: JiraCredentials, state: JiraState
+    prefect_api: str, jira_credentials: JiraCredentials, state: JiraState
 ) -> None:
     from prefect import flow
 
-    block.save("test-jira-tasks", overwrite=True)
+    jira_credentials.save("test-jira-tasks", overwrite=True)
 
     @flow
     def tickets() -> tuple[list[str], list[dict], str]:

@@ -43,6 +43,7 @@ from tasks.notion import (
     text_property,
     title_property,
 )
+from tests.sandbox.helpers import notion_block
 
 DS = SANDBOX_DIGEST_DATA_SOURCE_ID
 PAGES = r"^/v1/pages$"
@@ -56,26 +57,14 @@ def statuses(core: EmulatorCore) -> list[tuple[str, str, int]]:
     return [(r.method, UUID.sub("{id}", r.path), r.status) for r in core.requests]
 
 
-def wait_for_the_held_request(notion: NotionState) -> None:
-    """Let a hung request end in this test, not in the next test's request log."""
-    deadline = time.monotonic() + 5
-    while not any(r.fault == "hang" for r in notion.core.requests) and time.monotonic() < deadline:
-        time.sleep(0.01)
-
-
 @pytest.fixture
 def notion(sandbox: Sandbox) -> NotionState:
     return sandbox.state.notion
 
 
 @pytest.fixture
-def credentials(sandbox: Sandbox) -> NotionCredentials:
-    return NotionCredentials(token=SANDBOX_NOTION_TOKEN, base_url=f"{sandbox.base_url}/notion")
-
-
-@pytest.fixture
-def api(credentials: NotionCredentials) -> Iterator[NotionApi]:
-    with NotionApi.from_block(credentials, "sandbox-notion") as notion_api:
+def api(notion_credentials: NotionCredentials) -> Iterator[NotionApi]:
+    with NotionApi.from_block(notion_credentials, "sandbox-notion") as notion_api:
         yield notion_api
 
 
@@ -373,8 +362,8 @@ def test_a_wrong_token_names_the_block(sandbox: Sandbox, notion: NotionState):
 
 def test_a_stopped_emulator_fails_within_seconds():
     with Sandbox() as stopped:
-        base = f"{stopped.base_url}/notion"
-    credentials = NotionCredentials(token=SANDBOX_NOTION_TOKEN, base_url=base)
+        credentials = notion_block(stopped.base_url)
+    base = credentials.base_url
     started = time.monotonic()
 
     with pytest.raises(NotionFailure) as failed:
@@ -403,9 +392,7 @@ def test_the_default_policy_gives_up_on_a_dead_server_within_ten_seconds():
 
 
 def test_a_hanging_server_times_out_and_the_query_is_retried(sandbox: Sandbox, notion: NotionState):
-    credentials = NotionCredentials(
-        token=SANDBOX_NOTION_TOKEN, base_url=f"{sandbox.base_url}/notion", timeout_seconds=0.3
-    )
+    credentials = notion_block(sandbox.base_url, timeout_seconds=0.3)
     notion.core.inject_fault(kind="hang", seconds=0.8, path=QUERY)
     started = time.monotonic()
 
@@ -413,7 +400,6 @@ def test_a_hanging_server_times_out_and_the_query_is_retried(sandbox: Sandbox, n
 
     assert frame.empty
     assert time.monotonic() - started < 0.8
-    wait_for_the_held_request(notion)
 
 
 # -- plain helpers ----------------------------------------------------------------------------
@@ -498,7 +484,7 @@ def test_tasks_in_a_flow_with_saved_blocks(prefect_api: str, sandbox: Sandbox, n
     )
 
     base = f"{sandbox.base_url}/notion"
-    NotionCredentials(token=SANDBOX_NOTION_TOKEN, base_url=base).save("test-notion", overwrite=True)
+    notion_block(sandbox.base_url).save("test-notion", overwrite=True)
     NotionCredentials(token="ntn_wrong-flow-token", base_url=base).save(
         "test-notion-wrong", overwrite=True
     )

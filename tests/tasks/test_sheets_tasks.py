@@ -11,8 +11,7 @@ import pytest
 from blocks.sheets import GoogleSheetsCredentials
 from moltbot.errors import InputError, ServiceError
 from moltbot.sandbox import Sandbox
-from moltbot.sandbox.kit import LoggedRequest
-from moltbot.sandbox.sheets import SheetsState, sandbox_service_account_info
+from moltbot.sandbox.sheets import SheetsState
 from tasks.sheets import (
     SHEET_ROW,
     append_rows,
@@ -20,6 +19,7 @@ from tasks.sheets import (
     update_range,
     worksheet_frame,
 )
+from tests.sandbox.helpers import sheets_block
 
 FORM = "Form Responses 1"
 HEADER = ["타임스탬프", "이름", "이메일", "문의 내용"]
@@ -31,32 +31,20 @@ def sheets(sandbox: Sandbox) -> SheetsState:
 
 
 @pytest.fixture
-def credentials(sandbox: Sandbox) -> GoogleSheetsCredentials:
+def credentials(
+    sandbox: Sandbox, sheets_credentials: GoogleSheetsCredentials
+) -> GoogleSheetsCredentials:
     """The sandbox's service account; its access token is fetched once, before the test."""
-    block = GoogleSheetsCredentials(
-        service_account_info=sandbox_service_account_info(f"{sandbox.base_url}/sheets/token"),
-        api_base_url=f"{sandbox.base_url}/sheets",
-    )
     # Fetch the token now, so request counts below are the task's own requests.
     sid = sandbox.state.sheets.create_spreadsheet("warm-up")
-    block.get_client().http_client.fetch_sheet_metadata(sid)
-    while not sandbox.state.sheets.core.count("GET", sid):
-        time.sleep(0.005)  # its log entry lands just after the answer
+    sheets_credentials.get_client().http_client.fetch_sheet_metadata(sid)
     sandbox.state.sheets.reset()
-    return block
+    return sheets_credentials
 
 
-def logged(sheets: SheetsState, count: int) -> list[LoggedRequest]:
-    """The request log once it holds `count` entries (a request is logged after its answer)."""
-    deadline = time.monotonic() + 5
-    while sheets.core.count() < count and time.monotonic() < deadline:
-        time.sleep(0.005)
-    return sheets.core.requests
-
-
-def statuses(sheets: SheetsState, count: int) -> list[tuple[str, int]]:
-    """(method, status) of the first `count` logged requests, once they are logged."""
-    return [(r.method, r.status) for r in logged(sheets, count)]
+def statuses(sheets: SheetsState) -> list[tuple[str, int]]:
+    """(method, status) of every logged request."""
+    return [(r.method, r.status) for r in sheets.core.requests]
 
 
 def test_a_10000_row_sheet_is_read_with_exactly_one_request(sheets, credentials) -> None:
@@ -70,7 +58,7 @@ def test_a_10000_row_sheet_is_read_with_exactly_one_request(sheets, credentials)
     frame = read_worksheet(credentials, sid, FORM, block_name="sandbox-sheets")
     elapsed = time.monotonic() - started
 
-    assert [(r.method, r.path) for r in logged(sheets, 1)] == [
+    assert [(r.method, r.path) for r in sheets.core.requests] == [
         ("GET", f"/v4/spreadsheets/{sid}/values/'{FORM}'")
     ]
     assert frame.shape == (10_000, 4)
@@ -110,7 +98,7 @@ def test_header_only_sheet_gives_empty_frame_with_columns_and_empty_sheet_none(s
 
     assert list(header_only.columns) == HEADER and header_only.empty
     assert blank.columns.empty and blank.empty
-    assert [r.path for r in logged(sheets, 2)] == [
+    assert [r.path for r in sheets.core.requests] == [
         f"/v4/spreadsheets/{sid}/values/'{n}'" for n in ("header", "blank")
     ]
 
@@ -131,7 +119,7 @@ def test_missing_worksheet_is_bad_input_listing_the_worksheets(sheets, credentia
         f"(worksheets: '{FORM}', '요약')"
     )
     # The metadata request is made only after the values request failed.
-    assert statuses(sheets, 2) == [("GET", 400), ("GET", 200)]
+    assert statuses(sheets) == [("GET", 400), ("GET", 200)]
 
 
 def test_unknown_spreadsheet_is_bad_input_naming_id_and_block(sheets, credentials) -> None:
@@ -142,7 +130,7 @@ def test_unknown_spreadsheet_is_bad_input_naming_id_and_block(sheets, credential
         "Google Sheets block 'ops-sheets': no spreadsheet 'no-such-id' "
         "(404 NOT_FOUND: Requested entity was not found.)"
     )
-    assert statuses(sheets, 1) == [("GET", 404)]  # not retried
+    assert statuses(sheets) == [("GET", 404)]  # not retried
 
 
 def test_permission_denied_fails_at_once_with_google_message(sheets, credentials) -> None:
@@ -157,7 +145,7 @@ def test_permission_denied_fails_at_once_with_google_message(sheets, credentials
         "The caller does not have permission"
     )
     assert raised.value.transient is False
-    assert statuses(sheets, 1) == [("GET", 403)]
+    assert statuses(sheets) == [("GET", 403)]
 
 
 def test_429_with_retry_after_is_retried_once_after_the_wait(sheets, credentials) -> None:
@@ -169,7 +157,7 @@ def test_429_with_retry_after_is_retried_once_after_the_wait(sheets, credentials
     elapsed = time.monotonic() - started
 
     assert len(frame) == 1
-    assert statuses(sheets, 2) == [("GET", 429), ("GET", 200)]
+    assert statuses(sheets) == [("GET", 429), ("GET", 200)]
     assert 1.0 <= elapsed < 3
 
 
@@ -180,15 +168,11 @@ def test_500s_are_retried_until_an_answer(sheets, credentials) -> None:
     frame = read_worksheet(credentials, sid, FORM)
 
     assert list(frame.columns) == HEADER
-    assert statuses(sheets, 3) == [("GET", 500), ("GET", 500), ("GET", 200)]
+    assert statuses(sheets) == [("GET", 500), ("GET", 500), ("GET", 200)]
 
 
 def test_a_hang_past_the_timeout_is_retried(sandbox, sheets) -> None:
-    block = GoogleSheetsCredentials(
-        service_account_info=sandbox_service_account_info(f"{sandbox.base_url}/sheets/token"),
-        api_base_url=f"{sandbox.base_url}/sheets",
-        timeout_seconds=0.3,
-    )
+    block = sheets_block(sandbox.base_url, timeout_seconds=0.3)
     sid = sheets.create_spreadsheet("slow", {FORM: [HEADER]})
     sheets.core.inject_fault(kind="hang", seconds=0.8, path="/values/")
 
@@ -198,7 +182,10 @@ def test_a_hang_past_the_timeout_is_retried(sandbox, sheets) -> None:
     assert list(frame.columns) == HEADER
     assert time.monotonic() - started < 0.8
     # The held request is logged (504, "hang") only when the emulator lets it go.
-    assert sorted(statuses(sheets, 2)) == [("GET", 200), ("GET", 504)]
+    deadline = time.monotonic() + 5
+    while sheets.core.count() < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sorted(statuses(sheets)) == [("GET", 200), ("GET", 504)]
 
 
 def test_quota_exhausted_is_transient_and_gives_up_after_the_attempts(sheets, credentials) -> None:
@@ -215,7 +202,7 @@ def test_quota_exhausted_is_transient_and_gives_up_after_the_attempts(sheets, cr
         "Quota exceeded for quota metric 'Read requests'"
     )
     # One read allowed, then the policy's 4 attempts all refused.
-    assert statuses(sheets, 5) == [("GET", 200)] + [("GET", 429)] * 4
+    assert statuses(sheets) == [("GET", 200)] + [("GET", 429)] * 4
 
 
 def test_many_rows_are_appended_with_one_request(sheets, credentials) -> None:
@@ -228,7 +215,7 @@ def test_many_rows_are_appended_with_one_request(sheets, credentials) -> None:
 
     assert answer["updates"]["updatedRows"] == 500
     assert answer["updates"]["updatedRange"] == f"'{FORM}'!A2:D501"
-    [request] = logged(sheets, 1)
+    [request] = sheets.core.requests
     assert (request.method, request.path) == (
         "POST",
         f"/v4/spreadsheets/{sid}/values/'{FORM}':append",
@@ -277,7 +264,7 @@ def test_an_append_that_failed_after_being_applied_is_not_sent_again(sheets, cre
 
     assert answer["alreadyApplied"] is True
     assert sheets.values(sid, FORM) == [HEADER, rows[0], ["2026-11-24", "이서연", "", "7"]]
-    assert statuses(sheets, 2) == [("POST", 500), ("GET", 200)]
+    assert statuses(sheets) == [("POST", 500), ("GET", 200)]
 
 
 def test_an_append_whose_connection_dropped_before_arriving_is_sent_again(
@@ -291,7 +278,7 @@ def test_an_append_whose_connection_dropped_before_arriving_is_sent_again(
 
     assert "alreadyApplied" not in answer
     assert sheets.values(sid, FORM) == [HEADER, *rows]
-    assert statuses(sheets, 3) == [("POST", 0), ("GET", 200), ("POST", 200)]
+    assert statuses(sheets) == [("POST", 0), ("GET", 200), ("POST", 200)]
 
 
 def test_an_append_refused_with_429_is_retried_without_checking(sheets, credentials) -> None:
@@ -300,7 +287,7 @@ def test_an_append_refused_with_429_is_retried_without_checking(sheets, credenti
 
     append_rows(credentials, sid, FORM, [["a", "b", "c", "d"]])
 
-    assert statuses(sheets, 2) == [("POST", 429), ("POST", 200)]
+    assert statuses(sheets) == [("POST", 429), ("POST", 200)]
     assert len(sheets.values(sid, FORM)) == 2
 
 
@@ -312,7 +299,7 @@ def test_update_range_writes_in_place_and_retries_5xx(sheets, credentials) -> No
 
     assert answer["updatedRange"] == f"'{FORM}'!D2"
     assert sheets.values(sid, FORM)[1] == ["a", "b", "c", "처리 완료"]
-    assert statuses(sheets, 2) == [("PUT", 503), ("PUT", 200)]
+    assert statuses(sheets) == [("PUT", 503), ("PUT", 200)]
 
 
 @pytest.mark.slow
@@ -336,4 +323,4 @@ def test_tasks_in_a_flow_read_append_and_update(prefect_api, sheets, credentials
     assert frame["이름"].tolist() == ["가"]
     assert sheets.values(sid, "처리 기록") == [["행", "상태"], ["2", "접수"]]
     assert sheets.values(sid, FORM)[1][3] == "처리 중"
-    assert [r.method for r in logged(sheets, 3)] == ["GET", "POST", "PUT"]
+    assert [r.method for r in sheets.core.requests] == ["GET", "POST", "PUT"]
