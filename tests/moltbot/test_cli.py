@@ -66,7 +66,8 @@ def test_unknown_automation_exits_2_naming_the_choices() -> None:
 
     assert result.exit_code == 2
     assert result.stdout == ""
-    assert "unknown automation 'weekly-horoscope' (choose from: daily-report)" in result.stderr
+    choices = "(choose from: daily-report, inventory-alert)"
+    assert f"unknown automation 'weekly-horoscope' {choices}" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 
