@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from prefect.blocks.core import Block
@@ -75,3 +75,26 @@ def saved_blocks() -> list[dict[str, str | None]]:
         for document in documents
     ]
     return sorted(listed, key=lambda entry: (entry["name"] or "", entry["type"] or ""))
+
+
+BlockT = TypeVar("BlockT", bound="Block")
+
+
+def load_block(block_type: type[BlockT], name: str) -> BlockT:
+    """Load the saved `block_type` document `name`, its secrets registered with the log masker.
+
+    Raises:
+        InputError: no such document, with the names that do exist.
+    """
+    from moltbot.errors import InputError
+    from moltbot.masking import register_model_secrets
+
+    try:
+        block = block_type.load(name)
+    except ValueError:
+        saved = sorted(document.name for document in saved_block_documents([block_type]))
+        kind = block_type.get_block_type_name()
+        choices = f"saved: {', '.join(saved)}" if saved else "none is saved"
+        raise InputError(f"unknown {kind} block {name!r} ({choices})") from None
+    register_model_secrets(block)
+    return block

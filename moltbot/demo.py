@@ -15,6 +15,12 @@ from moltbot.settings import Settings, get_settings
 DEMO_SLACK_BLOCK = "sandbox-slack"
 DEMO_EMAIL_BLOCK = "sandbox-email"
 DEMO_WEBHOOK_NAME = "demo"
+# Where the demo's stock alerts go: stock-outs everywhere, low stock and recoveries to chat and
+# the outbox only, as a shop would route them.
+DEMO_INVENTORY_ROUTES = {
+    "out": [DEMO_SLACK_BLOCK, DEMO_EMAIL_BLOCK, "outbox"],
+    "low": [DEMO_SLACK_BLOCK, "outbox"],
+}
 
 
 def sample_orders_path(settings: Settings) -> Path:
@@ -32,6 +38,11 @@ def ensure_sample_orders(settings: Settings) -> tuple[Path, bool]:
         return path, False
     write_sample_orders(path, end_date=yesterday(settings.timezone), timezone=settings.timezone)
     return path, True
+
+
+def sample_inventory_path(settings: Settings) -> Path:
+    """Where the demo keeps its sample stock list (the inventory-alert source)."""
+    return settings.home / "sample" / "inventory.csv"
 
 
 def last_order_date(path: Path, timezone: str) -> date:
@@ -103,6 +114,90 @@ def _describe_deliveries(
         )
 
 
+def _counts_text(counts: dict[str, int]) -> str:
+    return " · ".join(f"{counts[name]} {name.replace('_', ' ')}" for name in counts)
+
+
+def _transitions_table(result: dict[str, Any], stock: Path, title: str) -> Table:
+    from tasks.sources import read_table
+
+    items = read_table(str(stock)).set_index("sku")
+    table = Table(title=f"{title}: {_counts_text(result['counts'])}")
+    for column, justify in (
+        ("SKU", "left"),
+        ("product", "left"),
+        ("change", "left"),
+        ("on hand", "right"),
+        ("reorder point", "right"),
+    ):
+        table.add_column(column, justify=justify)
+    labels = {"out": "[red]out[/red]", "low": "[yellow]low[/yellow]", "ok": "[green]ok[/green]"}
+    for change in result["transitions"]:
+        item = items.loc[change["sku"]]
+        table.add_row(
+            change["sku"],
+            str(item["name"]),
+            f"{labels[change['from']]} -> {labels[change['to']]}",
+            format_number(float(item["on_hand"])),
+            format_number(float(item["reorder_point"])),
+        )
+    return table
+
+
+def _describe_inventory_deliveries(result: dict[str, Any], console: Console) -> None:
+    if not result["deliveries"]:
+        console.print(
+            "  No change since the last run: nothing to send (the stored stock states match)."
+        )
+        return
+    by_severity: dict[str, list[str]] = {}
+    for outcome in result["deliveries"]:
+        by_severity.setdefault(outcome["severity"], []).append(
+            f"{outcome['channel']} {outcome['status']}"
+        )
+    for severity, outcomes in by_severity.items():
+        console.print(f"  {severity:<10} {', '.join(outcomes)}")
+
+
+def run_inventory_demo(console: Console, settings: Settings, orders: Path) -> Any:
+    """Run inventory-alert on the sample stock; return the last flow run's state.
+
+    The first time, it runs on the first snapshot (every item is new, so the low and out ones
+    alert), then changes the stock and runs again (transitions and recoveries). Later demos
+    find the stock file in place and run once: no change, nothing sent.
+    """
+    from flows.inventory_alert.flow import inventory_alert
+    from moltbot.sample_inventory import SNAPSHOTS, write_sample_inventory
+
+    stock = sample_inventory_path(settings)
+    snapshots: list[int | None] = [None] if stock.is_file() else list(range(SNAPSHOTS))
+    state = None
+    for snapshot in snapshots:
+        if snapshot is None:
+            console.print(f"Using sample stock: [bold]{stock}[/bold]", soft_wrap=True)
+        else:
+            write_sample_inventory(stock, snapshot)
+            verb = "Wrote sample stock" if snapshot == 0 else "Changed the stock (a day later)"
+            console.print(f"{verb}: [bold]{stock}[/bold]", soft_wrap=True)
+        state = inventory_alert(
+            source=str(stock),
+            sales_source=str(orders),
+            channels_by_severity=DEMO_INVENTORY_ROUTES,
+            return_state=True,
+        )
+        result = state.result()
+        run = "first run" if snapshot == 0 else "second run" if snapshot else "run"
+        title = f"inventory-alert {run}"
+        if result["transitions"]:
+            console.print(_transitions_table(result, stock, title))
+        else:
+            console.print(f"{title}: {_counts_text(result['counts'])}")
+        if result["reminders_total"]:
+            console.print(f"  {result['reminders_total']} item(s) still out: reminded once more")
+        _describe_inventory_deliveries(result, console)
+    return state
+
+
 def _prefect_ui_hint(flow_run_id: Any) -> str:
     import os
 
@@ -137,7 +232,8 @@ def run_demo(console: Console) -> int:
     prepare_process_logging()
     with Sandbox() as sandbox:
         console.print(
-            f"Sandbox running at {sandbox.base_url} (Slack) and SMTP port {sandbox.smtp_port}"
+            f"Sandbox running at {sandbox.base_url} (Sheets, Notion, Jira, Slack) "
+            f"and SMTP port {sandbox.smtp_port}"
         )
         channels = save_sandbox_channels(sandbox)
         state = daily_report(
@@ -151,5 +247,6 @@ def run_demo(console: Console) -> int:
         stem = report_file_stem(report_date)
         console.print(f"HTML report: {outbox / (stem + '.html')}", soft_wrap=True)
         console.print(f"Chart:       {outbox / (stem + '-revenue.png')}", soft_wrap=True)
+        state = run_inventory_demo(console, settings, sample)
     console.print(_prefect_ui_hint(state.state_details.flow_run_id), soft_wrap=True)
     return 0

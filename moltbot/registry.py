@@ -53,6 +53,12 @@ AUTOMATIONS: tuple[Automation, ...] = (
         description="Sales/ops data -> daily KPIs -> chat, e-mail with a chart, outbox, artifact.",
         default_schedule="0 9 * * *",
     ),
+    Automation(
+        name="inventory-alert",
+        flow_ref="flows.inventory_alert.flow:inventory_alert",
+        description="Stock levels -> only changed states (low, out, back) -> alerts by severity.",
+        default_schedule="*/30 * * * *",
+    ),
 )
 
 

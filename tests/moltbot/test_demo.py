@@ -1,10 +1,11 @@
-"""`moltbot demo` twice as a real process: first it delivers everywhere, then nothing."""
+"""`moltbot demo` twice as a real process: first it delivers everywhere, then nothing; its data."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,73 @@ def test_demo_delivers_once_then_reports_everything_done(
     outbox = moltbot_home / "outbox"
     assert len(list(outbox.glob("daily-report-*.html"))) == 1
     assert len(list(outbox.glob("daily-report-*-revenue.png"))) == 1
+
+    # inventory-alert: new low/out items, then a day's changes with recoveries, then nothing.
+    assert "Wrote sample stock" in first.stdout
+    assert "inventory-alert first run: 16 ok · 3 low · 2 out · 3 at risk" in first.stdout
+    assert "Changed the stock (a day later)" in first.stdout
+    assert "inventory-alert second run: 17 ok · 2 low · 2 out · 1 at risk" in first.stdout
+    for change in (
+        "MB-003 │ Organic Green Tea 50g │ low -> out",
+        "MB-004 │ Phone Case",
+        "out -> ok",
+    ):
+        assert change in first.stdout
+    assert "recovered  sandbox-slack sent, outbox sent" in first.stdout
+    assert "Using sample stock" in second.stdout
+    assert "inventory-alert run: 17 ok · 2 low · 2 out · 1 at risk" in second.stdout
+    assert "No change since the last run: nothing to send" in second.stdout
+    # One out, one low and one recovery file per run that had them: 3 + 2, none the second time.
+    assert len(list(outbox.glob("inventory-alert-*.md"))) == 5
+    assert len(list(outbox.glob("inventory-alert-*.csv"))) == 5
+
+
+@pytest.mark.parametrize(
+    ("snapshot", "expected"),
+    [
+        (0, {"out": ["MB-004", "MB-013"], "low": ["MB-003", "MB-006", "MB-008"]}),
+        (1, {"out": ["MB-003", "MB-013"], "low": ["MB-002", "MB-008"]}),
+    ],
+)
+def test_sample_stock_covers_the_sample_products_in_planned_states(snapshot, expected) -> None:
+    from flows.inventory_alert.states import compute_states, normalize_inventory
+    from moltbot.sample import PRODUCTS
+    from moltbot.sample_inventory import generate_inventory
+
+    stock = generate_inventory(snapshot)
+    items = normalize_inventory(stock, source_label="sample").items
+    states = compute_states(items, today=date(2026, 11, 24))
+
+    assert stock["name"].tolist() == [product.name for product in PRODUCTS]
+    assert stock["sku"].is_unique
+    assert {
+        state: sorted(states.loc[states["state"] == state, "sku"]) for state in ("out", "low")
+    } == expected
+
+
+def test_sample_stock_reorder_points_follow_the_sample_sales() -> None:
+    from flows.daily_report.kpis import normalize_orders
+    from flows.inventory_alert.states import average_daily_units
+    from moltbot.sample import generate_orders
+    from moltbot.sample_inventory import expected_daily_units
+
+    end = date(2026, 11, 23)
+    orders = normalize_orders(
+        generate_orders(end_date=end), source_label="sample", timezone="Asia/Seoul"
+    )
+    sold = average_daily_units(orders, end_date=end)
+
+    # The estimate the stock list is built on is within 25% of what the orders really sell.
+    for name, estimate in expected_daily_units().items():
+        assert sold[name] == pytest.approx(estimate, rel=0.25), name
+
+
+def test_write_sample_inventory_round_trips_korean_names(tmp_path: Path) -> None:
+    from moltbot.sample_inventory import generate_inventory, write_sample_inventory
+    from tasks.sources import read_table
+
+    path = write_sample_inventory(tmp_path / "stock" / "inventory.csv", 1)
+
+    read = read_table(str(path))
+    assert read["name"].tolist() == generate_inventory(1)["name"].tolist()
+    assert "텀블러 500ml" in read["name"].tolist()

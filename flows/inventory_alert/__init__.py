@@ -1,0 +1,1 @@
+"""The inventory-alert automation: stock levels -> state transitions -> alerts by severity."""

@@ -1,0 +1,491 @@
+"""The inventory-alert flow: load stock, compute states, alert on transitions by severity, save."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import pandas as pd
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.logging import get_run_logger
+from prefect.utilities.annotations import quote
+
+from blocks.sheets import GoogleSheetsCredentials
+from flows.inventory_alert.render import AUTOMATION, TEMPLATES, build_alert_message, item_records
+from flows.inventory_alert.states import (
+    SEVERITIES,
+    Plan,
+    average_daily_units,
+    compute_states,
+    fill_daily_demand,
+    normalize_inventory,
+    plan_alerts,
+    state_counts,
+)
+from moltbot.blockdocs import load_block
+from moltbot.errors import DeliveryFailed, InputError
+from moltbot.item_state import STATE_COLUMNS, ItemStateStore
+from moltbot.ledger import Ledger
+from moltbot.messages import Message
+from moltbot.settings import get_settings
+from moltbot.templating import render_template
+from tasks.artifacts import publish_markdown, publish_table
+from tasks.delivery import OUTBOX, deliver_message, dry_run_outcome, load_channels
+from tasks.sheets import load_worksheet
+from tasks.sources import load_table, refuse_inline_password, source_label
+
+ARTIFACT_KEYS = {"summary": "inventory-alert", "changes": "inventory-alert-changes"}
+# The run result and the artifact table stay readable (and the run page loadable) when a first
+# run over a large catalogue turns up a hundred thousand items: they show the first ones and
+# the total; the CSV attachments in e-mail and the outbox hold every item.
+RESULT_MAX_ITEMS = 100
+ARTIFACT_MAX_ROWS = 2000
+# Deliveries that mean "the channel has this message": sent now, or already done earlier.
+_DELIVERED = frozenset({"sent", "skipped"})
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+def resolve_routes(channels_by_severity: dict[str, Any] | None) -> dict[str, list[str]]:
+    """Channel names per severity (`out`, `low`, `recovered`, `reminder`).
+
+    Without a mapping everything goes to the outbox. In a mapping, a missing `out` takes the
+    `low` channels and a missing `low` the `out` ones (one of them is required); `recovered`
+    defaults to the `low` channels and `reminder` to the `out` ones. An empty list silences a
+    severity.
+
+    Raises:
+        InputError: an unknown key, a value that is not a list of names, a repeated name, or
+            neither `out` nor `low`.
+    """
+    if channels_by_severity is None:
+        return {severity: [OUTBOX] for severity in SEVERITIES}
+    if not isinstance(channels_by_severity, dict):
+        raise InputError("channels_by_severity must map severities to lists of channel names")
+    unknown = sorted(set(channels_by_severity) - set(SEVERITIES))
+    if unknown:
+        raise InputError(
+            f"channels_by_severity: unknown severity {', '.join(map(repr, unknown))} "
+            f"(use {', '.join(SEVERITIES)})"
+        )
+    given: dict[str, list[str]] = {}
+    for severity, names in channels_by_severity.items():
+        if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+            raise InputError(f"channels_by_severity[{severity!r}] must be a list of channel names")
+        if len(set(names)) != len(names):
+            raise InputError(f"channels_by_severity[{severity!r}] lists a channel twice: {names}")
+        given[severity] = names
+    if "out" not in given and "low" not in given:
+        raise InputError("channels_by_severity needs channels for 'out' or 'low'")
+    out = given.get("out", given.get("low", []))
+    low = given.get("low", out)
+    return {
+        "out": out,
+        "low": low,
+        "recovered": given.get("recovered", low),
+        "reminder": given.get("reminder", out),
+    }
+
+
+def _checked_timezone(timezone: str) -> str:
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InputError(
+            f"unknown timezone {timezone!r} (use an IANA name like Asia/Seoul)"
+        ) from None
+    return timezone
+
+
+def _check_numbers(cooldown_hours: float, top_n: int) -> None:
+    if not cooldown_hours > 0:
+        raise InputError(f"cooldown_hours must be more than 0, got {cooldown_hours}")
+    if top_n < 0:
+        raise InputError(f"top_n must be 0 or more, got {top_n}")
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def inventory_label(source: str | None, worksheet: str | None) -> str:
+    """How messages and errors name the stock source."""
+    return source_label(source) if source else f"worksheet {worksheet or '?'}"
+
+
+def load_inventory(
+    source: str | None,
+    query: str | None,
+    *,
+    sheets_block: str | None,
+    spreadsheet_id: str | None,
+    worksheet: str | None,
+) -> pd.DataFrame:
+    """Read the whole stock table from its one source: a file, a database or a sheet.
+
+    Raises:
+        InputError: no source, two sources, or an unreadable one.
+    """
+    sheet_given = any((sheets_block, spreadsheet_id, worksheet))
+    if source and sheet_given:
+        raise InputError("give either source or a sheet (sheets_block, spreadsheet_id), not both")
+    if sheet_given:
+        if not (sheets_block and spreadsheet_id and worksheet):
+            raise InputError("a sheet source needs sheets_block, spreadsheet_id and worksheet")
+        credentials = load_block(GoogleSheetsCredentials, sheets_block)
+        return load_worksheet(credentials, spreadsheet_id, worksheet, block_name=sheets_block)
+    if not source:
+        raise InputError(
+            "no stock source: give source (CSV, Parquet or a database URL with query) or a sheet"
+        )
+    return load_table(source, query)
+
+
+# --------------------------------------------------------------------------- tasks
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """This run's view of the stock: item states, counts, bad rows, demand coverage."""
+
+    states: pd.DataFrame
+    counts: dict[str, int]
+    bad_rows: pd.DataFrame
+    demand_matched: int | None
+
+
+@task(name="evaluate-stock", cache_policy=NO_CACHE)
+def evaluate_stock(
+    raw_stock: pd.DataFrame,
+    raw_sales: pd.DataFrame | None,
+    *,
+    stock_label: str,
+    sales_label: str | None,
+    columns: dict[str, str] | None,
+    sales_columns: dict[str, str] | None,
+    timezone: str,
+    now: datetime,
+) -> Evaluation:
+    """Validate the stock (and sales), fill demand from sales, compute every item's state."""
+    inventory = normalize_inventory(raw_stock, source_label=stock_label, columns=columns)
+    items = inventory.items
+    today = now.astimezone(ZoneInfo(timezone)).date()
+    matched = None
+    if raw_sales is not None:
+        from flows.daily_report.kpis import normalize_orders
+
+        orders = normalize_orders(
+            raw_sales, source_label=sales_label or "sales", timezone=timezone, columns=sales_columns
+        )
+        demand = average_daily_units(orders, end_date=today - timedelta(days=1))
+        items, matched = fill_daily_demand(items, demand)
+    states = compute_states(items, today=today)
+    return Evaluation(
+        states=states,
+        counts=state_counts(states),
+        bad_rows=inventory.bad_rows,
+        demand_matched=matched,
+    )
+
+
+@task(name="read-item-states", cache_policy=NO_CACHE)
+def read_item_states() -> pd.DataFrame:
+    """The stored state of every item of this automation, in one query."""
+    with Ledger.from_settings() as ledger:
+        return ItemStateStore(ledger, AUTOMATION).read()
+
+
+@task(name="save-item-states", cache_policy=NO_CACHE)
+def save_item_states(writes: pd.DataFrame, now: datetime) -> int:
+    """Upsert the changed items' states in one transaction; return how many rows."""
+    with Ledger.from_settings() as ledger:
+        return ItemStateStore(ledger, AUTOMATION).write(writes[list(STATE_COLUMNS)], now=now)
+
+
+@task(name="plan-alerts", cache_policy=NO_CACHE)
+def plan_run(
+    evaluation: Evaluation,
+    previous: pd.DataFrame,
+    *,
+    now: datetime,
+    cooldown_hours: float,
+    timezone: str,
+    locale: str,
+    top_n: int,
+) -> tuple[Plan, dict[str, Message]]:
+    """Compare with the stored states and render one message per severity with news."""
+    plan = plan_alerts(
+        evaluation.states, previous, now=now, cooldown=timedelta(hours=cooldown_hours)
+    )
+    bad_rows = item_records(evaluation.bad_rows.head(RESULT_MAX_ITEMS), ("row", "sku", "problem"))
+    messages = {
+        severity: build_alert_message(
+            severity,
+            items,
+            counts=evaluation.counts,
+            bad_rows=bad_rows,
+            bad_rows_total=len(evaluation.bad_rows),
+            now=now,
+            timezone=timezone,
+            locale=locale,
+            top_n=top_n,
+        )
+        for severity, items in plan.alerts.items()
+    }
+    return plan, messages
+
+
+# --------------------------------------------------------------------------- the flow
+
+
+@flow(name=AUTOMATION, log_prints=False)
+def inventory_alert(
+    source: str | None = None,
+    columns: dict[str, str] | None = None,
+    sales_source: str | None = None,
+    channels_by_severity: dict[str, list[str]] | None = None,
+    cooldown_hours: float = 24,
+    top_n: int = 20,
+    query: str | None = None,
+    sales_query: str | None = None,
+    sales_columns: dict[str, str] | None = None,
+    sheets_block: str | None = None,
+    spreadsheet_id: str | None = None,
+    worksheet: str | None = None,
+    timezone: str | None = None,
+    dry_run: bool = False,
+) -> dict[str, Any]:
+    """Alert on stock-state changes only: one message per severity, routed by severity.
+
+    Order of effects, and why a crash can neither lose nor duplicate an alert:
+
+    1. Load and validate everything (stock, sales, channel blocks). Bad input stops the run here,
+       before anything is read from or written to the ledger.
+    2. Read the stored states and plan: transitions (ok->low, ok/low->out, low/out->ok) and due
+       reminders. The plan depends only on the data, the stored states and the reminder period.
+    3. Render one message per severity. Its idempotency key is derived from the automation, the
+       severity and a digest of its logical content: the sorted (sku, from, to, previous since)
+       tuples of its transitions, or (sku, out since, cooldown period) of its reminders. The
+       delivery layer adds the channel name, so the ledger key is automation + logical item +
+       channel.
+    4. Deliver through the ledger (claim, send, record), each message to each channel of its
+       severity at most once.
+    5. Only then save the states: the rows behind each severity whose deliveries all succeeded
+       (sent now, or already done), plus the silent changes. A severity with a failed channel keeps
+       its items' old states, so the next run finds the same transitions again, rebuilds the same
+       key, skips the channels that already have it and retries the one that failed.
+
+    A crash between 4 and 5 leaves the old states in place: the re-run recomputes the same
+    transitions, hence the same keys, finds them done in the ledger (skipped, nothing re-sent) and
+    then saves. Saving before delivering would instead lose the alert on a crash in between. The one
+    case that can repeat an item is a crash followed by a re-run on *changed* data: the severity's
+    set of transitions differs, so its message (with the earlier items in it) is new. That is the
+    deliberate trade: at most a repeated line after a crash, never a missed stock-out.
+
+    Args:
+        source: stock as a CSV or Parquet path, or a SQLAlchemy URL (with `query`), or
+            `secret:NAME`. Columns `sku, name, on_hand, reorder_point`, optionally
+            `safety_stock, lead_time_days, daily_demand, location`.
+        columns: mapping from the source's column names to those.
+        sales_source: orders with the daily report's columns; missing `daily_demand` becomes
+            the trailing 28-day average units per day of the product (matched on sku or name).
+        channels_by_severity: channel names for `out`, `low`, `recovered` (default: the `low`
+            channels) and `reminder` (default: the `out` channels); default all to `outbox`.
+        cooldown_hours: an item still out is reminded once per this many hours.
+        top_n: items listed per message; the attached CSV has all of them.
+        query: SQL to run when `source` is a database URL.
+        sales_query: SQL to run when `sales_source` is a database URL.
+        sales_columns: mapping from the sales source's column names to the canonical ones.
+        sheets_block: a Google Sheets credentials block to read the stock from instead.
+        spreadsheet_id: the spreadsheet, with `sheets_block`.
+        worksheet: the worksheet's (tab's) title, with `sheets_block`.
+        timezone: IANA timezone of dates; default `MOLTBOT_TIMEZONE`.
+        dry_run: compute and preview, but deliver nothing and save no state.
+
+    Returns:
+        `{"counts", "transitions", "transitions_total", "reminders", "reminders_total",
+        "bad_rows", "bad_rows_total", "deliveries", "states_saved", "artifacts"}`, JSON-ready;
+        long lists are cut to their first 100 entries, the `_total` says how many there were.
+    """
+    logger = get_run_logger()
+    settings = get_settings()
+    timezone = _checked_timezone(timezone or settings.timezone)
+    _check_numbers(cooldown_hours, top_n)
+    routes = resolve_routes(channels_by_severity)
+    for given in (source, sales_source):
+        if given:
+            refuse_inline_password(given)
+    now = datetime.now(UTC)
+
+    names = list(dict.fromkeys(name for severity in SEVERITIES for name in routes[severity]))
+    channel_blocks = load_channels(names) if names else {}
+    raw_stock = load_inventory(
+        source,
+        query,
+        sheets_block=sheets_block,
+        spreadsheet_id=spreadsheet_id,
+        worksheet=worksheet,
+    )
+    raw_sales = load_table(sales_source, sales_query) if sales_source else None
+    evaluation = evaluate_stock(
+        raw_stock,
+        raw_sales,
+        stock_label=inventory_label(source, worksheet),
+        sales_label=source_label(sales_source) if sales_source else None,
+        columns=columns,
+        sales_columns=sales_columns,
+        timezone=timezone,
+        now=now,
+    )
+    if evaluation.demand_matched is not None:
+        logger.info(
+            "Demand from sales: %s of %s items matched a sold product",
+            evaluation.demand_matched,
+            len(evaluation.states),
+        )
+
+    previous = read_item_states()
+    plan, messages = plan_run(
+        evaluation,
+        previous,
+        now=now,
+        cooldown_hours=cooldown_hours,
+        timezone=timezone,
+        locale=settings.locale,
+        top_n=top_n,
+    )
+    counts = evaluation.counts
+    logger.info(
+        "Stock: %s out, %s low, %s at risk, %s ok; news: %s",
+        counts["out"],
+        counts["low"],
+        counts["at_risk"],
+        counts["ok"],
+        ", ".join(f"{len(items)} {name}" for name, items in plan.alerts.items()) or "none",
+    )
+
+    deliveries: list[dict[str, Any]] = []
+    for severity, message in messages.items():
+        for name in routes[severity]:
+            if dry_run:
+                outcome = dry_run_outcome(message, name)
+            else:
+                outcome = deliver_message(message, name, channel_blocks[name])
+            deliveries.append({"severity": severity, **outcome})
+
+    saved = 0
+    if not dry_run:
+        delivered = {
+            severity
+            for severity in messages
+            if all(
+                outcome["status"] in _DELIVERED
+                for outcome in deliveries
+                if outcome["severity"] == severity
+            )
+        }
+        committed = plan.writes["severity"].isna() | plan.writes["severity"].isin(delivered)
+        writes = plan.writes[committed.to_numpy()]
+        if not writes.empty:
+            saved = save_item_states(writes, now)
+
+    result = _result(plan, evaluation, deliveries, saved)
+    result["artifacts"] = _publish(plan, evaluation, result, messages, timezone, dry_run=dry_run)
+    failed = [outcome for outcome in deliveries if outcome["status"] == "failed"]
+    if failed:
+        reasons = "; ".join(f"{outcome['channel']}: {outcome['error']}" for outcome in failed)
+        raise DeliveryFailed(f"{len(failed)} delivery(ies) failed: {reasons}", result)
+    return result
+
+
+def _result(
+    plan: Plan, evaluation: Evaluation, deliveries: list[dict[str, Any]], saved: int
+) -> dict[str, Any]:
+    transitions = pd.concat(
+        [plan.alerts[name] for name in ("out", "low", "recovered") if name in plan.alerts]
+        or [pd.DataFrame(columns=["sku", "from", "to"])]
+    )
+    reminders = plan.alerts.get("reminder")
+    reminder_rows = (
+        reminders.head(RESULT_MAX_ITEMS).assign(
+            out_since=reminders["previous_since"].map(lambda value: value.isoformat())
+        )
+        if reminders is not None
+        else pd.DataFrame(columns=["sku", "out_since", "period"])
+    )
+    return {
+        "counts": evaluation.counts,
+        "transitions": item_records(transitions.head(RESULT_MAX_ITEMS), ("sku", "from", "to")),
+        "transitions_total": len(transitions),
+        "reminders": item_records(reminder_rows, ("sku", "out_since", "period")),
+        "reminders_total": 0 if reminders is None else len(reminders),
+        "bad_rows": item_records(
+            evaluation.bad_rows.head(RESULT_MAX_ITEMS), ("row", "sku", "problem")
+        ),
+        "bad_rows_total": len(evaluation.bad_rows),
+        "deliveries": deliveries,
+        "states_saved": saved,
+    }
+
+
+def _publish(
+    plan: Plan,
+    evaluation: Evaluation,
+    result: dict[str, Any],
+    messages: dict[str, Message],
+    timezone: str,
+    *,
+    dry_run: bool,
+) -> list[dict[str, Any]]:
+    # A dry run's preview stays on its own run page: it must not become the latest version of
+    # the keyed artifacts analysts follow.
+    keys = dict.fromkeys(ARTIFACT_KEYS) if dry_run else ARTIFACT_KEYS
+    changed = [
+        items.assign(severity=severity) for severity, items in plan.alerts.items() if len(items)
+    ]
+    rows: list[dict[str, Any]] = []
+    total = sum(len(items) for items in changed)
+    if changed:
+        table = pd.concat(changed).head(ARTIFACT_MAX_ROWS)
+        rows = item_records(
+            table,
+            ("severity", "sku", "name", "location", "from", "to", "on_hand", "reorder_point",
+             "days_of_cover", "stockout_date", "at_risk", "lasted_hours"),
+        )  # fmt: skip
+        for row in rows:
+            if row["stockout_date"] is not None:
+                row["stockout_date"] = row["stockout_date"].isoformat()
+    shown = f"first {len(rows):,} of {total:,}" if total > len(rows) else f"{total:,}"
+    suffix = " (dry run)" if dry_run else ""
+    summary = render_template(
+        TEMPLATES,
+        get_settings().locale,
+        "run_summary.md.j2",
+        counts=evaluation.counts,
+        alerts={name: len(items) for name, items in plan.alerts.items()},
+        titles={name: message.title for name, message in messages.items()},
+        deliveries=result["deliveries"],
+        bad_rows=result["bad_rows"],
+        bad_rows_total=result["bad_rows_total"],
+        states_saved=result["states_saved"],
+        timezone=timezone,
+        dry_run=dry_run,
+    )
+    return [
+        {
+            "key": keys["summary"],
+            "id": publish_markdown(
+                keys["summary"], summary, description=f"inventory-alert{suffix}"
+            ),
+        },
+        {
+            "key": keys["changes"],
+            # quote: Prefect would otherwise walk every cell looking for task results to wait on.
+            "id": publish_table(
+                keys["changes"], quote(rows), description=f"Changed items ({shown}){suffix}"
+            ),
+        },
+    ]
