@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 
 from moltbot.errors import InputError
 from moltbot.orders import ORDER_COLUMNS
+from moltbot.settings import checked_timezone
 
 
 @dataclass(frozen=True)
@@ -273,10 +274,7 @@ def _local_dates(*, end_date: dt.date | None, days: int, timezone: str) -> list[
     """The `days` consecutive local dates ending at `end_date` (default: yesterday locally)."""
     if days < 1:
         raise InputError(f"days must be at least 1, got {days}")
-    try:
-        zone = ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError) as error:
-        raise InputError(f"unknown timezone {timezone!r}") from error
+    zone = ZoneInfo(checked_timezone(timezone))
     if end_date is None:
         end_date = dt.datetime.now(zone).date() - dt.timedelta(days=1)
     first = end_date - dt.timedelta(days=days - 1)

@@ -14,6 +14,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from moltbot.errors import InputError
+
 
 class Settings(BaseSettings):
     """Process-wide settings; read with `get_settings()`, never at import time."""
@@ -87,3 +89,18 @@ class Settings(BaseSettings):
 def get_settings(**overrides: object) -> Settings:
     """Read settings now (env and moltbot.toml of the working directory), with CLI overrides."""
     return Settings(**{key: value for key, value in overrides.items() if value is not None})
+
+
+def checked_timezone(timezone: str) -> str:
+    """`timezone` itself once it is known to be an IANA timezone (a flow parameter or setting).
+
+    Raises:
+        InputError: no such timezone.
+    """
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InputError(
+            f"unknown timezone {timezone!r} (use an IANA name like Asia/Seoul)"
+        ) from None
+    return timezone

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
@@ -13,9 +13,9 @@ from prefect.logging import get_run_logger
 from flows.daily_report.chart import render_revenue_chart
 from flows.daily_report.kpis import compute_kpis, daily_revenue, normalize_orders
 from flows.daily_report.render import AUTOMATION, build_report_message
-from moltbot.errors import DeliveryFailed, InputError
+from moltbot.errors import DeliveryFailed
 from moltbot.messages import Message
-from moltbot.settings import get_settings
+from moltbot.settings import checked_timezone, get_settings
 from tasks.artifacts import publish_markdown, publish_table
 from tasks.delivery import deliver_message, dry_run_outcome, load_channels
 from tasks.sources import load_table, refuse_inline_password, source_label
@@ -26,16 +26,6 @@ REPORT_ARTIFACT_KEYS = {"report": "daily-report", "top": "daily-report-top-produ
 def yesterday(timezone: str) -> date:
     """The local date before today in `timezone`."""
     return datetime.now(ZoneInfo(timezone)).date() - timedelta(days=1)
-
-
-def _checked_timezone(timezone: str) -> str:
-    try:
-        ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise InputError(
-            f"unknown timezone {timezone!r} (use an IANA name like Asia/Seoul)"
-        ) from None
-    return timezone
 
 
 @task(name="compute-report", cache_policy=NO_CACHE)
@@ -96,7 +86,7 @@ def daily_report(
     """
     logger = get_run_logger()
     settings = get_settings()
-    timezone = _checked_timezone(timezone or settings.timezone)
+    timezone = checked_timezone(timezone or settings.timezone)
     report_date = report_date or yesterday(timezone)
     channel_names = channels or ["outbox"]
     refuse_inline_password(source)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 
 from moltbot.errors import InputError
 from moltbot.orders import EXCLUDED_STATUSES, ORDER_COLUMNS
+from moltbot.settings import checked_timezone
+from moltbot.tables import rename_columns, require_columns
 
 CANONICAL_COLUMNS = ORDER_COLUMNS
 
@@ -67,11 +69,11 @@ def normalize_orders(
             column is missing, or values are missing, non-numeric, negative or not dates. The
             message names the source, the column and data-row numbers, never the values.
     """
-    zone = _zone(timezone)
+    zone = ZoneInfo(checked_timezone(timezone))
     if raw.shape[1] == 0:
         raise InputError(f"{source_label}: the source is empty (no columns)")
-    frame = _rename_columns(raw, source_label=source_label, columns=columns)
-    _require_columns(frame, source_label=source_label)
+    frame = rename_columns(raw, source_label=source_label, columns=columns, known=CANONICAL_COLUMNS)
+    require_columns(frame, CANONICAL_COLUMNS, source_label=source_label)
 
     out = pd.DataFrame(index=pd.RangeIndex(len(frame)))
     # Positional (not label) alignment: the caller's index may be anything.
@@ -87,54 +89,6 @@ def normalize_orders(
     out["local_date"] = _local_dates(out["ordered_at"], zone)
     out["amount"] = out["quantity"] * out["unit_price"]
     return out
-
-
-def _zone(timezone: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise InputError(f"unknown timezone {timezone!r}") from exc
-
-
-def _rename_columns(
-    raw: pd.DataFrame, *, source_label: str, columns: Mapping[str, str] | None
-) -> pd.DataFrame:
-    """Strip stray spaces from headers, apply the user's mapping, and refuse ambiguous results."""
-    frame = raw.rename(columns=lambda name: str(name).strip())
-    found = list(frame.columns)
-    if columns:
-        mapping = {str(k).strip(): str(v).strip() for k, v in columns.items()}
-        absent = [name for name in mapping if name not in found]
-        if absent:
-            raise InputError(
-                f"{source_label}: column mapping names {_quoted(absent, 'column')} "
-                f"not in the file (found: {', '.join(found)})"
-            )
-        unknown = sorted(set(mapping.values()) - set(CANONICAL_COLUMNS))
-        if unknown:
-            raise InputError(
-                f"{source_label}: column mapping targets {_quoted(unknown, 'column')} "
-                f"not among {', '.join(CANONICAL_COLUMNS)}"
-            )
-        frame = frame.rename(columns=mapping)
-    duplicated = sorted(set(frame.columns[frame.columns.duplicated()]))
-    if duplicated:
-        raise InputError(f"{source_label}: {_quoted(duplicated, 'column')} appears more than once")
-    return frame
-
-
-def _require_columns(frame: pd.DataFrame, *, source_label: str) -> None:
-    missing = [name for name in CANONICAL_COLUMNS if name not in frame.columns]
-    if missing:
-        raise InputError(
-            f"{source_label}: missing {_quoted(missing, 'column')} "
-            f"(found: {', '.join(map(str, frame.columns))})"
-        )
-
-
-def _quoted(names: list[str], noun: str) -> str:
-    plural = noun if len(names) == 1 else f"{noun}s"
-    return f"{plural} " + ", ".join(repr(name) for name in names)
 
 
 def _rows_hint(bad: pd.Series) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 from prefect import flow, task
@@ -30,7 +30,7 @@ from moltbot.errors import DeliveryFailed, InputError
 from moltbot.item_state import STATE_COLUMNS, ItemStateStore
 from moltbot.ledger import Ledger
 from moltbot.messages import Message
-from moltbot.settings import get_settings
+from moltbot.settings import checked_timezone, get_settings
 from moltbot.templating import render_template
 from tasks.artifacts import publish_markdown, publish_table
 from tasks.delivery import OUTBOX, deliver_message, dry_run_outcome, load_channels
@@ -89,16 +89,6 @@ def resolve_routes(channels_by_severity: dict[str, Any] | None) -> dict[str, lis
         "recovered": given.get("recovered", low),
         "reminder": given.get("reminder", out),
     }
-
-
-def _checked_timezone(timezone: str) -> str:
-    try:
-        ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise InputError(
-            f"unknown timezone {timezone!r} (use an IANA name like Asia/Seoul)"
-        ) from None
-    return timezone
 
 
 def _check_numbers(cooldown_hours: float, top_n: int) -> None:
@@ -312,7 +302,7 @@ def inventory_alert(
     """
     logger = get_run_logger()
     settings = get_settings()
-    timezone = _checked_timezone(timezone or settings.timezone)
+    timezone = checked_timezone(timezone or settings.timezone)
     _check_numbers(cooldown_hours, top_n)
     routes = resolve_routes(channels_by_severity)
     for given in (source, sales_source):

@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 from moltbot.errors import InputError
 from moltbot.item_state import STATE_COLUMNS, empty_states
 from moltbot.orders import EXCLUDED_STATUSES
+from moltbot.tables import rename_columns, require_columns
 
 # The index name `tasks.sheets.read_worksheet` gives a worksheet: each row's sheet row number.
 SHEET_ROW_INDEX = "sheet_row"
@@ -100,13 +101,10 @@ def normalize_inventory(
         if raw.index.name == SHEET_ROW_INDEX
         else np.arange(2, len(raw) + 2, dtype="int64")
     )
-    frame = _rename_columns(raw, source_label=source_label, columns=columns).reset_index(drop=True)
-    missing = [name for name in REQUIRED_COLUMNS if name not in frame.columns]
-    if missing:
-        raise InputError(
-            f"{source_label}: missing {_plural(missing, 'column')} "
-            f"(found: {', '.join(map(str, frame.columns))})"
-        )
+    known = (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)
+    frame = rename_columns(raw, source_label=source_label, columns=columns, known=known)
+    frame = frame.reset_index(drop=True)
+    require_columns(frame, REQUIRED_COLUMNS, source_label=source_label)
 
     sku = _text(frame["sku"])
     items = pd.DataFrame({"sku": sku}, index=frame.index)
@@ -157,38 +155,6 @@ def _no_bad_rows() -> pd.DataFrame:
     return pd.DataFrame(
         {"row": pd.Series([], dtype="int64"), "sku": pd.Series([], dtype=object), "problem": []}
     )
-
-
-def _rename_columns(
-    raw: pd.DataFrame, *, source_label: str, columns: Mapping[str, str] | None
-) -> pd.DataFrame:
-    """Strip stray spaces from headers, apply the user's mapping, refuse ambiguous results."""
-    frame = raw.rename(columns=lambda name: str(name).strip())
-    found = list(frame.columns)
-    if columns:
-        mapping = {str(k).strip(): str(v).strip() for k, v in columns.items()}
-        absent = [name for name in mapping if name not in found]
-        if absent:
-            raise InputError(
-                f"{source_label}: column mapping names {_plural(absent, 'column')} "
-                f"not in the source (found: {', '.join(found)})"
-            )
-        known = (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)
-        unknown = sorted(set(mapping.values()) - set(known))
-        if unknown:
-            raise InputError(
-                f"{source_label}: column mapping targets {_plural(unknown, 'column')} "
-                f"not among {', '.join(known)}"
-            )
-        frame = frame.rename(columns=mapping)
-    duplicated = sorted(set(frame.columns[frame.columns.duplicated()]))
-    if duplicated:
-        raise InputError(f"{source_label}: {_plural(duplicated, 'column')} appears more than once")
-    return frame
-
-
-def _plural(names: list[str], noun: str) -> str:
-    return f"{noun if len(names) == 1 else noun + 's'} " + ", ".join(map(repr, names))
 
 
 def _text(series: pd.Series) -> pd.Series:

@@ -409,7 +409,7 @@ def test_mapping_naming_an_absent_column_is_an_error():
     with pytest.raises(InputError) as caught:
         normalize(raw_frame(), columns={"Price": "unit_price"})
     message = str(caught.value)
-    assert message.startswith("orders.csv: column mapping names column 'Price' not in the file")
+    assert message.startswith("orders.csv: column mapping names column 'Price' not in the source")
 
 
 def test_mapping_to_a_column_that_is_not_canonical_is_an_error():
