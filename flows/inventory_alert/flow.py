@@ -27,13 +27,12 @@ from flows.inventory_alert.states import (
 )
 from moltbot.blockdocs import load_block
 from moltbot.errors import DeliveryFailed, InputError
-from moltbot.item_state import STATE_COLUMNS, ItemStateStore
-from moltbot.ledger import Ledger
 from moltbot.messages import Message
 from moltbot.settings import checked_timezone, get_settings
 from moltbot.templating import render_template
 from tasks.artifacts import publish_markdown, publish_table
 from tasks.delivery import OUTBOX, deliver_message, dry_run_outcome, load_channels
+from tasks.item_state import read_item_states, save_item_states
 from tasks.sheets import load_worksheet
 from tasks.sources import load_table, refuse_inline_password, source_label
 
@@ -181,20 +180,6 @@ def evaluate_stock(
     )
 
 
-@task(name="read-item-states", cache_policy=NO_CACHE)
-def read_item_states() -> pd.DataFrame:
-    """The stored state of every item of this automation, in one query."""
-    with Ledger.from_settings() as ledger:
-        return ItemStateStore(ledger, AUTOMATION).read()
-
-
-@task(name="save-item-states", cache_policy=NO_CACHE)
-def save_item_states(writes: pd.DataFrame, now: datetime) -> int:
-    """Upsert the changed items' states in one transaction; return how many rows."""
-    with Ledger.from_settings() as ledger:
-        return ItemStateStore(ledger, AUTOMATION).write(writes[list(STATE_COLUMNS)], now=now)
-
-
 @task(name="plan-alerts", cache_policy=NO_CACHE)
 def plan_run(
     evaluation: Evaluation,
@@ -337,7 +322,7 @@ def inventory_alert(
             len(evaluation.states),
         )
 
-    previous = read_item_states()
+    previous = read_item_states(AUTOMATION)
     plan, messages = plan_run(
         evaluation,
         previous,
@@ -380,7 +365,7 @@ def inventory_alert(
         committed = plan.writes["severity"].isna() | plan.writes["severity"].isin(delivered)
         writes = plan.writes[committed.to_numpy()]
         if not writes.empty:
-            saved = save_item_states(writes, now)
+            saved = save_item_states(AUTOMATION, writes, now)
 
     result = _result(plan, evaluation, deliveries, saved)
     result["artifacts"] = _publish(plan, evaluation, result, messages, timezone, dry_run=dry_run)

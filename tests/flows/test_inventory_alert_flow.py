@@ -17,7 +17,6 @@ from flows.inventory_alert.flow import (
     evaluate_stock,
     inventory_alert,
     plan_run,
-    read_item_states,
     resolve_routes,
 )
 from moltbot.cli import app
@@ -28,6 +27,7 @@ from moltbot.item_state import ItemStateStore
 from moltbot.ledger import EffectStatus, Ledger
 from moltbot.settings import get_settings
 from tasks.delivery import load_channels
+from tasks.item_state import read_item_states
 from tasks.sources import read_table
 
 pytestmark = pytest.mark.slow
@@ -303,7 +303,7 @@ def test_a_crash_between_delivery_and_saving_state_sends_nothing_twice(
     )
     _, messages = plan_run.fn(
         evaluation,
-        read_item_states.fn(),
+        read_item_states.fn("inventory-alert"),
         now=now,
         cooldown_hours=24,
         timezone=settings.timezone,
