@@ -1,9 +1,10 @@
-"""Checks every automation applies to an input table: column mapping and required columns."""
+"""Checks every automation applies to an input table: column mapping, required columns, text."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+import numpy as np
 import pandas as pd
 
 from moltbot.errors import InputError
@@ -68,3 +69,14 @@ def require_columns(frame: pd.DataFrame, required: Iterable[str], *, source_labe
             f"{source_label}: missing {named_list(missing, 'column')} "
             f"(found: {', '.join(map(str, frame.columns))})"
         )
+
+
+def text_values(series: pd.Series) -> pd.Series:
+    """Values as stripped strings; missing and blank cells become NA."""
+    if pd.api.types.is_float_dtype(series):
+        whole = series.dropna()
+        # Ids read as floats because of a blank cell would otherwise print as "1001.0".
+        if (whole == np.floor(whole)).all():
+            series = series.astype("Int64")
+    text = series.astype("str").str.strip()
+    return text.mask(text == "")

@@ -13,7 +13,7 @@ import pandas as pd
 from moltbot.errors import InputError
 from moltbot.orders import EXCLUDED_STATUSES, ORDER_COLUMNS
 from moltbot.settings import checked_timezone
-from moltbot.tables import rename_columns, require_columns
+from moltbot.tables import rename_columns, require_columns, text_values
 
 CANONICAL_COLUMNS = ORDER_COLUMNS
 
@@ -81,11 +81,11 @@ def normalize_orders(
     out["order_id"] = _required_text(frame["order_id"], "order_id", source_label)
     out["ordered_at"] = _timestamps(frame["ordered_at"], "ordered_at", source_label)
     out["product"] = _required_text(frame["product"], "product", source_label)
-    out["channel"] = _text(frame["channel"]).fillna(_UNKNOWN)
-    out["region"] = _text(frame["region"]).fillna(_UNKNOWN)
+    out["channel"] = text_values(frame["channel"]).fillna(_UNKNOWN)
+    out["region"] = text_values(frame["region"]).fillna(_UNKNOWN)
     out["quantity"] = _non_negative_numbers(frame["quantity"], "quantity", source_label)
     out["unit_price"] = _non_negative_numbers(frame["unit_price"], "unit_price", source_label)
-    out["status"] = _text(frame["status"]).str.lower().fillna(_DEFAULT_STATUS)
+    out["status"] = text_values(frame["status"]).str.lower().fillna(_DEFAULT_STATUS)
     out["local_date"] = _local_dates(out["ordered_at"], zone)
     out["amount"] = out["quantity"] * out["unit_price"]
     return out
@@ -107,19 +107,8 @@ def _invalid(source_label: str, column: str, bad: pd.Series, problem: str) -> In
     )
 
 
-def _text(series: pd.Series) -> pd.Series:
-    """Values as stripped strings; missing and blank cells become NA."""
-    if pd.api.types.is_float_dtype(series):
-        whole = series.dropna()
-        # Ids read as floats because of a blank cell would otherwise print as "1001.0".
-        if (whole == np.floor(whole)).all():
-            series = series.astype("Int64")
-    text = series.astype("str").str.strip()
-    return text.mask(text == "")
-
-
 def _required_text(series: pd.Series, column: str, source_label: str) -> pd.Series:
-    text = _text(series)
+    text = text_values(series)
     missing = text.isna()
     if missing.any():
         raise _invalid(source_label, column, missing, "missing")

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 from moltbot.errors import InputError
 from moltbot.item_state import STATE_COLUMNS, empty_states
 from moltbot.orders import EXCLUDED_STATUSES
-from moltbot.tables import rename_columns, require_columns
+from moltbot.tables import rename_columns, require_columns, text_values
 
 # The index name `tasks.sheets.read_worksheet` gives a worksheet: each row's sheet row number.
 SHEET_ROW_INDEX = "sheet_row"
@@ -106,11 +106,11 @@ def normalize_inventory(
     frame = frame.reset_index(drop=True)
     require_columns(frame, REQUIRED_COLUMNS, source_label=source_label)
 
-    sku = _text(frame["sku"])
+    sku = text_values(frame["sku"])
     items = pd.DataFrame({"sku": sku}, index=frame.index)
-    items["name"] = _text(frame["name"]).fillna(sku)
+    items["name"] = text_values(frame["name"]).fillna(sku)
     items["location"] = (
-        _text(frame["location"])
+        text_values(frame["location"])
         if "location" in frame.columns
         else pd.Series(pd.NA, index=frame.index, dtype="str")
     )
@@ -155,17 +155,6 @@ def _no_bad_rows() -> pd.DataFrame:
     return pd.DataFrame(
         {"row": pd.Series([], dtype="int64"), "sku": pd.Series([], dtype=object), "problem": []}
     )
-
-
-def _text(series: pd.Series) -> pd.Series:
-    """Values as stripped strings; missing and blank cells become NA."""
-    if pd.api.types.is_float_dtype(series):
-        whole = series.dropna()
-        # SKUs read as floats because of a blank cell would otherwise print as "1001.0".
-        if (whole == np.floor(whole)).all():
-            series = series.astype("Int64")
-    text = series.astype("str").str.strip()
-    return text.mask(text == "")
 
 
 def _numbers(series: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
