@@ -10,7 +10,7 @@ from types import TracebackType
 import uvicorn
 
 from moltbot.sandbox.app import SandboxState, create_app
-from moltbot.sandbox.slack import SANDBOX_WEBHOOK_PATH, normalize_webhook_path, webhook_path
+from moltbot.sandbox.slack import SANDBOX_WEBHOOK_PATH, webhook_path
 from moltbot.sandbox.smtp import SandboxError, SmtpSink, bind_socket
 
 __all__ = ["Sandbox", "SandboxError", "serve_forever"]
@@ -72,16 +72,14 @@ class Sandbox:
         """True between `start` and `stop`."""
         return self._server is not None
 
-    def slack_webhook_url(self, name: str = "demo", *, register: bool = False) -> str:
-        """Full incoming-webhook URL for ``name``; the same name gives the same URL.
+    def slack_webhook_url(self, name: str = "demo") -> str:
+        """Full incoming-webhook URL for ``name``, registered so the emulator accepts it.
 
-        With ``register=True`` the path is registered, which makes the emulator answer
-        ``404 no_service`` to every unregistered path from then on.
+        The same name gives the same URL on every run; a `reset` forgets the registration, so
+        ask for the URL again after one.
         """
-        path = webhook_path(name)
-        if register:
-            self.state.slack.register_webhook(path)
-        return f"{self.base_url}/slack{normalize_webhook_path(path)}"
+        path = self.state.slack.register_webhook(webhook_path(name))
+        return f"{self.base_url}/slack{path}"
 
     @property
     def sandbox_webhook_url(self) -> str:

@@ -166,7 +166,8 @@ class SlackState:
         posts: snapshot of accepted posts, oldest first.
         rejected: snapshot of rejected requests (validation errors and injected faults).
         attempts: number of webhook requests received, accepted or not.
-        webhooks: registered webhook paths; empty means every path is accepted.
+        webhooks: the webhook paths it accepts; others answer ``404 no_service``. At first
+            only the fixed `SANDBOX_WEBHOOK_PATH`; `register_webhook` adds more.
         pending_faults: faults not yet used up, in the order they will apply.
         core: the request log and route faults every emulator shares; `inject_fault` here is
             the Slack-shaped shortcut (recorded in `rejected`), `core.inject_fault` adds
@@ -177,7 +178,7 @@ class SlackState:
         self.core = EmulatorCore("slack")
         self._lock = threading.Lock()
         self._journal: RequestJournal[SlackPost, RejectedPost, SlackFault] = RequestJournal()
-        self._webhooks: set[str] = set()
+        self._webhooks: set[str] = {SANDBOX_WEBHOOK_PATH}
 
     @property
     def posts(self) -> list[SlackPost]:
@@ -208,9 +209,8 @@ class SlackState:
         return [post for post in self.posts if post.path == path]
 
     def register_webhook(self, path_or_url: str | None = None) -> str:
-        """Register a webhook path and return it; a fresh random token when none is given.
-
-        Once any webhook is registered, posts to unregistered paths answer ``404 no_service``.
+        """Accept posts to a webhook path from now on and return it; a fresh random token when
+        none is given. Posts to paths never registered answer ``404 no_service``, as Slack does.
         """
         if path_or_url is None:
             token = "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(24))
@@ -220,6 +220,12 @@ class SlackState:
         with self._lock:
             self._webhooks.add(path)
         return path
+
+    def unregister_webhook(self, path_or_url: str) -> None:
+        """Stop accepting a webhook, as when it is removed in Slack (its posts then get 404)."""
+        path = normalize_webhook_path(path_or_url)
+        with self._lock:
+            self._webhooks.discard(path)
 
     def inject_fault(
         self,
@@ -261,18 +267,18 @@ class SlackState:
         self._journal.clear_requests()
 
     def reset(self) -> None:
-        """Back to zero-setup: no posts, no rejections, no faults, no registered webhooks."""
+        """Back to the start: no posts, rejections or faults; only the fixed webhook accepted."""
         self._journal.clear()
         self.core.reset()
         with self._lock:
-            self._webhooks.clear()
+            self._webhooks = {SANDBOX_WEBHOOK_PATH}
 
     def _take_fault(self) -> SlackFault | None:
         return self._journal.take_fault()
 
     def _is_known(self, path: str) -> bool:
         with self._lock:
-            return not self._webhooks or path in self._webhooks
+            return path in self._webhooks
 
     def _record_post(self, post: SlackPost) -> None:
         self._journal.record_accepted(post)

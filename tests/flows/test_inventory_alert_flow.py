@@ -332,7 +332,7 @@ def test_a_crash_between_delivery_and_saving_state_sends_nothing_twice(
 
 def test_a_failed_channel_keeps_its_items_for_the_next_run(stock_csv, channels, sandbox):
     write_stock(stock_csv, "A1,무선 이어폰,3,10,7,1,서울", "B2,Green Tea,0,5,3,2,")
-    sandbox.state.slack.register_webhook(channels["ops"])  # slack-urgent is now unknown: 404
+    sandbox.state.slack.unregister_webhook(channels["urgent"])  # slack-urgent answers 404
 
     with pytest.raises(DeliveryFailed) as raised:
         run(stock_csv)

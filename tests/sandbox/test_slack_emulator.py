@@ -52,11 +52,11 @@ def test_kept_alive_requests_are_not_delayed(client: httpx.Client, url: str):
     assert time.monotonic() - started < 0.3
 
 
-def test_any_path_is_accepted_when_none_registered(client: httpx.Client, state: SandboxState):
+def test_a_path_never_registered_is_404_no_service(client: httpx.Client, state: SandboxState):
     response = client.post("/slack/services/T1/B2/whatever", json={"text": "hi"})
 
-    assert response.status_code == 200
-    assert [p.path for p in state.slack.posts] == ["/services/T1/B2/whatever"]
+    assert (response.status_code, response.text) == (404, "no_service")
+    assert state.slack.posts == []
 
 
 def test_korean_text_round_trips(client: httpx.Client, url: str, state: SandboxState):
@@ -229,20 +229,33 @@ def test_inject_fault_refuses_nonsense(state: SandboxState, kwargs: dict):
         state.slack.inject_fault(**kwargs)
 
 
-def test_unregistered_path_is_404_once_webhooks_are_registered(
+def test_only_registered_webhooks_are_accepted(
     client: httpx.Client, sandbox: Sandbox, state: SandboxState
 ):
     registered = state.slack.register_webhook()
-    other = sandbox.slack_webhook_url("someone-else")
+    unknown = f"{sandbox.base_url}/slack/services/T0SANDBOX/B0SANDBOX/never-registered"
 
     assert registered.startswith("/services/T0SANDBOX/B0SANDBOX/")
     assert client.post("/slack" + registered, json={"text": "in"}).text == "ok"
-    response = client.post(other, json={"text": "out"})
+    response = client.post(unknown, json={"text": "out"})
 
     assert (response.status_code, response.text) == (404, "no_service")
     assert [p.payload["text"] for p in state.slack.messages_for(registered)] == ["in"]
-    assert state.slack.messages_for(other) == []
+    assert state.slack.messages_for(unknown) == []
     assert [r.error for r in state.slack.rejected] == ["no_service"]
+
+
+def test_an_unregistered_webhook_is_refused_and_reset_keeps_only_the_fixed_one(
+    client: httpx.Client, sandbox: Sandbox, state: SandboxState
+):
+    url = sandbox.slack_webhook_url("removed")
+    state.slack.unregister_webhook(url)
+    assert client.post(url, json={"text": "x"}).status_code == 404
+    sandbox.slack_webhook_url("kept")
+
+    state.reset()
+
+    assert state.slack.webhooks == {"/services/T0000/B0000/sandbox"}
 
 
 def test_register_webhook_tokens_are_fresh(state: SandboxState):
