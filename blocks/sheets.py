@@ -15,7 +15,7 @@ from prefect.blocks.fields import SecretDict
 from pydantic import Field
 from requests import Response
 
-from moltbot.masking import register_secret
+from moltbot.masking import register_model_secrets
 
 # Every URL gspread builds starts with one of these (Sheets v4, Drive v3 and its upload path).
 _GOOGLE_HOSTS = re.compile(r"^https://(?:sheets|www)\.googleapis\.com")
@@ -99,10 +99,8 @@ class GoogleSheetsCredentials(Block):
         of the same key in this process, so reading a sheet costs one request once the token is
         held. The key's secrets are registered with the log masker.
         """
+        register_model_secrets(self)
         info = self.service_account_info.get_secret_value()
-        for name in ("private_key", "private_key_id"):
-            if info.get(name):
-                register_secret(str(info[name]))
         client = gspread.Client(auth=_credentials_for(info), http_client=RewritingHTTPClient)
         http = client.http_client
         if isinstance(http, RewritingHTTPClient):

@@ -9,7 +9,7 @@ import threading
 from datetime import date
 from types import TracebackType
 
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel, Secret, SecretStr
 
 MASK = "***"
 
@@ -86,8 +86,30 @@ def register_secret(value: str) -> None:
         _secrets_pattern = re.compile("|".join(re.escape(secret) for secret in ordered))
 
 
+# Entries of a secret dict (a service-account key) that are themselves secrets; addresses such as
+# `token_uri` are not, and masking them would only garble logs.
+_SECRET_ENTRY = re.compile(r"key|token|secret|password|credential", re.IGNORECASE)
+
+
+def _register_secret_entries(value: object, entry: str | None = None) -> None:
+    if isinstance(value, dict):
+        for name, item in value.items():
+            _register_secret_entries(item, str(name))
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _register_secret_entries(item, entry)
+    elif isinstance(value, str) and (
+        entry is None
+        or (_SECRET_ENTRY.search(entry) and not entry.lower().endswith(("_uri", "_url")))
+    ):
+        register_secret(value)
+
+
 def register_model_secrets(model: BaseModel) -> None:
-    """Register every `SecretStr` value of a pydantic model (a block), nested models included.
+    """Register every secret value of a pydantic model (a block), nested models included.
+
+    `SecretStr` values are registered whole; in a secret dict (Prefect's `SecretDict`, e.g. a
+    service-account key) the entries whose names say key, token, secret, password or credential.
 
     Args:
         model: e.g. a channel or credentials block just loaded from Prefect.
@@ -98,6 +120,8 @@ def register_model_secrets(model: BaseModel) -> None:
         for item in values:
             if isinstance(item, SecretStr):
                 register_secret(item.get_secret_value())
+            elif isinstance(item, Secret):
+                _register_secret_entries(item.get_secret_value())
             elif isinstance(item, BaseModel):
                 register_model_secrets(item)
 

@@ -236,3 +236,30 @@ def test_register_model_secrets_masks_every_secret_field_of_a_block() -> None:
     )
 
     assert masked == "posting to *** with ***"
+
+
+PEM = "-----BEGIN PRIVATE KEY-----\nMIIunique8812\n-----END PRIVATE KEY-----\n"
+
+
+def test_secret_dict_entries_that_are_secrets_are_masked_addresses_are_not() -> None:
+    from blocks import GoogleSheetsCredentials
+    from moltbot.masking import register_model_secrets
+
+    block = GoogleSheetsCredentials(
+        service_account_info={
+            "type": "service_account",
+            "private_key_id": "kid-unique-4471",
+            "private_key": PEM,
+            "client_email": "bot@proj.iam.gserviceaccount.com",
+            "token_uri": "https://oauth2.example.org/token-endpoint-7731",
+            "nested": {"refresh_token": "rt-unique-5521"},
+        }
+    )
+    register_model_secrets(block)
+
+    masked = mask_text(
+        "key kid-unique-4471 rt-unique-5521 via https://oauth2.example.org/token-endpoint-7731"
+    )
+
+    assert masked == "key *** *** via https://oauth2.example.org/token-endpoint-7731"
+    assert "MIIunique8812" not in mask_text(f"signing with {PEM}")
