@@ -24,6 +24,8 @@ FAULT_KINDS: tuple[str, ...] = ("status", "hang", "slow", "drop")
 # Every emulator keeps its own inspection and fault routes under this path; they are never
 # logged, faulted or rate limited, so a test can always look at the state.
 CONTROL_PREFIX = "/_sandbox"
+# Longer than any client timeout the blocks use (30 s at most), so a hang is always a timeout.
+DEFAULT_HANG_SECONDS = 60.0
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -88,7 +90,7 @@ class RouteFault:
     remaining: int | None = 1
     probability: float = 1.0
     retry_after: int | None = None
-    seconds: float = 30.0
+    seconds: float = DEFAULT_HANG_SECONDS
     message: str | None = None
     _pattern: re.Pattern[str] | None = field(default=None, repr=False, compare=False)
 
@@ -119,7 +121,7 @@ class FaultRequest(BaseModel):
     count: int | None = Field(default=1, ge=1)
     probability: float = Field(default=1.0, gt=0, le=1)
     retry_after: int | None = Field(default=None, ge=0)
-    seconds: float = Field(default=30.0, ge=0)
+    seconds: float = Field(default=DEFAULT_HANG_SECONDS, ge=0)
     message: str | None = None
 
 
@@ -188,7 +190,7 @@ class EmulatorCore:
         method: str | None = None,
         path: str | None = None,
         retry_after: int | None = None,
-        seconds: float = 30.0,
+        seconds: float = DEFAULT_HANG_SECONDS,
         message: str | None = None,
     ) -> RouteFault:
         """Make matching requests fail: the next `count` of them, or a random share of them.
