@@ -28,7 +28,8 @@ def make(folder: str, orders_per_day: str = "20000") -> None:
 def plain(source: str) -> None:
     """What a hand-written cron script would do: read, compute, render the chart."""
     from flows.daily_report.chart import render_revenue_chart
-    from flows.daily_report.kpis import compute_kpis, daily_revenue, normalize_orders
+    from flows.daily_report.kpis import compute_kpis, daily_revenue
+    from moltbot.orders import normalize_orders
     from tasks.sources import read_table
 
     orders = normalize_orders(read_table(source), source_label=source, timezone=TIMEZONE)

@@ -47,7 +47,7 @@ def sample_inventory_path(settings: Settings) -> Path:
 
 def last_order_date(path: Path, timezone: str) -> date:
     """The last local date that has orders in the sample file."""
-    from flows.daily_report.kpis import normalize_orders
+    from moltbot.orders import normalize_orders
     from tasks.sources import read_table
 
     orders = normalize_orders(read_table(str(path)), source_label=path.name, timezone=timezone)

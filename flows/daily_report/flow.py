@@ -11,10 +11,11 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from flows.daily_report.chart import render_revenue_chart
-from flows.daily_report.kpis import compute_kpis, daily_revenue, normalize_orders
+from flows.daily_report.kpis import compute_kpis, daily_revenue
 from flows.daily_report.render import AUTOMATION, build_report_message
 from moltbot.errors import DeliveryFailed
 from moltbot.messages import Message
+from moltbot.orders import normalize_orders
 from moltbot.settings import checked_timezone, get_settings
 from tasks.artifacts import publish_markdown, publish_table
 from tasks.delivery import deliver_message, dry_run_outcome, load_channels

@@ -164,7 +164,7 @@ def evaluate_stock(
     today = now.astimezone(ZoneInfo(timezone)).date()
     matched = None
     if raw_sales is not None:
-        from flows.daily_report.kpis import normalize_orders
+        from moltbot.orders import normalize_orders
 
         orders = normalize_orders(
             raw_sales, source_label=sales_label or "sales", timezone=timezone, columns=sales_columns

@@ -221,7 +221,7 @@ def average_daily_units(
     days it did not exist.
 
     Args:
-        orders: a table returned by `flows.daily_report.kpis.normalize_orders`.
+        orders: a table returned by `moltbot.orders.normalize_orders`.
         end_date: the last local date counted (usually yesterday, the last full day).
         days: the window length.
 

@@ -8,13 +8,9 @@ from datetime import date, timedelta
 import pandas as pd
 import pytest
 
-from flows.daily_report.kpis import (
-    CANONICAL_COLUMNS,
-    compute_kpis,
-    daily_revenue,
-    normalize_orders,
-)
+from flows.daily_report.kpis import CANONICAL_COLUMNS, compute_kpis, daily_revenue
 from moltbot.errors import InputError
+from moltbot.orders import normalize_orders
 
 REPORT = date(2026, 11, 24)
 SEOUL = "Asia/Seoul"

@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flows.daily_report.kpis import normalize_orders
 from flows.inventory_alert.states import (
     alert_digest,
     average_daily_units,
@@ -21,6 +20,7 @@ from flows.inventory_alert.states import (
 )
 from moltbot.errors import InputError
 from moltbot.item_state import empty_states
+from moltbot.orders import normalize_orders
 
 TODAY = date(2026, 11, 24)
 NOW = datetime(2026, 11, 24, 1, 0, tzinfo=UTC)  # 10:00 in Seoul

@@ -94,8 +94,8 @@ def test_sample_stock_covers_the_sample_products_in_planned_states(snapshot, exp
 
 
 def test_sample_stock_reorder_points_follow_the_sample_sales() -> None:
-    from flows.daily_report.kpis import normalize_orders
     from flows.inventory_alert.states import average_daily_units
+    from moltbot.orders import normalize_orders
     from moltbot.sample import generate_orders
     from moltbot.sample_inventory import expected_daily_units
 
