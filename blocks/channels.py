@@ -63,10 +63,9 @@ class SlackIncomingWebhook(Block):
             return None
         body = response.text.strip()[:_SLACK_ERROR_BODY_LIMIT] or response.reason_phrase
         status = response.status_code
-        raise DeliveryError(
+        raise DeliveryError.for_status(
             f"Slack answered {status} {body}",
-            transient=status == 429 or status >= 500,
-            status=status,
+            status,
             retry_after=retry_after_seconds(response.headers.get("Retry-After")),
         )
 

@@ -126,10 +126,9 @@ class JiraCredentials(Block):
             if status == 401:
                 text += " (check the block's e-mail and API token)"
             headers = exc.response.headers if exc.response is not None else {}
-            return ServiceError(
+            return ServiceError.for_status(
                 f"{label}: {status} {text}",
-                transient=status == 429 or status >= 500,
-                status=status,
+                status,
                 retry_after=retry_after_seconds(headers.get("Retry-After")),
             )
         if isinstance(exc, requests.Timeout | requests.ConnectionError):

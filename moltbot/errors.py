@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Self
+
 
 class MoltbotError(Exception):
     """Base class of moltbot's own errors; messages never contain secrets or personal data."""
@@ -17,9 +19,11 @@ class ServiceError(MoltbotError):
     The message names the block and quotes the service's own error text, never a secret.
 
     Attributes:
-        transient: True when retrying may succeed (429, 5xx, connection errors).
+        transient: True when retrying may succeed (408, 429, 5xx, connection errors).
         status: the HTTP or SMTP status code, when there was one.
         retry_after: seconds the service asked us to wait, when it said.
+        maybe_applied: True when the request may have taken effect all the same (a 5xx, a
+            timeout, an answer lost on the way), so a create must be checked, not re-sent.
     """
 
     def __init__(
@@ -29,11 +33,25 @@ class ServiceError(MoltbotError):
         transient: bool,
         status: int | None = None,
         retry_after: float | None = None,
+        maybe_applied: bool = False,
     ) -> None:
         super().__init__(message)
         self.transient = transient
         self.status = status
         self.retry_after = retry_after
+        self.maybe_applied = maybe_applied
+
+    @classmethod
+    def for_status(cls, message: str, status: int, *, retry_after: float | None = None) -> Self:
+        """The error for an HTTP answer with `status`: transient for 408, 429 and 5xx, and
+        possibly applied for a 5xx (the service may have failed after doing the work)."""
+        return cls(
+            message,
+            transient=status in (408, 429) or status >= 500,
+            status=status,
+            retry_after=retry_after,
+            maybe_applied=status >= 500,
+        )
 
 
 class DeliveryError(ServiceError):

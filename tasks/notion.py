@@ -39,24 +39,9 @@ META_COLUMNS = ("page_id", "page_url", "created_time")
 
 
 class NotionFailure(ServiceError):
-    """A failed Notion call, knowing whether the request may have taken effect.
-
-    Attributes:
-        maybe_applied: True after a 5xx, a timeout or a lost answer; False when Notion
-            refused it (4xx, 429 included) or it never left this machine (connection refused).
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        transient: bool,
-        status: int | None = None,
-        retry_after: float | None = None,
-        maybe_applied: bool = False,
-    ) -> None:
-        super().__init__(message, transient=transient, status=status, retry_after=retry_after)
-        self.maybe_applied = maybe_applied
+    """A failed Notion call; `maybe_applied` says whether it may have taken effect: True after
+    a 5xx, a timeout or a lost answer, False when Notion refused it (4xx, 429 included) or it
+    never left this machine (connection refused)."""
 
 
 def classify_notion_error(
@@ -73,12 +58,10 @@ def classify_notion_error(
     if isinstance(exc, HTTPResponseError):
         code = exc.code.value if isinstance(exc.code, Enum) else exc.code
         status = exc.status
-        return NotionFailure(
+        return NotionFailure.for_status(
             f"{label}: {status} {code}: {mask_text(str(exc))}",
-            transient=status == 429 or status >= 500,
-            status=status,
+            status,
             retry_after=retry_after_seconds(exc.headers.get("retry-after")),
-            maybe_applied=status >= 500,
         )
     if isinstance(exc, RequestTimeoutError):
         return NotionFailure(

@@ -52,10 +52,9 @@ def classify_sheets_error(exc: Exception, block: str) -> ServiceError | None:
             text = f"{status} {response.reason}: {response.text.strip()[:_ERROR_TEXT_LIMIT]}"
         else:
             text = f"{status} {exc.error.get('status', 'UNKNOWN')}: {exc.error.get('message', '')}"
-        return ServiceError(
+        return ServiceError.for_status(
             mask_text(f"{prefix}: {text}"),
-            transient=status in (408, 429) or status >= 500,
-            status=status,
+            status,
             retry_after=retry_after_seconds(response.headers.get("Retry-After")),
         )
     if isinstance(exc, google_auth_exceptions.RefreshError):

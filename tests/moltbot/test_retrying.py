@@ -108,3 +108,19 @@ def test_before_retry_sees_each_failure_before_the_next_attempt() -> None:
 )
 def test_retry_after_header(header: str | None, seconds: float | None) -> None:
     assert retry_after_seconds(header) == seconds
+
+
+@pytest.mark.parametrize(
+    ("status", "transient", "maybe_applied"),
+    [(400, False, False), (401, False, False), (408, True, False), (429, True, False),
+     (500, True, True), (503, True, True)],
+)  # fmt: skip
+def test_service_error_for_an_http_status(status: int, transient: bool, maybe_applied: bool):
+    error = ServiceError.for_status("block 'x': answered", status, retry_after=2)
+    assert (error.transient, error.maybe_applied, error.status, error.retry_after) == (
+        transient,
+        maybe_applied,
+        status,
+        2,
+    )
+    assert str(error) == "block 'x': answered"
