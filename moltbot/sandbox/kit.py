@@ -13,7 +13,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from types import TracebackType
+from typing import Any, Literal, Self
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -463,6 +464,31 @@ def install_emulator(app: FastAPI, core: EmulatorCore, error_response: ErrorResp
         return JSONResponse({"cleared": True})
 
     app.add_middleware(EmulatorMiddleware, core=core, error_response=error_response)
+
+
+class StartedWhileEntered:
+    """`with server:` starts it and stops it again on the way out, whatever happened inside.
+
+    For the sandbox's servers (the HTTP emulators, the SMTP sink), which define `start`
+    (returning the running server) and `stop`.
+    """
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
 
 
 class SlidingWindowLimiter:

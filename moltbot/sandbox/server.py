@@ -5,18 +5,18 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from types import TracebackType
 
 import uvicorn
 
 from moltbot.sandbox.app import SandboxState, create_app
+from moltbot.sandbox.kit import StartedWhileEntered
 from moltbot.sandbox.slack import SANDBOX_WEBHOOK_PATH, webhook_path
 from moltbot.sandbox.smtp import SandboxError, SmtpSink, bind_socket
 
 __all__ = ["Sandbox", "SandboxError", "serve_forever"]
 
 
-class Sandbox:
+class Sandbox(StartedWhileEntered):
     """The local emulators (HTTP, one port) and SMTP sink, started and stopped together.
 
     Args:
@@ -148,17 +148,6 @@ class Sandbox:
                 thread.join(timeout=5)
         self._port = None
         self.smtp.stop()
-
-    def __enter__(self) -> Sandbox:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def serve_forever(

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.policy import default as default_policy
-from types import TracebackType
 from typing import Any, cast
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from moltbot.errors import MoltbotError
+from moltbot.sandbox.kit import StartedWhileEntered
 from moltbot.sandbox.recording import RequestJournal
 
 # Reply text for the fault codes tests reach for; any other 4xx/5xx gets a generic line.
@@ -116,7 +116,7 @@ class _SocketController(Controller):
         return self.loop.create_server(self._factory_invoker, sock=self._sock, ssl=self.ssl_context)
 
 
-class SmtpSink:
+class SmtpSink(StartedWhileEntered):
     """An SMTP server on localhost that keeps every message it accepts in memory.
 
     Args:
@@ -213,17 +213,6 @@ class SmtpSink:
             raise ValueError(f"SMTP fault code must be 4xx or 5xx, got {code}")
         text = message or DEFAULT_FAULT_REPLIES.get(code, "Requested action not taken")
         self._journal.add_fault(f"{code} {text}", count)
-
-    def __enter__(self) -> SmtpSink:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _take_fault(self) -> str | None:
         return self._journal.take_fault()

@@ -7,6 +7,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -222,20 +223,13 @@ def test_exactly_one_of_eight_threads_acquires(ledger: Ledger, starting_state: s
         ledger.claim("k", **TARGET)
         ledger.fail("k", "timeout")
     barrier = threading.Barrier(8)
-    results: list[bool] = []
-    lock = threading.Lock()
 
-    def race() -> None:
+    def race(_: int) -> bool:
         barrier.wait()
-        acquired = ledger.claim("k", **TARGET).acquired
-        with lock:
-            results.append(acquired)
+        return ledger.claim("k", **TARGET).acquired
 
-    threads = [threading.Thread(target=race) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(race, range(8)))
 
     assert sorted(results) == [False] * 7 + [True]
     assert ledger.get("k").attempts == (1 if starting_state == "new" else 2)

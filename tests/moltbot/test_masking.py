@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import io
 import logging
-import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -105,11 +105,8 @@ def test_short_secrets_are_ignored() -> None:
 
 def test_secrets_registered_from_many_threads_are_all_masked() -> None:
     secrets = [f"t{index}-{uuid.uuid4().hex}" for index in range(16)]
-    threads = [threading.Thread(target=register_secret, args=(s,)) for s in secrets]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(register_secret, secrets))
 
     assert mask_text(" ".join(secrets)) == " ".join(["***"] * 16)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -41,20 +41,12 @@ def test_snapshots_do_not_change_the_journal_and_clears_are_selective() -> None:
 def test_concurrent_takers_use_each_fault_exactly_its_count() -> None:
     journal: RequestJournal[str, str, str] = RequestJournal()
     journal.add_fault("429", count=50)
-    taken: list[str | None] = []
-    lock = threading.Lock()
 
-    def take_many() -> None:
-        for _ in range(20):
-            fault = journal.take_fault()
-            with lock:
-                taken.append(fault)
+    def take_many(_: int) -> list[str | None]:
+        return [journal.take_fault() for _ in range(20)]
 
-    threads = [threading.Thread(target=take_many) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        taken = [fault for batch in pool.map(take_many, range(8)) for fault in batch]
 
     assert taken.count("429") == 50
     assert taken.count(None) == 110
