@@ -10,7 +10,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from types import TracebackType
@@ -135,10 +135,14 @@ class EmulatorCore:
     Args:
         name: the service name used in messages (``sheets``).
         seed: seed of the random draws of probabilistic faults, for repeatable tests.
+        messages: the service's own error text per status, for faults given no message.
     """
 
-    def __init__(self, name: str, *, seed: int | None = None) -> None:
+    def __init__(
+        self, name: str, *, seed: int | None = None, messages: Mapping[int, str] | None = None
+    ) -> None:
         self.name = name
+        self._messages = dict(messages or {})
         self._lock = threading.Lock()
         self._requests: list[LoggedRequest] = []
         self._faults: deque[RouteFault] = deque()
@@ -146,6 +150,10 @@ class EmulatorCore:
         # Bumped by every clear of the log, so a request still held (a hang) when a test
         # resets the sandbox is not logged into the next test.
         self._generation = 0
+
+    def default_message(self, status: int) -> str:
+        """The error text a fault with no message answers: the service's own, else generic."""
+        return self._messages.get(status) or _default_message(status)
 
     @property
     def generation(self) -> int:
@@ -356,7 +364,7 @@ class EmulatorMiddleware:
                 raise DroppedConnection(f"{self.core.name}: connection dropped on purpose") from exc
             raise DroppedConnection(f"{self.core.name}: connection dropped on purpose")
         if fault is not None and fault.kind in ("status", "hang"):
-            message = fault.message or _default_message(fault.status)
+            message = fault.message or self.core.default_message(fault.status)
             response = self.error_response(fault.status, message)
             if fault.retry_after is not None:
                 response.headers["Retry-After"] = str(fault.retry_after)

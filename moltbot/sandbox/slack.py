@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import secrets
 import string
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from pydantic import BaseModel, Field
 
-from moltbot.sandbox.kit import EmulatorCore, install_emulator
+from moltbot.sandbox.kit import CONTROL_PREFIX, EmulatorCore, RouteFault, install_emulator
 from moltbot.sandbox.recording import RequestJournal
 
 SANDBOX_TEAM = "T0SANDBOX"
@@ -37,6 +35,8 @@ DEFAULT_ERROR_BODIES: dict[int, str] = {
     503: "service_unavailable",
 }
 
+# Faults injected through `SlackState.inject_fault` hit webhook posts, not the inspection routes.
+_WEBHOOK_ROUTE = r"^/services/"
 # Only these request headers are kept: enough to check what a client sends, never credentials.
 _RECORDED_HEADERS = ("content-type", "user-agent")
 _TOKEN_ALPHABET = string.ascii_letters + string.digits
@@ -86,7 +86,7 @@ class SlackPost:
         return text if isinstance(text, str) else None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form, as served by ``GET /slack/_posts``."""
+        """JSON-ready form, as served by ``GET /slack/_sandbox/posts``."""
         return {
             "path": self.path,
             "payload": self.payload,
@@ -97,7 +97,7 @@ class SlackPost:
 
 @dataclass(frozen=True)
 class RejectedPost:
-    """A webhook request the emulator answered with an error, injected or not.
+    """A webhook request the emulator refused (a bad payload or an unknown webhook).
 
     Attributes:
         path: Slack-relative webhook path.
@@ -105,7 +105,6 @@ class RejectedPost:
         error: the plain-text error body answered (``invalid_payload``, ``rate_limited`` …).
         body: the raw request body.
         received_at: when the emulator received it (UTC).
-        injected: True when the answer came from an injected fault.
     """
 
     path: str
@@ -113,46 +112,15 @@ class RejectedPost:
     error: str
     body: bytes
     received_at: datetime
-    injected: bool
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form, as served by ``GET /slack/_rejected``."""
+        """JSON-ready form, as served by ``GET /slack/_sandbox/rejected``."""
         return {
             "path": self.path,
             "status": self.status,
             "error": self.error,
             "body": self.body.decode("utf-8", errors="replace"),
             "received_at": self.received_at.isoformat(),
-            "injected": self.injected,
-        }
-
-
-@dataclass
-class SlackFault:
-    """An injected fault: the next ``remaining`` webhook requests get this answer.
-
-    Attributes:
-        status: HTTP status to answer; 200 means "answer normally, but after the delay".
-        remaining: how many more requests this fault applies to.
-        body: plain-text body for error statuses.
-        retry_after: ``Retry-After`` header value in whole seconds, if any.
-        delay_seconds: how long to wait before answering (slow response).
-    """
-
-    status: int
-    remaining: int
-    body: str = ""
-    retry_after: int | None = None
-    delay_seconds: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form, as served by ``GET /slack/_faults``."""
-        return {
-            "status": self.status,
-            "remaining": self.remaining,
-            "body": self.body,
-            "retry_after": self.retry_after,
-            "delay_seconds": self.delay_seconds,
         }
 
 
@@ -164,20 +132,20 @@ class SlackState:
 
     Attributes:
         posts: snapshot of accepted posts, oldest first.
-        rejected: snapshot of rejected requests (validation errors and injected faults).
-        attempts: number of webhook requests received, accepted or not.
+        rejected: snapshot of requests refused for what they were (a bad payload, an unknown
+            webhook); injected faults are in `core.requests` with their `fault`.
+        attempts: number of webhook requests received, accepted, refused or faulted.
         webhooks: the webhook paths it accepts; others answer ``404 no_service``. At first
             only the fixed `SANDBOX_WEBHOOK_PATH`; `register_webhook` adds more.
-        pending_faults: faults not yet used up, in the order they will apply.
-        core: the request log and route faults every emulator shares; `inject_fault` here is
-            the Slack-shaped shortcut (recorded in `rejected`), `core.inject_fault` adds
-            hangs, dropped connections and faults on a random share of requests.
+        pending_faults: faults not yet used up, in the order they are tried.
+        core: the request log and route faults every emulator shares; `inject_fault` is the
+            Slack-shaped shortcut to it.
     """
 
     def __init__(self) -> None:
-        self.core = EmulatorCore("slack")
+        self.core = EmulatorCore("slack", messages=DEFAULT_ERROR_BODIES)
         self._lock = threading.Lock()
-        self._journal: RequestJournal[SlackPost, RejectedPost, SlackFault] = RequestJournal()
+        self._journal: RequestJournal[SlackPost, RejectedPost, None] = RequestJournal()
         self._webhooks: set[str] = {SANDBOX_WEBHOOK_PATH}
 
     @property
@@ -190,7 +158,7 @@ class SlackState:
 
     @property
     def attempts(self) -> int:
-        return self._journal.attempts
+        return self.core.count(path=r"^/services/")
 
     @property
     def webhooks(self) -> frozenset[str]:
@@ -198,10 +166,8 @@ class SlackState:
             return frozenset(self._webhooks)
 
     @property
-    def pending_faults(self) -> list[SlackFault]:
-        return [
-            replace(fault, remaining=remaining) for fault, remaining in self._journal.pending_faults
-        ]
+    def pending_faults(self) -> list[RouteFault]:
+        return self.core.pending_faults
 
     def messages_for(self, path_or_url: str) -> list[SlackPost]:
         """Accepted posts sent to one webhook (URL or path, see `normalize_webhook_path`)."""
@@ -235,32 +201,33 @@ class SlackState:
         retry_after: int | None = None,
         body: str | None = None,
         delay_seconds: float = 0.0,
-    ) -> SlackFault:
+    ) -> RouteFault:
         """Make the next ``count`` webhook requests answer ``status`` instead of being accepted.
 
-        Faults queue up: a second call applies after the first is used up. ``status=200`` with
-        ``delay_seconds`` gives slow but successful responses. A 429 without ``retry_after``
-        sends ``Retry-After: 1``, as Slack always names a wait.
+        The answer is Slack's plain-text error for the status (``rate_limited`` …) unless `body`
+        is given. Faults queue up: a second call applies after the first is used up.
+        ``status=200`` with ``delay_seconds`` gives slow but successful responses. A 429
+        without ``retry_after`` sends ``Retry-After: 1``, as Slack always names a wait.
+
+        Raises:
+            ValueError: a status other than 200 or 4xx/5xx, a negative delay, or a delay with
+                an error status.
         """
-        if status != 200 and not 400 <= status <= 599:
-            raise ValueError(f"fault status must be 200 (delay only) or 4xx/5xx, got {status}")
         if delay_seconds < 0:
             raise ValueError(f"delay_seconds must not be negative, got {delay_seconds}")
-        if status == 429 and retry_after is None:
-            retry_after = 1
-        fault = SlackFault(
-            status=status,
-            remaining=count,
-            body="" if status == 200 else (body or DEFAULT_ERROR_BODIES.get(status, "error")),
-            retry_after=retry_after,
-            delay_seconds=delay_seconds,
+        if status == 200:
+            return self.core.inject_fault(
+                kind="slow", count=count, seconds=delay_seconds, path=_WEBHOOK_ROUTE
+            )
+        if delay_seconds:
+            raise ValueError("delay_seconds goes with status 200 (a slow success) only")
+        return self.core.inject_fault(
+            status, count=count, retry_after=retry_after, message=body, path=_WEBHOOK_ROUTE
         )
-        self._journal.add_fault(fault, count)
-        return replace(fault)
 
     def clear_faults(self) -> None:
         """Drop all pending faults."""
-        self._journal.clear_faults()
+        self.core.clear_faults()
 
     def clear_posts(self) -> None:
         """Forget accepted and rejected requests (registered webhooks and faults stay)."""
@@ -273,9 +240,6 @@ class SlackState:
         with self._lock:
             self._webhooks = {SANDBOX_WEBHOOK_PATH}
 
-    def _take_fault(self) -> SlackFault | None:
-        return self._journal.take_fault()
-
     def _is_known(self, path: str) -> bool:
         with self._lock:
             return path in self._webhooks
@@ -285,16 +249,6 @@ class SlackState:
 
     def _record_rejection(self, rejection: RejectedPost) -> None:
         self._journal.record_rejected(rejection)
-
-
-class FaultRequest(BaseModel):
-    """Body of ``POST /slack/_faults`` (same meaning as `SlackState.inject_fault`)."""
-
-    status: int
-    count: int = Field(default=1, ge=1)
-    retry_after: int | None = Field(default=None, ge=0)
-    body: str | None = None
-    delay_seconds: float = Field(default=0.0, ge=0)
 
 
 def _decode_payload(raw: bytes, content_type: str) -> dict[str, Any]:
@@ -335,8 +289,8 @@ def validate_payload(payload: dict[str, Any]) -> None:
 
 
 def _error_response(status: int, message: str) -> Response:
-    # Slack answers errors in plain text; injected route faults use its words where it has them.
-    return PlainTextResponse(DEFAULT_ERROR_BODIES.get(status, message), status_code=status)
+    # Slack answers errors in plain text (its words per status are the core's default messages).
+    return PlainTextResponse(message, status_code=status)
 
 
 def create_slack_app(state: SlackState) -> FastAPI:
@@ -349,19 +303,8 @@ def create_slack_app(state: SlackState) -> FastAPI:
         raw = await request.body()
         now = datetime.now(UTC)
 
-        def reject(status: int, error: str, *, injected: bool = False) -> None:
-            state._record_rejection(RejectedPost(path, status, error, raw, now, injected))
-
-        fault = state._take_fault()
-        if fault is not None:
-            if fault.delay_seconds:
-                await asyncio.sleep(fault.delay_seconds)
-            if fault.status != 200:
-                reject(fault.status, fault.body, injected=True)
-                headers = {}
-                if fault.retry_after is not None:
-                    headers["Retry-After"] = str(fault.retry_after)
-                return PlainTextResponse(fault.body, status_code=fault.status, headers=headers)
+        def reject(status: int, error: str) -> None:
+            state._record_rejection(RejectedPost(path, status, error, raw, now))
 
         if not state._is_known(path):
             reject(404, "no_service")
@@ -379,40 +322,17 @@ def create_slack_app(state: SlackState) -> FastAPI:
 
     install_emulator(app, state.core, _error_response)
 
-    @app.get("/_posts")
+    @app.get(f"{CONTROL_PREFIX}/posts")
     def list_posts() -> JSONResponse:
         return JSONResponse([post.to_dict() for post in state.posts])
 
-    @app.delete("/_posts")
+    @app.delete(f"{CONTROL_PREFIX}/posts")
     def clear_posts() -> JSONResponse:
         state.clear_posts()
         return JSONResponse({"cleared": True})
 
-    @app.get("/_rejected")
+    @app.get(f"{CONTROL_PREFIX}/rejected")
     def list_rejected() -> JSONResponse:
         return JSONResponse([r.to_dict() for r in state.rejected])
-
-    @app.get("/_faults")
-    def list_faults() -> JSONResponse:
-        return JSONResponse([f.to_dict() for f in state.pending_faults])
-
-    @app.post("/_faults")
-    def add_fault(fault: FaultRequest) -> JSONResponse:
-        try:
-            added = state.inject_fault(
-                fault.status,
-                fault.count,
-                retry_after=fault.retry_after,
-                body=fault.body,
-                delay_seconds=fault.delay_seconds,
-            )
-        except ValueError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=422)
-        return JSONResponse(added.to_dict(), status_code=201)
-
-    @app.delete("/_faults")
-    def clear_faults() -> JSONResponse:
-        state.clear_faults()
-        return JSONResponse({"cleared": True})
 
     return app

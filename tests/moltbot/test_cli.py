@@ -240,7 +240,7 @@ def test_sandbox_command_serves_every_emulator_and_saves_its_blocks(
             for label, _, value in (line.partition(": ") for line in lines[1:6])
         }
         response = httpx.post(printed["Slack webhook"], json={"text": "안녕하세요"}, timeout=5)
-        posts = httpx.get(f"http://127.0.0.1:{ports[0]}/slack/_posts", timeout=5).json()
+        posts = httpx.get(f"http://127.0.0.1:{ports[0]}/slack/_sandbox/posts", timeout=5).json()
         from blocks import JiraCredentials, NotionCredentials
 
         notion = NotionCredentials.load("sandbox-notion").get_client()

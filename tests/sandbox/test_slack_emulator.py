@@ -66,7 +66,7 @@ def test_korean_text_round_trips(client: httpx.Client, url: str, state: SandboxS
 
     assert state.slack.posts[0].text == text
     # ...and through the HTTP inspection endpoint, which a manual user or the CLI reads.
-    assert client.get("/slack/_posts").json()[0]["payload"]["text"] == text
+    assert client.get("/slack/_sandbox/posts").json()[0]["payload"]["text"] == text
 
 
 @pytest.mark.parametrize(
@@ -91,12 +91,7 @@ def test_invalid_payload_is_rejected(
     assert response.headers["content-type"].startswith("text/plain")
     assert state.slack.posts == []
     [rejected] = state.slack.rejected
-    assert (rejected.status, rejected.error, rejected.body, rejected.injected) == (
-        400,
-        "invalid_payload",
-        body,
-        False,
-    )
+    assert (rejected.status, rejected.error, rejected.body) == (400, "invalid_payload", body)
 
 
 @pytest.mark.parametrize(
@@ -152,7 +147,9 @@ def test_rate_limit_fault_sends_retry_after_then_succeeds(
     )
     assert (second.status_code, second.text) == (200, "ok")
     assert len(state.slack.posts) == 1
-    assert [(r.status, r.injected) for r in state.slack.rejected] == [(429, True)]
+    assert state.slack.rejected == []  # refused for what they were; faults are in the log
+    logged = [(r.status, r.fault) for r in state.slack.core.requests]
+    assert logged == [(429, "status"), (200, None)]
     assert state.slack.attempts == 2
 
 
@@ -222,7 +219,12 @@ def test_delay_fault_slows_a_successful_response(
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"status": 302}, {"status": 500, "count": 0}, {"status": 200, "delay_seconds": -1}],
+    [
+        {"status": 302},
+        {"status": 500, "count": 0},
+        {"status": 200, "delay_seconds": -1},
+        {"status": 500, "delay_seconds": 1},
+    ],
 )
 def test_inject_fault_refuses_nonsense(state: SandboxState, kwargs: dict):
     with pytest.raises(ValueError):
@@ -263,24 +265,28 @@ def test_register_webhook_tokens_are_fresh(state: SandboxState):
 
 
 def test_http_fault_and_post_endpoints(client: httpx.Client, url: str, state: SandboxState):
-    created = client.post("/slack/_faults", json={"status": 429, "count": 2, "retry_after": 1})
+    faults = "/slack/_sandbox/faults"
+    created = client.post(faults, json={"status": 429, "count": 2, "retry_after": 1})
     assert created.status_code == 201
-    assert client.get("/slack/_faults").json()[0]["remaining"] == 2
+    assert client.get(faults).json()[0]["remaining"] == 2
 
     statuses = [client.post(url, json={"text": "x"}).status_code for _ in range(3)]
     assert statuses == [429, 429, 200]
-    assert len(client.get("/slack/_rejected").json()) == 2
-    assert [p["payload"] for p in client.get("/slack/_posts").json()] == [{"text": "x"}]
+    # Inspecting is never faulted, whatever fault is pending.
+    client.post(faults, json={"status": 503, "count": None})
+    logged = client.get("/slack/_sandbox/requests").json()
+    assert [entry["status"] for entry in logged] == [429, 429, 200]
+    assert [p["payload"] for p in client.get("/slack/_sandbox/posts").json()] == [{"text": "x"}]
+    assert client.get("/slack/_sandbox/rejected").json() == []
 
-    assert client.delete("/slack/_posts").status_code == 200
-    assert client.get("/slack/_posts").json() == []
+    assert client.delete("/slack/_sandbox/posts").status_code == 200
+    assert client.get("/slack/_sandbox/posts").json() == []
     assert state.slack.posts == []
-    assert state.slack.rejected == []
 
 
 def test_http_fault_endpoint_validates(client: httpx.Client, state: SandboxState):
-    assert client.post("/slack/_faults", json={"status": 302}).status_code == 422
-    assert client.post("/slack/_faults", json={"status": 500, "count": 0}).status_code == 422
+    assert client.post("/slack/_sandbox/faults", json={"status": 302}).status_code == 422
+    assert client.post("/slack/_sandbox/faults", json={"count": 0}).status_code == 422
     assert state.slack.pending_faults == []
 
 
