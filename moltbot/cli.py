@@ -1,4 +1,4 @@
-"""The `moltbot` command line: list, run, demo, sandbox, blocks (Typer; exit codes 0, 1, 2)."""
+"""The `moltbot` command line: list, run, demo, sandbox, serve, deploy, blocks (exit 0, 1, 2)."""
 
 from __future__ import annotations
 
@@ -219,6 +219,7 @@ def sandbox(
             ("Notion", f"{base}/notion/v1"),
             ("Jira", f"{base}/jira/rest/api/2"),
             ("Slack webhook", running.sandbox_webhook_url),
+            ("Slack ops", running.ops_webhook_url),
             ("SMTP sink", f"{running.host}:{running.smtp_port}"),
         ):
             console.print(f"  {label + ':':15} {url}", soft_wrap=True)
@@ -235,6 +236,72 @@ def sandbox(
         serve_forever(host=host, port=port, smtp_port=smtp_port, on_ready=announce)
     except OSError as exc:
         raise fail(f"cannot start the sandbox: {exc}") from None
+
+
+def _deployment_specs(only: list[str] | None) -> list[Any]:
+    from deployments.specs import build_specs
+
+    return build_specs(only=only or None)
+
+
+def _ops_block(option: str | None) -> str | None:
+    from moltbot.settings import get_settings
+
+    return option or get_settings().ops_block
+
+
+@app.command("serve")
+def serve(
+    only: Annotated[
+        list[str] | None, typer.Option("--only", help="Serve only this automation (repeatable).")
+    ] = None,
+    ops_block: Annotated[
+        str | None,
+        typer.Option(help="Notification block for failure alerts (default: ops_block setting)."),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Most flow runs at once in this process (default: any).")
+    ] = None,
+) -> None:
+    """Deploy every automation on its schedule and run them in this process until Ctrl-C."""
+    from deployments.serving import serve_deployments
+    from moltbot.runtime import prepare_process_logging
+
+    try:
+        specs = _deployment_specs(only)
+        prepare_process_logging()
+        serve_deployments(specs, ops_block=_ops_block(ops_block), limit=limit, report=console.print)
+    except InputError as exc:
+        raise fail(str(exc)) from None
+
+
+@app.command("deploy")
+def deploy(
+    pool: Annotated[str, typer.Option("--pool", help="Process work pool (created if missing).")],
+    only: Annotated[
+        list[str] | None, typer.Option("--only", help="Deploy only this automation (repeatable).")
+    ] = None,
+    ops_block: Annotated[
+        str | None,
+        typer.Option(help="Notification block for failure alerts (default: ops_block setting)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the deployments as JSON.")] = False,
+) -> None:
+    """Register every automation with a process work pool; `prefect worker start` runs them."""
+    from deployments.serving import deploy_to_pool
+
+    try:
+        specs = _deployment_specs(only)
+        report = (lambda line: None) if as_json else console.print
+        ids = deploy_to_pool(specs, pool=pool, ops_block=_ops_block(ops_block), report=report)
+    except InputError as exc:
+        raise fail(str(exc)) from None
+    if as_json:
+        documents = [
+            {"id": deployment_id, **spec.as_dict()}
+            for deployment_id, spec in zip(ids, specs, strict=True)
+        ]
+        print(json.dumps(documents, ensure_ascii=False))
 
 
 blocks_app = typer.Typer(help="Prefect blocks of moltbot: register their types, list saved ones.")

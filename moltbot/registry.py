@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from moltbot.errors import InputError
 
@@ -22,6 +22,7 @@ class Automation:
         description: one line for `moltbot list` and the docs.
         default_schedule: cron expression of its default deployment schedule.
         default_channels: where its messages go when no channels are given.
+        default_parameters: parameters its deployment passes unless the config says otherwise.
     """
 
     name: str
@@ -29,6 +30,7 @@ class Automation:
     description: str
     default_schedule: str | None = None
     default_channels: tuple[str, ...] = field(default=("outbox",))
+    default_parameters: dict[str, Any] = field(default_factory=dict)
 
     def load_flow(self) -> Flow:
         """Import and return the automation's flow (importing Prefect costs about a second)."""
@@ -43,6 +45,7 @@ class Automation:
             "description": self.description,
             "default_schedule": self.default_schedule,
             "default_channels": list(self.default_channels),
+            "default_parameters": dict(self.default_parameters),
         }
 
 

@@ -47,6 +47,12 @@ class Settings(BaseSettings):
         default=120.0, ge=0, description="Longest `Retry-After` honoured before giving up."
     )
 
+    ops_block: str | None = Field(
+        default=None,
+        description="Prefect notification block that failure alerts go to (kept apart from the "
+        "automations' own channels).",
+    )
+
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:

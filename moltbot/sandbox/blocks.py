@@ -15,6 +15,10 @@ SANDBOX_NOTION_BLOCK = "sandbox-notion"
 SANDBOX_JIRA_BLOCK = "sandbox-jira"
 SANDBOX_SLACK_BLOCK = "sandbox-slack"
 SANDBOX_EMAIL_BLOCK = "sandbox-email"
+SANDBOX_OPS_BLOCK = "sandbox-ops"
+# Prefect's own webhook notification block: the Prefect server sends failure alerts itself and
+# can only load its own block types. It posts exactly Slack's `{"text": ...}`.
+OPS_ALERT_JSON = {"text": "*{{subject}}*\n{{body}}"}
 
 
 @dataclass(frozen=True)
@@ -33,7 +37,9 @@ class SandboxBlock:
 
 
 def sandbox_blocks(sandbox: Sandbox) -> list[SandboxBlock]:
-    """The five blocks pointing at `sandbox`, with the credentials its emulators accept."""
+    """The blocks pointing at `sandbox`, with the credentials its emulators accept."""
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+
     from blocks import (
         EmailChannel,
         GoogleSheetsCredentials,
@@ -83,6 +89,13 @@ def sandbox_blocks(sandbox: Sandbox) -> list[SandboxBlock]:
                 recipients=["ops-team@example.com"],
             ),
             f"smtp://{smtp_host}:{sandbox.smtp_port}",
+        ),
+        SandboxBlock(
+            SANDBOX_OPS_BLOCK,
+            CustomWebhookNotificationBlock(
+                name="sandbox ops channel", url=sandbox.ops_webhook_url, json_data=OPS_ALERT_JSON
+            ),
+            f"{base}/slack/services/… (ops)",
         ),
     ]
 

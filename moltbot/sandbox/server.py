@@ -10,7 +10,7 @@ import uvicorn
 
 from moltbot.sandbox.app import SandboxState, create_app
 from moltbot.sandbox.kit import StartedWhileEntered
-from moltbot.sandbox.slack import SANDBOX_WEBHOOK_PATH, webhook_path
+from moltbot.sandbox.slack import SANDBOX_OPS_WEBHOOK_PATH, SANDBOX_WEBHOOK_PATH, webhook_path
 from moltbot.sandbox.smtp import SandboxError, SmtpSink, bind_socket
 
 __all__ = ["Sandbox", "SandboxError", "serve_forever"]
@@ -85,6 +85,11 @@ class Sandbox(StartedWhileEntered):
     def sandbox_webhook_url(self) -> str:
         """The fixed Slack webhook URL of the saved `sandbox-slack` block."""
         return f"{self.base_url}/slack{SANDBOX_WEBHOOK_PATH}"
+
+    @property
+    def ops_webhook_url(self) -> str:
+        """The fixed Slack webhook URL of the ops channel (the saved `sandbox-ops` block)."""
+        return f"{self.base_url}/slack{SANDBOX_OPS_WEBHOOK_PATH}"
 
     def reset(self) -> None:
         """Clear all emulator state and received mail (between tests)."""

@@ -22,6 +22,8 @@ SANDBOX_TEAM = "T0SANDBOX"
 SANDBOX_BOT = "B0SANDBOX"
 # The fixed webhook of the saved `sandbox-slack` block, so scripts can post without setup.
 SANDBOX_WEBHOOK_PATH = "/services/T0000/B0000/sandbox"
+# The ops channel's webhook (failure alerts), apart from the business channels' one.
+SANDBOX_OPS_WEBHOOK_PATH = "/services/T0000/B0000/ops"
 
 # Plain-text bodies Slack answers with (Slack changelog 2016-05-17, INTEGRATIONS.md section 4);
 # 429 and 503 are not in that table but are what a client must be ready for.
@@ -136,7 +138,8 @@ class SlackState:
             webhook); injected faults are in `core.requests` with their `fault`.
         attempts: number of webhook requests received, accepted, refused or faulted.
         webhooks: the webhook paths it accepts; others answer ``404 no_service``. At first
-            only the fixed `SANDBOX_WEBHOOK_PATH`; `register_webhook` adds more.
+            only the fixed `SANDBOX_WEBHOOK_PATH` and `SANDBOX_OPS_WEBHOOK_PATH`;
+            `register_webhook` adds more.
         pending_faults: faults not yet used up, in the order they are tried.
         core: the request log and route faults every emulator shares; `inject_fault` is the
             Slack-shaped shortcut to it.
@@ -146,7 +149,7 @@ class SlackState:
         self.core = EmulatorCore("slack", messages=DEFAULT_ERROR_BODIES)
         self._lock = threading.Lock()
         self._journal: RequestJournal[SlackPost, RejectedPost, None] = RequestJournal()
-        self._webhooks: set[str] = {SANDBOX_WEBHOOK_PATH}
+        self._webhooks: set[str] = {SANDBOX_WEBHOOK_PATH, SANDBOX_OPS_WEBHOOK_PATH}
 
     @property
     def posts(self) -> list[SlackPost]:
@@ -234,11 +237,11 @@ class SlackState:
         self._journal.clear_requests()
 
     def reset(self) -> None:
-        """Back to the start: no posts, rejections or faults; only the fixed webhook accepted."""
+        """Back to the start: no posts, rejections or faults; only the fixed webhooks accepted."""
         self._journal.clear()
         self.core.reset()
         with self._lock:
-            self._webhooks = {SANDBOX_WEBHOOK_PATH}
+            self._webhooks = {SANDBOX_WEBHOOK_PATH, SANDBOX_OPS_WEBHOOK_PATH}
 
     def _is_known(self, path: str) -> bool:
         with self._lock:

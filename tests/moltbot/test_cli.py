@@ -205,7 +205,9 @@ def test_every_command_is_documented_in_the_readme() -> None:
             f"{group.name} {command.name}" for command in group.typer_instance.registered_commands
         ]
 
-    assert commands == ["list", "run", "demo", "sandbox", "blocks register", "blocks list"]
+    assert commands == [
+        "list", "run", "demo", "sandbox", "serve", "deploy", "blocks register", "blocks list"
+    ]  # fmt: skip
     for command in commands:
         assert re.search(rf"moltbot {command}\b", readme), command
 
@@ -237,7 +239,7 @@ def test_sandbox_command_serves_every_emulator_and_saves_its_blocks(
             lines.append(line.rstrip())
         printed = {
             label.strip(): value.strip()
-            for label, _, value in (line.partition(": ") for line in lines[1:6])
+            for label, _, value in (line.partition(": ") for line in lines[1:7])
         }
         response = httpx.post(printed["Slack webhook"], json={"text": "안녕하세요"}, timeout=5)
         posts = httpx.get(f"http://127.0.0.1:{ports[0]}/slack/_sandbox/posts", timeout=5).json()
@@ -257,11 +259,12 @@ def test_sandbox_command_serves_every_emulator_and_saves_its_blocks(
         "Notion": f"{base}/notion/v1",
         "Jira": f"{base}/jira/rest/api/2",
         "Slack webhook": f"{base}/slack/services/T0000/B0000/sandbox",
+        "Slack ops": f"{base}/slack/services/T0000/B0000/ops",
         "SMTP sink": f"127.0.0.1:{ports[1]}",
     }
-    saved = [line.split()[0] for line in lines[7:-1]]
+    saved = [line.split()[0] for line in lines[8:-1]]
     assert saved == ["sandbox-sheets", "sandbox-notion", "sandbox-jira", "sandbox-slack",
-                     "sandbox-email"]  # fmt: skip
+                     "sandbox-email", "sandbox-ops"]  # fmt: skip
     assert (response.status_code, response.text) == (200, "ok")
     assert [post["payload"]["text"] for post in posts] == ["안녕하세요"]
     assert found and jira_user["emailAddress"] == "sandbox@moltbot.local"

@@ -1,0 +1,276 @@
+"""Deployment specs: one per automation, from the registry plus the `[deployments]` config table."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from moltbot.config import ProjectConfig
+from moltbot.errors import InputError
+from moltbot.registry import AUTOMATIONS, Automation, get_automation
+from moltbot.settings import checked_timezone, get_settings
+
+if TYPE_CHECKING:
+    from prefect.deployments.runner import RunnerDeployment
+
+DEPLOYMENT_NAME = "default"
+MOLTBOT_TAG = "moltbot"
+"""Every moltbot deployment, hence every run it creates, has this tag: failure alerts match it."""
+
+CollisionStrategy = Literal["ENQUEUE", "CANCEL_NEW"]
+
+
+class RunPolicy(BaseModel):
+    """How many runs of one deployment may run at once, and what a run beyond that does."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    concurrency_limit: int = Field(default=1, ge=1)
+    collision_strategy: CollisionStrategy = "ENQUEUE"
+
+
+# Why these policies: a stock check that starts while the previous one still runs would compare
+# against states the other is about to save, so the newcomer is cancelled (the next tick checks
+# again); reports, digests and tickets must each run, one after the other, so they queue: their
+# watermarks and ledger keys make a queued run find the work already done instead of redoing it.
+RUN_POLICIES: dict[str, RunPolicy] = {
+    "daily-report": RunPolicy(),
+    "inventory-alert": RunPolicy(collision_strategy="CANCEL_NEW"),
+    "form-digest": RunPolicy(),
+    "ticket-creation": RunPolicy(),
+}
+
+
+class DeploymentSettings(BaseModel):
+    """One automation's entry in the `[deployments.<name>]` table of moltbot.toml."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(default=True, description="False: no deployment at all.")
+    cron: str | None = Field(default=None, description="Replaces the registry's schedule.")
+    interval_seconds: float | None = Field(
+        default=None, gt=0, description="An interval schedule instead of the cron (tests, demos)."
+    )
+    timezone: str | None = Field(default=None, description="IANA timezone of the cron.")
+    paused: bool | None = Field(default=None, description="Create the schedule paused.")
+    parameters: dict[str, Any] = Field(default_factory=dict, description="Default parameters.")
+    tags: list[str] = Field(default_factory=list, description="Tags added to `moltbot`.")
+    concurrency_limit: int | None = Field(default=None, ge=1)
+    collision_strategy: CollisionStrategy | None = None
+
+
+@dataclass(frozen=True)
+class DeploymentSpec:
+    """Everything Prefect needs to deploy one automation.
+
+    Attributes:
+        automation: the registry entry.
+        cron: cron schedule (None with an interval, or with no schedule at all).
+        interval_seconds: interval schedule instead of the cron.
+        timezone: IANA timezone the cron is read in.
+        parameters: default parameters of every run.
+        tags: deployment tags (runs inherit them); always includes `moltbot`.
+        policy: concurrency limit and collision strategy.
+        version: the code version (git commit, `-dirty` with local changes).
+        paused: created with its schedule paused.
+        missing_parameters: required flow parameters with no default here; such a deployment
+            is created paused, since every scheduled run would fail.
+    """
+
+    automation: Automation
+    cron: str | None
+    interval_seconds: float | None
+    timezone: str
+    parameters: dict[str, Any]
+    tags: tuple[str, ...]
+    policy: RunPolicy
+    version: str
+    paused: bool
+    missing_parameters: tuple[str, ...] = field(default=())
+
+    @property
+    def name(self) -> str:
+        """The deployment's own name (`default`)."""
+        return DEPLOYMENT_NAME
+
+    @property
+    def full_name(self) -> str:
+        """`flow name/deployment name`, as `run_deployment` and the CLI take it."""
+        return f"{self.automation.name}/{DEPLOYMENT_NAME}"
+
+    def schedules(self) -> list[Any]:
+        """The Prefect schedules of the deployment (none when it has neither cron nor interval)."""
+        from prefect.schedules import Cron, Interval
+
+        if self.interval_seconds is not None:
+            return [Interval(timedelta(seconds=self.interval_seconds), timezone=self.timezone)]
+        if self.cron is not None:
+            return [Cron(self.cron, timezone=self.timezone)]
+        return []
+
+    def to_runner_deployment(self, work_pool_name: str | None = None) -> RunnerDeployment:
+        """The Prefect deployment object, for `serve` (no pool) or a work pool.
+
+        The entrypoint is the flow's module path, so a worker imports the installed package
+        instead of needing the code copied to it.
+        """
+        from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+        from prefect.deployments.runner import EntrypointType
+
+        flow = self.automation.load_flow()
+        return flow.to_deployment(
+            name=DEPLOYMENT_NAME,
+            schedules=self.schedules(),
+            paused=self.paused,
+            parameters=self.parameters,
+            tags=list(self.tags),
+            version=self.version,
+            description=self.automation.description,
+            concurrency_limit=ConcurrencyLimitConfig(
+                limit=self.policy.concurrency_limit,
+                collision_strategy=ConcurrencyLimitStrategy(self.policy.collision_strategy),
+            ),
+            work_pool_name=work_pool_name,
+            entrypoint_type=EntrypointType.MODULE_PATH,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """The spec as plain JSON types (for `--json` and tests)."""
+        return {
+            "name": self.full_name,
+            "automation": self.automation.name,
+            "cron": self.cron,
+            "interval_seconds": self.interval_seconds,
+            "timezone": self.timezone,
+            "parameters": self.parameters,
+            "tags": list(self.tags),
+            "concurrency_limit": self.policy.concurrency_limit,
+            "collision_strategy": self.policy.collision_strategy,
+            "version": self.version,
+            "paused": self.paused,
+            "missing_parameters": list(self.missing_parameters),
+        }
+
+
+def code_version(root: Path | None = None) -> str:
+    """The git commit of the code (`-dirty` when the tree has changes), else the package version."""
+    root = root or Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=root, capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()  # fmt: skip
+        changes = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root, capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("moltbot")
+        except PackageNotFoundError:
+            return "unknown"
+    return f"{commit}-dirty" if changes else commit
+
+
+def parse_deployment_settings(
+    table: dict[str, Any], config: ProjectConfig | None = None
+) -> dict[str, DeploymentSettings]:
+    """Validate the `[deployments]` config table: automation name -> its settings.
+
+    Args:
+        table: the table's content.
+        config: the file it comes from, so errors can name the line.
+
+    Raises:
+        InputError: an unknown automation, an unknown key or a value of the wrong type.
+    """
+
+    def where(*keys: str | int) -> str:
+        return f" ({config.where('deployments', *keys)})" if config and config.found else ""
+
+    parsed: dict[str, DeploymentSettings] = {}
+    for name, entry in table.items():
+        try:
+            get_automation(name)
+        except InputError as exc:
+            raise InputError(f"[deployments.{name}]{where(name)}: {exc}") from None
+        if not isinstance(entry, dict):
+            raise InputError(f"[deployments.{name}]{where(name)}: must be a table")
+        try:
+            parsed[name] = DeploymentSettings.model_validate(entry)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            location = [str(part) for part in error["loc"]]
+            raise InputError(
+                f"[deployments.{name}]{where(name, *location)}: "
+                f"{'.'.join(location)}: {error['msg']}"
+            ) from None
+    return parsed
+
+
+def build_specs(
+    table: dict[str, Any] | None = None,
+    *,
+    only: list[str] | None = None,
+    version: str | None = None,
+) -> list[DeploymentSpec]:
+    """The deployment of every enabled automation (or of those in `only`), registry order.
+
+    Args:
+        table: the `[deployments]` config table (None: read it from moltbot.toml).
+        only: automation names to keep.
+        version: the code version (default: `code_version()`).
+
+    Raises:
+        InputError: a bad config entry, an unknown name in `only`, a bad timezone.
+    """
+    config = None
+    if table is None:
+        config = ProjectConfig.load()
+        table = config.table("deployments") or {}
+    overrides = parse_deployment_settings(table, config)
+    for name in only or []:
+        get_automation(name)
+    version = version or code_version()
+    default_timezone = get_settings().timezone
+    specs = []
+    for automation in AUTOMATIONS:
+        if only and automation.name not in only:
+            continue
+        entry = overrides.get(automation.name, DeploymentSettings())
+        if not entry.enabled:
+            continue
+        policy = RUN_POLICIES.get(automation.name, RunPolicy())
+        policy = RunPolicy(
+            concurrency_limit=entry.concurrency_limit or policy.concurrency_limit,
+            collision_strategy=entry.collision_strategy or policy.collision_strategy,
+        )
+        parameters = {**automation.default_parameters, **entry.parameters}
+        missing = tuple(name for name in _required_parameters(automation) if name not in parameters)
+        specs.append(
+            DeploymentSpec(
+                automation=automation,
+                cron=None if entry.interval_seconds else entry.cron or automation.default_schedule,
+                interval_seconds=entry.interval_seconds,
+                timezone=checked_timezone(entry.timezone or default_timezone),
+                parameters=parameters,
+                tags=tuple(dict.fromkeys([MOLTBOT_TAG, *entry.tags])),
+                policy=policy,
+                version=version,
+                paused=bool(entry.paused) or bool(missing),
+                missing_parameters=missing,
+            )
+        )
+    return specs
+
+
+def _required_parameters(automation: Automation) -> list[str]:
+    schema = automation.load_flow().parameters
+    return list(schema.required or [])
