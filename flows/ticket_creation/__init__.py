@@ -1,0 +1,1 @@
+"""The ticket-creation automation: form answers and events -> Jira issues, never twice."""

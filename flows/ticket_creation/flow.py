@@ -1,0 +1,603 @@
+"""The ticket-creation flow: form answers or events -> drafts -> one dedup search -> Jira, once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+import pandas as pd
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import FlowPauseTimeout
+from prefect.flow_runs import pause_flow_run
+from prefect.logging import get_run_logger
+from prefect.utilities.annotations import quote
+
+from blocks.jira import JiraCredentials
+from blocks.sheets import GoogleSheetsCredentials
+from flows.ticket_creation.drafts import (
+    AUTOMATION,
+    SourceItem,
+    TicketDraft,
+    build_drafts,
+    event_item,
+    form_items,
+    parse_events,
+    read_events_file,
+)
+from flows.ticket_creation.effects import (
+    add_comments,
+    browse_url,
+    create_tickets,
+    drafts_of,
+    find_existing,
+    read_ledger,
+    record_found,
+)
+from flows.ticket_creation.mapping import (
+    TicketMapping,
+    choose_mapping,
+    load_mappings,
+    mapping_for_event,
+)
+from flows.ticket_creation.plan import Plan, plan_drafts
+from flows.ticket_creation.render import (
+    comment_body,
+    description_footer,
+    draft_rows,
+    handoff_message,
+    review_request,
+    run_summary,
+)
+from flows.ticket_creation.review import (
+    ReviewDecision,
+    ReviewOutcome,
+    apply_decision,
+    poll_seconds,
+)
+from moltbot.blockdocs import load_block
+from moltbot.config import ProjectConfig
+from moltbot.errors import DeliveryFailed, InputError
+from moltbot.forms import ResponseWindow, parse_form_timestamps, select_window, timestamp_column_of
+from moltbot.settings import checked_timezone, get_settings
+from moltbot.watermarks import Watermark, WatermarkMoved
+from tasks.artifacts import publish_markdown, publish_table
+from tasks.delivery import OUTBOX, deliver_message, load_channels
+from tasks.sheets import load_worksheet
+from tasks.watermarks import advance_watermark, hold_watermark, read_watermark
+
+ARTIFACT_KEYS = {"summary": "ticket-creation", "drafts": "ticket-creation-drafts"}
+ARTIFACT_MAX_ROWS = 2000
+# Failures named in the run's error message; the result lists them all.
+_FAILURES_QUOTED = 5
+
+
+class ReviewTimedOut(DeliveryFailed):
+    """Nobody answered the review in time, so nothing was created (exit 1, result reported)."""
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+def _check_params(
+    *,
+    events: list[dict[str, Any]] | None,
+    events_file: str | None,
+    sheet: tuple[str | None, str | None, str | None],
+    jira_block: str | None,
+    review_timeout_seconds: int,
+    dry_run: bool,
+) -> str:
+    """Which input the run reads (``events`` or ``form``), after checking the parameters.
+
+    Raises:
+        InputError: no input or two, an incomplete sheet, no Jira block outside a dry run, or a
+            review timeout that is not positive.
+    """
+    given = [
+        name
+        for name, present in (
+            ("events", events is not None),
+            ("events_file", events_file is not None),
+            ("a sheet", any(sheet)),
+        )
+        if present
+    ]
+    if len(given) != 1:
+        raise InputError(
+            "give exactly one input: events, events_file, or a sheet "
+            f"(sheets_block, spreadsheet_id, worksheet); got {', '.join(given) or 'none'}"
+        )
+    if any(sheet) and not all(sheet):
+        raise InputError("a sheet input needs sheets_block, spreadsheet_id and worksheet")
+    if jira_block is None and not dry_run:
+        raise InputError("jira_block is required (only a dry run can go without Jira)")
+    if review_timeout_seconds <= 0:
+        raise InputError(
+            f"review_timeout_seconds must be more than 0, got {review_timeout_seconds}"
+        )
+    return "form" if any(sheet) else "events"
+
+
+# --------------------------------------------------------------------------- tasks
+
+
+@task(name="read-events", cache_policy=NO_CACHE)
+def read_event_items(
+    events: list[Any] | None,
+    events_file: str | None,
+    *,
+    mappings: dict[str, TicketMapping],
+    mapping: str | None,
+    timezone: str,
+) -> list[SourceItem]:
+    """Validate the events (given, or read from a JSON-lines file) and pick each one's mapping.
+
+    Raises:
+        InputError: a malformed event, or one that no mapping (or the named one) takes.
+    """
+    if events_file is not None:
+        records = read_events_file(events_file)
+    else:
+        if not isinstance(events, list):
+            raise InputError("events must be a list of JSON objects")
+        records = [(f"events[{index}]", record) for index, record in enumerate(events)]
+    parsed = parse_events(records, timezone)
+    return [
+        event_item(event, mapping_for_event(mappings, mapping, event.type, event.origin), timezone)
+        for event in parsed
+    ]
+
+
+@task(name="select-form-answers", cache_policy=NO_CACHE)
+def select_form_items(
+    frame: pd.DataFrame,
+    watermark: Watermark,
+    *,
+    mapping: TicketMapping,
+    stream: str,
+    timezone: str,
+    now: datetime,
+) -> tuple[ResponseWindow, list[SourceItem]]:
+    """The answers after the watermark (or the held window of an unfinished run), as items.
+
+    Raises:
+        InputError: an empty sheet or a missing timestamp column.
+    """
+    column = timestamp_column_of(frame, mapping.timestamp_column)
+    times = parse_form_timestamps(frame[column], timezone)
+    window = select_window(
+        frame,
+        times,
+        timestamp_column=column,
+        position=watermark.position,
+        pending=watermark.pending,
+    )
+    items = form_items(
+        window.rows,
+        window.times,
+        stream=stream,
+        timestamp_column=column,
+        mapping=mapping,
+        timezone=timezone,
+        now=now,
+    )
+    return window, items
+
+
+@task(name="draft-tickets", cache_policy=NO_CACHE)
+def draft_tickets(items: list[SourceItem], *, timezone: str, locale: str) -> list[TicketDraft]:
+    """Render every item into a Jira draft (all templates run before anything is created).
+
+    Raises:
+        InputError: a template or choice failed for some item, naming mapping, line and item.
+    """
+    footer = partial(description_footer, locale=locale, timezone=timezone)
+    return build_drafts(items, timezone=timezone, footer=footer)
+
+
+# --------------------------------------------------------------------------- the flow
+
+
+@flow(name=AUTOMATION, log_prints=False)
+def ticket_creation(
+    events: list[dict[str, Any]] | None = None,
+    events_file: str | None = None,
+    sheets_block: str | None = None,
+    spreadsheet_id: str | None = None,
+    worksheet: str | None = None,
+    jira_block: str | None = None,
+    mapping: str | None = None,
+    review: bool = False,
+    review_timeout_seconds: int = 3600,
+    channels: list[str] | None = None,
+    timezone: str | None = None,
+    dry_run: bool = False,
+) -> dict[str, Any]:
+    """Turn form answers or events into Jira issues: exactly one per dedup key, ever.
+
+    Order of effects, and why neither a retry nor a crash duplicates an issue:
+
+    1. Load and validate everything: parameters, the mappings in `moltbot.toml`, the Jira,
+       Sheets and channel blocks, the input, and every template rendered for every item.
+       Bad input stops the run here, before any ledger row, watermark or Jira request.
+    2. Each draft carries its dedup key (source + source id: the event's type and id, or the
+       response's stream, timestamp cell and content hash; or the mapping's `dedup` value) and
+       the label ``moltbot-<hash>`` of its issue's ledger key
+       ``ticket-creation:<dedup key>:jira:<project>``.
+    3. One JQL search finds which labels exist (per 200 labels). With the ledger it decides
+       each draft: create (the first occurrence of a new key), comment (a later occurrence),
+       record (the occurrence that created the issue in a run that died before recording
+       it), or nothing (handled before). For a sheet, the window is held in the watermark.
+    4. With `review`, the drafts to create are shown (table artifact and resume form) and the
+       run pauses until a reviewer approves, rejects or edits them; on timeout nothing is
+       created and the run fails saying so (the held window is offered again next run).
+    5. Issues are claimed in the ledger (issue and occurrence keys), created in bulk (50 per
+       request, `Retry-After` honoured) and recorded with their keys; a refused draft is
+       recorded failed with Jira's field error and does not stop the others. An ambiguous
+       failure (5xx, lost connection after Jira applied it) is settled by a label search, not
+       by re-sending.
+    6. Each recurrence gets one comment ("seen again at …, N times in total"), claimed in the
+       ledger under its occurrence key, so re-running the same input comments nothing.
+    7. Only when every item is settled does the sheet's watermark advance; then one hand-off
+       message lists the created issues and comments; then the artifacts.
+
+    A crash after Jira created issues but before the ledger recorded them leaves pending
+    claims: the next run's label search finds the issues and records them, creating and
+    commenting nothing. A crash before the create request leaves claims whose 15-minute lease
+    makes later runs report them in progress, then create them. The one thing that can repeat
+    is a recurrence comment, if the run dies between posting it and recording it and the next
+    run starts after the lease ran out.
+
+    Args:
+        events: events as JSON objects with at least `id`, `type`, `occurred_at` (ISO 8601)
+            and `payload`.
+        events_file: a JSON-lines file of such events, instead.
+        sheets_block: a Google Sheets credentials block, to read form answers instead.
+        spreadsheet_id: the responses spreadsheet, with `sheets_block`.
+        worksheet: the responses worksheet's title, with `sheets_block`.
+        jira_block: the Jira credentials block (a dry run without it searches nothing).
+        mapping: the mapping's name in `[ticket_creation.mappings]`; default: the only form
+            mapping for a sheet, or per event the mapping whose `event_types` has its type.
+        review: pause for a human review of the new issues before creating them.
+        review_timeout_seconds: how long the review waits; then nothing is created.
+        channels: where the hand-off note goes (default: the outbox).
+        timezone: IANA timezone of times in texts and due dates; default `MOLTBOT_TIMEZONE`.
+        dry_run: draft and search, but create, comment, record and send nothing.
+
+    Returns:
+        ``{"created": [{"key", "dedup_key", …}], "commented": [...], "rejected": [...],
+        "failed": [{"item", "error", …}], "in_progress", "unchanged", "drafts", "review",
+        "window", "jira_checked", "deliveries", "artifacts", "dry_run"}``, JSON-ready.
+        `drafts` are the full drafts as they are (or would be) sent, with their action.
+
+    Raises:
+        DeliveryFailed: some item or the hand-off failed (the result is attached).
+        ReviewTimedOut: the review was not answered in time.
+    """
+    logger = get_run_logger()
+    settings = get_settings()
+    locale = settings.locale
+    timezone = checked_timezone(timezone or settings.timezone)
+    sheet = (sheets_block, spreadsheet_id, worksheet)
+    source = _check_params(
+        events=events,
+        events_file=events_file,
+        sheet=sheet,
+        jira_block=jira_block,
+        review_timeout_seconds=review_timeout_seconds,
+        dry_run=dry_run,
+    )
+    now = datetime.now(UTC)
+    mappings = load_mappings(ProjectConfig.load(), locale=locale)
+    channel_names = channels if channels is not None else [OUTBOX]
+    channel_blocks = load_channels(channel_names)
+    jira = load_block(JiraCredentials, jira_block) if jira_block else None
+
+    window: ResponseWindow | None = None
+    watermark: Watermark | None = None
+    stream = f"{spreadsheet_id}/{worksheet}"
+    if source == "form":
+        form_mapping = choose_mapping(mappings, mapping, "form")
+        sheets = load_block(GoogleSheetsCredentials, str(sheets_block))
+        frame = load_worksheet(sheets, str(spreadsheet_id), str(worksheet), block_name=sheets_block)
+        watermark = read_watermark(AUTOMATION, stream)
+        window, items = select_form_items(
+            frame, watermark, mapping=form_mapping, stream=stream, timezone=timezone, now=now
+        )
+    else:
+        items = read_event_items(
+            events, events_file, mappings=mappings, mapping=mapping, timezone=timezone
+        )
+    drafts = draft_tickets(quote(items), timezone=timezone, locale=locale)
+
+    existing: dict[str, str] = {}
+    if jira is not None and drafts:
+        existing = find_existing(jira, [d.label for d in drafts], block_name=str(jira_block))
+    plan = plan_drafts(drafts, existing, read_ledger(quote(drafts)) if drafts else {})
+    logger.info(
+        "%d draft(s): %s",
+        len(drafts),
+        ", ".join(f"{n} {a}" for a, n in _action_counts(plan).items()) or "nothing to do",
+    )
+    url: Callable[[str], str] = partial(browse_url, jira) if jira is not None else str
+
+    if dry_run:
+        if review:
+            logger.info("Dry run: no review, nothing is created")
+        result = _result(
+            plan, {}, None, window, url=url, jira_checked=jira is not None, dry_run=True
+        )
+        result["artifacts"] = _publish(plan, result, {}, timezone, locale, dry_run=True)
+        return result
+
+    assert jira is not None and jira_block is not None  # checked with the parameters
+    if window is not None and window.position is not None:
+        hold_watermark(AUTOMATION, stream, window.as_pending())
+    decision: ReviewOutcome | None = None
+    if review:
+        plan, decision = _review(plan, mappings, timezone, locale, review_timeout_seconds)
+        if decision.status == "timed_out":
+            result = _result(plan, {}, decision, window, url=url, jira_checked=True, dry_run=False)
+            result["artifacts"] = _publish(plan, result, {}, timezone, locale, dry_run=False)
+            raise ReviewTimedOut(
+                f"nobody answered the review within {review_timeout_seconds} s: "
+                f"none of the {len(plan.having('create'))} new issue(s) was created",
+                result,
+            )
+
+    outcomes = _perform(plan, jira, jira_block, locale=locale, timezone=timezone)
+    result = _result(plan, outcomes, decision, window, url=url, jira_checked=True, dry_run=False)
+    if window is not None and window.position is not None:
+        result["window"]["committed"] = _commit(window, watermark, stream, result)
+
+    result["deliveries"] = _hand_off(result, plan, channel_names, channel_blocks, url, locale)
+    result["artifacts"] = _publish(plan, result, outcomes, timezone, locale, dry_run=False)
+    failures = [f"{item['item']}: {item['error']}" for item in result["failed"]] + [
+        f"hand-off to {d['channel']}: {d['error']}"
+        for d in result["deliveries"]
+        if d["status"] == "failed"
+    ]
+    if failures:
+        listed = "; ".join(failures[:_FAILURES_QUOTED])
+        unlisted = len(failures) - _FAILURES_QUOTED
+        more = f"; and {unlisted} more" if unlisted > 0 else ""
+        raise DeliveryFailed(f"{len(failures)} failure(s): {listed}{more}", result)
+    return result
+
+
+def _perform(
+    plan: Plan, jira: JiraCredentials, jira_block: str, *, locale: str, timezone: str
+) -> dict[str, dict[str, Any]]:
+    """Record what exists, create the new issues, then comment on the recurrences.
+
+    Returns:
+        Draft id -> its outcome, for every draft acted on.
+    """
+    targets = {planned.draft.ledger_key: planned.draft.target for planned in plan.drafts}
+    found = {key: (issue, targets[key]) for key, issue in plan.found.items()}
+    records, creates, comments = (plan.having(a) for a in ("record", "create", "comment"))
+    # Each step runs only when it has work, so a run with nothing new shows no empty tasks.
+    recovered = record_found(found, records) if found or records else []
+    created = create_tickets(jira, drafts_of(creates), block_name=jira_block) if creates else []
+    by_id = {planned.draft.id: planned.draft for planned in plan.drafts}
+    new_issues = {
+        by_id[outcome["draft"]].ledger_key: outcome["key"]
+        for outcome in created
+        if outcome["status"] == "created"
+    }
+    commented = []
+    if comments:
+        commented = add_comments(
+            jira,
+            comments,
+            new_issues,
+            block_name=jira_block,
+            body=partial(comment_body, locale=locale, timezone=timezone),
+        )
+    return {outcome["draft"]: outcome for outcome in [*recovered, *created, *commented]}
+
+
+def _action_counts(plan: Plan) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for planned in plan.drafts:
+        counts[planned.action] = counts.get(planned.action, 0) + 1
+    return counts
+
+
+def _review(
+    plan: Plan,
+    mappings: dict[str, TicketMapping],
+    timezone: str,
+    locale: str,
+    timeout: int,
+) -> tuple[Plan, ReviewOutcome]:
+    """Show the new drafts and pause until the reviewer answers (or the timeout)."""
+    logger = get_run_logger()
+    if not plan.having("create"):
+        return plan, ReviewOutcome(status="not_needed")
+    rows = draft_rows(plan, {}, timezone)
+    publish_table(
+        ARTIFACT_KEYS["drafts"],
+        quote(rows[:ARTIFACT_MAX_ROWS]),
+        description="Drafts awaiting review",
+    )
+    form = ReviewDecision.with_initial_data(
+        description=review_request(rows, locale=locale, timeout=timeout)
+    )
+    logger.info(
+        "Waiting up to %d s for a review of %d draft(s)", timeout, len(plan.having("create"))
+    )
+    try:
+        answer = pause_flow_run(
+            wait_for_input=form, timeout=timeout, poll_interval=poll_seconds(timeout)
+        )
+    except FlowPauseTimeout:
+        logger.warning("Review timed out after %d s: nothing will be created", timeout)
+        return plan, ReviewOutcome(status="timed_out")
+    reviewed, outcome = apply_decision(
+        plan, answer, {name: m.privacy for name, m in mappings.items()}
+    )
+    logger.info(
+        "Review: %d approved, %d rejected, %d edited",
+        len(outcome.approved),
+        len(outcome.rejected),
+        len(outcome.edited),
+    )
+    if outcome.unknown:
+        logger.warning("Review named %d unknown draft(s): ignored", len(outcome.unknown))
+    return reviewed, outcome
+
+
+def _commit(
+    window: ResponseWindow, watermark: Watermark | None, stream: str, result: dict[str, Any]
+) -> bool:
+    """Advance the sheet's watermark past the window once nothing is left unfinished."""
+    if result["failed"] or result["in_progress"]:
+        get_run_logger().warning(
+            "Watermark kept at its place: the next run retries rows %s-%s",
+            window.first_row,
+            window.last_row,
+        )
+        return False
+    assert window.position is not None and watermark is not None
+    try:
+        advance_watermark(AUTOMATION, stream, window.position, watermark.position)
+    except WatermarkMoved as moved:
+        get_run_logger().warning("%s", moved)
+        return False
+    return True
+
+
+def _hand_off(
+    result: dict[str, Any],
+    plan: Plan,
+    channel_names: list[str],
+    channel_blocks: dict[str, Any],
+    url: Callable[[str], str],
+    locale: str,
+) -> list[dict[str, Any]]:
+    message = handoff_message(
+        result["created"],
+        result["commented"],
+        result["failed"],
+        {planned.draft.id: planned.draft for planned in plan.drafts},
+        url=url,
+        locale=locale,
+    )
+    if message is None:
+        return []
+    return [deliver_message(message, name, channel_blocks[name]) for name in channel_names]
+
+
+def _result(
+    plan: Plan,
+    outcomes: dict[str, dict[str, Any]],
+    decision: ReviewOutcome | None,
+    window: ResponseWindow | None,
+    *,
+    url: Callable[[str], str],
+    jira_checked: bool,
+    dry_run: bool,
+) -> dict[str, Any]:
+    created: list[dict[str, Any]] = []
+    commented: list[dict[str, Any]] = []
+    rejected: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
+    in_progress: list[dict[str, Any]] = []
+    unchanged = 0
+    drafts: list[dict[str, Any]] = []
+    for planned in plan.drafts:
+        draft = planned.draft
+        outcome = outcomes.get(draft.id)
+        status = outcome["status"] if outcome else planned.action
+        who = {"draft": draft.id, "item": draft.item, "dedup_key": draft.dedup_key}
+        key = (outcome or {}).get("key") or planned.issue_key
+        drafts.append({**draft.as_dict(), "action": planned.action, "issue_key": key})
+        if dry_run:
+            continue
+        if status in ("created", "recovered"):
+            created.append({"key": key, **who, "url": url(key), "recovered": status == "recovered"})
+        elif status == "commented":
+            assert outcome is not None
+            commented.append(
+                {"key": key, **who, "comment_id": outcome["comment_id"], "seen": outcome["seen"]}
+            )
+        elif status == "rejected":
+            rejected.append(who)
+        elif status == "failed":
+            assert outcome is not None
+            failed.append({**who, "error": outcome["error"], "transient": outcome["transient"]})
+        elif status == "in_progress":
+            in_progress.append(who)
+        elif status in ("done", "unchanged"):
+            unchanged += 1
+        elif status in ("create", "comment", "record"):
+            # Planned but not performed: a review that timed out.
+            continue
+    return {
+        "created": created,
+        "commented": commented,
+        "rejected": rejected,
+        "failed": failed,
+        "in_progress": in_progress,
+        "unchanged": unchanged,
+        "drafts": drafts,
+        "review": decision.as_dict() if decision is not None else None,
+        "window": _window(window),
+        "jira_checked": jira_checked,
+        "dry_run": dry_run,
+        "deliveries": [],
+    }
+
+
+def _window(window: ResponseWindow | None) -> dict[str, Any] | None:
+    if window is None:
+        return None
+    return {
+        "rows": len(window.rows),
+        "first_row": window.first_row,
+        "last_row": window.last_row,
+        "resumed": window.resumed,
+        "realigned": window.realigned,
+        "committed": False,
+    }
+
+
+def _publish(
+    plan: Plan,
+    result: dict[str, Any],
+    outcomes: dict[str, dict[str, Any]],
+    timezone: str,
+    locale: str,
+    *,
+    dry_run: bool,
+) -> list[dict[str, Any]]:
+    # A dry run's preview stays on its own run page: it must not become the latest version of
+    # the keyed artifacts analysts follow.
+    keys = dict.fromkeys(ARTIFACT_KEYS) if dry_run else ARTIFACT_KEYS
+    suffix = " (dry run)" if dry_run else ""
+    rows = draft_rows(plan, outcomes, timezone)
+    shown = f"first {ARTIFACT_MAX_ROWS:,} of {len(rows):,}" if len(rows) > ARTIFACT_MAX_ROWS else ""
+    published = [
+        {
+            "key": keys["summary"],
+            "id": publish_markdown(
+                keys["summary"],
+                run_summary(result, locale=locale),
+                description=f"{AUTOMATION}{suffix}",
+            ),
+        },
+        {
+            "key": keys["drafts"],
+            # quote: Prefect would otherwise walk every cell looking for task results to wait on.
+            "id": publish_table(
+                keys["drafts"],
+                quote(rows[:ARTIFACT_MAX_ROWS]),
+                description=f"Drafts and what became of them {shown}{suffix}".strip(),
+            ),
+        },
+    ]
+    return published

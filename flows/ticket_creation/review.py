@@ -1,0 +1,151 @@
+"""Human review of ticket drafts: the reviewer's input form and how a decision changes the plan."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from prefect.input import RunInput
+from pydantic import BaseModel, ConfigDict, Field
+
+from flows.ticket_creation.drafts import clean_summary
+from flows.ticket_creation.mapping import Privacy
+from flows.ticket_creation.plan import Plan, PlannedDraft, reject
+from moltbot.masking import mask_text
+
+ReviewStatus = Literal["approved", "timed_out", "not_needed"]
+
+
+class DraftEdit(BaseModel):
+    """A change to one draft before it is created."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    draft: str = Field(description="The draft's id (d3) or its dedup key.")
+    summary: str | None = Field(default=None, description="New summary (leave empty to keep).")
+    priority: str | None = Field(
+        default=None, description="New priority name, e.g. Highest, High, Medium, Low, Lowest."
+    )
+
+
+class ReviewDecision(RunInput):
+    """The reviewer's answer: create the drafts shown, except those rejected, with edits."""
+
+    approve: bool = Field(
+        default=True,
+        description="Create the drafts that are not rejected below. Untick to create none.",
+    )
+    reject: list[str] = Field(
+        default_factory=list,
+        description="Draft ids (d3) or dedup keys of the drafts not to create.",
+    )
+    edits: list[DraftEdit] = Field(
+        default_factory=list,
+        description="Changes of summary or priority, by draft id or dedup key.",
+    )
+
+
+@dataclass(frozen=True)
+class ReviewOutcome:
+    """What the review decided, for the result, the artifact and the log.
+
+    Attributes:
+        status: ``approved`` (a decision came), ``timed_out`` or ``not_needed`` (no new issue
+            to create).
+        approved: draft ids to create.
+        rejected: draft ids not to create.
+        edited: draft id -> the fields the reviewer changed (summary, priority).
+        unknown: references in the decision that name no draft awaiting review.
+    """
+
+    status: ReviewStatus
+    approved: list[str] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+    edited: dict[str, list[str]] = field(default_factory=dict)
+    unknown: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The outcome as plain JSON types."""
+        return {
+            "status": self.status,
+            "approved": self.approved,
+            "rejected": self.rejected,
+            "edited": self.edited,
+            "unknown": self.unknown,
+        }
+
+
+def _resolve(reference: str, reviewable: list[PlannedDraft]) -> str | None:
+    wanted = reference.strip()
+    for planned in reviewable:
+        if wanted in (planned.draft.id, planned.draft.dedup_key):
+            return planned.draft.id
+    return None
+
+
+def apply_decision(
+    plan: Plan, decision: ReviewDecision, privacy: Mapping[str, Privacy]
+) -> tuple[Plan, ReviewOutcome]:
+    """The plan after the reviewer's decision, and a record of it.
+
+    Only ``create`` drafts are reviewed: rejecting one also drops the comments planned on the
+    issue it would have created. Edited summaries get the mapping's privacy masking and
+    Jira's limits like rendered ones.
+
+    Args:
+        plan: the plan shown to the reviewer.
+        decision: the reviewer's input.
+        privacy: mapping name -> its privacy rules.
+    """
+    reviewable = plan.having("create")
+    unknown: list[str] = []
+    rejected: set[str] = set()
+    if not decision.approve:
+        rejected = {planned.draft.id for planned in reviewable}
+    for reference in decision.reject:
+        found = _resolve(reference, reviewable)
+        if found is None:
+            unknown.append(mask_text(reference))
+        else:
+            rejected.add(found)
+    changes: dict[str, DraftEdit] = {}
+    for edit in decision.edits:
+        found = _resolve(edit.draft, reviewable)
+        if found is None:
+            unknown.append(mask_text(edit.draft))
+        else:
+            changes[found] = edit
+    edited: dict[str, list[str]] = {}
+    drafts: list[PlannedDraft] = []
+    for planned in plan.drafts:
+        edit = changes.get(planned.draft.id)
+        if edit is not None and planned.draft.id not in rejected:
+            fields = dict(planned.draft.fields)
+            names = []
+            if edit.summary and edit.summary.strip():
+                fields["summary"] = clean_summary(edit.summary, privacy[planned.draft.mapping])
+                names.append("summary")
+            if edit.priority and edit.priority.strip():
+                fields["priority"] = edit.priority.strip()
+                names.append("priority")
+            if names:
+                edited[planned.draft.id] = names
+                planned = replace(planned, draft=replace(planned.draft, fields=fields))
+        drafts.append(planned)
+    reviewed = reject(Plan(drafts, plan.found), rejected)
+    approved = [planned.draft.id for planned in reviewed.having("create")]
+    outcome = ReviewOutcome(
+        status="approved",
+        approved=approved,
+        rejected=[planned.draft.id for planned in reviewable if planned.draft.id in rejected],
+        edited=edited,
+        unknown=unknown,
+    )
+    return reviewed, outcome
+
+
+def poll_seconds(timeout_seconds: float) -> float:
+    """How often a paused run asks the API whether it was resumed: about 30 times per
+    timeout, between every half second and every 10 seconds."""
+    return min(10.0, max(0.5, timeout_seconds / 30))
