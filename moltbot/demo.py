@@ -12,8 +12,8 @@ from rich.table import Table
 from moltbot.formatting import format_money, format_number, format_pct
 from moltbot.settings import Settings, get_settings
 
-DEMO_SLACK_BLOCK = "sandbox-slack"
-DEMO_EMAIL_BLOCK = "sandbox-email"
+DEMO_SLACK_BLOCK = "demo-slack"
+DEMO_EMAIL_BLOCK = "demo-email"
 DEMO_WEBHOOK_NAME = "demo"
 # Where the demo's stock alerts go: stock-outs everywhere, low stock and recoveries to chat and
 # the outbox only, as a shop would route them.
@@ -198,6 +198,93 @@ def run_inventory_demo(console: Console, settings: Settings, orders: Path) -> An
     return state
 
 
+def _describe_form_run(result: dict[str, Any], label: str, console: Console) -> None:
+    if not result["rows"]:
+        console.print(
+            f"{label}: no new responses since the last digest (sheet row "
+            f"{result['watermark']['row']}): nothing to send"
+        )
+        return
+    window = result["window"]
+    attention = result["needs_attention"]
+    rows = ", ".join(str(entry["row"]) for entry in attention)
+    console.print(
+        f"{label}: {result['responses']} responses, sheet rows {window['first_row']}–"
+        f"{window['last_row']} ({window['start'][:10]}..{window['end'][:10]})"
+        + (f" · {len(attention)} need attention (rows {rows})" if attention else "")
+    )
+    if result["notion_url"]:
+        console.print(f"  Notion page: {result['notion_url']}", soft_wrap=True)
+    outcomes = ", ".join(f"{d['channel']} {d['status']}" for d in result["deliveries"])
+    console.print(f"  {outcomes}")
+
+
+def run_form_digest_demo(console: Console, settings: Settings, sandbox: Any) -> Any:
+    """Seed the sample form sheet in the sandbox and digest it; return the last flow run's state.
+
+    The first time, it digests the first 24 responses, then 6 more arrive and a second run
+    digests only those. The watermark stays in the ledger, so a later demo (a fresh sandbox
+    seeded with the same responses) finds nothing new and sends nothing.
+    """
+    from flows.form_digest.flow import form_digest
+    from flows.form_digest.render import AUTOMATION, stream_of
+    from moltbot.ledger import Ledger
+    from moltbot.sample_forms import (
+        BATCHES,
+        NPS_COLUMN,
+        PERSONAL_COLUMNS,
+        REQUIRED_COLUMNS,
+        SAMPLE_FORM_NAME,
+        SAMPLE_FORM_SPREADSHEET_ID,
+        SAMPLE_FORM_WORKSHEET,
+        sample_form_rows,
+        sample_form_sheet,
+    )
+    from moltbot.sandbox.blocks import SANDBOX_NOTION_BLOCK, SANDBOX_SHEETS_BLOCK, sandbox_blocks
+    from moltbot.sandbox.notion import SANDBOX_DIGEST_DATABASE_ID
+    from moltbot.watermarks import WatermarkStore
+
+    for entry in sandbox_blocks(sandbox):
+        if entry.name in (SANDBOX_SHEETS_BLOCK, SANDBOX_NOTION_BLOCK):
+            entry.block.save(entry.name, overwrite=True)
+    stream = stream_of(SAMPLE_FORM_SPREADSHEET_ID, SAMPLE_FORM_WORKSHEET)
+    with Ledger.from_settings(settings) as ledger:
+        digested = WatermarkStore(ledger, AUTOMATION).get(stream).position is not None
+    sheets = sandbox.state.sheets
+    rows = sample_form_sheet(BATCHES if digested else 1)
+    sheets.create_spreadsheet(
+        SAMPLE_FORM_NAME, {SAMPLE_FORM_WORKSHEET: rows}, spreadsheet_id=SAMPLE_FORM_SPREADSHEET_ID
+    )
+    console.print(
+        f"Seeded the sample form sheet in the Sheets emulator: {len(rows) - 1} responses "
+        f"({SAMPLE_FORM_NAME}, worksheet {SAMPLE_FORM_WORKSHEET})"
+    )
+    labels = (
+        ["form-digest run"] if digested else ["form-digest first run", "form-digest second run"]
+    )
+    state = None
+    for number, label in enumerate(labels):
+        if number:
+            rows = sample_form_sheet(BATCHES)
+            sheets.set_values(SAMPLE_FORM_SPREADSHEET_ID, SAMPLE_FORM_WORKSHEET, rows)
+            console.print(f"{len(sample_form_rows(1))} new responses arrived in the sheet")
+        state = form_digest(
+            sheets_block=SANDBOX_SHEETS_BLOCK,
+            spreadsheet_id=SAMPLE_FORM_SPREADSHEET_ID,
+            worksheet=SAMPLE_FORM_WORKSHEET,
+            form_name=SAMPLE_FORM_NAME,
+            channels=[DEMO_SLACK_BLOCK, DEMO_EMAIL_BLOCK, "outbox"],
+            notion_block=SANDBOX_NOTION_BLOCK,
+            notion_database_id=SANDBOX_DIGEST_DATABASE_ID,
+            required_columns=list(REQUIRED_COLUMNS),
+            nps_column=NPS_COLUMN,
+            skip_columns=list(PERSONAL_COLUMNS),
+            return_state=True,
+        )
+        _describe_form_run(state.result(), label, console)
+    return state
+
+
 def _prefect_ui_hint(flow_run_id: Any) -> str:
     import os
 
@@ -247,6 +334,7 @@ def run_demo(console: Console) -> int:
         stem = report_file_stem(report_date)
         console.print(f"HTML report: {outbox / (stem + '.html')}", soft_wrap=True)
         console.print(f"Chart:       {outbox / (stem + '-revenue.png')}", soft_wrap=True)
-        state = run_inventory_demo(console, settings, sample)
+        run_inventory_demo(console, settings, sample)
+        state = run_form_digest_demo(console, settings, sandbox)
     console.print(_prefect_ui_hint(state.state_details.flow_run_id), soft_wrap=True)
     return 0

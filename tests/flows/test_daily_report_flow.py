@@ -75,8 +75,8 @@ def test_report_reaches_slack_email_and_outbox(orders_csv, channels, sandbox, mo
     assert result["timezone"] == "Asia/Seoul"
     assert {key: result["kpis"][key] for key in EXPECTED_KPIS} == EXPECTED_KPIS
     assert [(d["channel"], d["status"]) for d in result["deliveries"]] == [
-        ("sandbox-slack", "sent"),
-        ("sandbox-email", "sent"),
+        ("demo-slack", "sent"),
+        ("demo-email", "sent"),
         ("outbox", "sent"),
     ]
     assert [artifact["key"] for artifact in result["artifacts"]] == [
@@ -101,9 +101,9 @@ def test_report_reaches_slack_email_and_outbox(orders_csv, channels, sandbox, mo
     assert "| Revenue | ₩47,000 |" in (outbox / "daily-report-2026-11-23.md").read_text()
     assert (outbox / "daily-report-2026-11-23-revenue.png").read_bytes().startswith(b"\x89PNG")
     assert sorted((e.target, e.status) for e in ledger_effects()) == [
+        ("demo-email", EffectStatus.DONE),
+        ("demo-slack", EffectStatus.DONE),
         ("outbox", EffectStatus.DONE),
-        ("sandbox-email", EffectStatus.DONE),
-        ("sandbox-slack", EffectStatus.DONE),
     ]
 
 
@@ -142,7 +142,7 @@ def test_slack_429_with_retry_after_then_success_gives_exactly_one_message(
 
     result = daily_report(source=str(orders_csv), report_date=date(2026, 11, 23), channels=channels)
 
-    slack = next(d for d in result["deliveries"] if d["channel"] == "sandbox-slack")
+    slack = next(d for d in result["deliveries"] if d["channel"] == "demo-slack")
     assert (slack["status"], slack["attempts"]) == ("sent", 2)
     assert len(sandbox.state.slack.posts) == 1
     assert sandbox.state.slack.attempts == 2
@@ -154,11 +154,11 @@ def test_slack_400_fails_the_run_at_once_with_slacks_message(orders_csv, channel
     with pytest.raises(DeliveryFailed) as raised:
         daily_report(source=str(orders_csv), report_date=date(2026, 11, 23), channels=channels)
 
-    assert "sandbox-slack: Slack answered 400 invalid_payload" in str(raised.value)
+    assert "demo-slack: Slack answered 400 invalid_payload" in str(raised.value)
     assert sandbox.state.slack.attempts == 1
     # The other channels are not held hostage by one refusal.
     statuses = {d["channel"]: d["status"] for d in raised.value.result["deliveries"]}
-    assert statuses == {"sandbox-slack": "failed", "sandbox-email": "sent", "outbox": "sent"}
+    assert statuses == {"demo-slack": "failed", "demo-email": "sent", "outbox": "sent"}
 
 
 def test_empty_day_says_there_were_no_orders(orders_csv, channels, sandbox):
@@ -306,7 +306,7 @@ def test_ledger_on_postgresql_keeps_the_report_once(
     assert len(sandbox.state.slack.posts) == 1
     with Ledger(postgres_database_url) as ledger:
         assert sorted(e.key for e in ledger.effects(status=EffectStatus.DONE)) == [
+            "daily-report:2026-11-23:demo-email",
+            "daily-report:2026-11-23:demo-slack",
             "daily-report:2026-11-23:outbox",
-            "daily-report:2026-11-23:sandbox-email",
-            "daily-report:2026-11-23:sandbox-slack",
         ]

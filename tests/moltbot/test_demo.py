@@ -33,8 +33,8 @@ def test_demo_delivers_once_then_reports_everything_done(
     second = run_demo(prefect_api, tmp_path)
 
     assert first.returncode == 0, first.stderr
-    assert "sandbox-slack  sent  -> Slack emulator (1 post(s) received)" in first.stdout
-    assert "sandbox-email  sent  -> SMTP sink (1 e-mail(s) received)" in first.stdout
+    assert "demo-slack     sent  -> Slack emulator (1 post(s) received)" in first.stdout
+    assert "demo-email     sent  -> SMTP sink (1 e-mail(s) received)" in first.stdout
     assert "Wrote sample orders" in first.stdout
     assert second.returncode == 0, second.stderr
     assert "Using sample orders" in second.stdout
@@ -61,13 +61,24 @@ def test_demo_delivers_once_then_reports_everything_done(
         "out -> ok",
     ):
         assert change in first.stdout
-    assert "recovered  sandbox-slack sent, outbox sent" in first.stdout
+    assert "recovered  demo-slack sent, outbox sent" in first.stdout
     assert "Using sample stock" in second.stdout
     assert "inventory-alert run: 17 ok · 2 low · 2 out · 1 at risk" in second.stdout
     assert "No change since the last run: nothing to send" in second.stdout
     # One out, one low and one recovery file per run that had them: 3 + 2, none the second time.
     assert len(list(outbox.glob("inventory-alert-*.md"))) == 5
     assert len(list(outbox.glob("inventory-alert-*.csv"))) == 5
+
+    # form-digest: the sample responses, then 6 more digested alone, then nothing new.
+    assert "form-digest first run: 22 responses, sheet rows 2–25" in first.stdout
+    assert "· 2 need attention (rows 11, 17)" in first.stdout
+    assert "6 new responses arrived in the sheet" in first.stdout
+    assert "form-digest second run: 6 responses, sheet rows 26–31" in first.stdout
+    assert first.stdout.count("Notion page: https://www.notion.so/") == 2
+    assert "form-digest run: no new responses since the last digest (sheet row 31)" in (
+        second.stdout
+    )
+    assert len(list(outbox.glob("form-digest-*.md"))) == 2
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,495 @@
+"""The form-digest flow: new Google Forms answers -> a Notion page, chat, outbox, artifact, once."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.logging import get_run_logger
+from prefect.runtime import flow_run
+
+from blocks.notion import NotionCredentials
+from blocks.sheets import GoogleSheetsCredentials
+from flows.form_digest.digest import Digest, FormLayout, build_digest, plan_layout
+from flows.form_digest.render import (
+    AUTOMATION,
+    DigestDatabase,
+    build_digest_message,
+    build_empty_note,
+    check_digest_schema,
+    digest_context,
+    digest_markdown,
+    empty_note_key,
+    notion_key,
+    notion_page_content,
+    run_summary,
+    stream_of,
+    window_key,
+)
+from moltbot.blockdocs import load_block
+from moltbot.errors import DeliveryFailed, InputError, ServiceError
+from moltbot.forms import ResponseWindow, parse_form_timestamps, select_window
+from moltbot.ledger import EffectStatus, Ledger
+from moltbot.masking import mask_text
+from moltbot.messages import Message
+from moltbot.settings import checked_timezone, get_settings
+from tasks.artifacts import publish_markdown
+from tasks.delivery import OUTBOX, deliver_message, dry_run_outcome, load_channels
+from tasks.notion import NotionApi, NotionFailure
+from tasks.sheets import load_worksheet
+from tasks.watermarks import advance_watermark, hold_watermark, read_watermark
+
+ARTIFACT_KEY = "form-digest"
+EMPTY_CHOICES = ("skip", "note")
+# The run result stays readable when a first run over a big sheet finds thousands of rows to
+# look at: it lists the first ones and says how many there are; messages name every row.
+RESULT_MAX_ATTENTION = 100
+# Deliveries that mean "the channel has this digest": sent now, or already done earlier.
+_DELIVERED = frozenset({"sent", "skipped"})
+
+
+def notion_page_url(page_id: str) -> str:
+    """The address of a Notion page from its id (Notion redirects it to the titled address)."""
+    return f"https://www.notion.so/{page_id.replace('-', '')}"
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+def check_parameters(
+    *, empty: str, max_text_answers: int, notion_block: str | None, notion_database_id: str | None
+) -> None:
+    """Refuse parameter values the flow cannot work with, before anything is read.
+
+    Raises:
+        InputError: `empty` not skip/note, a negative `max_text_answers`, or only one of
+            `notion_block` and `notion_database_id`.
+    """
+    if empty not in EMPTY_CHOICES:
+        raise InputError(f"empty must be one of {', '.join(EMPTY_CHOICES)}, got {empty!r}")
+    if max_text_answers < 0:
+        raise InputError(f"max_text_answers must be 0 or more, got {max_text_answers}")
+    if bool(notion_block) != bool(notion_database_id):
+        raise InputError("give both notion_block and notion_database_id, or neither")
+
+
+# --------------------------------------------------------------------------- tasks
+
+
+@task(name="plan-form", cache_policy=NO_CACHE)
+def plan_form(
+    frame: pd.DataFrame,
+    *,
+    timestamp_column: str | None,
+    required_columns: list[str] | None,
+    nps_column: str | None,
+    skip_columns: list[str] | None,
+    question_kinds: dict[str, str] | None,
+    timezone: str,
+) -> tuple[FormLayout, pd.Series]:
+    """Check the sheet against the parameters, type its questions, parse every timestamp.
+
+    Raises:
+        InputError: see `plan_layout`.
+    """
+    layout = plan_layout(
+        frame,
+        timestamp_column=timestamp_column,
+        required_columns=required_columns,
+        nps_column=nps_column,
+        skip_columns=skip_columns,
+        question_kinds=question_kinds,
+    )
+    return layout, parse_form_timestamps(frame[layout.timestamp_column], timezone)
+
+
+@task(name="check-digest-database", cache_policy=NO_CACHE)
+def check_digest_database(
+    credentials: NotionCredentials, database_id: str, block_name: str
+) -> DigestDatabase:
+    """Find the database's data source and check it takes a digest page (two GET requests).
+
+    Raises:
+        InputError: no such database (or not shared with the integration), several data
+            sources, or properties the page needs are missing.
+    """
+    try:
+        with NotionApi.from_block(credentials, block_name) as api:
+            data_source_id = api.data_source_of(database_id)
+            source = api.call(
+                f"read data source {data_source_id}",
+                lambda: api.client.data_sources.retrieve(data_source_id),
+            )
+    except NotionFailure as exc:
+        if exc.status in (400, 404):
+            raise InputError(f"notion_database_id {database_id!r}: {exc}") from None
+        raise
+    return check_digest_schema(database_id, data_source_id, source.get("properties", {}))
+
+
+@task(name="compute-digest", cache_policy=NO_CACHE)
+def compute_digest(window: ResponseWindow, layout: FormLayout, *, max_text_answers: int) -> Digest:
+    """The window's figures per question and the rows that need attention."""
+    return build_digest(window.rows, window.times, layout, max_text_answers=max_text_answers)
+
+
+@task(name="publish-digest-page", cache_policy=NO_CACHE)
+def publish_digest_page(
+    credentials: NotionCredentials,
+    database: DigestDatabase,
+    *,
+    key: str,
+    properties: dict[str, Any],
+    blocks: list[dict[str, Any]],
+    block_name: str,
+) -> dict[str, Any]:
+    """Create the window's Notion page at most once: ledger claim, key property, adoption.
+
+    The ledger row `key` is claimed first. Done already: the page is reused, nothing is sent.
+    A claim taken over from an earlier attempt (failed, or a crashed run whose lease ran out)
+    first looks the page up by its key property: a page created by that attempt is adopted and
+    its blocks completed instead of making a second one. Within one attempt,
+    `NotionApi.create_page` already retries 429 and adopts after a lost answer.
+
+    Returns:
+        ``{"status": "created" | "adopted" | "skipped", "page_id", "url"}``.
+
+    Raises:
+        NotionFailure: Notion refused or kept failing (the ledger row is marked failed).
+        ServiceError: another run is creating this page right now.
+    """
+    with Ledger.from_settings() as ledger:
+        claim = ledger.claim(
+            key,
+            automation=AUTOMATION,
+            kind="page",
+            target=database.database_id,
+            flow_run_id=flow_run.get_id(),
+        )
+        effect = claim.effect
+        if not claim.acquired:
+            if effect.status == EffectStatus.DONE and effect.remote_id:
+                page_id = effect.remote_id
+                return {"status": "skipped", "page_id": page_id, "url": notion_page_url(page_id)}
+            raise ServiceError(
+                f"the Notion page of this window is {effect.status.value} in the ledger "
+                f"(flow run {effect.flow_run_id}); nothing is sent until it is done",
+                transient=True,
+            )
+        try:
+            with NotionApi.from_block(credentials, block_name) as api:
+                page = None
+                if effect.attempts > 1:
+                    page = api.find_page_by_key(database.data_source_id, key)
+                if page is not None:
+                    stored = len(api.list_children(page["id"]))
+                    api.append_blocks(page["id"], blocks[stored:], known_count=stored)
+                    status = "adopted"
+                else:
+                    page = api.create_page(
+                        data_source_id=database.data_source_id,
+                        properties=properties,
+                        children=blocks,
+                        idempotency_key=key,
+                    )
+                    status = "created"
+        except Exception as exc:
+            ledger.fail(key, f"{type(exc).__name__}: {exc}")
+            raise
+        ledger.complete(key, remote_id=page["id"])
+    get_run_logger().info("Notion digest page %s (%d blocks)", status, len(blocks))
+    return {
+        "status": status,
+        "page_id": page["id"],
+        "url": page.get("url") or notion_page_url(page["id"]),
+    }
+
+
+# --------------------------------------------------------------------------- the flow
+
+
+@flow(name=AUTOMATION, log_prints=False)
+def form_digest(
+    sheets_block: str,
+    spreadsheet_id: str,
+    worksheet: str,
+    form_name: str | None = None,
+    channels: list[str] | None = None,
+    notion_block: str | None = None,
+    notion_database_id: str | None = None,
+    timestamp_column: str | None = None,
+    required_columns: list[str] | None = None,
+    nps_column: str | None = None,
+    empty: str = "skip",
+    max_text_answers: int = 20,
+    skip_columns: list[str] | None = None,
+    question_kinds: dict[str, str] | None = None,
+    timezone: str | None = None,
+    dry_run: bool = False,
+) -> dict[str, Any]:
+    """Digest the responses a Google Form added to its sheet since the last digest, once.
+
+    Order of effects, and why a crash neither loses nor repeats a response:
+
+    1. Check everything that can be bad input: parameters, channel and credentials blocks, the
+       sheet (read whole, one values request), its columns, the NPS column's values and the
+       Notion database's properties. Bad input stops here: no ledger row, no watermark, no page,
+       no message.
+    2. Read the watermark of ``<spreadsheet id>/<worksheet>`` and choose the window: the rows
+       after it (`moltbot.forms.select_window`: rows edited after they were digested never count
+       again). Nothing new: `empty="skip"` stops; `empty="note"` sends a short note keyed by
+       the flow run (a retry of the run does not repeat it). Nothing is held or advanced.
+    3. Hold the window in the watermark. A run that fails after this re-plans exactly this
+       window next time, even if more rows arrived meanwhile, so its idempotency key
+       ``form-digest:<stream>:<first>-<last row>:<fingerprint>`` is rebuilt unchanged.
+    4. The Notion page (ledger key ``<window key>:notion``, stored in the page's key property as
+       well). Created once; a lost answer or a crash between Notion and the ledger is adopted
+       by its key instead of making a second page (`publish_digest_page`). If Notion fails the
+       run fails here, before any message: a message without the link would be skipped by the
+       retry, which will have one.
+    5. The digest message to every channel (ledger key ``<window key>:<channel>``), linking
+       the page: each channel gets it at most once; a retry skips the ones that have it.
+    6. The markdown artifact (answers masked: no e-mail or phone number in the UI).
+    7. Only when the page and every channel are done is the watermark advanced (a
+       compare-and-set on the position read in 2). A crash before that leaves the window held;
+       the next run finds the page and the messages done (skipped, nothing repeated) and then
+       advances. Advancing first would instead lose the window on a crash.
+
+    Free-text answers go to Notion, e-mail and the outbox (the business's own places); logs
+    carry only counts, and the artifact masks e-mail addresses and phone numbers.
+
+    Args:
+        sheets_block: a `GoogleSheetsCredentials` block name.
+        spreadsheet_id: the response spreadsheet (from its URL).
+        worksheet: the responses tab's title (e.g. ``설문지 응답 시트1``, ``Form Responses 1``).
+        form_name: how titles name the form; default the worksheet title.
+        channels: chat/e-mail/outbox channel block names; default `outbox`.
+        notion_block: a `NotionCredentials` block name (with `notion_database_id`).
+        notion_database_id: the digest database: a title property and ``Date`` (date),
+            ``Responses`` (number), ``moltbot key`` (text); ``Form`` (select) if present.
+        timestamp_column: the Forms timestamp column; default the first column.
+        required_columns: columns every response must answer; rows without an answer are
+            listed under needs attention, not counted.
+        nps_column: a 0-10 question to score as NPS (promoters 9-10, detractors 0-6).
+        empty: nothing new: `skip` (send nothing) or `note` (a short note each run).
+        max_text_answers: free-text answers listed per question, then "and K more".
+        skip_columns: columns left out of the digest (names, e-mail addresses…).
+        question_kinds: column -> `choice`, `checkbox`, `numeric` or `text` where the
+            automatic typing guesses wrong.
+        timezone: IANA timezone of the sheet's timestamps; default `MOLTBOT_TIMEZONE`.
+        dry_run: read and digest, but create, send, hold and advance nothing.
+
+    Returns:
+        ``{"form", "window": {"start", "end", "first_row", "last_row", "resumed",
+        "realigned"}, "rows", "responses", "questions", "needs_attention",
+        "needs_attention_total", "deliveries", "notion_page_id", "notion_url", "notion",
+        "watermark", "artifacts", "dry_run"}``, JSON-ready (times in the timezone, ISO 8601).
+    """
+    logger = get_run_logger()
+    settings = get_settings()
+    timezone = checked_timezone(timezone or settings.timezone)
+    locale = settings.locale
+    check_parameters(
+        empty=empty,
+        max_text_answers=max_text_answers,
+        notion_block=notion_block,
+        notion_database_id=notion_database_id,
+    )
+    form = form_name or worksheet
+    stream = stream_of(spreadsheet_id, worksheet)
+    now = datetime.now(UTC)
+
+    names = channels if channels is not None else [OUTBOX]
+    channel_blocks = load_channels(names)
+    sheets = load_block(GoogleSheetsCredentials, sheets_block)
+    notion = load_block(NotionCredentials, notion_block) if notion_block else None
+    frame = load_worksheet(sheets, spreadsheet_id, worksheet, block_name=sheets_block)
+    layout, times = plan_form(
+        frame,
+        timestamp_column=timestamp_column,
+        required_columns=required_columns,
+        nps_column=nps_column,
+        skip_columns=skip_columns,
+        question_kinds=question_kinds,
+        timezone=timezone,
+    )
+    database = (
+        check_digest_database(notion, notion_database_id, notion_block)
+        if notion is not None and notion_database_id and notion_block
+        else None
+    )
+
+    mark = read_watermark(AUTOMATION, stream)
+    window = select_window(
+        frame,
+        times,
+        timestamp_column=layout.timestamp_column,
+        position=mark.position,
+        pending=mark.pending,
+    )
+    result: dict[str, Any] = {
+        "form": form,
+        "spreadsheet_id": spreadsheet_id,
+        "worksheet": worksheet,
+        "window": _window_json(window, timezone),
+        "dry_run": dry_run,
+    }
+
+    if not len(window.rows):
+        logger.info("No new responses after sheet row %s", (mark.position or {}).get("row"))
+        deliveries: list[dict[str, Any]] = []
+        if empty == "note":
+            since = pd.Timestamp(mark.position["time"]) if mark.position else None
+            note = build_empty_note(
+                form=form,
+                key=empty_note_key(stream, str(flow_run.get_id())),
+                since=since.to_pydatetime() if since is not None and not pd.isna(since) else None,
+                now=now,
+                timezone=timezone,
+                locale=locale,
+            )
+            deliveries = _deliver(note, names, channel_blocks, dry_run=dry_run)
+        result.update(
+            rows=0,
+            responses=0,
+            questions={},
+            needs_attention=[],
+            needs_attention_total=0,
+            deliveries=deliveries,
+            notion_page_id=None,
+            notion_url=None,
+            notion=None,
+            watermark={"status": "unchanged", "row": (mark.position or {}).get("row")},
+        )
+        result["artifacts"] = _publish(result, locale, digest_text=None, empty=True)
+        _raise_if_failed(result)
+        return result
+
+    digest = compute_digest(window, layout, max_text_answers=max_text_answers)
+    logger.info(
+        "Window: sheet rows %s-%s, %d rows, %d responses, %d need attention%s",
+        window.first_row,
+        window.last_row,
+        digest.rows,
+        digest.responses,
+        len(digest.needs_attention),
+        " (resumed from an unfinished run)" if window.resumed else "",
+    )
+    context = digest_context(digest, window, form=form, timezone=timezone, now=now)
+    key = window_key(stream, window)
+    result.update(
+        rows=digest.rows,
+        responses=digest.responses,
+        questions=digest.questions,
+        needs_attention=digest.needs_attention[:RESULT_MAX_ATTENTION],
+        needs_attention_total=len(digest.needs_attention),
+        deliveries=[],
+        notion_page_id=None,
+        notion_url=None,
+        notion=None,
+        watermark={"status": "unchanged", "row": (mark.position or {}).get("row")},
+    )
+
+    if not dry_run:
+        hold_watermark(AUTOMATION, stream, window.as_pending())
+        result["watermark"]["status"] = "held"
+    if database is not None and notion is not None and notion_block:
+        properties, blocks = notion_page_content(database, context, locale)
+        if dry_run:
+            result["notion"] = {"status": "dry_run", "blocks": len(blocks)}
+        else:
+            try:
+                page = publish_digest_page(
+                    notion,
+                    database,
+                    key=notion_key(key),
+                    properties=properties,
+                    blocks=blocks,
+                    block_name=notion_block,
+                )
+            except ServiceError as exc:
+                result["notion"] = {"status": "failed", "error": mask_text(str(exc))}
+                result["artifacts"] = _publish(
+                    result, locale, digest_text=digest_markdown(context, locale), empty=False
+                )
+                raise DeliveryFailed(
+                    f"the Notion page was not created ({exc}); nothing was sent and the "
+                    f"watermark stays before sheet row {window.first_row}, so the next run "
+                    "digests the same rows",
+                    result,
+                ) from exc
+            result.update(notion_page_id=page["page_id"], notion_url=page["url"], notion=page)
+
+    message = build_digest_message(context, key=key, locale=locale, notion_url=result["notion_url"])
+    result["deliveries"] = _deliver(message, names, channel_blocks, dry_run=dry_run)
+
+    if not dry_run and all(d["status"] in _DELIVERED for d in result["deliveries"]):
+        advanced = advance_watermark(AUTOMATION, stream, window.position, expected=mark.position)
+        result["watermark"] = {"status": "advanced", "row": (advanced.position or {}).get("row")}
+    result["artifacts"] = _publish(result, locale, digest_text=message.markdown, empty=False)
+    _raise_if_failed(result)
+    return result
+
+
+def _window_json(window: ResponseWindow, timezone: str) -> dict[str, Any]:
+    def local(moment: datetime | None) -> str | None:
+        return None if moment is None else pd.Timestamp(moment).tz_convert(timezone).isoformat()
+
+    return {
+        "start": local(window.start),
+        "end": local(window.end),
+        "first_row": window.first_row,
+        "last_row": window.last_row,
+        "resumed": window.resumed,
+        "realigned": window.realigned,
+    }
+
+
+def _deliver(
+    message: Message, names: list[str], channel_blocks: dict[str, Any], *, dry_run: bool
+) -> list[dict[str, Any]]:
+    if dry_run:
+        return [dry_run_outcome(message, name) for name in names]
+    return [deliver_message(message, name, channel_blocks[name]) for name in names]
+
+
+def _raise_if_failed(result: dict[str, Any]) -> None:
+    failed = [outcome for outcome in result["deliveries"] if outcome["status"] == "failed"]
+    if failed:
+        reasons = "; ".join(f"{outcome['channel']}: {outcome['error']}" for outcome in failed)
+        raise DeliveryFailed(
+            f"{len(failed)} delivery(ies) failed: {reasons}; the watermark stays, so the next "
+            "run retries them and skips the channels that have the digest",
+            result,
+        )
+
+
+def _publish(
+    result: dict[str, Any], locale: str, *, digest_text: str | None, empty: bool
+) -> list[dict[str, Any]]:
+    # A dry run's preview stays on its own run page: it must not become the latest version of
+    # the keyed artifact analysts follow.
+    key = None if result["dry_run"] else ARTIFACT_KEY
+    notion = result.get("notion") or {}
+    summary = run_summary(
+        locale,
+        form=result["form"],
+        dry_run=result["dry_run"],
+        empty=empty,
+        responses=result["responses"],
+        first_row=result["window"]["first_row"],
+        last_row=result["window"]["last_row"],
+        needs_attention_total=result["needs_attention_total"],
+        notion={"status": notion["status"], "url": notion.get("url")} if notion else None,
+        deliveries=result["deliveries"],
+        watermark=result["watermark"]["status"],
+    )
+    text = summary if digest_text is None else f"{summary}\n---\n\n{digest_text}"
+    suffix = " (dry run)" if result["dry_run"] else ""
+    description = f"form-digest of {result['form']}{suffix}"
+    # Free-text answers may hold e-mail addresses and phone numbers: none reach the UI.
+    artifact_id = publish_markdown(key, mask_text(text), description=mask_text(description))
+    return [{"key": key, "id": artifact_id}]
