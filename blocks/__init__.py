@@ -10,6 +10,7 @@ from blocks.channels import (
 from blocks.jira import JiraCredentials
 from blocks.notion import NotionCredentials
 from blocks.sheets import GoogleSheetsCredentials
+from blocks.webhooks import WebhookSource
 
 __all__ = [
     "CHANNEL_BLOCK_TYPES",
@@ -19,4 +20,5 @@ __all__ = [
     "NotionCredentials",
     "OutboxChannel",
     "SlackIncomingWebhook",
+    "WebhookSource",
 ]

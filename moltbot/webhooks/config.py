@@ -1,0 +1,321 @@
+"""The gateway's configuration (`[webhooks]` in moltbot.toml): sources, routes, default target."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from moltbot.config import ProjectConfig
+from moltbot.errors import InputError
+
+_PLACEHOLDER = re.compile(
+    r"^\{\{\s*(?P<name>source|event(?:\.(?:id|type|occurred_at|payload))?)\s*\}\}$"
+)
+
+_DEPLOYMENT_TAG = "deployment target"
+_EVENT_TAG = "event target"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceConfig(_Strict):
+    """One sender of webhooks, reached at `POST /hooks/<name>`.
+
+    Attributes:
+        block: name of the saved `WebhookSource` block holding its signing secret and scheme.
+        scheme: when given, the block's scheme must be this one (a guard against a mix-up).
+        tolerance_seconds: how far a Stripe-style signature timestamp may be from the clock.
+    """
+
+    block: str = Field(min_length=1, description="Name of the WebhookSource block.")
+    scheme: Literal["stripe", "github"] | None = Field(
+        default=None, description="Expected scheme; the block's own scheme is used when unset."
+    )
+    tolerance_seconds: int = Field(
+        default=300, ge=1, le=3600, description="Allowed age of a Stripe-style signature."
+    )
+
+
+class DeploymentTarget(_Strict):
+    """Run a deployment with parameters built from the event.
+
+    A parameter value that is exactly `{{ event }}` becomes the normalised event
+    (`{"id", "type", "occurred_at", "payload"}`); `{{ event.id }}`, `{{ event.type }}`,
+    `{{ event.occurred_at }}`, `{{ event.payload }}` and `{{ source }}` become that part. Such
+    values may sit anywhere inside lists and tables; other values pass through unchanged.
+
+    Attributes:
+        deployment: `"<flow name>/<deployment name>"`, e.g. `"ticket-creation/default"`.
+        parameters: the flow run's parameters (merged with the deployment's defaults by Prefect).
+    """
+
+    deployment: str = Field(description='"<flow name>/<deployment name>".')
+    parameters: dict[str, Any] = Field(
+        default_factory=lambda: {"event": "{{ event }}"},
+        description="Flow run parameters; '{{ event }}' and '{{ event.<part> }}' are filled in.",
+    )
+
+    @field_validator("deployment")
+    @classmethod
+    def _flow_slash_deployment(cls, value: str) -> str:
+        if not re.fullmatch(r"[^/]+/[^/]+", value):
+            raise ValueError(f'{value!r} is not "<flow name>/<deployment name>"')
+        return value
+
+    @field_validator("parameters")
+    @classmethod
+    def _known_placeholders(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for text in _strings(value):
+            if "{{" in text and not _PLACEHOLDER.match(text):
+                raise ValueError(
+                    f"unknown placeholder {text!r} (use a whole value '{{{{ event }}}}', "
+                    "'{{ event.id }}', '{{ event.type }}', '{{ event.occurred_at }}', "
+                    "'{{ event.payload }}' or '{{ source }}')"
+                )
+        return value
+
+    @property
+    def label(self) -> str:
+        """How results and errors name this target."""
+        return f"deployment {self.deployment}"
+
+    def render_parameters(self, event: Mapping[str, Any], source: str) -> dict[str, Any]:
+        """The flow run parameters for `event` received from `source`."""
+        return _fill(self.parameters, event, source)
+
+
+class EventTarget(_Strict):
+    """Emit a Prefect event (automations and deployment triggers can react to it).
+
+    Attributes:
+        event: the event name; `{type}` and `{source}` are replaced by the webhook's.
+    """
+
+    event: str = Field(
+        default="moltbot.webhook.{type}",
+        min_length=1,
+        description="Prefect event name; {type} and {source} are filled in.",
+    )
+
+    @field_validator("event")
+    @classmethod
+    def _known_fields(cls, value: str) -> str:
+        try:
+            value.format(type="t", source="s")
+        except (KeyError, IndexError, ValueError):
+            raise ValueError(f"event name {value!r} may only use {{type}} and {{source}}") from None
+        return value
+
+    @property
+    def label(self) -> str:
+        """How results and errors name this target."""
+        return f"event {self.event}"
+
+    def event_name(self, event_type: str, source: str) -> str:
+        """The Prefect event name for a webhook of `event_type` from `source`."""
+        return self.event.format(type=event_type, source=source)
+
+
+def _target_kind(value: Any) -> str | None:
+    if isinstance(value, BaseModel):
+        return _DEPLOYMENT_TAG if isinstance(value, DeploymentTarget) else _EVENT_TAG
+    if isinstance(value, Mapping):
+        if "deployment" in value:
+            return _DEPLOYMENT_TAG
+        if "event" in value:
+            return _EVENT_TAG
+    return None
+
+
+Target = Annotated[
+    Annotated[DeploymentTarget, Tag(_DEPLOYMENT_TAG)] | Annotated[EventTarget, Tag(_EVENT_TAG)],
+    Discriminator(
+        _target_kind,
+        custom_error_type="target",
+        custom_error_message='a target is a table with deployment = "<flow>/<deployment>" '
+        '(and optional parameters) or event = "<name>"',
+    ),
+]
+"""A route's target: a deployment to run or a Prefect event to emit."""
+
+
+def _default_sources() -> dict[str, SourceConfig]:
+    return {
+        "stripe": SourceConfig(block="webhook-stripe", scheme="stripe"),
+        "github": SourceConfig(block="webhook-github", scheme="github"),
+    }
+
+
+def _default_routes() -> dict[str, list[DeploymentTarget | EventTarget]]:
+    return {
+        "payment.failed": [
+            # No `mapping`: ticket-creation picks the mapping whose `event_types` has the type.
+            DeploymentTarget(
+                deployment="ticket-creation/default", parameters={"events": ["{{ event }}"]}
+            ),
+            # The alert: a Prefect event an automation can turn into an ops notification.
+            EventTarget(event="moltbot.alert.{type}"),
+        ]
+    }
+
+
+class GatewayConfig(_Strict):
+    """Everything the webhook gateway needs to know besides the secrets.
+
+    Attributes:
+        sources: senders by name (the `<source>` of `/hooks/<source>`).
+        routes: event type -> targets; every target of the type's route gets the event.
+        default: the target of every type without a route; None (`default = "ignore"` in the
+            file) accepts such events into the inbox and marks them `ignored`.
+    """
+
+    sources: dict[str, SourceConfig] = Field(default_factory=_default_sources)
+    routes: dict[str, list[Target]] = Field(default_factory=_default_routes)
+    default: Target | None = Field(default_factory=EventTarget)
+
+    @field_validator("sources")
+    @classmethod
+    def _source_names(cls, value: dict[str, SourceConfig]) -> dict[str, SourceConfig]:
+        for name in value:
+            if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", name):
+                raise ValueError(
+                    f"source name {name!r} must be lower-case letters, digits, '-' or '_' "
+                    "(it is a URL path segment)"
+                )
+        return value
+
+    @field_validator("routes", mode="before")
+    @classmethod
+    def _single_target_as_list(cls, value: Any) -> Any:
+        # `"error.spike" = { deployment = "…" }` reads better than a one-element list.
+        if isinstance(value, Mapping):
+            return {
+                name: [targets] if isinstance(targets, Mapping) else targets
+                for name, targets in value.items()
+            }
+        return value
+
+    @field_validator("default", mode="before")
+    @classmethod
+    def _ignore_means_none(cls, value: Any) -> Any:
+        # TOML has no null: the word "ignore" switches the default target off.
+        return None if value == "ignore" else value
+
+    @model_validator(mode="after")
+    def _targets_distinct(self) -> GatewayConfig:
+        for event_type, targets in self.routes.items():
+            labels = [target.label for target in targets]
+            repeated = sorted({label for label in labels if labels.count(label) > 1})
+            if repeated:
+                # The Prefect idempotency key of a run is the inbox id plus the deployment name.
+                raise ValueError(f"route {event_type!r} lists {repeated[0]} twice")
+        return self
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any] | None) -> GatewayConfig:
+        """Validate the `[webhooks]` table of moltbot.toml; None (no table) gives the defaults.
+
+        Raises:
+            InputError: an unknown key, a wrong value or a malformed target, named by its path.
+        """
+        try:
+            return cls.model_validate(dict(table or {}))
+        except ValidationError as exc:
+            raise InputError(f"[webhooks] config: {describe_errors(exc)}") from None
+
+    @classmethod
+    def from_project(cls, project: ProjectConfig | None = None) -> GatewayConfig:
+        """The `[webhooks]` table of the project's moltbot.toml, the defaults when it has none.
+
+        Args:
+            project: the parsed file; default: `moltbot.toml` in the working directory.
+
+        Raises:
+            InputError: as `from_table`, prefixed with the file and line of the first problem.
+        """
+        project = project or ProjectConfig.load()
+        table = project.table("webhooks")
+        try:
+            return cls.model_validate(table or {})
+        except ValidationError as exc:
+            first = exc.errors()[0]["loc"]
+            keys = [part for part in first if part not in (_DEPLOYMENT_TAG, _EVENT_TAG)]
+            where = project.where("webhooks", *keys)
+            raise InputError(f"{where}: [webhooks] config: {describe_errors(exc)}") from None
+
+    def targets_for(self, event_type: str) -> list[DeploymentTarget | EventTarget]:
+        """The targets of `event_type`: its route's, else the default one, else none."""
+        if event_type in self.routes:
+            return list(self.routes[event_type])
+        return [] if self.default is None else [self.default]
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """A validation error as one line, e.g. `routes."payment.failed"[0].deploymnt: unknown key`."""
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False):
+        path = _path(error["loc"])
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif error["type"] == "missing":
+            message = "missing"
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+        problems.append(f"{path}: {message}" if path else message)
+    return "; ".join(problems)
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        if part in (_DEPLOYMENT_TAG, _EVENT_TAG):
+            continue
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif re.fullmatch(r"[A-Za-z0-9_-]+", part):
+            text += f".{part}" if text else part
+        else:
+            text += f'."{part}"' if text else f'"{part}"'
+    return text
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, Mapping):
+        return [text for item in value.values() for text in _strings(item)]
+    if isinstance(value, list | tuple):
+        return [text for item in value for text in _strings(item)]
+    return []
+
+
+def _fill(value: Any, event: Mapping[str, Any], source: str) -> Any:
+    if isinstance(value, str):
+        found = _PLACEHOLDER.match(value)
+        if found is None:
+            return value
+        name = found["name"]
+        if name == "source":
+            return source
+        if name == "event":
+            return dict(event)
+        return event[name.removeprefix("event.")]
+    if isinstance(value, Mapping):
+        return {key: _fill(item, event, source) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_fill(item, event, source) for item in value]
+    return value

@@ -1,0 +1,157 @@
+"""Tests of the gateway config (`[webhooks]`): defaults, targets, placeholders, clear errors."""
+
+from __future__ import annotations
+
+import shutil
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from moltbot.config import ProjectConfig
+from moltbot.errors import InputError
+from moltbot.webhooks.config import DeploymentTarget, EventTarget, GatewayConfig
+
+EVENT = {
+    "id": "evt_1",
+    "type": "payment.failed",
+    "occurred_at": "2026-11-24T06:12:45+00:00",
+    "payload": {"customer": "김민수"},
+}
+
+
+def test_defaults_route_payment_failed_to_ticket_creation_and_an_alert() -> None:
+    config = GatewayConfig.from_table(None)
+
+    assert {name: source.block for name, source in config.sources.items()} == {
+        "stripe": "webhook-stripe",
+        "github": "webhook-github",
+    }
+    ticket, alert = config.targets_for("payment.failed")
+    assert isinstance(ticket, DeploymentTarget)
+    assert ticket.deployment == "ticket-creation/default"
+    assert ticket.render_parameters(EVENT, "stripe") == {"events": [EVENT]}
+    assert isinstance(alert, EventTarget)
+    assert alert.event_name("payment.failed", "stripe") == "moltbot.alert.payment.failed"
+    [other] = config.targets_for("customer.created")
+    assert isinstance(other, EventTarget)
+    assert other.event_name("customer.created", "stripe") == "moltbot.webhook.customer.created"
+
+
+def test_a_toml_table_with_single_targets_placeholders_and_ignore() -> None:
+    table = tomllib.loads(
+        """
+        default = "ignore"
+
+        [sources.shop]
+        block = "webhook-shop"
+        scheme = "stripe"
+        tolerance_seconds = 60
+
+        [routes]
+        "error.spike" = { deployment = "ticket-creation/default", parameters = { events = ["{{ event }}"], mapping = "events", note = "고객 {x}" } }
+        "order.paid" = [
+          { deployment = "daily-report/default", parameters = { day = "{{ event.occurred_at }}", from = "{{source}}" } },
+          { event = "shop.{source}.{type}" },
+        ]
+        """  # noqa: E501
+    )
+
+    config = GatewayConfig.from_table(table)
+
+    assert list(config.sources) == ["shop"]
+    assert config.sources["shop"].tolerance_seconds == 60
+    assert config.targets_for("customer.created") == []
+    [spike] = config.targets_for("error.spike")
+    assert spike.render_parameters(EVENT, "shop") == {
+        "events": [EVENT],
+        "mapping": "events",
+        "note": "고객 {x}",
+    }
+    report, event = config.targets_for("order.paid")
+    assert report.render_parameters(EVENT, "shop") == {
+        "day": "2026-11-24T06:12:45+00:00",
+        "from": "shop",
+    }
+    assert event.event_name("order.paid", "shop") == "shop.shop.order.paid"
+
+
+def test_a_deployment_target_passes_the_event_by_default() -> None:
+    target = DeploymentTarget(deployment="a/b")
+
+    assert target.render_parameters(EVENT, "stripe") == {"event": EVENT}
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"colour": "red"}, "colour: unknown key"),
+        (
+            {"sources": {"s": {"blok": "b"}}},
+            "sources.s.block: missing; sources.s.blok: unknown key",
+        ),
+        ({"sources": {"s": {"block": "b", "scheme": "gitlab"}}}, "sources.s.scheme"),
+        ({"sources": {"Stripe Live": {"block": "b"}}}, "source name 'Stripe Live'"),
+        ({"routes": {"a.b": [{"deployment": "x/y", "extra": 1}]}}, 'routes."a.b"[0].extra'),
+        ({"routes": {"a": [{"deploymnt": "x/y"}]}}, "routes.a[0]: a target is a table with"),
+        ({"routes": {"a": {"deployment": "xy"}}}, "'xy' is not \"<flow name>/<deployment name>\""),
+        ({"routes": {"a": {"deployment": "x/y", "parameters": {"e": "{{ evnt }}"}}}}, "{{ evnt }}"),
+        (
+            {"routes": {"a": {"deployment": "x/y", "parameters": {"e": "id {{ event.id }}"}}}},
+            "id {{",
+        ),
+        ({"routes": {"a": [{"deployment": "x/y"}, {"deployment": "x/y"}]}}, "deployment x/y twice"),
+        ({"default": {"event": "x.{flavour}"}}, "may only use {type} and {source}"),
+        ({"default": "drop"}, "default: a target is a table"),
+    ],
+)
+def test_bad_tables_are_one_line_input_errors_naming_the_key(table: dict, message: str) -> None:
+    with pytest.raises(InputError) as raised:
+        GatewayConfig.from_table(table)
+
+    text = str(raised.value)
+    assert text.startswith("[webhooks] config: ")
+    assert message in text
+    assert "\n" not in text
+
+
+def test_the_default_payment_route_fits_the_ticket_creation_flow_signature() -> None:
+    from flows.ticket_creation.flow import ticket_creation
+
+    [ticket, _alert] = GatewayConfig.from_table(None).targets_for("payment.failed")
+    parameters = ticket.render_parameters(EVENT, "stripe")
+
+    assert ticket_creation.name == ticket.deployment.split("/")[0]
+    assert ticket_creation.validate_parameters(parameters)["events"] == [EVENT]
+
+
+def test_the_shipped_moltbot_toml_gives_a_valid_gateway_config(tmp_path: Path) -> None:
+    shipped = Path(__file__).parents[2] / "moltbot.toml"
+    shutil.copy(shipped, tmp_path / "moltbot.toml")
+
+    config = GatewayConfig.from_project()
+
+    assert "payment.failed" in config.routes
+
+
+def test_a_bad_webhooks_table_in_moltbot_toml_names_its_line(tmp_path: Path) -> None:
+    (tmp_path / "moltbot.toml").write_text(
+        """# project config
+[ticket_creation.mappings.x]
+source = "events"
+
+[webhooks]
+default = "ignore"
+
+[webhooks.routes]
+"payment.failed" = { deployment = "ticket-creation/default", parameter = {} }
+""",
+        encoding="utf-8",
+    )
+
+    with pytest.raises(InputError) as raised:
+        GatewayConfig.from_project(ProjectConfig.load(tmp_path / "moltbot.toml"))
+
+    assert str(raised.value) == (
+        'moltbot.toml line 9: [webhooks] config: routes."payment.failed"[0].parameter: unknown key'
+    )
