@@ -1,4 +1,4 @@
-"""The `moltbot` command line: list, run, demo, sandbox, serve, deploy, blocks (exit 0, 1, 2)."""
+"""The `moltbot` command line: list, run, demo, sandbox, serve, deploy, blocks, webhook (Typer)."""
 
 from __future__ import annotations
 
@@ -334,6 +334,32 @@ def blocks_list(
     for document in documents:
         table.add_row(document["name"], document["type"], document["target"] or "")
     console.print(table)
+
+
+webhook_app = typer.Typer(help="Webhook gateway: signed POSTs in, durable inbox, flow runs out.")
+app.add_typer(webhook_app, name="webhook")
+
+
+@webhook_app.command("serve")
+def webhook_serve(
+    host: Annotated[
+        str, typer.Option(help="Interface to listen on (put a TLS reverse proxy in front).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8787,
+) -> None:
+    """Receive signed webhooks on POST /hooks/{source} and dispatch them to deployments."""
+    from moltbot.errors import ServiceError
+    from moltbot.runtime import prepare_process_logging
+    from moltbot.webhooks.config import GatewayConfig
+    from moltbot.webhooks.gateway import serve_gateway
+
+    try:
+        prepare_process_logging()
+        serve_gateway(GatewayConfig.from_project(), host=host, port=port)
+    except InputError as exc:
+        raise fail(str(exc)) from None
+    except (ServiceError, OSError) as exc:
+        raise fail(f"cannot start the webhook gateway: {exc}", EXIT_FAILED) from None
 
 
 def main() -> None:

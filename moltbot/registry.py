@@ -62,6 +62,18 @@ AUTOMATIONS: tuple[Automation, ...] = (
         description="Stock levels -> only changed states (low, out, back) -> alerts by severity.",
         default_schedule="*/30 * * * *",
     ),
+    Automation(
+        name="form-digest",
+        flow_ref="flows.form_digest.flow:form_digest",
+        description="New Google Form answers in a sheet -> a digest in Notion, chat and outbox.",
+        default_schedule="0 * * * *",
+    ),
+    Automation(
+        name="ticket-creation",
+        flow_ref="flows.ticket_creation.flow:ticket_creation",
+        description="Form answers and events -> Jira issues, never duplicated, optional review.",
+        default_schedule=None,
+    ),
 )
 
 

@@ -35,13 +35,25 @@ def moltbot_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="session")
 def prefect_api() -> Iterator[str]:
     """One temporary Prefect server for the whole session; yields its API URL."""
-    from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_ENABLED,
+    )
     from prefect.settings.context import temporary_settings
     from prefect.testing.utilities import prefect_test_harness
 
     # Heartbeats make every flow call wait ~1 s at exit; tests do not need crash detection.
+    # The task-run recorder writes every task's events into the harness's SQLite file while
+    # the next flow run is being created; the loser gets "database is locked", a 503, and the
+    # client sleeps 2 s: flows took ~2 s instead of ~0.2 s. No test reads task runs back (the
+    # end-to-end tests keep the recorder, on their own server).
+    updates = {
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None,
+        PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_ENABLED: False,
+    }
     with (
-        temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
+        temporary_settings(updates=updates),
         prefect_test_harness(server_startup_timeout=60),
     ):
         yield str(PREFECT_API_URL.value())

@@ -66,7 +66,7 @@ def test_unknown_automation_exits_2_naming_the_choices() -> None:
 
     assert result.exit_code == 2
     assert result.stdout == ""
-    choices = "(choose from: daily-report, inventory-alert)"
+    choices = "(choose from: daily-report, inventory-alert, form-digest, ticket-creation)"
     assert f"unknown automation 'weekly-horoscope' {choices}" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
@@ -206,7 +206,8 @@ def test_every_command_is_documented_in_the_readme() -> None:
         ]
 
     assert commands == [
-        "list", "run", "demo", "sandbox", "serve", "deploy", "blocks register", "blocks list"
+        "list", "run", "demo", "sandbox", "serve", "deploy", "blocks register", "blocks list",
+        "webhook serve",
     ]  # fmt: skip
     for command in commands:
         assert re.search(rf"moltbot {command}\b", readme), command

