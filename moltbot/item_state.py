@@ -10,9 +10,8 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Column, Engine, String, Table, select, type_coerce
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DatabaseError
 
-from moltbot.ledger import Ledger, UTCDateTime, metadata
+from moltbot.ledger import Ledger, UTCDateTime, ensure_table, metadata
 
 # Rows per INSERT … ON CONFLICT round trip: large enough that a first run over a million items is
 # a few hundred statements, small enough to stay under SQLite's and PostgreSQL's bind limits
@@ -58,7 +57,7 @@ class ItemStateStore:
     def __init__(self, ledger: Ledger, automation: str) -> None:
         self.automation = automation
         self._engine = ledger.engine
-        _ensure_table(self._engine)
+        ensure_table(self._engine, item_states_table)
 
     def read(self) -> pd.DataFrame:
         """Every stored item of the automation.
@@ -209,16 +208,3 @@ def _sqlite_text(times: pd.Series) -> np.ndarray:
     present = codes >= 0
     values[present] = text[codes[present]]
     return values
-
-
-def _ensure_table(engine: Engine) -> None:
-    # The ledger creates every table of `metadata` on first use, but a Ledger opened before this
-    # module was imported has already done so without this one.
-    for attempt in range(3):
-        try:
-            item_states_table.create(engine, checkfirst=True)
-            return
-        except DatabaseError:
-            # Two processes may both find the table missing; the loser's CREATE fails.
-            if attempt == 2:
-                raise

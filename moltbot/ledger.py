@@ -292,7 +292,7 @@ class Ledger:
         """
         status = EffectStatus.DEAD if dead else EffectStatus.FAILED
         # The remote id of an earlier success (before a forced re-run) is kept for the audit trail.
-        return self._finish(key, status=status.value, error=_clean_error(error))
+        return self._finish(key, status=status.value, error=clean_error(error))
 
     def release(self, key: str) -> None:
         """Drop a `pending` claim that never acted (dry run, aborted before sending).
@@ -362,7 +362,8 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _clean_error(error: str) -> str:
+def clean_error(error: str) -> str:
+    """`error` masked, then cut to `ERROR_MAX_CHARS`: what the ledger's tables store."""
     # Mask before truncating: a cut could leave half a secret that no longer matches a pattern.
     masked = mask_text(str(error))
     if len(masked) <= ERROR_MAX_CHARS:
@@ -433,5 +434,21 @@ def _create_schema(engine: Engine) -> None:
             metadata.create_all(engine)
             return
         except DatabaseError:
+            if attempt == 2:
+                raise
+
+
+def ensure_table(engine: Engine, table: Table) -> None:
+    """Create `table` (of `metadata`) unless it exists.
+
+    The ledger creates every table of `metadata` on first use, but a Ledger opened before a
+    module defining another table was imported has already done so without it.
+    """
+    for attempt in range(3):
+        try:
+            table.create(engine, checkfirst=True)
+            return
+        except DatabaseError:
+            # Two processes may both find the table missing; the loser's CREATE fails.
             if attempt == 2:
                 raise

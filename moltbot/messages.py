@@ -8,6 +8,11 @@ from pydantic import BaseModel, Field
 
 Severity = Literal["info", "warning", "critical"]
 
+SLACK_SECTION_LIMIT = 3000
+"""Slack refuses a section whose text is longer than this."""
+SLACK_MAX_SECTIONS = 40
+"""A Slack message holds at most 50 blocks; item lists keep room for the others."""
+
 
 class Attachment(BaseModel):
     """A file sent with a message: a chart PNG, a CSV export.
@@ -46,3 +51,25 @@ class Message(BaseModel):
     file_stem: str | None = Field(
         default=None, description="Base name for files the outbox writes (default: from key)."
     )
+
+
+def slack_sections(lines: list[str]) -> list[dict[str, Any]]:
+    """Lines packed into as few mrkdwn sections as Slack's length limit allows.
+
+    A line longer than the limit is cut; past `SLACK_MAX_SECTIONS` sections the rest is left
+    out (the e-mail and outbox renderings carry everything).
+    """
+    sections: list[str] = []
+    current = ""
+    for line in lines:
+        candidate = f"{current}\n{line}" if current else line
+        if len(candidate) > SLACK_SECTION_LIMIT and current:
+            sections.append(current)
+            candidate = line
+        current = candidate[:SLACK_SECTION_LIMIT]
+    if current:
+        sections.append(current)
+    return [
+        {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+        for text in sections[:SLACK_MAX_SECTIONS]
+    ]

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, Engine, String, Table, Text, insert, select, update
-from sqlalchemy.exc import DatabaseError, IntegrityError
+from sqlalchemy import Column, String, Table, Text, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
-from moltbot.ledger import Ledger, UTCDateTime, metadata
+from moltbot.ledger import Ledger, UTCDateTime, ensure_table, metadata
 
 watermarks_table = Table(
     "watermarks",
@@ -75,7 +75,7 @@ class WatermarkStore:
     def __init__(self, ledger: Ledger, automation: str) -> None:
         self.automation = automation
         self._engine = ledger.engine
-        _ensure_table(self._engine)
+        ensure_table(self._engine, watermarks_table)
 
     def get(self, stream: str) -> Watermark:
         """The stream's watermark (an empty one when nothing was stored yet)."""
@@ -194,15 +194,3 @@ def _loads(text: str | None) -> dict[str, Any] | None:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _ensure_table(engine: Engine) -> None:
-    # A Ledger opened before this module was imported created its tables without this one.
-    for attempt in range(3):
-        try:
-            watermarks_table.create(engine, checkfirst=True)
-            return
-        except DatabaseError:
-            # Two processes may both find the table missing; the loser's CREATE fails.
-            if attempt == 2:
-                raise

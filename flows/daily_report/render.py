@@ -6,13 +6,12 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from moltbot.messages import Attachment, Message
+from moltbot.messages import SLACK_SECTION_LIMIT, Attachment, Message
 from moltbot.templating import render_template
 
 AUTOMATION = "daily-report"
 TEMPLATES = Path(__file__).parent / "templates"
 CHART_CID = "revenue-chart"
-_SLACK_SECTION_LIMIT = 3000  # Slack rejects a section text longer than this.
 
 
 def report_key(report_date: date) -> str:
@@ -28,11 +27,11 @@ def report_file_stem(report_date: date) -> str:
 def _slack_blocks(title: str, summary: str, top: str, timezone: str) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": title[:150], "emoji": True}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": summary[:_SLACK_SECTION_LIMIT]}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": summary[:SLACK_SECTION_LIMIT]}},
     ]
     if top.strip():
         blocks.append(
-            {"type": "section", "text": {"type": "mrkdwn", "text": top[:_SLACK_SECTION_LIMIT]}}
+            {"type": "section", "text": {"type": "mrkdwn", "text": top[:SLACK_SECTION_LIMIT]}}
         )
     blocks.append(
         {

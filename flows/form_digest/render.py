@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from flows.form_digest.digest import Digest, compact_rows, shorten
 from moltbot.errors import InputError
 from moltbot.forms import ResponseWindow
-from moltbot.messages import Message
+from moltbot.messages import SLACK_SECTION_LIMIT, Message, slack_sections
 from moltbot.templating import render_template
 from tasks.notion import (
     KEY_PROPERTY,
@@ -36,8 +36,6 @@ ATTENTION_LISTED = 50
 # Row numbers a Slack footer names before "… (K more)": a chat line, not a report.
 SLACK_ROWS_LISTED = 50
 QUESTION_NAME_CHARS = 200
-_SLACK_SECTION_LIMIT = 3000  # Slack rejects a section text longer than this.
-_SLACK_MAX_SECTIONS = 40  # A message holds at most 50 blocks; keep room for the others.
 _NOTION_TABLE_ROWS = 99  # Notion takes 100 rows per table in one request: a header and 99.
 _TABLE_SEPARATOR = re.compile(r"^\|(\s*:?-+:?\s*\|)+$")
 _HEADING = re.compile(r"^(#{1,3}) (.+)$")
@@ -148,24 +146,6 @@ def digest_markdown(context: Mapping[str, Any], locale: str, *, for_notion: bool
 # --------------------------------------------------------------------------- messages
 
 
-def _slack_sections(lines: list[str]) -> list[dict[str, Any]]:
-    """Lines packed into as few sections as Slack's length limit allows."""
-    sections: list[str] = []
-    current = ""
-    for line in lines:
-        candidate = f"{current}\n{line}" if current else line
-        if len(candidate) > _SLACK_SECTION_LIMIT and current:
-            sections.append(current)
-            candidate = line
-        current = candidate[:_SLACK_SECTION_LIMIT]
-    if current:
-        sections.append(current)
-    return [
-        {"type": "section", "text": {"type": "mrkdwn", "text": text}}
-        for text in sections[:_SLACK_MAX_SECTIONS]
-    ]
-
-
 def build_digest_message(
     context: Mapping[str, Any], *, key: str, locale: str, notion_url: str | None
 ) -> Message:
@@ -190,11 +170,11 @@ def build_digest_message(
     footer = render_template(TEMPLATES, locale, "slack_footer.mrkdwn.j2", **values).strip()
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": title[:150], "emoji": True}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": summary[:_SLACK_SECTION_LIMIT]}},
-        *_slack_sections([line for line in lines.splitlines() if line.strip()]),
+        {"type": "section", "text": {"type": "mrkdwn", "text": summary[:SLACK_SECTION_LIMIT]}},
+        *slack_sections([line for line in lines.splitlines() if line.strip()]),
         {
             "type": "context",
-            "elements": [{"type": "mrkdwn", "text": footer[:_SLACK_SECTION_LIMIT]}],
+            "elements": [{"type": "mrkdwn", "text": footer[:SLACK_SECTION_LIMIT]}],
         },
     ]
     stem = (

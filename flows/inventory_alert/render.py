@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from flows.inventory_alert.states import alert_digest
-from moltbot.messages import Attachment, Message, Severity
+from moltbot.messages import SLACK_SECTION_LIMIT, Attachment, Message, Severity, slack_sections
 from moltbot.templating import render_template
 
 AUTOMATION = "inventory-alert"
@@ -42,8 +42,6 @@ CSV_COLUMNS: tuple[str, ...] = (
     "at_risk",
     "lasted_hours",
 )
-_SLACK_SECTION_LIMIT = 3000  # Slack rejects a section text longer than this.
-_SLACK_MAX_SECTIONS = 40  # A message holds at most 50 blocks; keep room for the others.
 BAD_ROWS_QUOTED = 5
 
 
@@ -94,24 +92,6 @@ def alert_csv(items: pd.DataFrame) -> bytes:
     return frame.to_csv(index=False, lineterminator="\n").encode("utf-8-sig")
 
 
-def _slack_sections(lines: list[str]) -> list[dict[str, Any]]:
-    """Item lines packed into as few sections as Slack's length limit allows."""
-    sections: list[str] = []
-    current = ""
-    for line in lines:
-        candidate = f"{current}\n{line}" if current else line
-        if len(candidate) > _SLACK_SECTION_LIMIT and current:
-            sections.append(current)
-            candidate = line
-        current = candidate[:_SLACK_SECTION_LIMIT]
-    if current:
-        sections.append(current)
-    return [
-        {"type": "section", "text": {"type": "mrkdwn", "text": text}}
-        for text in sections[:_SLACK_MAX_SECTIONS]
-    ]
-
-
 def build_alert_message(
     severity: str,
     items: pd.DataFrame,
@@ -160,11 +140,11 @@ def build_alert_message(
     html = render_template(TEMPLATES, locale, "email.html.j2", title=title, **context)
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": title[:150], "emoji": True}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": summary[:_SLACK_SECTION_LIMIT]}},
-        *_slack_sections([line for line in item_lines.splitlines() if line.strip()]),
+        {"type": "section", "text": {"type": "mrkdwn", "text": summary[:SLACK_SECTION_LIMIT]}},
+        *slack_sections([line for line in item_lines.splitlines() if line.strip()]),
         {
             "type": "context",
-            "elements": [{"type": "mrkdwn", "text": footer[:_SLACK_SECTION_LIMIT]}],
+            "elements": [{"type": "mrkdwn", "text": footer[:SLACK_SECTION_LIMIT]}],
         },
     ]
     return Message(

@@ -11,12 +11,10 @@ from zoneinfo import ZoneInfo
 from flows.ticket_creation.drafts import AUTOMATION, SourceItem, TicketDraft, short_hash
 from flows.ticket_creation.plan import Plan
 from moltbot.masking import mask_text
-from moltbot.messages import Message
+from moltbot.messages import Message, slack_sections
 from moltbot.templating import render_template
 
 TEMPLATES = Path(__file__).parent / "templates"
-_SLACK_SECTION_LIMIT = 3000  # Slack rejects a section text longer than this.
-_SLACK_MAX_SECTIONS = 40  # A message holds at most 50 blocks.
 # Columns of the drafts table artifact, in order.
 DRAFT_COLUMNS = (
     "draft",
@@ -64,24 +62,6 @@ def comment_body(draft: TicketDraft, seen: int, *, locale: str, timezone: str) -
         item=draft.item,
         summary=draft.summary,
     ).strip()
-
-
-def _slack_sections(lines: list[str]) -> list[dict[str, Any]]:
-    """Lines packed into as few mrkdwn sections as Slack's length limit allows."""
-    sections: list[str] = []
-    current = ""
-    for line in lines:
-        candidate = f"{current}\n{line}" if current else line
-        if len(candidate) > _SLACK_SECTION_LIMIT and current:
-            sections.append(current)
-            candidate = line
-        current = candidate[:_SLACK_SECTION_LIMIT]
-    if current:
-        sections.append(current)
-    return [
-        {"type": "section", "text": {"type": "mrkdwn", "text": text}}
-        for text in sections[:_SLACK_MAX_SECTIONS]
-    ]
 
 
 def handoff_message(
@@ -132,7 +112,7 @@ def handoff_message(
     lines = render_template(TEMPLATES, locale, "handoff.mrkdwn.j2", **context)
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": title[:150], "emoji": True}},
-        *_slack_sections([line for line in lines.splitlines() if line.strip()]),
+        *slack_sections([line for line in lines.splitlines() if line.strip()]),
     ]
     listed = sorted(
         [outcome["key"] for outcome in created]

@@ -11,7 +11,6 @@ from typing import Any
 
 from sqlalchemy import (
     Column,
-    Engine,
     Index,
     Integer,
     Row,
@@ -24,9 +23,9 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import DatabaseError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 
-from moltbot.ledger import Ledger, UTCDateTime, _clean_error, metadata
+from moltbot.ledger import Ledger, UTCDateTime, clean_error, ensure_table, metadata
 
 inbox_table = Table(
     "webhook_inbox",
@@ -115,7 +114,7 @@ class Inbox:
 
     def __init__(self, ledger: Ledger) -> None:
         self._engine = ledger.engine
-        _ensure_table(self._engine)
+        ensure_table(self._engine, inbox_table)
 
     def accept(
         self,
@@ -231,7 +230,7 @@ class Inbox:
 
     def retry_later(self, entry_id: str, *, error: str, at: datetime) -> None:
         """Keep a pending entry pending, due again `at`, with the error (masked) of this try."""
-        self._finish(entry_id, next_attempt_at=at, error=_clean_error(error))
+        self._finish(entry_id, next_attempt_at=at, error=clean_error(error))
 
     def mark_failed(self, entry_id: str, *, error: str) -> None:
         """Give up on a pending entry: `failed`, with the error (masked)."""
@@ -239,7 +238,7 @@ class Inbox:
             entry_id,
             status=InboxStatus.FAILED.value,
             next_attempt_at=None,
-            error=_clean_error(error),
+            error=clean_error(error),
         )
 
     def mark_ignored(self, entry_id: str) -> None:
@@ -305,15 +304,3 @@ def _as_entry(row: Row[Any]) -> InboxEntry:
         error=row.error,
         updated_at=row.updated_at,
     )
-
-
-def _ensure_table(engine: Engine) -> None:
-    # A Ledger opened before this module was imported created its tables without this one.
-    for attempt in range(3):
-        try:
-            inbox_table.create(engine, checkfirst=True)
-            return
-        except DatabaseError:
-            # Two processes may both find the table missing; the loser's CREATE fails.
-            if attempt == 2:
-                raise
