@@ -172,11 +172,12 @@ def test_webhooks_taken_while_prefect_is_down_are_dispatched_exactly_once_when_i
             )
             assert process.poll() is None, _log(tmp_path)
         runs = flow_runs(server.api_url, deployment_id=deployment_id)
-        events = httpx.post(
-            f"{server.api_url}/events/filter",
-            json={"filter": {"event": {"name": ["moltbot.alert.payment.failed"]}}, "limit": 50},
-            timeout=10,
-        ).json()["events"]
+        # The server stores received events in batches (every few seconds): wait for them.
+        events = wait_for(
+            lambda: _alert_events(server.api_url, 20),
+            timeout=30,
+            what="the 20 alert events stored",
+        )
     finally:
         server.stop()
 
@@ -190,6 +191,15 @@ def test_webhooks_taken_while_prefect_is_down_are_dispatched_exactly_once_when_i
     ]
     # The alert route's Prefect event, once per webhook as well.
     assert len(events) == 20
+
+
+def _alert_events(api: str, count: int) -> list[dict[str, Any]] | None:
+    events = httpx.post(
+        f"{api}/events/filter",
+        json={"filter": {"event": {"name": ["moltbot.alert.payment.failed"]}}, "limit": 50},
+        timeout=10,
+    ).json()["events"]
+    return events if len(events) >= count else None
 
 
 def _settled(url: str, count: int) -> dict[str, Any] | None:
