@@ -65,6 +65,7 @@ from moltbot.settings import checked_timezone, get_settings
 from moltbot.watermarks import Watermark, WatermarkMoved
 from tasks.artifacts import publish_markdown, publish_table
 from tasks.delivery import OUTBOX, deliver_message, load_channels
+from tasks.inbox import read_inbox_events
 from tasks.sheets import load_worksheet
 from tasks.watermarks import advance_watermark, hold_watermark, read_watermark
 
@@ -85,6 +86,7 @@ def _check_params(
     *,
     events: list[dict[str, Any]] | None,
     events_file: str | None,
+    inbox_ids: list[str] | None,
     sheet: tuple[str | None, str | None, str | None],
     jira_block: str | None,
     review_timeout_seconds: int,
@@ -101,13 +103,14 @@ def _check_params(
         for name, present in (
             ("events", events is not None),
             ("events_file", events_file is not None),
+            ("inbox_ids", inbox_ids is not None),
             ("a sheet", any(sheet)),
         )
         if present
     ]
     if len(given) != 1:
         raise InputError(
-            "give exactly one input: events, events_file, or a sheet "
+            "give exactly one input: events, events_file, inbox_ids, or a sheet "
             f"(sheets_block, spreadsheet_id, worksheet); got {', '.join(given) or 'none'}"
         )
     if any(sheet) and not all(sheet):
@@ -205,6 +208,7 @@ def draft_tickets(items: list[SourceItem], *, timezone: str, locale: str) -> lis
 def ticket_creation(
     events: list[dict[str, Any]] | None = None,
     events_file: str | None = None,
+    inbox_ids: list[str] | None = None,
     sheets_block: str | None = None,
     spreadsheet_id: str | None = None,
     worksheet: str | None = None,
@@ -255,6 +259,8 @@ def ticket_creation(
         events: events as JSON objects with at least `id`, `type`, `occurred_at` (ISO 8601)
             and `payload`.
         events_file: a JSON-lines file of such events, instead.
+        inbox_ids: webhook inbox entries whose events to read, instead (what the webhook
+            gateway passes, so payloads stay out of the run's parameters).
         sheets_block: a Google Sheets credentials block, to read form answers instead.
         spreadsheet_id: the responses spreadsheet, with `sheets_block`.
         worksheet: the responses worksheet's title, with `sheets_block`.
@@ -285,6 +291,7 @@ def ticket_creation(
     source = _check_params(
         events=events,
         events_file=events_file,
+        inbox_ids=inbox_ids,
         sheet=sheet,
         jira_block=jira_block,
         review_timeout_seconds=review_timeout_seconds,
@@ -308,6 +315,8 @@ def ticket_creation(
             frame, watermark, mapping=form_mapping, stream=stream, timezone=timezone, now=now
         )
     else:
+        if inbox_ids is not None:
+            events = read_inbox_events(inbox_ids)
         items = read_event_items(
             events, events_file, mappings=mappings, mapping=mapping, timezone=timezone
         )

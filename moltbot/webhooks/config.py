@@ -21,7 +21,7 @@ from moltbot.config import ProjectConfig
 from moltbot.errors import InputError
 
 _PLACEHOLDER = re.compile(
-    r"^\{\{\s*(?P<name>source|event(?:\.(?:id|type|occurred_at|payload))?)\s*\}\}$"
+    r"^\{\{\s*(?P<name>source|inbox_id|event(?:\.(?:id|type|occurred_at|payload))?)\s*\}\}$"
 )
 
 _DEPLOYMENT_TAG = "deployment target"
@@ -53,7 +53,9 @@ class SourceConfig(_Strict):
 class DeploymentTarget(_Strict):
     """Run a deployment with parameters built from the event.
 
-    A parameter value that is exactly `{{ event }}` becomes the normalised event
+    A parameter value that is exactly `{{ inbox_id }}` becomes the inbox entry's id (a flow can
+    read the event from the inbox, so its payload is not shown with the run's parameters in the
+    Prefect UI); one that is exactly `{{ event }}` becomes the normalised event
     (`{"id", "type", "occurred_at", "payload"}`); `{{ event.id }}`, `{{ event.type }}`,
     `{{ event.occurred_at }}`, `{{ event.payload }}` and `{{ source }}` become that part. Such
     values may sit anywhere inside lists and tables; other values pass through unchanged.
@@ -84,7 +86,7 @@ class DeploymentTarget(_Strict):
                 raise ValueError(
                     f"unknown placeholder {text!r} (use a whole value '{{{{ event }}}}', "
                     "'{{ event.id }}', '{{ event.type }}', '{{ event.occurred_at }}', "
-                    "'{{ event.payload }}' or '{{ source }}')"
+                    "'{{ event.payload }}', '{{ inbox_id }}' or '{{ source }}')"
                 )
         return value
 
@@ -93,9 +95,11 @@ class DeploymentTarget(_Strict):
         """How results and errors name this target."""
         return f"deployment {self.deployment}"
 
-    def render_parameters(self, event: Mapping[str, Any], source: str) -> dict[str, Any]:
-        """The flow run parameters for `event` received from `source`."""
-        return _fill(self.parameters, event, source)
+    def render_parameters(
+        self, event: Mapping[str, Any], source: str, inbox_id: str = ""
+    ) -> dict[str, Any]:
+        """The flow run parameters for `event`, received from `source` as inbox entry `inbox_id`."""
+        return _fill(self.parameters, event, source, inbox_id)
 
 
 class EventTarget(_Strict):
@@ -164,8 +168,11 @@ def _default_routes() -> dict[str, list[DeploymentTarget | EventTarget]]:
     return {
         "payment.failed": [
             # No `mapping`: ticket-creation picks the mapping whose `event_types` has the type.
+            # The inbox id, not the event: run parameters are shown to anyone with the Prefect
+            # UI, and a payment event carries customer details; the flow reads the event from
+            # the inbox.
             DeploymentTarget(
-                deployment="ticket-creation/default", parameters={"events": ["{{ event }}"]}
+                deployment="ticket-creation/default", parameters={"inbox_ids": ["{{ inbox_id }}"]}
             ),
             # The alert: a Prefect event an automation can turn into an ops notification.
             EventTarget(event="moltbot.alert.{type}"),
@@ -303,7 +310,7 @@ def _strings(value: Any) -> list[str]:
     return []
 
 
-def _fill(value: Any, event: Mapping[str, Any], source: str) -> Any:
+def _fill(value: Any, event: Mapping[str, Any], source: str, inbox_id: str) -> Any:
     if isinstance(value, str):
         found = _PLACEHOLDER.match(value)
         if found is None:
@@ -311,11 +318,13 @@ def _fill(value: Any, event: Mapping[str, Any], source: str) -> Any:
         name = found["name"]
         if name == "source":
             return source
+        if name == "inbox_id":
+            return inbox_id
         if name == "event":
             return dict(event)
         return event[name.removeprefix("event.")]
     if isinstance(value, Mapping):
-        return {key: _fill(item, event, source) for key, item in value.items()}
+        return {key: _fill(item, event, source, inbox_id) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [_fill(item, event, source) for item in value]
+        return [_fill(item, event, source, inbox_id) for item in value]
     return value

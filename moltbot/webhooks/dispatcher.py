@@ -262,7 +262,7 @@ def _run_deployment(target: DeploymentTarget, entry: InboxEntry) -> str:
 
     flow_run = run_deployment(
         target.deployment,
-        parameters=target.render_parameters(entry.event, entry.source),
+        parameters=target.render_parameters(entry.event, entry.source, entry.id),
         idempotency_key=idempotency_key(entry.id, target),
         timeout=0,
         as_subflow=False,

@@ -532,3 +532,25 @@ def test_cli_bad_input_exits_2_with_one_line(shipped_config: Path, prefect_api: 
 
     assert result.exit_code == 2
     assert result.stderr.strip() == "error: events_file 'nope.jsonl' does not exist"
+
+
+def test_events_read_from_the_webhook_inbox_become_issues_and_unknown_ids_fail_first(
+    jira: JiraState, shipped_config: Path
+) -> None:
+    from datetime import UTC, datetime
+
+    from moltbot.webhooks.inbox import Inbox
+
+    [record] = [json.loads(line) for line in EXAMPLE_EVENTS.read_text().splitlines()[:1]]
+    with Ledger.from_settings() as ledger:
+        entry, _ = Inbox(ledger).accept("stripe", record, received_at=datetime.now(UTC))
+
+    with pytest.raises(InputError, match="no webhook inbox entry 'nope'"):
+        ticket_creation(inbox_ids=[entry.id, "nope"], jira_block=JIRA)
+    assert count(jira, "POST", "") == 0
+    result = ticket_creation(inbox_ids=[entry.id], jira_block=JIRA)
+
+    [issue] = jira.issues()
+    assert result["created"][0]["key"] == issue.key
+    assert issue.summary == "결제 실패: 주문 A-10023 (₩59,000, toss)"
+    assert "minji.kim@example.com" not in (issue.description or "")

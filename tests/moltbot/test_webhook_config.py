@@ -30,7 +30,8 @@ def test_defaults_route_payment_failed_to_ticket_creation_and_an_alert() -> None
     ticket, alert = config.targets_for("payment.failed")
     assert isinstance(ticket, DeploymentTarget)
     assert ticket.deployment == "ticket-creation/default"
-    assert ticket.render_parameters(EVENT, "stripe") == {"events": [EVENT]}
+    # The inbox id, not the event: the payload stays out of the run's parameters (the UI).
+    assert ticket.render_parameters(EVENT, "stripe", "inbox-1") == {"inbox_ids": ["inbox-1"]}
     assert isinstance(alert, EventTarget)
     assert alert.event_name("payment.failed", "stripe") == "moltbot.alert.payment.failed"
     [other] = config.targets_for("customer.created")
@@ -119,10 +120,10 @@ def test_the_default_payment_route_fits_the_ticket_creation_flow_signature() -> 
     from flows.ticket_creation.flow import ticket_creation
 
     [ticket, _alert] = GatewayConfig.from_table(None).targets_for("payment.failed")
-    parameters = ticket.render_parameters(EVENT, "stripe")
+    parameters = ticket.render_parameters(EVENT, "stripe", "inbox-1")
 
     assert ticket_creation.name == ticket.deployment.split("/")[0]
-    assert ticket_creation.validate_parameters(parameters)["events"] == [EVENT]
+    assert ticket_creation.validate_parameters(parameters)["inbox_ids"] == ["inbox-1"]
 
 
 def test_the_shipped_moltbot_toml_gives_a_valid_gateway_config(tmp_path: Path) -> None:

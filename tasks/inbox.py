@@ -1,0 +1,38 @@
+"""Tasks that read events the webhook gateway committed to its inbox (in the ledger database)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from moltbot.errors import InputError
+from moltbot.ledger import Ledger
+from moltbot.webhooks.inbox import Inbox
+
+
+@task(name="read-inbox-events", cache_policy=NO_CACHE)
+def read_inbox_events(inbox_ids: list[str]) -> list[dict[str, Any]]:
+    """The normalised events of the given inbox entries, in the order given.
+
+    The gateway passes inbox ids rather than events to the runs it creates, so a payload with
+    customer details is read here, from the ledger database, and never shown with the run's
+    parameters in the Prefect UI.
+
+    Args:
+        inbox_ids: ids of `webhook_inbox` entries.
+
+    Returns:
+        Each entry's event `{"id", "type", "occurred_at", "payload"}`.
+
+    Raises:
+        InputError: an id the inbox does not have (every unknown id is named).
+    """
+    with Ledger.from_settings() as ledger:
+        inbox = Inbox(ledger)
+        entries = {entry_id: inbox.get(entry_id) for entry_id in dict.fromkeys(inbox_ids)}
+    unknown = [entry_id for entry_id, entry in entries.items() if entry is None]
+    if unknown:
+        raise InputError(f"no webhook inbox entry {', '.join(map(repr, unknown))}")
+    return [dict(entries[entry_id].event) for entry_id in inbox_ids]
