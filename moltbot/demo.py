@@ -56,18 +56,13 @@ def last_order_date(path: Path, timezone: str) -> date:
 
 def save_sandbox_channels(sandbox: Any) -> list[str]:
     """Save (or update) channel blocks pointing at this sandbox; return their names."""
-    from blocks import EmailChannel, SlackIncomingWebhook
+    from blocks import SlackIncomingWebhook
+    from moltbot.sandbox.blocks import sandbox_email_channel
 
     SlackIncomingWebhook(url=sandbox.slack_webhook_url(DEMO_WEBHOOK_NAME)).save(
         DEMO_SLACK_BLOCK, overwrite=True
     )
-    EmailChannel(
-        smtp_host="127.0.0.1",
-        smtp_port=sandbox.smtp_port,
-        tls="none",
-        sender="moltbot-demo@example.com",
-        recipients=["ops-team@example.com"],
-    ).save(DEMO_EMAIL_BLOCK, overwrite=True)
+    sandbox_email_channel(sandbox).save(DEMO_EMAIL_BLOCK, overwrite=True)
     return [DEMO_SLACK_BLOCK, DEMO_EMAIL_BLOCK, "outbox"]
 
 

@@ -15,7 +15,7 @@ from blocks.jira import JiraCredentials
 from flows.ticket_creation.drafts import AUTOMATION, TicketDraft
 from flows.ticket_creation.plan import COMMENT, TICKET, LedgerEntry, PlannedDraft
 from moltbot.errors import ServiceError
-from moltbot.ledger import Effect, EffectStatus, Ledger
+from moltbot.ledger import Claim, Effect, EffectStatus, Ledger
 from tasks.jira import BulkFailure, comment_on_issue, create_issues_in_bulk, find_issues
 
 # Labels per dedup search: one search for up to this many drafts; the JQL travels in the URL.
@@ -88,6 +88,18 @@ def _ensure_done(ledger: Ledger, key: str, *, kind: str, target: str, remote_id:
             key, automation=AUTOMATION, kind=kind, target=target, flow_run_id=flow_run.get_id()
         )
     ledger.complete(key, remote_id=remote_id)
+
+
+def _claim(ledger: Ledger, key: str, draft: TicketDraft, kind: str, run_id: str | None) -> Claim:
+    return ledger.claim(
+        key, automation=AUTOMATION, kind=kind, target=draft.target, flow_run_id=run_id
+    )
+
+
+def _held_elsewhere(draft: TicketDraft, claim: Claim, key: str | None) -> dict[str, Any]:
+    """The outcome of a draft whose claim another run finished (`unchanged`) or still holds."""
+    done = claim.effect.status == EffectStatus.DONE
+    return _outcome(draft, "unchanged" if done else "in_progress", key=key)
 
 
 def _outcome(draft: TicketDraft, status: str, **details: Any) -> dict[str, Any]:
@@ -168,25 +180,11 @@ def create_tickets(
     run_id = flow_run.get_id()
     with Ledger.from_settings() as ledger:
         for draft in drafts:
-            claim = ledger.claim(
-                draft.ledger_key,
-                automation=AUTOMATION,
-                kind=TICKET,
-                target=draft.target,
-                flow_run_id=run_id,
-            )
+            claim = _claim(ledger, draft.ledger_key, draft, TICKET, run_id)
             if not claim.acquired:
-                done = claim.effect.status == EffectStatus.DONE
-                status = "unchanged" if done else "in_progress"
-                outcomes.append(_outcome(draft, status, key=claim.effect.remote_id))
+                outcomes.append(_held_elsewhere(draft, claim, claim.effect.remote_id))
                 continue
-            ledger.claim(
-                draft.occurrence_key,
-                automation=AUTOMATION,
-                kind=TICKET,
-                target=draft.target,
-                flow_run_id=run_id,
-            )
+            _claim(ledger, draft.occurrence_key, draft, TICKET, run_id)
             claimed.append(draft)
         if not claimed:
             return outcomes
@@ -282,17 +280,9 @@ def add_comments(
                 error = "its issue was not created in this run"
                 outcomes.append(_outcome(draft, "failed", error=error, transient=True))
                 continue
-            claim = ledger.claim(
-                draft.occurrence_key,
-                automation=AUTOMATION,
-                kind=COMMENT,
-                target=draft.target,
-                flow_run_id=run_id,
-            )
+            claim = _claim(ledger, draft.occurrence_key, draft, COMMENT, run_id)
             if not claim.acquired:
-                done = claim.effect.status == EffectStatus.DONE
-                status = "unchanged" if done else "in_progress"
-                outcomes.append(_outcome(draft, status, key=issue_key))
+                outcomes.append(_held_elsewhere(draft, claim, issue_key))
                 continue
             # An issue that exists was seen at least once, even if an older ledger lost it.
             seen = max(counts[draft.ledger_key], 1) + 1

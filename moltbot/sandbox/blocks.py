@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from prefect.blocks.core import Block
 
+    from blocks import EmailChannel
     from moltbot.sandbox.server import Sandbox
 
 SANDBOX_SHEETS_BLOCK = "sandbox-sheets"
@@ -36,12 +37,24 @@ class SandboxBlock:
     target: str
 
 
+def sandbox_email_channel(sandbox: Sandbox) -> EmailChannel:
+    """An e-mail channel to the sandbox's SMTP sink (plain SMTP, no login)."""
+    from blocks import EmailChannel
+
+    return EmailChannel(
+        smtp_host=sandbox.host,
+        smtp_port=sandbox.smtp_port,
+        tls="none",
+        sender="moltbot-demo@example.com",
+        recipients=["ops-team@example.com"],
+    )
+
+
 def sandbox_blocks(sandbox: Sandbox) -> list[SandboxBlock]:
     """The blocks pointing at `sandbox`, with the credentials its emulators accept."""
     from prefect.blocks.notifications import CustomWebhookNotificationBlock
 
     from blocks import (
-        EmailChannel,
         GoogleSheetsCredentials,
         JiraCredentials,
         NotionCredentials,
@@ -81,13 +94,7 @@ def sandbox_blocks(sandbox: Sandbox) -> list[SandboxBlock]:
         ),
         SandboxBlock(
             SANDBOX_EMAIL_BLOCK,
-            EmailChannel(
-                smtp_host=smtp_host,
-                smtp_port=sandbox.smtp_port,
-                tls="none",
-                sender="moltbot-demo@example.com",
-                recipients=["ops-team@example.com"],
-            ),
+            sandbox_email_channel(sandbox),
             f"smtp://{smtp_host}:{sandbox.smtp_port}",
         ),
         SandboxBlock(
