@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -26,7 +27,9 @@ from sqlalchemy import (
     delete,
     event,
     insert,
+    inspect,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Dialect, make_url
@@ -93,17 +96,31 @@ effects_table = Table(
     Column("updated_at", UTCDateTime(), nullable=False),
     Column("remote_id", String(512), nullable=True),
     Column("error", Text, nullable=True),
+    # Added by the effects layer (see `_upgrade_schema` for ledgers created before them).
+    Column("holder", String(255), nullable=True),
+    Column("route", Text, nullable=True),
+    Column("policy", String(16), nullable=True),
+    Column("via", String(255), nullable=True),
+    Column("tried", Text, nullable=True),
+    Column("payload", Text, nullable=True),
+    Column("announced_at", UTCDateTime(), nullable=True),
     Index("ix_effects_automation_status", "automation", "status"),
 )
 
+# Columns a ledger created by an older moltbot lacks; `_upgrade_schema` adds them in place.
+_ADDED_COLUMNS = ("holder", "route", "policy", "via", "tried", "payload", "announced_at")
+
 
 class EffectStatus(StrEnum):
-    """Where an effect stands: claimed and in flight, done, failed (retryable) or dead."""
+    """Where an effect stands: claimed and in flight, done, failed (retryable), dead (every
+    destination failed: replay it), or in doubt (it may have happened and cannot be looked up:
+    a person resolves it)."""
 
     PENDING = "pending"
     DONE = "done"
     FAILED = "failed"
     DEAD = "dead"
+    IN_DOUBT = "in_doubt"
 
 
 @dataclass(frozen=True)
@@ -121,6 +138,13 @@ class Effect:
     updated_at: datetime
     remote_id: str | None
     error: str | None
+    holder: str | None = None
+    route: str | None = None
+    policy: str | None = None
+    via: str | None = None
+    tried: str | None = None
+    payload: str | None = None
+    announced_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -131,10 +155,13 @@ class Claim:
         acquired: True when the caller now owns the effect and must perform it.
         effect: The row after claiming; when not acquired, the current row (`done`: report it as
             skipped; `pending`: another run is performing it; `dead`: it needs `force`).
+        previous: When acquired by taking a row over, that row as it was (`pending` means its
+            holder died with the outcome unknown); None for a new row.
     """
 
     acquired: bool
     effect: Effect
+    previous: Effect | None = None
 
 
 class Ledger:
@@ -182,12 +209,18 @@ class Ledger:
         target: str,
         flow_run_id: str | None = None,
         force: bool = False,
+        revive: bool = False,
+        holder: str | None = None,
+        holder_is_dead: Callable[[Effect], bool] | None = None,
+        details: Mapping[str, Any] | None = None,
     ) -> Claim:
         """Claim the effect `key` before performing it.
 
         A new key is inserted as `pending` with one attempt. An existing row is taken over
-        (`pending`, attempts + 1) when it `failed`, when it is `pending` but its lease expired,
-        or, with `force`, when it is `done` or `dead`. Otherwise the claim is not acquired.
+        (`pending`, attempts + 1) when it `failed`, when it is `pending` but its lease expired
+        or `holder_is_dead` says its holder is gone, with `revive` when it is `dead` or
+        `in_doubt`, or with `force` when it is `done`, `dead` or `in_doubt`. Otherwise the
+        claim is not acquired.
 
         Args:
             key: Idempotency key (automation, logical item and target), at most 512 characters.
@@ -196,6 +229,10 @@ class Ledger:
             target: Where it goes, e.g. the channel block name.
             flow_run_id: The Prefect flow run claiming it, for the audit trail.
             force: Perform it again even if it is already done or dead.
+            revive: Take over a dead or in-doubt row (a replay), never a done one.
+            holder: Who holds the claim (process identity), so others can tell it died.
+            holder_is_dead: Tells whether a fresh `pending` row's holder is gone.
+            details: Other columns to store with the claim (route, policy, payload).
 
         Returns:
             Whether the caller acquired the effect, and the row.
@@ -217,6 +254,8 @@ class Ledger:
                     updated_at=now,
                     remote_id=None,
                     error=None,
+                    holder=holder,
+                    **_detail_values(details),
                 )
                 try:
                     with engine.begin() as conn:
@@ -224,7 +263,9 @@ class Ledger:
                 except IntegrityError:
                     continue  # another claimant inserted it first: decide again on its row
                 return Claim(acquired=True, effect=effect)
-            if not self._can_take_over(current, now, force=force):
+            if not self._can_take_over(
+                current, now, force=force, revive=revive, holder_is_dead=holder_is_dead
+            ):
                 return Claim(acquired=False, effect=current)
             taken = replace(
                 current,
@@ -232,6 +273,8 @@ class Ledger:
                 attempts=current.attempts + 1,
                 updated_at=now,
                 flow_run_id=flow_run_id,
+                holder=holder,
+                **_detail_values(details),
             )
             # Compare-and-set on everything a competing transition changes: if the row moved
             # since we read it, rowcount is 0 and we read it again.
@@ -248,12 +291,14 @@ class Ledger:
                     attempts=taken.attempts,
                     updated_at=now,
                     flow_run_id=flow_run_id,
+                    holder=holder,
+                    **_detail_values(details),
                 )
             )
             with engine.begin() as conn:
                 won = conn.execute(statement).rowcount == 1
             if won:
-                return Claim(acquired=True, effect=taken)
+                return Claim(acquired=True, effect=taken, previous=current)
         raise RuntimeError(f"ledger key {key!r} kept changing while claiming it")
 
     def note_attempt(self, key: str) -> None:
@@ -271,28 +316,100 @@ class Ledger:
             if conn.execute(statement).rowcount == 0:
                 raise KeyError(key)
 
-    def complete(self, key: str, *, remote_id: str | None = None) -> Effect:
+    def complete(
+        self,
+        key: str,
+        *,
+        remote_id: str | None = None,
+        via: str | None = None,
+        tried: str | None = None,
+    ) -> Effect:
         """Record the effect as done, with the id the remote service gave it.
+
+        The stored payload is dropped: a done effect is never sent again, and the ledger keeps
+        no message content longer than it must.
 
         Raises:
             KeyError: No row for `key`.
         """
-        return self._finish(key, status=EffectStatus.DONE.value, remote_id=remote_id, error=None)
+        return self._finish(
+            key,
+            status=EffectStatus.DONE.value,
+            remote_id=remote_id,
+            error=None,
+            via=via,
+            tried=tried,
+            payload=None,
+        )
 
-    def fail(self, key: str, error: str, *, dead: bool = False) -> Effect:
-        """Record the effect as failed (claimable again by the next run) or dead.
+    def fail(
+        self,
+        key: str,
+        error: str,
+        *,
+        dead: bool = False,
+        in_doubt: bool = False,
+        tried: str | None = None,
+    ) -> Effect:
+        """Record the effect as failed (claimable again by the next run), dead or in doubt.
 
         Args:
             key: The effect's key.
             error: What went wrong; masked and truncated to 1000 characters before storing.
-            dead: Give up on it: only a forced claim performs it again.
+            dead: Give up on it: only a replay (or a forced claim) performs it again.
+            in_doubt: It may have happened and cannot be checked: a person resolves it.
+            tried: JSON list of the destinations tried and how each failed.
 
         Raises:
             KeyError: No row for `key`.
         """
-        status = EffectStatus.DEAD if dead else EffectStatus.FAILED
+        status = EffectStatus.FAILED
+        if dead:
+            status = EffectStatus.DEAD
+        if in_doubt:
+            status = EffectStatus.IN_DOUBT
+        values: dict[str, Any] = {"status": status.value, "error": clean_error(error)}
+        if tried is not None:
+            values["tried"] = tried
         # The remote id of an earlier success (before a forced re-run) is kept for the audit trail.
-        return self._finish(key, status=status.value, error=clean_error(error))
+        return self._finish(key, **values)
+
+    def mark_announced(self, key: str) -> bool:
+        """Record that the ops channel was told about this dead or in-doubt effect.
+
+        Returns:
+            True for the caller that set it first (only that one announces).
+        """
+        statement = (
+            update(effects_table)
+            .where(effects_table.c.key == key, effects_table.c.announced_at.is_(None))
+            .values(announced_at=_now())
+        )
+        with self.engine.begin() as conn:
+            return conn.execute(statement).rowcount == 1
+
+    def resolve(self, key: str, *, sent: bool) -> Effect:
+        """A person's answer about an in-doubt effect: it was `sent` (done) or must be resent
+        (failed, so the next run or a replay performs it).
+
+        Raises:
+            KeyError: No row for `key`.
+            ValueError: The effect is not in doubt.
+        """
+        current = self.get(key)
+        if current is None:
+            raise KeyError(key)
+        if current.status != EffectStatus.IN_DOUBT:
+            raise ValueError(f"effect is {current.status.value}, not in_doubt")
+        if sent:
+            return self._finish(
+                key,
+                status=EffectStatus.DONE.value,
+                error=None,
+                payload=None,
+                remote_id=current.remote_id or "resolved-by-person",
+            )
+        return self._finish(key, status=EffectStatus.FAILED.value, announced_at=None)
 
     def release(self, key: str) -> None:
         """Drop a `pending` claim that never acted (dry run, aborted before sending).
@@ -312,14 +429,21 @@ class Ledger:
         return None if row is None else _as_effect(row)
 
     def effects(
-        self, *, automation: str | None = None, status: EffectStatus | None = None
+        self,
+        *,
+        automation: str | None = None,
+        status: EffectStatus | None = None,
+        key_prefix: str | None = None,
     ) -> list[Effect]:
-        """All rows, oldest first, optionally only one automation's or one status's."""
+        """All rows, oldest first, optionally only one automation's, status's or key prefix's."""
         statement = select(effects_table).order_by(effects_table.c.created_at, effects_table.c.key)
         if automation is not None:
             statement = statement.where(effects_table.c.automation == automation)
         if status is not None:
             statement = statement.where(effects_table.c.status == EffectStatus(status).value)
+        if key_prefix is not None:
+            escaped = key_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            statement = statement.where(effects_table.c.key.like(f"{escaped}%", escape="\\"))
         with self.engine.connect() as conn:
             return [_as_effect(row) for row in conn.execute(statement)]
 
@@ -338,11 +462,23 @@ class Ledger:
     ) -> None:
         self.close()
 
-    def _can_take_over(self, current: Effect, now: datetime, *, force: bool) -> bool:
+    def _can_take_over(
+        self,
+        current: Effect,
+        now: datetime,
+        *,
+        force: bool,
+        revive: bool,
+        holder_is_dead: Callable[[Effect], bool] | None,
+    ) -> bool:
         if current.status == EffectStatus.FAILED:
             return True
         if current.status == EffectStatus.PENDING:
-            return now - current.updated_at > self.lease
+            if now - current.updated_at > self.lease:
+                return True
+            return holder_is_dead is not None and holder_is_dead(current)
+        if current.status in (EffectStatus.DEAD, EffectStatus.IN_DOUBT):
+            return force or revive
         return force
 
     def _finish(self, key: str, **values: Any) -> Effect:
@@ -371,6 +507,14 @@ def clean_error(error: str) -> str:
     return masked[: ERROR_MAX_CHARS - 1] + "…"
 
 
+def _detail_values(details: Mapping[str, Any] | None) -> dict[str, Any]:
+    allowed = {"route", "policy", "payload", "kind", "target", "automation"}
+    unknown = set(details or {}) - allowed
+    if unknown:
+        raise ValueError(f"not a claim detail: {sorted(unknown)}")
+    return dict(details or {})
+
+
 def _as_row(effect: Effect) -> dict[str, Any]:
     return {
         "key": effect.key,
@@ -384,6 +528,13 @@ def _as_row(effect: Effect) -> dict[str, Any]:
         "updated_at": effect.updated_at,
         "remote_id": effect.remote_id,
         "error": effect.error,
+        "holder": effect.holder,
+        "route": effect.route,
+        "policy": effect.policy,
+        "via": effect.via,
+        "tried": effect.tried,
+        "payload": effect.payload,
+        "announced_at": effect.announced_at,
     }
 
 
@@ -400,6 +551,13 @@ def _as_effect(row: Row[Any]) -> Effect:
         updated_at=row.updated_at,
         remote_id=row.remote_id,
         error=row.error,
+        holder=row.holder,
+        route=row.route,
+        policy=row.policy,
+        via=row.via,
+        tried=row.tried,
+        payload=row.payload,
+        announced_at=row.announced_at,
     )
 
 
@@ -432,10 +590,25 @@ def _create_schema(engine: Engine) -> None:
     for attempt in range(3):
         try:
             metadata.create_all(engine)
+            _upgrade_schema(engine)
             return
         except DatabaseError:
             if attempt == 2:
                 raise
+
+
+def _upgrade_schema(engine: Engine) -> None:
+    """Add the columns a ledger created by an older moltbot lacks (all nullable)."""
+    present = {column["name"] for column in inspect(engine).get_columns("effects")}
+    missing = [name for name in _ADDED_COLUMNS if name not in present]
+    if not missing:
+        return
+    preparer = engine.dialect.identifier_preparer
+    with engine.begin() as conn:
+        for name in missing:
+            column = effects_table.c[name]
+            kind = column.type.compile(dialect=engine.dialect)
+            conn.execute(text(f"ALTER TABLE effects ADD COLUMN {preparer.quote(name)} {kind}"))
 
 
 def ensure_table(engine: Engine, table: Table) -> None:

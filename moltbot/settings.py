@@ -53,6 +53,23 @@ class Settings(BaseSettings):
         "automations' own channels).",
     )
 
+    ops_channels: list[str] = Field(
+        default_factory=lambda: ["outbox"],
+        description="Channel route (block names, first that takes it) where dead letters and "
+        "in-doubt effects are announced; keep it apart from the business channels.",
+    )
+    hold_wait_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="How long a run waits for another live run holding the same effect.",
+    )
+    breaker_threshold: int = Field(
+        default=3, ge=1, description="Consecutive failures that open a channel's circuit."
+    )
+    breaker_cooldown_seconds: float = Field(
+        default=300.0, ge=0, description="How long an open circuit skips its channel."
+    )
+
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from jira import JIRA
+from jira.resources import Comment
+from jira.utils import json_loads
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
@@ -25,6 +28,13 @@ SEARCH_PAGE_SIZE = 100
 # Ticket creation gives every draft a label `moltbot-<hash of its idempotency key>`; after an
 # ambiguous failure a search for those labels tells which drafts Jira created.
 DEDUP_LABEL_PREFIX = "moltbot-"
+# A comment added with a marker carries the comment property `moltbot` = {"key": <marker>}, so a
+# run that died between Jira's answer and the ledger can look the comment up instead of adding it
+# again (`find_comment_by_marker`).
+MARKER_PROPERTY = "moltbot"
+# Jira answers up to 5000 comments per page by default; 100 keeps each answer small enough for
+# the read timeout and a retried page cheap.
+COMMENT_PAGE_SIZE = 100
 
 
 def dedup_label(idempotency_key: str) -> str:
@@ -310,17 +320,22 @@ def comment_on_issue(
     issue_key: str,
     body: str,
     *,
+    marker: str | None = None,
     block_name: str | None = None,
 ) -> dict[str, Any]:
     """Add a plain-text comment to an issue, once.
 
-    After a failure that may have been applied (5xx, timeout, lost connection) the issue's
-    comments are read first, and an identical comment found there counts as this one.
+    With a `marker` (the effect's idempotency key) the comment is created carrying the comment
+    property ``moltbot`` = ``{"key": marker}`` in the same request, so a later run can find it
+    with `find_comment_by_marker`. After a failure that may have been applied (5xx, timeout, lost
+    connection) the issue's comments are read before re-sending: the comment with this marker,
+    or without a marker an identical body, counts as this one.
 
     Args:
         credentials: the Jira block.
         issue_key: e.g. ``OPS-12``.
         body: the comment text (REST v2: plain text, not ADF).
+        marker: the idempotency key to store on the comment, if any.
         block_name: the block's name for messages, when it was not loaded by name.
 
     Returns:
@@ -337,12 +352,17 @@ def comment_on_issue(
         nonlocal needs_check, sending
         sending = False
         if needs_check:
-            same = [c for c in client.comments(issue_key) if c.body == body]
+            if marker is not None:
+                # Pages are read inside this attempt: a failure repeats the whole check.
+                found = _marked_comment(client, issue_key, marker, lambda read, _: read())
+            else:
+                same = [c.raw for c in client.comments(issue_key) if c.body == body]
+                found = same[-1] if same else None
             needs_check = False
-            if same:
-                return same[-1].raw
+            if found is not None:
+                return found
         sending = True
-        comment = client.add_comment(issue_key, body)
+        comment = _post_comment(client, issue_key, body, marker)
         sending = False
         return comment.raw
 
@@ -356,6 +376,106 @@ def comment_on_issue(
     return credentials.call(
         send, action=f"comment on {issue_key}", block_name=block_name, classify=classify
     )
+
+
+def find_comment_by_marker(
+    credentials: JiraCredentials,
+    issue_key: str,
+    marker: str,
+    *,
+    block_name: str | None = None,
+    client: JIRA | None = None,
+) -> str | None:
+    """The id of the oldest comment on the issue added with `marker`, or None if there is none.
+
+    Reads the issue's comments oldest first, 100 per request with their properties expanded,
+    until a comment's ``moltbot`` property has ``{"key": marker}`` or a page comes back empty.
+    Each page is retried on its own (429 honouring ``Retry-After``, 5xx, network).
+
+    Args:
+        credentials: the Jira block.
+        issue_key: e.g. ``OPS-12``.
+        marker: the idempotency key given to `comment_on_issue`.
+        block_name: the block's name for messages, when it was not loaded by name.
+        client: a client to reuse (one from `credentials.get_client()`), saving its requests.
+
+    Returns:
+        The comment's id, e.g. ``"10042"``.
+
+    Raises:
+        ServiceError: an unknown issue (404) or a failure that outlasted retries.
+    """
+    client = client or credentials.get_client(block_name=block_name)
+
+    def read_page(read: Callable[[], list[Comment]], page: int) -> list[Comment]:
+        action = f"read comments of {issue_key} page {page}"
+        return credentials.call(read, action=action, block_name=block_name)
+
+    found = _marked_comment(client, issue_key, marker, read_page)
+    return None if found is None else str(found["id"])
+
+
+def _marked_comment(
+    client: JIRA,
+    issue_key: str,
+    marker: str,
+    read_page: Callable[[Callable[[], list[Comment]], int], list[Comment]],
+) -> dict[str, Any] | None:
+    """The raw comment carrying `marker`, reading each page through `read_page`."""
+    for comment in _comments_with_properties(client, issue_key, read_page):
+        for prop in comment.raw.get("properties") or []:
+            value = prop.get("value")
+            if (
+                prop.get("key") == MARKER_PROPERTY
+                and isinstance(value, dict)
+                and value.get("key") == marker
+            ):
+                return comment.raw
+    return None
+
+
+def _comments_with_properties(
+    client: JIRA,
+    issue_key: str,
+    read_page: Callable[[Callable[[], list[Comment]], int], list[Comment]],
+) -> Iterator[Comment]:
+    """Every comment of the issue, oldest first, with ``expand=properties``, page by page."""
+    start = 0
+    page = 1
+    while True:
+
+        def read(start: int = start) -> list[Comment]:
+            return client.comments(
+                issue_key,
+                expand="properties",
+                start_at=start,
+                max_results=COMMENT_PAGE_SIZE,
+                order_by="created",
+            )
+
+        comments = read_page(read, page)
+        # The client returns the list without Jira's `total`, and Jira may answer fewer
+        # comments than asked for (its cap per page can change), so only an empty page
+        # proves there are no more.
+        if not comments:
+            return
+        yield from comments
+        start += len(comments)
+        page += 1
+
+
+def _post_comment(client: JIRA, issue_key: str, body: str, marker: str | None) -> Comment:
+    """``POST issue/{key}/comment``, with the marker property when there is one."""
+    if marker is None:
+        return client.add_comment(issue_key, body)
+    # `add_comment` sends properties only for Service Management's internal flag. Posting the
+    # same request with our property through the client's session keeps its auth, timeouts and
+    # JIRAError on refusals; marking the comment in the same request leaves no unmarked window.
+    data = {"body": body, "properties": [{"key": MARKER_PROPERTY, "value": {"key": marker}}]}
+    response = client._session.post(
+        client._get_url(f"issue/{issue_key}/comment"), data=json.dumps(data)
+    )
+    return Comment(client._options, client._session, raw=json_loads(response))
 
 
 def move_issue(
@@ -496,6 +616,7 @@ def add_comment(
     issue_key: str,
     body: str,
     *,
+    marker: str | None = None,
     block_name: str | None = None,
 ) -> dict[str, Any]:
     """Add a plain-text comment to an issue (not duplicated by retries).
@@ -504,12 +625,15 @@ def add_comment(
         credentials: the Jira block.
         issue_key: e.g. ``OPS-12``.
         body: the comment text.
+        marker: the idempotency key to store on the comment, for `find_comment_by_marker`.
         block_name: the block's name for messages, when it was not loaded by name.
 
     Returns:
         Jira's comment object.
     """
-    return comment_on_issue(credentials, issue_key, body, block_name=_name(credentials, block_name))
+    return comment_on_issue(
+        credentials, issue_key, body, marker=marker, block_name=_name(credentials, block_name)
+    )
 
 
 @task(name="jira-transition-issue", cache_policy=NO_CACHE)

@@ -14,7 +14,7 @@ import re
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
@@ -40,6 +40,11 @@ MAX_BULK_ISSUES = 50
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 50
 MAX_PROPERTY_LENGTH = 32768
+MAX_PROPERTY_KEY_LENGTH = 255
+# GET issue/{key}/comment: Jira documents a default page of 5000 and names no maximum; a Cloud
+# issue holds at most 5000 comments, so the default page is also the largest that can be filled.
+DEFAULT_COMMENT_PAGE_SIZE = 5000
+MAX_COMMENT_PAGE_SIZE = 5000
 MAX_SUMMARY_LENGTH = 255
 API = "/rest/api/2"
 
@@ -284,12 +289,14 @@ _ISSUE_KEY = re.compile(r"^([A-Z][A-Z0-9_]+)-(\d+)$", re.IGNORECASE)
 
 @dataclass(frozen=True)
 class CommentSnapshot:
-    """A comment as stored: id, plain-text body, author account id, creation time (UTC)."""
+    """A comment as stored: id, plain-text body, author account id, creation time (UTC) and
+    its entity properties (key -> JSON value), given when it was added."""
 
     id: str
     body: str
     author: str
     created: datetime
+    properties: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -524,6 +531,32 @@ class JiraState:
         with self._lock:
             return self._create(fields, reporter or SANDBOX_JIRA_ACCOUNT_ID).key
 
+    def add_comment(
+        self,
+        key: str,
+        body: str,
+        *,
+        properties: list[dict[str, Any]] | None = None,
+        author: str | None = None,
+    ) -> str:
+        """Add a comment to an issue as ``POST issue/{key}/comment`` would; returns its id.
+
+        Args:
+            key: the issue's key or id.
+            body: plain-text body.
+            properties: comment properties in the REST shape, ``[{"key": …, "value": …}]``.
+            author: account id (the sandbox account by default).
+
+        Raises:
+            KeyError: no such issue.
+            JiraApiError: the errors Jira would answer (400).
+        """
+        with self._lock:
+            issue = self._find_issue(key)
+            if issue is None:
+                raise KeyError(key)
+            return self._comment(issue, body, author or SANDBOX_JIRA_ACCOUNT_ID, properties).id
+
     def fail_after_apply(
         self,
         count: int = 1,
@@ -598,7 +631,9 @@ class JiraState:
             due_date=issue.due_date,
             created=issue.created,
             updated=issue.updated,
-            comments=tuple(issue.comments),
+            comments=tuple(
+                replace(c, properties=copy.deepcopy(c.properties)) for c in issue.comments
+            ),
             properties=copy.deepcopy(issue.properties),
         )
 
@@ -814,10 +849,13 @@ class JiraState:
             self._comment(issue, body_text, SANDBOX_JIRA_ACCOUNT_ID)
         issue.updated = self._now()
 
-    def _comment(self, issue: _Issue, body: Any, author: str) -> CommentSnapshot:
+    def _comment(
+        self, issue: _Issue, body: Any, author: str, properties: Any = None
+    ) -> CommentSnapshot:
         if not isinstance(body, str) or not body.strip():
             raise JiraApiError(400, [], {"comment": "Comment body can not be empty!"})
-        comment = CommentSnapshot(str(self._next_comment_id), body, author, self._now())
+        values = _comment_properties(properties)
+        comment = CommentSnapshot(str(self._next_comment_id), body, author, self._now(), values)
         self._next_comment_id += 1
         issue.comments.append(comment)
         issue.updated = comment.created
@@ -833,6 +871,46 @@ class JiraState:
         issue.updated = self._now()
         done = _by_id(STATUSES, target).category == "done"
         issue.resolved = issue.updated if done else None
+
+
+def _comment_properties(given: Any) -> dict[str, Any]:
+    """The ``properties`` of a new comment (``[{"key", "value"}]``) as key -> value.
+
+    Checked before anything is stored, with the limits of entity properties (a key of at most
+    255 characters, a value of at most 32 KB of JSON); a later entry with the same key wins.
+
+    Raises:
+        JiraApiError: 400 for a malformed list or a value beyond the limits.
+    """
+    if given is None:
+        return {}
+    malformed = JiraApiError(
+        400, ["Comment properties must be a list of objects with a 'key' and a 'value'."]
+    )
+    if not isinstance(given, list):
+        raise malformed
+    values: dict[str, Any] = {}
+    for item in given:
+        if not isinstance(item, dict) or "value" not in item:
+            raise malformed
+        key = item.get("key")
+        if not isinstance(key, str) or not key:
+            raise malformed
+        if len(key) > MAX_PROPERTY_KEY_LENGTH:
+            raise JiraApiError(
+                400,
+                [f"The property key can not be longer than {MAX_PROPERTY_KEY_LENGTH} characters."],
+            )
+        if len(json.dumps(item["value"], ensure_ascii=False)) > MAX_PROPERTY_LENGTH:
+            raise JiraApiError(
+                400,
+                [
+                    "The property value is too long. "
+                    f"The maximum allowed length is {MAX_PROPERTY_LENGTH}."
+                ],
+            )
+        values[key] = copy.deepcopy(item["value"])
+    return values
 
 
 def _cannot_set(name: str) -> str:
@@ -970,9 +1048,12 @@ class _Renderer:
             "projectId": int(project.id),
         }
 
-    def comment(self, issue: _Issue, comment: CommentSnapshot) -> dict[str, Any]:
+    def comment(
+        self, issue: _Issue, comment: CommentSnapshot, *, properties: bool = False
+    ) -> dict[str, Any]:
+        """A comment; its properties only with ``expand=properties``, as Jira does."""
         author = self.user(comment.author)
-        return {
+        data: dict[str, Any] = {
             "self": f"{self.api}/issue/{issue.id}/comment/{comment.id}",
             "id": comment.id,
             "author": author,
@@ -982,14 +1063,31 @@ class _Renderer:
             "updated": _jira_time(comment.created),
             "jsdPublic": True,
         }
+        if properties:
+            data["properties"] = [
+                {"key": key, "value": copy.deepcopy(value)}
+                for key, value in comment.properties.items()
+            ]
+        return data
 
-    def comments_page(self, issue: _Issue) -> dict[str, Any]:
+    def comments_page(
+        self,
+        issue: _Issue,
+        *,
+        start: int = 0,
+        size: int | None = None,
+        newest_first: bool = False,
+        properties: bool = False,
+    ) -> dict[str, Any]:
+        """A page of comments; without `size`, every comment (the issue's ``comment`` field)."""
+        ordered = list(reversed(issue.comments)) if newest_first else issue.comments
+        page = ordered[start:] if size is None else ordered[start : start + size]
         return {
-            "comments": [self.comment(issue, c) for c in issue.comments],
+            "comments": [self.comment(issue, c, properties=properties) for c in page],
             "self": f"{self.api}/issue/{issue.id}/comment",
-            "maxResults": len(issue.comments),
+            "maxResults": len(issue.comments) if size is None else size,
             "total": len(issue.comments),
-            "startAt": 0,
+            "startAt": start,
         }
 
     def field(self, issue: _Issue, name: str) -> Any:
@@ -1522,6 +1620,21 @@ def _account_from_header(request: Request) -> str | None:
     return SANDBOX_JIRA_ACCOUNT_ID
 
 
+def _int_param(name: str, value: str | None, default: int) -> int:
+    """A whole-number query parameter, or Jira's 400 for anything else."""
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise JiraApiError(400, [f"'{value}' is not a valid value for {name}."]) from None
+
+
+def _expands(expand: str | None, option: str) -> bool:
+    """Whether a comma-separated ``expand`` asks for `option` (unknown options are ignored)."""
+    return option in {part.strip() for part in (expand or "").split(",")}
+
+
 async def _json_body(request: Request) -> Any:
     raw = await request.body()
     if not raw:
@@ -1891,30 +2004,62 @@ def create_jira_app(state: JiraState) -> FastAPI:
         return error_response(410, SEARCH_REMOVED)
 
     @api.get("/issue/{key}/comment")
-    def list_comments(request: Request, key: str) -> JSONResponse:
+    def list_comments(
+        request: Request,
+        key: str,
+        startAt: str | None = None,
+        maxResults: str | None = None,
+        orderBy: str | None = None,
+        expand: str | None = None,
+    ) -> JSONResponse:
+        start = _int_param("startAt", startAt, 0)
+        size = min(
+            _int_param("maxResults", maxResults, DEFAULT_COMMENT_PAGE_SIZE), MAX_COMMENT_PAGE_SIZE
+        )
+        # A "+" that was not percent-encoded arrives as a space.
+        order = (orderBy or "created").strip().removeprefix("+")
+        if order not in ("created", "-created"):
+            raise JiraApiError(
+                400, [f"'{orderBy}' is not a valid value for orderBy; use created or -created."]
+            )
         with lock:
             issue = issue_or_404(key)
-            return JSONResponse(render(request).comments_page(issue))
+            return JSONResponse(
+                render(request).comments_page(
+                    issue,
+                    start=max(start, 0),
+                    size=max(size, 0),
+                    newest_first=order == "-created",
+                    properties=_expands(expand, "properties"),
+                )
+            )
 
     @api.get("/issue/{key}/comment/{comment_id}")
-    def get_comment(request: Request, key: str, comment_id: str) -> JSONResponse:
+    def get_comment(
+        request: Request, key: str, comment_id: str, expand: str | None = None
+    ) -> JSONResponse:
         with lock:
             issue = issue_or_404(key)
             comment = next((c for c in issue.comments if c.id == comment_id), None)
             if comment is None:
                 raise JiraApiError(404, [f"Can not find a comment for the id: {comment_id}."])
-            return JSONResponse(render(request).comment(issue, comment))
+            return JSONResponse(
+                render(request).comment(issue, comment, properties=_expands(expand, "properties"))
+            )
 
     @api.post("/issue/{key}/comment")
     async def add_comment(
-        request: Request, key: str, account: str = Depends(authenticated)
+        request: Request, key: str, account: str = Depends(authenticated), expand: str | None = None
     ) -> Response:
         body = await _json_body(request)
         with lock:
             issue = issue_or_404(key)
-            text = body.get("body") if isinstance(body, dict) else None
-            comment = state._comment(issue, text, account)
-            answer = JSONResponse(render(request).comment(issue, comment), status_code=201)
+            given = body if isinstance(body, dict) else {}
+            comment = state._comment(issue, given.get("body"), account, given.get("properties"))
+            answer = JSONResponse(
+                render(request).comment(issue, comment, properties=_expands(expand, "properties")),
+                status_code=201,
+            )
         return await after_apply(request, answer)
 
     @api.get("/issue/{key}/transitions")

@@ -10,6 +10,7 @@ from jira import JIRA, JIRAError
 
 from moltbot.sandbox import Sandbox
 from moltbot.sandbox.jira import (
+    DEFAULT_COMMENT_PAGE_SIZE,
     MAX_BULK_ISSUES,
     SANDBOX_JIRA_ACCOUNT_ID,
     SANDBOX_JIRA_EMAIL,
@@ -104,6 +105,84 @@ def test_korean_issue_and_comment_round_trip(jira: JIRA, state: JiraState) -> No
     assert [c.body for c in stored.comments] == ["원인 확인 중입니다 🙏"]
     # create_issue's prefetch reads the issue back once, then the test's own read.
     assert state.core.count("GET", r"/issue/OPS-1$") == 2
+
+
+def test_comment_properties_are_stored_and_shown_only_when_expanded(
+    jira: JIRA, http: httpx.Client, state: JiraState
+) -> None:
+    key = new_issue(state)
+    marker = {"key": "ticket:evt-7:2", "메모": "재발"}
+
+    created = http.post(
+        f"/issue/{key}/comment",
+        json={"body": "다시 발생", "properties": [{"key": "moltbot", "value": marker}]},
+    )
+    plain = http.get(f"/issue/{key}/comment").json()["comments"][0]
+    expanded = jira.comments(key, expand="properties")[0]
+    one = http.get(f"/issue/{key}/comment/{created.json()['id']}?expand=renderedBody,properties")
+
+    assert created.status_code == 201
+    assert "properties" not in created.json() and "properties" not in plain
+    assert expanded.raw["properties"] == [{"key": "moltbot", "value": marker}]
+    assert one.json()["properties"] == [{"key": "moltbot", "value": marker}]
+    [stored] = state.issue(key).comments
+    assert stored.properties == {"moltbot": marker}
+    stored.properties["moltbot"]["key"] = "changed"  # a snapshot is a copy
+    assert state.issue(key).comments[0].properties == {"moltbot": marker}
+
+
+@pytest.mark.parametrize(
+    ("properties", "message"),
+    [
+        ("moltbot", "Comment properties must be a list of objects with a 'key' and a 'value'."),
+        ([{"key": "moltbot"}], "Comment properties must be a list"),
+        ([{"value": 1}], "Comment properties must be a list"),
+        ([{"key": "k" * 256, "value": 1}], "can not be longer than 255 characters"),
+        ([{"key": "big", "value": "x" * 32768}], "The property value is too long."),
+    ],
+)
+def test_malformed_comment_properties_are_refused(
+    http: httpx.Client, state: JiraState, properties: object, message: str
+) -> None:
+    key = new_issue(state)
+
+    response = http.post(f"/issue/{key}/comment", json={"body": "x", "properties": properties})
+
+    assert response.status_code == 400
+    assert message in response.json()["errorMessages"][0]
+    assert state.issue(key).comments == ()
+
+
+def test_comments_page_with_start_at_max_results_and_order(
+    jira: JIRA, http: httpx.Client, state: JiraState
+) -> None:
+    key = new_issue(state)
+    ids = [state.add_comment(key, f"댓글 {n}") for n in range(7)]
+
+    def page(**params: object) -> dict:
+        response = http.get(f"/issue/{key}/comment", params=params)
+        assert response.status_code == 200
+        return response.json()
+
+    first = page(maxResults=3)
+    last = page(startAt=6, maxResults=3)
+    everything = page()
+
+    assert [c["id"] for c in first["comments"]] == ids[:3]
+    assert (first["startAt"], first["maxResults"], first["total"]) == (0, 3, 7)
+    assert [c["id"] for c in last["comments"]] == ids[6:]
+    assert page(startAt=7)["comments"] == []
+    assert len(everything["comments"]) == 7
+    assert everything["maxResults"] == DEFAULT_COMMENT_PAGE_SIZE == 5000
+    assert page(maxResults=100000)["maxResults"] == 5000
+    assert [c["id"] for c in page(orderBy="-created", maxResults=2)["comments"]] == ids[:-3:-1]
+    assert [c.id for c in jira.comments(key, start_at=2, max_results=2, order_by="+created")] == (
+        ids[2:4]
+    )
+    assert http.get(f"/issue/{key}/comment", params={"orderBy": "updated"}).status_code == 400
+    refused = http.get(f"/issue/{key}/comment", params={"maxResults": "many"})
+    assert refused.status_code == 400
+    assert refused.json()["errorMessages"] == ["'many' is not a valid value for maxResults."]
 
 
 def test_create_answers_201_with_self_link_on_the_callers_host(

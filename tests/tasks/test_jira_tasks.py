@@ -17,6 +17,7 @@ from tasks.jira import (
     comment_on_issue,
     create_issues_in_bulk,
     dedup_label,
+    find_comment_by_marker,
     find_issues,
     move_issue,
     search_issues,
@@ -260,6 +261,123 @@ def test_comment_on_a_missing_issue_fails_at_once(
         "see it."
     )
     assert state.core.count("POST", "/comment$") == 1
+
+
+def marked(marker: str, key: str = "moltbot") -> list[dict[str, object]]:
+    return [{"key": key, "value": {"key": marker}}]
+
+
+def comment_pages(core: EmulatorCore) -> list[tuple[str, int]]:
+    """Query and status of each comment listing (``startAt=…&maxResults=…``)."""
+    return [(r.query, r.status) for r in core.requests_to("GET", r"/comment$")]
+
+
+def test_marked_comment_is_found_by_its_marker(
+    jira_credentials: JiraCredentials, state: JiraState
+) -> None:
+    key = seed(state, 1)
+    state.add_comment(key, "사람이 남긴 댓글")
+
+    comment = comment_on_issue(
+        jira_credentials, key, "다시 발생 (2회째)", marker="ticket:evt-7:2", block_name=BLOCK
+    )
+    found = find_comment_by_marker(jira_credentials, key, "ticket:evt-7:2", block_name=BLOCK)
+
+    assert found == comment["id"]
+    assert state.issue(key).comments[1].properties == {"moltbot": {"key": "ticket:evt-7:2"}}
+    # Found on the first page: no further page is read.
+    assert [q for q, _ in comment_pages(state.core)] == [
+        "expand=properties&startAt=0&maxResults=100&orderBy=created"
+    ]
+
+
+def test_unmarked_or_otherwise_marked_comments_are_not_found(
+    jira_credentials: JiraCredentials, state: JiraState
+) -> None:
+    key = seed(state, 1)
+    state.add_comment(key, "표시 없음")
+    state.add_comment(key, "다른 표시", properties=marked("ticket:evt-7:3"))
+    state.add_comment(key, "다른 앱", properties=marked("ticket:evt-7:2", key="other-app"))
+    state.add_comment(
+        key, "값이 문자열", properties=[{"key": "moltbot", "value": "ticket:evt-7:2"}]
+    )
+    state.core.clear_requests()
+
+    found = find_comment_by_marker(jira_credentials, key, "ticket:evt-7:2", block_name=BLOCK)
+
+    assert found is None
+    # Only an empty page proves the end (Jira may answer fewer comments than asked for).
+    assert [q.split("&")[1] for q, _ in comment_pages(state.core)] == ["startAt=0", "startAt=4"]
+
+
+def test_lookup_reads_every_page_and_returns_the_oldest_match(
+    jira_credentials: JiraCredentials, state: JiraState
+) -> None:
+    key = seed(state, 1)
+    ids = [
+        state.add_comment(key, f"댓글 {n}", properties=marked(f"m{n % 115}")) for n in range(120)
+    ]
+    client = jira_credentials.get_client(block_name=BLOCK)
+    state.core.clear_requests()
+
+    late = find_comment_by_marker(jira_credentials, key, "m3", block_name=BLOCK, client=client)
+    last = find_comment_by_marker(jira_credentials, key, "m114", block_name=BLOCK, client=client)
+    missing = find_comment_by_marker(jira_credentials, key, "m999", block_name=BLOCK, client=client)
+
+    assert late == ids[3]  # not ids[118], which carries the same marker
+    assert (last, missing) == (ids[114], None)
+    starts = [q.split("&")[1] for q, _ in comment_pages(state.core)]
+    assert starts == ["startAt=0"] + ["startAt=0", "startAt=100"] * 2 + ["startAt=120"]
+    assert state.core.count("GET", "serverInfo$") == 0  # the client given was reused
+
+
+def test_a_429_on_the_lookup_is_retried(
+    jira_credentials: JiraCredentials, state: JiraState
+) -> None:
+    key = seed(state, 1)
+    wanted = state.add_comment(key, "재발", properties=marked("ticket:evt-7:2"))
+    # Retry-After: 0 keeps the test from waiting; the wait itself is the retry policy's.
+    state.core.inject_fault(429, method="GET", path="/comment$", retry_after=0)
+
+    found = find_comment_by_marker(jira_credentials, key, "ticket:evt-7:2", block_name=BLOCK)
+
+    assert found == wanted
+    assert [status for _, status in comment_pages(state.core)] == [429, 200]
+
+
+def test_lookup_on_a_missing_issue_fails_at_once(
+    jira_credentials: JiraCredentials, state: JiraState
+) -> None:
+    with pytest.raises(ServiceError) as raised:
+        find_comment_by_marker(jira_credentials, "OPS-404", "x", block_name=BLOCK)
+
+    assert not raised.value.transient
+    assert "404 Issue does not exist" in str(raised.value)
+    assert len(comment_pages(state.core)) == 1
+
+
+def test_marked_comment_applied_then_500_is_found_by_marker_not_duplicated(
+    jira_credentials: JiraCredentials, state: JiraState
+) -> None:
+    key = seed(state, 1)
+    # An identical body from an earlier occurrence: only the marker tells the two apart.
+    state.add_comment(key, "다시 발생", properties=marked("ticket:evt-7:2"))
+    state.fail_after_apply(1, path="/comment$")
+
+    comment = comment_on_issue(
+        jira_credentials, key, "다시 발생", marker="ticket:evt-7:3", block_name=BLOCK
+    )
+
+    comments = state.issue(key).comments
+    assert [c.properties["moltbot"]["key"] for c in comments] == [
+        "ticket:evt-7:2",
+        "ticket:evt-7:3",
+    ]
+    assert comment["id"] == comments[1].id
+    assert [(m, s) for m, p, s in paths(state.core) if p.endswith("/comment")] == [
+        ("POST", 500),
+        ("GET", 200),
+    ]
 
 
 def test_move_issue_through_the_workflow(

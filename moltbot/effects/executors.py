@@ -1,0 +1,93 @@
+"""What performs an effect: the executor protocol, and the executor of messages on a channel."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from moltbot.effects.model import Applied, Intent
+from moltbot.errors import ServiceError
+from moltbot.messages import Message
+
+
+class Executor(Protocol):
+    """Performs intents on one destination (a channel, a Notion database, a Jira site).
+
+    Attributes:
+        name: the destination's name in routes (a channel block name, ``jira:<block>``).
+        batch_size: intents per `apply` call (1: one at a time; Jira's bulk create: 50).
+        can_look_up: `look_up` can tell whether an effect exists remotely (Jira by label,
+            Notion by its key property, Sheets by re-reading); chat webhooks and SMTP cannot.
+        retries_inside: the service's client adapter already retries (and checks before
+            re-sending), so the layer calls `apply` once per attempt of a run.
+    """
+
+    name: str
+    batch_size: int
+    can_look_up: bool
+    retries_inside: bool
+
+    def apply(self, intents: Sequence[Intent]) -> dict[str, Applied | ServiceError]:
+        """Perform `intents`; per key, the remote id or the service's refusal or failure.
+
+        Raises:
+            Exception: only for a bug (not a service's answer): the layer records it and
+                re-raises.
+        """
+        ...
+
+    def look_up(self, intents: Sequence[Intent]) -> dict[str, str]:
+        """Which of `intents` exist remotely already: key -> remote id (empty if none can)."""
+        ...
+
+
+class Channel(Protocol):
+    """Anything that can take a message: the channel blocks in `blocks.channels`."""
+
+    def send(self, message: Message) -> str | None: ...
+
+
+class ChannelExecutor:
+    """Sends message intents on one channel block, one at a time; nothing to look up.
+
+    Args:
+        name: the channel's block name (the route link).
+        channel: the loaded block.
+    """
+
+    batch_size = 1
+    can_look_up = False
+    retries_inside = False
+
+    def __init__(self, name: str, channel: Channel) -> None:
+        self.name = name
+        self.channel = channel
+
+    def apply(self, intents: Sequence[Intent]) -> dict[str, Applied | ServiceError]:
+        """Send each message; a `DeliveryError` is the channel's answer, anything else a bug."""
+        answers: dict[str, Applied | ServiceError] = {}
+        for intent in intents:
+            try:
+                answers[intent.key] = Applied(self.channel.send(intent.payload))
+            except ServiceError as failure:
+                answers[intent.key] = failure
+        return answers
+
+    def look_up(self, intents: Sequence[Intent]) -> dict[str, str]:
+        """A chat post or an e-mail cannot be looked up."""
+        return {}
+
+
+def dump_payload(kind: str, payload: Any) -> str:
+    """The payload as JSON for the ledger (kept until done, for replay)."""
+    if isinstance(payload, Message):
+        return payload.model_dump_json()
+    return json.dumps(payload, ensure_ascii=False, default=str)
+
+
+def load_payload(kind: str, text: str) -> Any:
+    """The payload stored by `dump_payload`."""
+    if kind == "message":
+        return Message.model_validate_json(text)
+    return json.loads(text)

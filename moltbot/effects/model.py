@@ -1,0 +1,141 @@
+"""The effects layer's vocabulary: intents in, outcomes out, routes and delivery policies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+DeliveryPolicy = Literal["at_least_once", "at_most_once"]
+"""What to do with an effect whose outcome is unknown and cannot be looked up: send it again
+(`at_least_once`, the default for alerts) or hold it for a person (`at_most_once`)."""
+
+OutcomeStatus = Literal["done", "already_done", "held", "in_doubt", "failed", "dead", "dry_run"]
+"""One vocabulary for every effect of every automation:
+
+- `done`: performed now (or found performed remotely after an interrupted attempt: `recovered`).
+- `already_done`: the ledger says an earlier run performed it; nothing was sent.
+- `held`: another live run holds it right now; this run did not perform it.
+- `in_doubt`: it may have happened and cannot be checked; a person resolves it.
+- `failed`: it was refused or could not be settled; the next run tries again.
+- `dead`: every destination of its route failed; announced to ops, replayable.
+- `dry_run`: nothing was performed or recorded.
+"""
+
+SETTLED: frozenset[str] = frozenset({"done", "already_done", "dry_run"})
+"""Outcomes after which the effect exists (or, in a dry run, would)."""
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where an effect may go, in order: the first destination that accepts it takes it.
+
+    Attributes:
+        links: executor names (channel block names for messages), tried in order.
+        policy: what an unknown outcome on a destination without a look-up means.
+    """
+
+    links: tuple[str, ...]
+    policy: DeliveryPolicy = "at_least_once"
+
+    def __post_init__(self) -> None:
+        if not self.links:
+            raise ValueError("a route needs at least one destination")
+
+    @property
+    def name(self) -> str:
+        """The route's name in keys and tables: its first destination (stable when fallbacks
+        are added or removed, so a changed chain does not resend what was delivered)."""
+        return self.links[0]
+
+    def describe(self) -> str:
+        """``team-slack > ops-email > oncall-sms``."""
+        return " > ".join(self.links)
+
+
+@dataclass(frozen=True)
+class Intent:
+    """One external effect an automation wants, with its idempotency key.
+
+    Attributes:
+        key: the ledger key: automation, logical item and target (at most 512 characters).
+        automation: the automation that wants it.
+        kind: what it is: ``message``, ``notion_page``, ``jira_issue``, ``jira_comment``,
+            ``sheets_append``.
+        target: where it lands (a database id, a project, a route), for tables and the audit.
+        payload: what the executor needs to perform it (a `Message`, a dict of fields).
+        route: the destinations, in order.
+        label: a short human name for outcomes (``out alert``, ``row 12``); no personal data.
+        group: how the automation groups outcomes (a severity, a draft id).
+        companion_keys: other ledger keys settled together with this one (a ticket's
+            occurrence key), claimed and recorded alongside.
+        known_remote_id: the effect is known to exist remotely already (found by the caller's
+            own search): record it, perform nothing.
+    """
+
+    key: str
+    automation: str
+    kind: str
+    target: str
+    payload: Any
+    route: Route
+    label: str = ""
+    group: str | None = None
+    companion_keys: tuple[str, ...] = ()
+    known_remote_id: str | None = None
+
+
+class Attempt(BaseModel):
+    """One destination that did not take the effect, and why (masked)."""
+
+    link: str
+    error: str
+
+
+class Outcome(BaseModel):
+    """What became of one intent (JSON-ready with `model_dump(mode="json")`).
+
+    Attributes:
+        key: the ledger key.
+        kind: the intent's kind.
+        target: the intent's target.
+        status: see `OutcomeStatus`.
+        via: the destination that took it (for `done` / `already_done`).
+        tried: destinations that failed (or were skipped by an open circuit) before.
+        remote_id: the remote service's id (issue key, page id, Message-ID), when known.
+        attempts: claims of this key so far (the ledger's count).
+        error: why it is not done (masked).
+        transient: for `failed`: whether a later run may succeed without a fix.
+        recovered: `done` by finding it remotely after an interrupted attempt.
+        held_by: the flow run holding it (for `held`).
+        label: the intent's human name.
+        group: the intent's group.
+    """
+
+    key: str
+    kind: str
+    target: str
+    status: OutcomeStatus
+    via: str | None = None
+    tried: list[Attempt] = Field(default_factory=list)
+    remote_id: str | None = None
+    attempts: int = 0
+    error: str | None = None
+    transient: bool = False
+    recovered: bool = False
+    held_by: str | None = None
+    label: str = ""
+    group: str | None = None
+
+    @property
+    def settled(self) -> bool:
+        """True when the effect exists now (done now or before, or a dry run's preview)."""
+        return self.status in SETTLED
+
+
+@dataclass
+class Applied:
+    """An executor's answer for one intent it performed: the remote id, if the service gave one."""
+
+    remote_id: str | None = None

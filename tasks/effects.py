@@ -1,0 +1,127 @@
+"""The one task every automation hands its intended effects to, and reads the ledger through."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.logging import get_run_logger
+from prefect.runtime import flow_run
+from prefect.utilities.annotations import quote
+
+from moltbot.effects import Executor, Intent, Outcome, perform
+from moltbot.effects.channels import channel_executors
+from moltbot.effects.perform import preview
+from moltbot.effects.runtime import runtime_from_settings
+from moltbot.ledger import EffectStatus, Ledger
+
+
+@task(name="perform-effects", cache_policy=NO_CACHE)
+def _perform_effects(
+    intents: list[Intent],
+    destinations: Mapping[str, Executor],
+    force: bool,
+    dry_run: bool,
+) -> list[Outcome]:
+    logger = get_run_logger()
+    if dry_run:
+        outcomes = preview(intents)
+    else:
+        with Ledger.from_settings() as ledger:
+            runtime = runtime_from_settings(
+                ledger, destinations, flow_run_id=str(flow_run.get_id() or "") or None
+            )
+            outcomes = perform(intents, runtime, force=force)
+    for outcome in outcomes:
+        line = f"{outcome.kind} {outcome.label or outcome.key}: {outcome.status}"
+        if outcome.via:
+            line += f" via {outcome.via}"
+        if outcome.tried:
+            line += f" (after {', '.join(t.link for t in outcome.tried)} failed)"
+        if outcome.status in ("failed", "dead", "in_doubt", "held"):
+            logger.error("%s: %s", line, outcome.error)
+        else:
+            logger.info("%s", line)
+    return outcomes
+
+
+def perform_effects(
+    intents: Sequence[Intent],
+    destinations: Mapping[str, Executor],
+    *,
+    force: bool = False,
+    dry_run: bool = False,
+) -> list[Outcome]:
+    """Perform `intents` through the effects layer, in one Prefect task run.
+
+    Args:
+        intents: what the automation wants done, each with its idempotency key and route.
+        destinations: an executor for every link of every route (see `channel_destinations`).
+        force: perform even what the ledger records as done.
+        dry_run: claim, apply and record nothing; every outcome is `dry_run`.
+
+    Returns:
+        One outcome per intent, in order.
+    """
+    if not intents:
+        return []
+    # quote: Prefect would otherwise walk every message and attachment looking for futures.
+    return _perform_effects(quote(list(intents)), quote(dict(destinations)), force, dry_run)
+
+
+@task(name="load-channels", cache_policy=NO_CACHE)
+def channel_destinations(names: Iterable[str]) -> dict[str, Executor]:
+    """Load each named channel block once (`outbox` needs none) as a destination.
+
+    Raises:
+        InputError: a name that is neither `outbox` nor a saved channel block.
+    """
+    return dict(channel_executors(names))
+
+
+@dataclass(frozen=True)
+class EffectState:
+    """What the ledger says about one key, read before planning (no claim)."""
+
+    status: str
+    kind: str
+    remote_id: str | None
+    held: bool
+
+
+@task(name="read-effects", cache_policy=NO_CACHE)
+def read_effects(keys: list[str]) -> dict[str, EffectState]:
+    """The ledger's rows for `keys` (absent keys are left out); `held` is a pending claim whose
+    holder is alive and whose lease has not run out."""
+    from datetime import UTC, datetime
+
+    from moltbot.effects.holders import holder_is_dead
+
+    now = datetime.now(UTC)
+    states: dict[str, EffectState] = {}
+    with Ledger.from_settings() as ledger:
+        for key in dict.fromkeys(keys):
+            effect = ledger.get(key)
+            if effect is None:
+                continue
+            held = (
+                effect.status == EffectStatus.PENDING
+                and now - effect.updated_at <= ledger.lease
+                and not holder_is_dead(effect)
+            )
+            states[key] = EffectState(effect.status.value, effect.kind, effect.remote_id, held)
+    return states
+
+
+@task(name="count-done-effects", cache_policy=NO_CACHE)
+def count_done(automation: str, prefixes: list[str]) -> dict[str, int]:
+    """How many done effects of `automation` have keys starting with each prefix."""
+    counts = dict.fromkeys(prefixes, 0)
+    with Ledger.from_settings() as ledger:
+        for prefix in counts:
+            counts[prefix] = len(
+                ledger.effects(automation=automation, status=EffectStatus.DONE, key_prefix=prefix)
+            )
+    return counts
