@@ -17,7 +17,7 @@ TIMEZONE = "Asia/Seoul"
 
 
 def make(folder: str, orders_per_day: str = "20000") -> None:
-    from moltbot.sample import write_sample_orders
+    from demo.sample_orders import write_sample_orders
 
     path = write_sample_orders(
         Path(folder) / "orders.csv", end_date=REPORT_DATE, orders_per_day=int(orders_per_day)

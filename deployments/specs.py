@@ -6,13 +6,13 @@ import subprocess
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from moltbot.config import ProjectConfig
 from moltbot.errors import InputError
-from moltbot.registry import AUTOMATIONS, Automation, get_automation
+from moltbot.registry import Automation, CollisionStrategy, automations, get_automation
 from moltbot.settings import checked_timezone, get_settings
 
 if TYPE_CHECKING:
@@ -21,8 +21,6 @@ if TYPE_CHECKING:
 DEPLOYMENT_NAME = "default"
 MOLTBOT_TAG = "moltbot"
 """Every moltbot deployment, hence every run it creates, has this tag: failure alerts match it."""
-
-CollisionStrategy = Literal["ENQUEUE", "CANCEL_NEW"]
 
 
 class RunPolicy(BaseModel):
@@ -33,17 +31,13 @@ class RunPolicy(BaseModel):
     concurrency_limit: int = Field(default=1, ge=1)
     collision_strategy: CollisionStrategy = "ENQUEUE"
 
-
-# Why these policies: a stock check that starts while the previous one still runs would compare
-# against states the other is about to save, so the newcomer is cancelled (the next tick checks
-# again); reports, digests and tickets must each run, one after the other, so they queue: their
-# watermarks and ledger keys make a queued run find the work already done instead of redoing it.
-RUN_POLICIES: dict[str, RunPolicy] = {
-    "daily-report": RunPolicy(),
-    "inventory-alert": RunPolicy(collision_strategy="CANCEL_NEW"),
-    "form-digest": RunPolicy(),
-    "ticket-creation": RunPolicy(),
-}
+    @classmethod
+    def of(cls, automation: Automation) -> RunPolicy:
+        """The automation's own policy, as its registry entry declares it (and says why)."""
+        return cls(
+            concurrency_limit=automation.concurrency_limit,
+            collision_strategy=automation.collision_strategy,
+        )
 
 
 class DeploymentSettings(BaseModel):
@@ -241,13 +235,13 @@ def build_specs(
     version = version or code_version()
     default_timezone = get_settings().timezone
     specs = []
-    for automation in AUTOMATIONS:
+    for automation in automations():
         if only and automation.name not in only:
             continue
         entry = overrides.get(automation.name, DeploymentSettings())
         if not entry.enabled:
             continue
-        policy = RUN_POLICIES.get(automation.name, RunPolicy())
+        policy = RunPolicy.of(automation)
         policy = RunPolicy(
             concurrency_limit=entry.concurrency_limit or policy.concurrency_limit,
             collision_strategy=entry.collision_strategy or policy.collision_strategy,

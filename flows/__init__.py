@@ -1,3 +1,11 @@
-"""Automations: one Prefect flow (or package) per automation."""
+"""Automations, one package per automation; this module collects their entries into the registry."""
 
 import moltbot  # noqa: F401  (sets Prefect telemetry defaults before Prefect is imported)
+from flows.daily_report import ENTRY as DAILY_REPORT
+from flows.form_digest import ENTRY as FORM_DIGEST
+from flows.inventory_alert import ENTRY as INVENTORY_ALERT
+from flows.ticket_creation import ENTRY as TICKET_CREATION
+from moltbot.registry import Automation
+
+AUTOMATIONS: tuple[Automation, ...] = (DAILY_REPORT, INVENTORY_ALERT, FORM_DIGEST, TICKET_CREATION)
+"""The one registry of automations, in registry order (`moltbot.registry.automations()`)."""

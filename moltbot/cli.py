@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 
 from moltbot.errors import DeliveryFailed, InputError
-from moltbot.registry import AUTOMATIONS, get_automation
+from moltbot.registry import automations, get_automation
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 _URL_WITH_PASSWORD = re.compile(r"[a-z][a-z0-9+.\-]*://[^/\s:@]+:[^/\s@]+@", re.IGNORECASE)
@@ -74,12 +74,14 @@ def list_automations(
 ) -> None:
     """List the automations moltbot ships."""
     if as_json:
-        print(json.dumps([automation.as_dict() for automation in AUTOMATIONS], ensure_ascii=False))
+        print(
+            json.dumps([automation.as_dict() for automation in automations()], ensure_ascii=False)
+        )
         return
     from rich.table import Table
 
     table = Table("automation", "description", "default schedule")
-    for automation in AUTOMATIONS:
+    for automation in automations():
         table.add_row(automation.name, automation.description, automation.default_schedule or "")
     console.print(table)
 
@@ -186,7 +188,7 @@ def run(
 @app.command("demo")
 def demo() -> None:
     """Run the automations on bundled sample data against the local sandbox (no accounts)."""
-    from moltbot.demo import run_demo
+    from demo.run import run_demo
 
     try:
         code = run_demo(console)

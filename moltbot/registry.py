@@ -1,36 +1,55 @@
-"""The one registry of automations: name, flow, description, default trigger and routes."""
+"""The automation registry's shape and lookup; the entries are declared by the flow packages."""
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from moltbot.errors import InputError
 
 if TYPE_CHECKING:
     from prefect import Flow
 
+CollisionStrategy = Literal["ENQUEUE", "CANCEL_NEW"]
+"""What a run that starts while the concurrency limit is reached does: wait, or cancel itself."""
+
+DeliveryPolicy = Literal["at_least_once", "at_most_once"]
+"""What an effect whose outcome is unknown does: try again, or give up (dead-letter)."""
+
 
 @dataclass(frozen=True)
 class Automation:
-    """One automation moltbot ships.
+    """One automation moltbot ships: its entry in the one registry.
 
     Attributes:
-        name: the CLI and deployment name (`daily-report`).
+        name: the CLI and deployment name (`daily-report`); its `@flow(name=...)` is the same.
         flow_ref: `module:attribute` of its Prefect flow, imported only when needed.
         description: one line for `moltbot list` and the docs.
         default_schedule: cron expression of its default deployment schedule.
-        default_channels: where its messages go when no channels are given.
         default_parameters: parameters its deployment passes unless the config says otherwise.
+        concurrency_limit: how many runs of its deployment may run at once.
+        collision_strategy: what a run beyond `concurrency_limit` does (queue or cancel itself).
+        default_routes: severity -> ordered channel chain (first choice first) of its messages.
+        delivery_policy: what an effect whose outcome is unknown does.
+        webhook_routes: webhook event type -> parameters of the run of its default deployment
+            that the gateway starts for such an event, unless the `[webhooks]` config says
+            otherwise.
     """
 
     name: str
     flow_ref: str
     description: str
     default_schedule: str | None = None
-    default_channels: tuple[str, ...] = field(default=("outbox",))
     default_parameters: dict[str, Any] = field(default_factory=dict)
+    concurrency_limit: int = 1
+    collision_strategy: CollisionStrategy = "ENQUEUE"
+    default_routes: Mapping[str, tuple[str, ...]] = field(
+        default_factory=lambda: {"info": ("outbox",)}
+    )
+    delivery_policy: DeliveryPolicy = "at_least_once"
+    webhook_routes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def load_flow(self) -> Flow:
         """Import and return the automation's flow (importing Prefect costs about a second)."""
@@ -44,42 +63,32 @@ class Automation:
             "flow": self.flow_ref,
             "description": self.description,
             "default_schedule": self.default_schedule,
-            "default_channels": list(self.default_channels),
             "default_parameters": dict(self.default_parameters),
+            "concurrency_limit": self.concurrency_limit,
+            "collision_strategy": self.collision_strategy,
+            "default_routes": {
+                severity: list(chain) for severity, chain in self.default_routes.items()
+            },
+            "delivery_policy": self.delivery_policy,
+            "webhook_routes": {
+                event_type: dict(parameters)
+                for event_type, parameters in self.webhook_routes.items()
+            },
         }
 
 
-AUTOMATIONS: tuple[Automation, ...] = (
-    Automation(
-        name="daily-report",
-        flow_ref="flows.daily_report.flow:daily_report",
-        description="Sales/ops data -> daily KPIs -> chat, e-mail with a chart, outbox, artifact.",
-        default_schedule="0 9 * * *",
-    ),
-    Automation(
-        name="inventory-alert",
-        flow_ref="flows.inventory_alert.flow:inventory_alert",
-        description="Stock levels -> only changed states (low, out, back) -> alerts by severity.",
-        default_schedule="*/30 * * * *",
-    ),
-    Automation(
-        name="form-digest",
-        flow_ref="flows.form_digest.flow:form_digest",
-        description="New Google Form answers in a sheet -> a digest in Notion, chat and outbox.",
-        default_schedule="0 * * * *",
-    ),
-    Automation(
-        name="ticket-creation",
-        flow_ref="flows.ticket_creation.flow:ticket_creation",
-        description="Form answers and events -> Jira issues, never duplicated, optional review.",
-        default_schedule=None,
-    ),
-)
+def automations() -> tuple[Automation, ...]:
+    """Every automation, in registry order, as `flows/__init__.py` collects them.
+
+    `flows` is imported on the first call, not when this module is: the runtime has no static
+    import of the automations, and their flow modules (and Prefect) stay unimported.
+    """
+    return importlib.import_module("flows").AUTOMATIONS
 
 
 def automation_names() -> list[str]:
     """Names of all automations, in registry order."""
-    return [automation.name for automation in AUTOMATIONS]
+    return [automation.name for automation in automations()]
 
 
 def get_automation(name: str) -> Automation:
@@ -88,7 +97,7 @@ def get_automation(name: str) -> Automation:
     Raises:
         InputError: no such automation (the message lists the valid names).
     """
-    for automation in AUTOMATIONS:
+    for automation in automations():
         if automation.name == name:
             return automation
     raise InputError(f"unknown automation {name!r} (choose from: {', '.join(automation_names())})")

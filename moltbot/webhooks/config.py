@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
@@ -19,6 +20,7 @@ from pydantic import (
 
 from moltbot.config import ProjectConfig
 from moltbot.errors import InputError
+from moltbot.registry import automations
 
 _PLACEHOLDER = re.compile(
     r"^\{\{\s*(?P<name>source|inbox_id|event(?:\.(?:id|type|occurred_at|payload))?)\s*\}\}$"
@@ -164,20 +166,27 @@ def _default_sources() -> dict[str, SourceConfig]:
     }
 
 
+# Event types that also emit an alert: a Prefect event an automation can turn into an ops
+# notification.
+_ALERTED_EVENT_TYPES = ("payment.failed",)
+
+
 def _default_routes() -> dict[str, list[DeploymentTarget | EventTarget]]:
-    return {
-        "payment.failed": [
-            # No `mapping`: ticket-creation picks the mapping whose `event_types` has the type.
-            # The inbox id, not the event: run parameters are shown to anyone with the Prefect
-            # UI, and a payment event carries customer details; the flow reads the event from
-            # the inbox.
-            DeploymentTarget(
-                deployment="ticket-creation/default", parameters={"inbox_ids": ["{{ inbox_id }}"]}
-            ),
-            # The alert: a Prefect event an automation can turn into an ops notification.
-            EventTarget(event="moltbot.alert.{type}"),
-        ]
-    }
+    # The automations' own webhook routes (registry order), each to its default deployment.
+    from deployments.specs import DEPLOYMENT_NAME
+
+    routes: dict[str, list[DeploymentTarget | EventTarget]] = {}
+    for automation in automations():
+        for event_type, parameters in automation.webhook_routes.items():
+            routes.setdefault(event_type, []).append(
+                DeploymentTarget(
+                    deployment=f"{automation.name}/{DEPLOYMENT_NAME}",
+                    parameters=copy.deepcopy(dict(parameters)),
+                )
+            )
+    for event_type in _ALERTED_EVENT_TYPES:
+        routes.setdefault(event_type, []).append(EventTarget(event="moltbot.alert.{type}"))
+    return routes
 
 
 class GatewayConfig(_Strict):

@@ -8,13 +8,13 @@ import pytest
 
 from deployments.specs import (
     MOLTBOT_TAG,
-    RUN_POLICIES,
+    RunPolicy,
     build_specs,
     code_version,
     parse_deployment_settings,
 )
 from moltbot.errors import InputError
-from moltbot.registry import AUTOMATIONS
+from moltbot.registry import automations
 
 VERSION = "abc123"
 
@@ -22,14 +22,14 @@ VERSION = "abc123"
 def test_every_automation_gets_one_deployment_with_its_registry_schedule_in_seoul() -> None:
     specs = build_specs({}, version=VERSION)
 
-    assert [spec.full_name for spec in specs] == [f"{a.name}/default" for a in AUTOMATIONS]
-    for spec, automation in zip(specs, AUTOMATIONS, strict=True):
+    assert [spec.full_name for spec in specs] == [f"{a.name}/default" for a in automations()]
+    for spec, automation in zip(specs, automations(), strict=True):
         assert spec.cron == automation.default_schedule
         assert spec.interval_seconds is None
         assert spec.timezone == "Asia/Seoul"
         assert spec.tags == (MOLTBOT_TAG,)
         assert spec.version == VERSION
-        assert spec.policy == RUN_POLICIES[automation.name]
+        assert spec.policy == RunPolicy.of(automation)
         assert spec.parameters == automation.default_parameters
 
 

@@ -1,4 +1,4 @@
-"""Fixtures of the effects layer: a real ledger, real channel blocks on the sandbox, a fake clock."""
+"""Fixtures of the effects layer: a real ledger, sandbox channel blocks, a settable clock."""
 
 from __future__ import annotations
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from demo.run import DEMO_WEBHOOK_NAME, save_sandbox_channels
 from flows.daily_report.flow import daily_report
-from moltbot.demo import DEMO_WEBHOOK_NAME, save_sandbox_channels
 from moltbot.errors import DeliveryFailed, InputError
 from moltbot.ledger import EffectStatus, Ledger
 from moltbot.settings import get_settings

@@ -12,11 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from blocks import SlackIncomingWebhook
-from flows.form_digest.flow import form_digest
-from moltbot.cli import app
-from moltbot.errors import DeliveryFailed, InputError
-from moltbot.ledger import EffectStatus, Ledger
-from moltbot.sample_forms import (
+from demo.sample_forms import (
     MALFORMED_TIMESTAMP_ROW,
     MISSING_EMAIL_ROW,
     NPS_COLUMN,
@@ -28,6 +24,10 @@ from moltbot.sample_forms import (
     sample_form_rows,
     sample_form_sheet,
 )
+from flows.form_digest.flow import form_digest
+from moltbot.cli import app
+from moltbot.errors import DeliveryFailed, InputError
+from moltbot.ledger import EffectStatus, Ledger
 from moltbot.sandbox.notion import SANDBOX_DIGEST_DATA_SOURCE_ID, SANDBOX_DIGEST_DATABASE_ID
 from moltbot.watermarks import Watermark, WatermarkStore
 from tasks.notion import block_fingerprint

@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from blocks import EmailChannel, SlackIncomingWebhook
+from demo.run import save_sandbox_channels
 from flows.inventory_alert.flow import (
     evaluate_stock,
     inventory_alert,
@@ -21,7 +22,6 @@ from flows.inventory_alert.flow import (
 )
 from moltbot.cli import app
 from moltbot.delivery import deliver
-from moltbot.demo import save_sandbox_channels
 from moltbot.errors import DeliveryFailed, InputError
 from moltbot.item_state import ItemStateStore
 from moltbot.ledger import EffectStatus, Ledger

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from moltbot.cli import app, parse_params
-from moltbot.registry import AUTOMATIONS
+from moltbot.registry import automations
 from tests.flows.test_daily_report_flow import EXPECTED_KPIS, ORDERS_CSV
 
 runner = CliRunner()
@@ -35,14 +35,14 @@ def test_list_json_is_the_registry() -> None:
     result = runner.invoke(app, ["list", "--json"])
 
     assert result.exit_code == 0
-    assert [entry["name"] for entry in json.loads(result.stdout)] == [a.name for a in AUTOMATIONS]
+    assert [entry["name"] for entry in json.loads(result.stdout)] == [a.name for a in automations()]
 
 
 def test_list_human_shows_every_automation() -> None:
     result = runner.invoke(app, ["list"])
 
     assert result.exit_code == 0
-    for automation in AUTOMATIONS:
+    for automation in automations():
         assert automation.name in result.stdout
 
 

@@ -89,9 +89,9 @@ def test_demo_delivers_once_then_reports_everything_done(
     ],
 )
 def test_sample_stock_covers_the_sample_products_in_planned_states(snapshot, expected) -> None:
+    from demo.sample_inventory import generate_inventory
+    from demo.sample_orders import PRODUCTS
     from flows.inventory_alert.states import compute_states, normalize_inventory
-    from moltbot.sample import PRODUCTS
-    from moltbot.sample_inventory import generate_inventory
 
     stock = generate_inventory(snapshot)
     items = normalize_inventory(stock, source_label="sample").items
@@ -105,10 +105,10 @@ def test_sample_stock_covers_the_sample_products_in_planned_states(snapshot, exp
 
 
 def test_sample_stock_reorder_points_follow_the_sample_sales() -> None:
+    from demo.sample_inventory import expected_daily_units
+    from demo.sample_orders import generate_orders
     from flows.inventory_alert.states import average_daily_units
     from moltbot.orders import normalize_orders
-    from moltbot.sample import generate_orders
-    from moltbot.sample_inventory import expected_daily_units
 
     end = date(2026, 11, 23)
     orders = normalize_orders(
@@ -122,7 +122,7 @@ def test_sample_stock_reorder_points_follow_the_sample_sales() -> None:
 
 
 def test_write_sample_inventory_round_trips_korean_names(tmp_path: Path) -> None:
-    from moltbot.sample_inventory import generate_inventory, write_sample_inventory
+    from demo.sample_inventory import generate_inventory, write_sample_inventory
     from tasks.sources import read_table
 
     path = write_sample_inventory(tmp_path / "stock" / "inventory.csv", 1)

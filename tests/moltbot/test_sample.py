@@ -9,8 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from moltbot.errors import InputError
-from moltbot.sample import (
+from demo.sample_orders import (
     ORDER_COLUMNS,
     PRODUCTS,
     STATUS_SHARES,
@@ -18,6 +17,7 @@ from moltbot.sample import (
     sample_anomaly_dates,
     write_sample_orders,
 )
+from moltbot.errors import InputError
 
 END = date(2026, 11, 23)
 SEOUL = "Asia/Seoul"

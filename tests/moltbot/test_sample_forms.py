@@ -6,9 +6,7 @@ from datetime import datetime
 
 import pandas as pd
 
-from flows.form_digest.digest import plan_layout
-from moltbot.forms import parse_form_timestamps
-from moltbot.sample_forms import (
+from demo.sample_forms import (
     HEADER,
     MALFORMED_TIMESTAMP_ROW,
     MISSING_EMAIL_ROW,
@@ -18,6 +16,8 @@ from moltbot.sample_forms import (
     sample_form_rows,
     sample_form_sheet,
 )
+from flows.form_digest.digest import plan_layout
+from moltbot.forms import parse_form_timestamps
 
 
 def frame(rows: list[list[str]]) -> pd.DataFrame:

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from demo.sample_orders import PRODUCTS, STATUS_SHARES
 from moltbot.errors import InputError
-from moltbot.sample import PRODUCTS, STATUS_SHARES
 
-# What `moltbot.sample.generate_orders` sells on average: 1-3 lines per order (mean 1.4) and,
+# What `demo.sample_orders.generate_orders` sells on average: 1-3 lines per order (mean 1.4) and,
 # per line, a mean quantity that falls with the price (its quantity tiers).
 _LINES_PER_ORDER = 1.4
 _MEAN_QUANTITY_BY_PRICE = ((20_000, 1.84), (60_000, 1.21), (math.inf, 1.0))
@@ -52,7 +52,7 @@ SNAPSHOTS = 2
 
 
 def sku_of(position: int) -> str:
-    """The SKU code of the product at `position` in `moltbot.sample.PRODUCTS`."""
+    """The SKU code of the product at `position` in `demo.sample_orders.PRODUCTS`."""
     return f"MB-{position + 1:03d}"
 
 
@@ -70,7 +70,7 @@ def expected_daily_units(orders_per_day: int = 120) -> dict[str, float]:
 def generate_inventory(snapshot: int = 0, *, orders_per_day: int = 120) -> pd.DataFrame:
     """The sample shop's stock list at `snapshot` 0 (first) or 1 (after stock changed).
 
-    One row per product of `moltbot.sample.PRODUCTS` with the columns `sku, name, on_hand,
+    One row per product of `demo.sample_orders.PRODUCTS` with the columns `sku, name, on_hand,
     reorder_point, safety_stock, lead_time_days, location` and no `daily_demand`: the demo
     derives it from the sample orders. Reorder points follow the estimated demand (demand x
     lead time + two days of safety stock), so days of cover read true against the sales.

@@ -30,8 +30,8 @@ def sample_orders_path(settings: Settings) -> Path:
 
 def ensure_sample_orders(settings: Settings) -> tuple[Path, bool]:
     """Write the sample orders under MOLTBOT_HOME unless present; return (path, created)."""
+    from demo.sample_orders import write_sample_orders
     from flows.daily_report.flow import yesterday
-    from moltbot.sample import write_sample_orders
 
     path = sample_orders_path(settings)
     if path.is_file():
@@ -161,8 +161,8 @@ def run_inventory_demo(console: Console, settings: Settings, orders: Path) -> An
     alert), then changes the stock and runs again (transitions and recoveries). Later demos
     find the stock file in place and run once: no change, nothing sent.
     """
+    from demo.sample_inventory import SNAPSHOTS, write_sample_inventory
     from flows.inventory_alert.flow import inventory_alert
-    from moltbot.sample_inventory import SNAPSHOTS, write_sample_inventory
 
     stock = sample_inventory_path(settings)
     snapshots: list[int | None] = [None] if stock.is_file() else list(range(SNAPSHOTS))
@@ -221,10 +221,7 @@ def run_form_digest_demo(console: Console, settings: Settings, sandbox: Any) -> 
     digests only those. The watermark stays in the ledger, so a later demo (a fresh sandbox
     seeded with the same responses) finds nothing new and sends nothing.
     """
-    from flows.form_digest.flow import form_digest
-    from flows.form_digest.render import AUTOMATION, stream_of
-    from moltbot.ledger import Ledger
-    from moltbot.sample_forms import (
+    from demo.sample_forms import (
         BATCHES,
         NPS_COLUMN,
         PERSONAL_COLUMNS,
@@ -235,6 +232,9 @@ def run_form_digest_demo(console: Console, settings: Settings, sandbox: Any) -> 
         sample_form_rows,
         sample_form_sheet,
     )
+    from flows.form_digest.flow import form_digest
+    from flows.form_digest.render import AUTOMATION, stream_of
+    from moltbot.ledger import Ledger
     from moltbot.sandbox.blocks import SANDBOX_NOTION_BLOCK, SANDBOX_SHEETS_BLOCK, sandbox_blocks
     from moltbot.sandbox.notion import SANDBOX_DIGEST_DATABASE_ID
     from moltbot.watermarks import WatermarkStore

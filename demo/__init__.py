@@ -1,0 +1,1 @@
+"""The demo: bundled sample data and `moltbot demo`, which runs the automations on it."""
