@@ -3,12 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from deployments.alerts import AlertSetup, ensure_failure_alerts
+from deployments.alerts import (
+    AlertSetup,
+    DetectorSetup,
+    ensure_crash_detector,
+    ensure_failure_alerts,
+)
 from deployments.specs import DeploymentSpec
 from moltbot.errors import InputError
 
+if TYPE_CHECKING:
+    from prefect.settings import Settings
+
 Report = Callable[[str], None]
+
+HEARTBEAT_SETTING = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
+# Prefect's minimum (it raises anything lower to 30 s). Its default, 180 s, would let a dead run
+# go unnoticed for nine minutes with the window below.
+HEARTBEAT_SECONDS = 30
+# A run is declared dead after this many missed heartbeats, as in Prefect's zombie-flow guide:
+# one late heartbeat (a slow network, a loaded machine) is not a crash. 3 x 30 s = 90 s.
+MISSED_HEARTBEATS = 3
 
 
 def setup_failure_alerts(ops_block: str | None, report: Report) -> AlertSetup | None:
@@ -27,6 +44,47 @@ def setup_failure_alerts(ops_block: str | None, report: Report) -> AlertSetup | 
     verb = "created" if setup.created else "updated"
     report(f"failure alerts: {verb} automation {setup.automation_id} -> block {ops_block!r}")
     return setup
+
+
+def heartbeat_seconds(settings: Settings | None = None) -> int:
+    """Seconds between a run's heartbeats: the user's `PREFECT_FLOWS_HEARTBEAT_FREQUENCY`, else 30.
+
+    Args:
+        settings: Prefect's settings (default: the current ones, from the environment, the
+            Prefect profile and prefect.toml).
+    """
+    from prefect.settings import get_current_settings
+
+    flows = (settings or get_current_settings()).flows
+    # Prefect's own default is not a choice anybody made, so it does not count as set.
+    if "heartbeat_frequency" in flows.model_fields_set and flows.heartbeat_frequency:
+        return flows.heartbeat_frequency
+    return HEARTBEAT_SECONDS
+
+
+def setup_crash_detection(heartbeat: int, report: Report) -> DetectorSetup:
+    """Create or update the crashed-run detector for runs that send a heartbeat every `heartbeat` s.
+
+    It is set up with or without an ops block: a run whose process died stays Running and holds
+    its deployment's concurrency slot, so every later run of it would wait, alert or not.
+    """
+    setup = ensure_crash_detector(within_seconds=MISSED_HEARTBEATS * heartbeat)
+    verb = "created" if setup.created else "updated"
+    report(
+        f"crash detection: {verb} automation {setup.automation_id} (a heartbeat every "
+        f"{heartbeat} s; a run silent for {setup.within_seconds:g} s is marked Crashed)"
+    )
+    return setup
+
+
+def with_heartbeat(job_variables: dict[str, Any], heartbeat: int) -> dict[str, Any]:
+    """`job_variables` whose `env` makes the run send a heartbeat every `heartbeat` seconds.
+
+    The value is pinned in the deployment, over whatever a worker's machine has, because the
+    detector's window was computed from it. Prefect merges this `env` into the pool's.
+    """
+    env = {**job_variables.get("env", {}), HEARTBEAT_SETTING: str(heartbeat)}
+    return {**job_variables, "env": env}
 
 
 def describe(spec: DeploymentSpec) -> str:
@@ -57,18 +115,22 @@ def serve_deployments(
 ) -> None:
     """Register every deployment and run their schedules in this process until interrupted.
 
-    Prefect's runner polls for scheduled runs and runs each in a subprocess; on Ctrl-C it
-    pauses the schedules so no run piles up while nothing serves them.
+    Prefect's runner polls for scheduled runs and runs each in a subprocess, which sends a
+    heartbeat every `heartbeat_seconds()`; on Ctrl-C it pauses the schedules so no run piles up
+    while nothing serves them.
     """
     from prefect import serve
 
     if not specs:
         raise InputError("no deployment to serve (all automations disabled?)")
     setup_failure_alerts(ops_block, report)
+    heartbeat = heartbeat_seconds()
+    setup_crash_detection(heartbeat, report)
     deployments = [spec.to_runner_deployment() for spec in specs]
     for spec in specs:
         report(describe(spec))
-    serve(*deployments, limit=limit, print_starting_message=False)
+    # The runner puts the frequency into each run's environment, over the served process's.
+    serve(*deployments, limit=limit, print_starting_message=False, heartbeat_seconds=heartbeat)
 
 
 def ensure_process_pool(pool: str) -> bool:
@@ -102,16 +164,21 @@ def deploy_to_pool(
     """Register every deployment with the process work pool `pool`; return their ids.
 
     Any number of `prefect worker start --pool <pool>` processes, on any machine with moltbot
-    installed, then run the scheduled and triggered runs.
+    installed, then run the scheduled and triggered runs; each run sends a heartbeat every
+    `heartbeat_seconds()` (set in the deployment's job variables).
     """
     if not specs:
         raise InputError("no deployment to register (all automations disabled?)")
     if ensure_process_pool(pool):
         report(f"work pool {pool!r}: created (type process)")
     setup_failure_alerts(ops_block, report)
+    heartbeat = heartbeat_seconds()
+    setup_crash_detection(heartbeat, report)
     ids = []
     for spec in specs:
-        deployment_id = spec.to_runner_deployment(work_pool_name=pool).apply()
+        deployment = spec.to_runner_deployment(work_pool_name=pool)
+        deployment.job_variables = with_heartbeat(deployment.job_variables, heartbeat)
+        deployment_id = deployment.apply()
         ids.append(str(deployment_id))
         report(describe(spec))
     report(f"start workers with: prefect worker start --pool {pool}")

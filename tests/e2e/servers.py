@@ -96,6 +96,9 @@ class PrefectServer:
             **quiet_prefect_env(self.home),
             "PREFECT_API_DATABASE_CONNECTION_URL": self.database_url,
             "PREFECT_SERVER_LOGGING_LEVEL": os.environ.get("E2E_SERVER_LOG_LEVEL", "WARNING"),
+            # Proactive automations (the crashed-run detector) are evaluated every second, not
+            # every 5 s, so a test waits for the detector's window and hardly more.
+            "PREFECT_SERVER_EVENTS_PROACTIVE_GRANULARITY": "PT1S",
         }
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(

@@ -8,8 +8,8 @@ import httpx
 import pytest
 from prefect.deployments import run_deployment
 
+from demo.sample_inventory import write_sample_inventory
 from deployments.specs import code_version
-from moltbot.sample_inventory import write_sample_inventory
 from moltbot.sandbox import Sandbox
 from moltbot.sandbox.blocks import save_sandbox_blocks
 from moltbot.sandbox.slack import SANDBOX_OPS_WEBHOOK_PATH
