@@ -364,6 +364,145 @@ def webhook_serve(
         raise fail(f"cannot start the webhook gateway: {exc}", EXIT_FAILED) from None
 
 
+outbox_app = typer.Typer(
+    help="Effects in the ledger: list, show, replay dead ones, resolve the ones in doubt."
+)
+app.add_typer(outbox_app, name="outbox")
+
+
+@outbox_app.command("list")
+def outbox_list(
+    status: Annotated[
+        str | None,
+        typer.Option(help="Only this status: pending, done, failed, dead or in_doubt."),
+    ] = None,
+    automation: Annotated[str | None, typer.Option(help="Only this automation.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """List the effects the ledger records, oldest first (no message content is shown)."""
+    from moltbot.effects.outbox import list_entries
+    from moltbot.ledger import Ledger
+
+    try:
+        with Ledger.from_settings() as ledger:
+            entries = list_entries(ledger, status=status, automation=automation)
+    except InputError as exc:
+        raise fail(str(exc)) from None
+    if as_json:
+        print(json.dumps([entry.as_dict() for entry in entries], ensure_ascii=False))
+        return
+    from rich.table import Table
+
+    from moltbot.i18n import cli_text
+
+    table = Table(*cli_text("outbox_columns"))
+    for entry in entries:
+        table.add_row(
+            entry.key,
+            entry.automation,
+            entry.kind,
+            entry.status,
+            entry.via or " > ".join(entry.route) or entry.target,
+            entry.updated_at,
+            (entry.error or "")[:80],
+        )
+    console.print(table)
+    if not entries:
+        console.print(cli_text("outbox_empty")[0])
+
+
+@outbox_app.command("show")
+def outbox_show(key: Annotated[str, typer.Argument(help="The effect's ledger key.")]) -> None:
+    """Show one effect as JSON: route, policy, where it went, every failed attempt."""
+    from moltbot.effects.outbox import get_entry
+    from moltbot.ledger import Ledger
+
+    try:
+        with Ledger.from_settings() as ledger:
+            entry = get_entry(ledger, key)
+    except InputError as exc:
+        raise fail(str(exc)) from None
+    print(json.dumps(entry.as_dict(), ensure_ascii=False, indent=2))
+
+
+@outbox_app.command("replay")
+def outbox_replay(
+    keys: Annotated[list[str] | None, typer.Argument(help="Ledger keys to replay.")] = None,
+    replay_all: Annotated[
+        bool, typer.Option("--all", help="Replay every dead and failed effect.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """Perform dead or failed effects again, through the same idempotent path (a done one
+    sends nothing)."""
+    from moltbot.effects.destinations import executors_for
+    from moltbot.effects.outbox import REPLAYABLE, replay
+    from moltbot.effects.runtime import runtime_from_settings
+    from moltbot.ledger import Ledger
+
+    if bool(keys) == replay_all:
+        raise fail("give the keys to replay, or --all")
+    try:
+        with Ledger.from_settings() as ledger:
+            chosen = list(keys or [])
+            if replay_all:
+                chosen = [e.key for s in REPLAYABLE for e in ledger.effects(status=s)]
+            outcomes = replay(
+                ledger,
+                chosen,
+                executors_for=executors_for,
+                runtime=lambda executors: runtime_from_settings(ledger, executors),
+            )
+    except InputError as exc:
+        raise fail(str(exc)) from None
+    rows = [outcome.model_dump(mode="json") for outcome in outcomes]
+    if as_json:
+        print(json.dumps(rows, ensure_ascii=False))
+    else:
+        for row in rows:
+            via = f" via {row['via']}" if row["via"] else ""
+            console.print(f"{row['key']}: {row['status']}{via}", soft_wrap=True)
+        if not rows:
+            console.print("nothing to replay")
+    if any(row["status"] not in ("done", "already_done") for row in rows):
+        raise typer.Exit(EXIT_FAILED)
+
+
+@outbox_app.command("resolve")
+def outbox_resolve(
+    key: Annotated[str, typer.Argument(help="The in-doubt effect's ledger key.")],
+    sent: Annotated[bool, typer.Option("--sent", help="It did arrive: record it done.")] = False,
+    resend: Annotated[
+        bool, typer.Option("--resend", help="It did not arrive: send it again now.")
+    ] = False,
+) -> None:
+    """Decide an effect in doubt: it arrived (`--sent`) or send it again (`--resend`)."""
+    from moltbot.effects.destinations import executors_for
+    from moltbot.effects.outbox import replay, resolve
+    from moltbot.effects.runtime import runtime_from_settings
+    from moltbot.ledger import Ledger
+
+    if sent == resend:
+        raise fail("choose one: --sent or --resend")
+    try:
+        with Ledger.from_settings() as ledger:
+            entry = resolve(ledger, key, sent=sent)
+            if resend:
+                [outcome] = replay(
+                    ledger,
+                    [key],
+                    executors_for=executors_for,
+                    runtime=lambda executors: runtime_from_settings(ledger, executors),
+                )
+                console.print(f"{key}: {outcome.status}", soft_wrap=True)
+                if outcome.status != "done":
+                    raise typer.Exit(EXIT_FAILED)
+                return
+    except InputError as exc:
+        raise fail(str(exc)) from None
+    console.print(f"{key}: {entry.status}", soft_wrap=True)
+
+
 def main() -> None:
     """Console-script entry point."""
     logging.captureWarnings(True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 Severity = Literal["info", "warning", "critical"]
 
@@ -23,6 +23,9 @@ class Attachment(BaseModel):
         data: the file's bytes.
         inline_id: when set, the HTML body shows the file inline as `cid:<inline_id>`.
     """
+
+    # Kept as JSON in the ledger until delivered (for replay): bytes travel as base64.
+    model_config = ConfigDict(ser_json_bytes="base64", val_json_bytes="base64")
 
     filename: str
     content_type: str

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -11,11 +12,15 @@ from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
 from prefect.utilities.annotations import quote
 
-from moltbot.effects import Executor, Intent, Outcome, perform
+from moltbot.effects import SETTLED, Executor, Intent, Outcome, Route, perform
 from moltbot.effects.channels import channel_executors
 from moltbot.effects.perform import preview
+from moltbot.effects.routes import RoutesConfig, RouteSpec, resolve_routes
 from moltbot.effects.runtime import runtime_from_settings
+from moltbot.errors import DeliveryFailed
 from moltbot.ledger import EffectStatus, Ledger
+from moltbot.messages import Message
+from moltbot.registry import Automation
 
 
 @task(name="perform-effects", cache_policy=NO_CACHE)
@@ -125,3 +130,99 @@ def count_done(automation: str, prefixes: list[str]) -> dict[str, int]:
                 ledger.effects(automation=automation, status=EffectStatus.DONE, key_prefix=prefix)
             )
     return counts
+
+
+def message_intents(
+    message: Message, routes: Sequence[Route], *, group: str | None = None
+) -> list[Intent]:
+    """One intent per route for `message`; its key is the message's key and the route's first
+    channel (so each route delivers it at most once, whichever of its channels takes it)."""
+    return [
+        Intent(
+            key=f"{message.key}:{route.name}",
+            automation=message.automation,
+            kind="message",
+            target=route.describe(),
+            payload=message,
+            route=route,
+            label=message.title,
+            group=group,
+        )
+        for route in routes
+    ]
+
+
+def delivery_rows(intents: Sequence[Intent], outcomes: Sequence[Outcome]) -> list[dict[str, Any]]:
+    """The run result's rows of message outcomes: the route's channel, then the outcome."""
+    return [
+        {"channel": intent.route.name, **outcome.model_dump(mode="json", exclude={"label"})}
+        for intent, outcome in zip(intents, outcomes, strict=True)
+    ]
+
+
+def deliver(
+    message: Message,
+    routes: Sequence[Route],
+    destinations: Mapping[str, Executor],
+    *,
+    group: str | None = None,
+    force: bool = False,
+    dry_run: bool = False,
+) -> list[dict[str, Any]]:
+    """Deliver `message` on each route through the effects layer; the result rows."""
+    intents = message_intents(message, routes, group=group)
+    return delivery_rows(
+        intents, perform_effects(intents, destinations, force=force, dry_run=dry_run)
+    )
+
+
+def unsettled(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The outcome rows whose effect is not done (failed, dead, in doubt, held)."""
+    return [row for row in rows if row["status"] not in SETTLED]
+
+
+def raise_if_unsettled(
+    result: dict[str, Any], rows: Iterable[Mapping[str, Any]], *, then: str = ""
+) -> None:
+    """Turn effects that are not done into the run's failure (exit 1, the result attached).
+
+    Raises:
+        DeliveryFailed: one line per effect (at most five, then a count): where, status, why.
+    """
+    missing = unsettled(rows)
+    if not missing:
+        return
+    reasons = [
+        f"{row.get('channel') or row.get('label') or row['key']}: {row['status']}"
+        + (f" ({row['error']})" if row.get("error") else "")
+        for row in missing
+    ]
+    shown = "; ".join(reasons[:5]) + (f"; and {len(reasons) - 5} more" if len(reasons) > 5 else "")
+    raise DeliveryFailed(f"{len(missing)} effect(s) not done: {shown}{then}", result)
+
+
+def routes_for(
+    automation: Automation,
+    severity: str,
+    given: Sequence[RouteSpec] | None,
+    *,
+    name: str = "channels",
+) -> list[Route]:
+    """The routes of `automation`'s messages of `severity`: the `channels` parameter, else
+    `[routes]` in moltbot.toml, else the registry's default chain.
+
+    Raises:
+        InputError: a malformed parameter or `[routes]` entry.
+    """
+    from moltbot.registry import automation_names
+
+    config = RoutesConfig.load(automations=automation_names())
+    return resolve_routes(
+        automation.name,
+        severity,
+        given,
+        config=config,
+        defaults=automation.default_routes,
+        default_policy=automation.delivery_policy,
+        name=name,
+    )

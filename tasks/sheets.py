@@ -245,6 +245,32 @@ def append_rows(
         )
 
 
+def rows_at_end(
+    credentials: GoogleSheetsCredentials,
+    spreadsheet_id: str,
+    worksheet: str,
+    rows: Sequence[Sequence[Any]],
+    *,
+    value_input_option: str = "RAW",
+    block_name: str | None = None,
+) -> bool:
+    """Whether the worksheet's last rows already equal `rows` (one read): how an append whose
+    answer was lost is looked up before it is sent again.
+
+    Raises:
+        ServiceError: the read failed after retries.
+    """
+    values = [[_cell_value(value) for value in row] for row in rows]
+    http = credentials.get_client().http_client
+    shown = _call(
+        lambda: http.values_get(spreadsheet_id, absolute_range_name(worksheet)).get("values", []),
+        block_label(credentials, block_name),
+        f"read {worksheet!r} to check an append",
+        None,
+    )
+    return bool(values) and _ends_with(shown, values, value_input_option)
+
+
 def update_range(
     credentials: GoogleSheetsCredentials,
     spreadsheet_id: str,

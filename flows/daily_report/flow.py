@@ -10,15 +10,15 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
+from flows.daily_report import ENTRY
 from flows.daily_report.chart import render_revenue_chart
 from flows.daily_report.kpis import compute_kpis, daily_revenue
 from flows.daily_report.render import AUTOMATION, build_report_message
-from moltbot.errors import DeliveryFailed
 from moltbot.messages import Message
 from moltbot.orders import normalize_orders
 from moltbot.settings import checked_timezone, get_settings
 from tasks.artifacts import publish_markdown, publish_table
-from tasks.delivery import deliver_message, dry_run_outcome, load_channels
+from tasks.effects import channel_destinations, deliver, raise_if_unsettled, routes_for
 from tasks.sources import load_table, refuse_inline_password, source_label
 
 REPORT_ARTIFACT_KEYS = {"report": "daily-report", "top": "daily-report-top-products"}
@@ -63,7 +63,7 @@ def compute_report(
 def daily_report(
     source: str,
     report_date: date | None = None,
-    channels: list[str] | None = None,
+    channels: list[str | list[str]] | None = None,
     timezone: str | None = None,
     columns: dict[str, str] | None = None,
     query: str | None = None,
@@ -75,7 +75,9 @@ def daily_report(
     Args:
         source: orders as a CSV or Parquet path, or a SQLAlchemy URL (with `query`).
         report_date: the local day to report; default yesterday in `timezone`.
-        channels: channel block names, or `outbox` (the default) for local files.
+        channels: routes: each a channel block name (or `outbox`, for local files), or a list
+            of them tried in order (a fallback chain); default `[routes.daily-report]` in
+            moltbot.toml, else the outbox.
         timezone: IANA timezone of day boundaries; default `MOLTBOT_TIMEZONE`.
         columns: mapping from the source's column names to the canonical ones.
         query: SQL to run when `source` is a database URL.
@@ -89,10 +91,10 @@ def daily_report(
     settings = get_settings()
     timezone = checked_timezone(timezone or settings.timezone)
     report_date = report_date or yesterday(timezone)
-    channel_names = channels or ["outbox"]
+    routes = routes_for(ENTRY, "info", channels)
     refuse_inline_password(source)
 
-    channel_blocks = load_channels(channel_names)
+    destinations = channel_destinations(link for route in routes for link in route.links)
     raw_orders = load_table(source, query)
     kpis, message = compute_report(
         raw_orders,
@@ -111,13 +113,7 @@ def daily_report(
         " (anomaly)" if kpis["anomaly"] else "",
     )
 
-    if dry_run:
-        deliveries = [dry_run_outcome(message, name) for name in channel_names]
-    else:
-        deliveries = [
-            deliver_message(message, name, block, force=force)
-            for name, block in channel_blocks.items()
-        ]
+    deliveries = deliver(message, routes, destinations, force=force, dry_run=dry_run)
 
     # A dry run's preview stays on its own run page: it must not become the latest version of
     # the keyed artifacts analysts follow.
@@ -146,8 +142,5 @@ def daily_report(
         "deliveries": deliveries,
         "artifacts": artifacts,
     }
-    failed = [outcome for outcome in deliveries if outcome["status"] == "failed"]
-    if failed:
-        reasons = "; ".join(f"{outcome['channel']}: {outcome['error']}" for outcome in failed)
-        raise DeliveryFailed(f"{len(failed)} delivery(ies) failed: {reasons}", result)
+    raise_if_unsettled(result, deliveries)
     return result

@@ -14,6 +14,7 @@ from prefect.logging import get_run_logger
 from prefect.utilities.annotations import quote
 
 from blocks.sheets import GoogleSheetsCredentials
+from flows.inventory_alert import ENTRY
 from flows.inventory_alert.render import AUTOMATION, TEMPLATES, build_alert_message, item_records
 from flows.inventory_alert.states import (
     SEVERITIES,
@@ -26,12 +27,19 @@ from flows.inventory_alert.states import (
     state_counts,
 )
 from moltbot.blockdocs import load_block
-from moltbot.errors import DeliveryFailed, InputError
+from moltbot.effects import Route
+from moltbot.errors import InputError
 from moltbot.messages import Message
 from moltbot.settings import checked_timezone, get_settings
 from moltbot.templating import render_template
 from tasks.artifacts import publish_markdown, publish_table
-from tasks.delivery import OUTBOX, deliver_message, dry_run_outcome, load_channels
+from tasks.effects import (
+    channel_destinations,
+    deliver,
+    raise_if_unsettled,
+    routes_for,
+    unsettled,
+)
 from tasks.item_state import read_item_states, save_item_states
 from tasks.sheets import load_worksheet
 from tasks.sources import load_table, refuse_inline_password, source_label
@@ -42,27 +50,26 @@ ARTIFACT_KEYS = {"summary": "inventory-alert", "changes": "inventory-alert-chang
 # the total; the CSV attachments in e-mail and the outbox hold every item.
 RESULT_MAX_ITEMS = 100
 ARTIFACT_MAX_ROWS = 2000
-# Deliveries that mean "the channel has this message": sent now, or already done earlier.
-_DELIVERED = frozenset({"sent", "skipped"})
 
 
 # --------------------------------------------------------------------------- parameters
 
 
-def resolve_routes(channels_by_severity: dict[str, Any] | None) -> dict[str, list[str]]:
-    """Channel names per severity (`out`, `low`, `recovered`, `reminder`).
+def resolve_routes(channels_by_severity: dict[str, Any] | None) -> dict[str, list[Route]]:
+    """Routes per severity (`out`, `low`, `recovered`, `reminder`).
 
-    Without a mapping everything goes to the outbox. In a mapping, a missing `out` takes the
-    `low` channels and a missing `low` the `out` ones (one of them is required); `recovered`
-    defaults to the `low` channels and `reminder` to the `out` ones. An empty list silences a
-    severity.
+    Without a mapping, `[routes.inventory-alert]` in moltbot.toml decides, else the outbox. In
+    a mapping, each severity lists routes (a channel name, or a list of names tried in order);
+    a missing `out` takes the `low` routes and a missing `low` the `out` ones (one of them is
+    required); `recovered` defaults to the `low` routes and `reminder` to the `out` ones. An
+    empty list silences a severity.
 
     Raises:
-        InputError: an unknown key, a value that is not a list of names, a repeated name, or
-            neither `out` nor `low`.
+        InputError: an unknown key, a value that is not a list of routes, a channel starting
+            two routes, or neither `out` nor `low`.
     """
     if channels_by_severity is None:
-        return {severity: [OUTBOX] for severity in SEVERITIES}
+        return {severity: routes_for(ENTRY, severity, None) for severity in SEVERITIES}
     if not isinstance(channels_by_severity, dict):
         raise InputError("channels_by_severity must map severities to lists of channel names")
     unknown = sorted(set(channels_by_severity) - set(SEVERITIES))
@@ -71,13 +78,12 @@ def resolve_routes(channels_by_severity: dict[str, Any] | None) -> dict[str, lis
             f"channels_by_severity: unknown severity {', '.join(map(repr, unknown))} "
             f"(use {', '.join(SEVERITIES)})"
         )
-    given: dict[str, list[str]] = {}
-    for severity, names in channels_by_severity.items():
-        if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
-            raise InputError(f"channels_by_severity[{severity!r}] must be a list of channel names")
-        if len(set(names)) != len(names):
-            raise InputError(f"channels_by_severity[{severity!r}] lists a channel twice: {names}")
-        given[severity] = names
+    given: dict[str, list[Route]] = {}
+    for severity, specs in channels_by_severity.items():
+        name = f"channels_by_severity[{severity!r}]"
+        if not isinstance(specs, list):
+            raise InputError(f"{name} must be a list of channel names")
+        given[severity] = routes_for(ENTRY, severity, specs, name=name) if specs else []
     if "out" not in given and "low" not in given:
         raise InputError("channels_by_severity needs channels for 'out' or 'low'")
     out = given.get("out", given.get("low", []))
@@ -295,8 +301,8 @@ def inventory_alert(
             refuse_inline_password(given)
     now = datetime.now(UTC)
 
-    names = list(dict.fromkeys(name for severity in SEVERITIES for name in routes[severity]))
-    channel_blocks = load_channels(names) if names else {}
+    links = [link for severity in SEVERITIES for route in routes[severity] for link in route.links]
+    destinations = channel_destinations(links) if links else {}
     raw_stock = load_inventory(
         source,
         query,
@@ -344,23 +350,15 @@ def inventory_alert(
 
     deliveries: list[dict[str, Any]] = []
     for severity, message in messages.items():
-        for name in routes[severity]:
-            if dry_run:
-                outcome = dry_run_outcome(message, name)
-            else:
-                outcome = deliver_message(message, name, channel_blocks[name])
-            deliveries.append({"severity": severity, **outcome})
+        rows = deliver(message, routes[severity], destinations, group=severity, dry_run=dry_run)
+        deliveries.extend({"severity": severity, **row} for row in rows)
 
     saved = 0
     if not dry_run:
         delivered = {
             severity
             for severity in messages
-            if all(
-                outcome["status"] in _DELIVERED
-                for outcome in deliveries
-                if outcome["severity"] == severity
-            )
+            if not unsettled(row for row in deliveries if row["severity"] == severity)
         }
         committed = plan.writes["severity"].isna() | plan.writes["severity"].isin(delivered)
         writes = plan.writes[committed.to_numpy()]
@@ -369,10 +367,7 @@ def inventory_alert(
 
     result = _result(plan, evaluation, deliveries, saved)
     result["artifacts"] = _publish(plan, evaluation, result, messages, timezone, dry_run=dry_run)
-    failed = [outcome for outcome in deliveries if outcome["status"] == "failed"]
-    if failed:
-        reasons = "; ".join(f"{outcome['channel']}: {outcome['error']}" for outcome in failed)
-        raise DeliveryFailed(f"{len(failed)} delivery(ies) failed: {reasons}", result)
+    raise_if_unsettled(result, deliveries)
     return result
 
 

@@ -142,12 +142,13 @@ def resolve_routes(
     config: RoutesConfig,
     defaults: Mapping[str, Sequence[str]],
     default_policy: DeliveryPolicy,
+    name: str = "channels",
 ) -> list[Route]:
     """Where a message of `automation` with `severity` goes: the parameter's routes, else the
     `[routes]` entry, else the automation's default chain (empty when it has none)."""
     policy = config.policy_for(automation, default_policy)
     if given is not None:
-        return routes_from_parameter(given, policy)
+        return routes_from_parameter(given, policy, name=name)
     configured = config.routes.get(automation, {}).get(severity)
     if configured is not None:
         return [configured]

@@ -75,9 +75,9 @@ def test_report_reaches_slack_email_and_outbox(orders_csv, channels, sandbox, mo
     assert result["timezone"] == "Asia/Seoul"
     assert {key: result["kpis"][key] for key in EXPECTED_KPIS} == EXPECTED_KPIS
     assert [(d["channel"], d["status"]) for d in result["deliveries"]] == [
-        ("demo-slack", "sent"),
-        ("demo-email", "sent"),
-        ("outbox", "sent"),
+        ("demo-slack", "done"),
+        ("demo-email", "done"),
+        ("outbox", "done"),
     ]
     assert [artifact["key"] for artifact in result["artifacts"]] == [
         "daily-report",
@@ -113,13 +113,13 @@ def test_second_run_sends_nothing_and_force_sends_again(orders_csv, channels, sa
     )
     run()
     second = run()
-    assert {d["status"] for d in second["deliveries"]} == {"skipped"}
+    assert {d["status"] for d in second["deliveries"]} == {"already_done"}
     assert len(sandbox.state.slack.posts) == 1
     assert len(sandbox.smtp.messages) == 1
 
     forced = run(force=True)
 
-    assert {d["status"] for d in forced["deliveries"]} == {"sent"}
+    assert {d["status"] for d in forced["deliveries"]} == {"done"}
     assert len(sandbox.state.slack.posts) == 2
     assert len(sandbox.smtp.messages) == 2
 
@@ -143,7 +143,7 @@ def test_slack_429_with_retry_after_then_success_gives_exactly_one_message(
     result = daily_report(source=str(orders_csv), report_date=date(2026, 11, 23), channels=channels)
 
     slack = next(d for d in result["deliveries"] if d["channel"] == "demo-slack")
-    assert (slack["status"], slack["attempts"]) == ("sent", 2)
+    assert (slack["status"], slack["attempts"]) == ("done", 2)
     assert len(sandbox.state.slack.posts) == 1
     assert sandbox.state.slack.attempts == 2
 
@@ -158,7 +158,7 @@ def test_slack_400_fails_the_run_at_once_with_slacks_message(orders_csv, channel
     assert sandbox.state.slack.attempts == 1
     # The other channels are not held hostage by one refusal.
     statuses = {d["channel"]: d["status"] for d in raised.value.result["deliveries"]}
-    assert statuses == {"demo-slack": "failed", "demo-email": "sent", "outbox": "sent"}
+    assert statuses == {"demo-slack": "dead", "demo-email": "done", "outbox": "done"}
 
 
 def test_empty_day_says_there_were_no_orders(orders_csv, channels, sandbox):
@@ -301,8 +301,8 @@ def test_ledger_on_postgresql_keeps_the_report_once(
 
     first, second = run(), run()
 
-    assert {d["status"] for d in first["deliveries"]} == {"sent"}
-    assert {d["status"] for d in second["deliveries"]} == {"skipped"}
+    assert {d["status"] for d in first["deliveries"]} == {"done"}
+    assert {d["status"] for d in second["deliveries"]} == {"already_done"}
     assert len(sandbox.state.slack.posts) == 1
     with Ledger(postgres_database_url) as ledger:
         assert sorted(e.key for e in ledger.effects(status=EffectStatus.DONE)) == [

@@ -21,12 +21,13 @@ from flows.inventory_alert.flow import (
     resolve_routes,
 )
 from moltbot.cli import app
-from moltbot.delivery import deliver
+from moltbot.effects import perform
+from moltbot.effects.runtime import runtime_from_settings
 from moltbot.errors import DeliveryFailed, InputError
 from moltbot.item_state import ItemStateStore
 from moltbot.ledger import EffectStatus, Ledger
 from moltbot.settings import get_settings
-from tasks.delivery import load_channels
+from tasks.effects import channel_destinations, message_intents
 from tasks.item_state import read_item_states
 from tasks.sources import read_table
 
@@ -121,9 +122,9 @@ def test_routing_out_goes_to_both_urgent_channels_and_low_only_to_ops(stock_csv,
     assert result["counts"] == {"ok": 1, "low": 1, "out": 1, "at_risk": 1}
     assert sorted(transitions(result)) == [("A1", "ok", "low"), ("B2", "ok", "out")]
     assert [(d["severity"], d["channel"], d["status"]) for d in result["deliveries"]] == [
-        ("out", "slack-urgent", "sent"),
-        ("out", "sms-oncall", "sent"),
-        ("low", "slack-ops", "sent"),
+        ("out", "slack-urgent", "done"),
+        ("out", "sms-oncall", "done"),
+        ("low", "slack-ops", "done"),
     ]
     [urgent] = posts(sandbox, "urgent")
     assert "Out of stock: 1 item" in urgent and "B2" in urgent and "A1" not in urgent
@@ -280,7 +281,7 @@ def test_retried_delivery_sends_each_message_once(stock_csv, channels, sandbox):
     result = run(stock_csv)
 
     out = [d for d in result["deliveries"] if d["channel"] == "slack-urgent"]
-    assert [(d["status"], d["attempts"]) for d in out] == [("sent", 3)]
+    assert [(d["status"], d["attempts"]) for d in out] == [("done", 3)]
     assert len(sandbox.state.slack.posts) == 2  # urgent + ops, each once
 
 
@@ -311,11 +312,12 @@ def test_a_crash_between_delivery_and_saving_state_sends_nothing_twice(
         top_n=20,
     )
     routes = resolve_routes(ROUTES)
-    blocks = load_channels.fn([*ROUTES["out"], *ROUTES["low"]])
+    destinations = channel_destinations.fn([*ROUTES["out"], *ROUTES["low"]])
     with Ledger.from_settings() as ledger:
+        runtime = runtime_from_settings(ledger, destinations)
         for severity, message in messages.items():
-            for name in routes[severity]:
-                assert deliver(message, name, blocks[name], ledger).status == "sent"
+            outcomes = perform(message_intents(message, routes[severity]), runtime)
+            assert {outcome.status for outcome in outcomes} == {"done"}
     assert stored() == {}
     assert len(sandbox.state.slack.posts) == 2
 
@@ -323,7 +325,7 @@ def test_a_crash_between_delivery_and_saving_state_sends_nothing_twice(
     after = run(stock_csv)
 
     assert sorted(transitions(rerun)) == [("A1", "ok", "low"), ("B2", "ok", "out")]
-    assert {d["status"] for d in rerun["deliveries"]} == {"skipped"}
+    assert {d["status"] for d in rerun["deliveries"]} == {"already_done"}
     assert rerun["states_saved"] == 2
     assert after["deliveries"] == []
     assert len(sandbox.state.slack.posts) == 2
@@ -338,16 +340,27 @@ def test_a_failed_channel_keeps_its_items_for_the_next_run(stock_csv, channels, 
         run(stock_csv)
 
     statuses = {d["channel"]: d["status"] for d in raised.value.result["deliveries"]}
-    assert statuses == {"slack-urgent": "failed", "sms-oncall": "sent", "slack-ops": "sent"}
+    assert statuses == {"slack-urgent": "dead", "sms-oncall": "done", "slack-ops": "done"}
     # The low alert is done and saved; the out alert is not, so B2 is still "new".
     assert set(stored()) == {"A1"}
 
     sandbox.state.slack.register_webhook(channels["urgent"])
+    # A dead letter is not resent by the next run (it would fail again and page every 30
+    # minutes): it waits in the outbox until replayed, and the run keeps saying so.
+    with pytest.raises(DeliveryFailed) as again:
+        run(stock_csv)
+    assert {d["channel"]: d["status"] for d in again.value.result["deliveries"]} == {
+        "slack-urgent": "dead",
+        "sms-oncall": "already_done",
+    }
+    replayed = CliRunner().invoke(app, ["outbox", "replay", "--all", "--json"])
+    assert replayed.exit_code == 0, replayed.output
+    assert [row["status"] for row in json.loads(replayed.stdout)] == ["done"]
     retried = run(stock_csv)
 
     assert {d["channel"]: d["status"] for d in retried["deliveries"]} == {
-        "slack-urgent": "sent",
-        "sms-oncall": "skipped",
+        "slack-urgent": "already_done",
+        "sms-oncall": "already_done",
     }
     assert stored()["B2"][0] == "out"
     assert len(sandbox.smtp.messages) == 1
@@ -507,7 +520,40 @@ def test_an_unknown_sheets_block_is_bad_input_naming_the_saved_ones(channels, sa
     ids=["default", "issue-example", "partial"],
 )
 def test_routes_per_severity(mapping, expected):
-    assert resolve_routes(mapping) == expected
+    routes = resolve_routes(mapping)
+    assert {severity: [r.name for r in chosen] for severity, chosen in routes.items()} == expected
+    assert all(len(r.links) == 1 for chosen in routes.values() for r in chosen)
+
+
+def test_a_severity_may_route_through_a_fallback_chain():
+    routes = resolve_routes({"out": [["slack-urgent", "ops-email", "sms-oncall"]], "low": ["ops"]})
+
+    assert routes["out"][0].links == ("slack-urgent", "ops-email", "sms-oncall")
+    assert routes["reminder"] == routes["out"]
+    assert routes["out"][0].policy == "at_least_once"
+
+
+def test_routes_come_from_moltbot_toml_when_not_given(tmp_path):
+    (tmp_path / "moltbot.toml").write_text(
+        '[routes.inventory-alert]\nout = ["team-slack", "ops-email"]\n'
+        'low = { channels = ["team-slack"], policy = "at_most_once" }\n',
+        encoding="utf-8",
+    )
+
+    routes = resolve_routes(None)
+
+    assert routes["out"][0].links == ("team-slack", "ops-email")
+    assert (routes["low"][0].links, routes["low"][0].policy) == (("team-slack",), "at_most_once")
+    assert routes["recovered"][0].links == ("outbox",)
+
+
+def test_a_bad_routes_table_names_its_line(tmp_path):
+    (tmp_path / "moltbot.toml").write_text(
+        '# routes\n[routes.inventory-alert]\nout = []\n', encoding="utf-8"
+    )
+
+    with pytest.raises(InputError, match=r"moltbot.toml line 3: a route is a non-empty list"):
+        resolve_routes(None)
 
 
 @pytest.mark.parametrize(
@@ -515,7 +561,7 @@ def test_routes_per_severity(mapping, expected):
     [
         ({"recovered": ["ops"]}, "needs channels for 'out' or 'low'"),
         ({"out": "pager"}, r"channels_by_severity\['out'\] must be a list of channel names"),
-        ({"low": ["ops", "ops"]}, "lists a channel twice"),
+        ({"low": ["ops", "ops"]}, "a channel is listed twice"),
     ],
 )
 def test_unusable_routes_are_input_errors(mapping, message):

@@ -1,0 +1,259 @@
+"""Executors of effects on services: Jira issues and comments, Notion pages, Sheets appends."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from blocks.jira import JiraCredentials
+from blocks.notion import NotionCredentials
+from blocks.sheets import GoogleSheetsCredentials
+from moltbot.effects.model import Applied, Intent
+from moltbot.errors import ServiceError
+
+# Labels per look-up search: the JQL travels in the URL.
+LABELS_PER_SEARCH = 200
+
+
+class InputRefused(ServiceError):
+    """The service refused the effect itself (bad fields): the destination works, the input
+    must be fixed. The effects layer records it `failed`, tries no other destination."""
+
+    input_refused = True
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, transient=False)
+
+
+def _jql_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class JiraIssueExecutor:
+    """Creates Jira issues in bulk (50 per request); looks them up by their dedup label.
+
+    Payload: ``{"fields": <REST v2 fields, labels including the dedup label>, "label": ...}``.
+    """
+
+    batch_size = 50
+    can_look_up = True
+    retries_inside = True
+
+    def __init__(self, credentials: JiraCredentials, block_name: str) -> None:
+        self.credentials = credentials
+        self.block_name = block_name
+        self.name = f"jira:{block_name}"
+
+    def apply(self, intents: Sequence[Intent]) -> dict[str, Applied | ServiceError]:
+        """One bulk create; Jira's per-draft field errors refuse only their drafts."""
+        from tasks.jira import create_issues_in_bulk
+
+        try:
+            result = create_issues_in_bulk(
+                self.credentials,
+                [intent.payload["fields"] for intent in intents],
+                block_name=self.block_name,
+            )
+        except ServiceError as failure:
+            return {intent.key: failure for intent in intents}
+        answers: dict[str, Applied | ServiceError] = {
+            intents[index].key: Applied(key) for index, key in result.created.items()
+        }
+        for failure in result.failures:
+            key = intents[failure.index].key
+            if failure.errors:
+                refusal = "; ".join(f"{name}: {text}" for name, text in failure.errors.items())
+                answers[key] = InputRefused(refusal)
+            else:
+                answers[key] = ServiceError(
+                    failure.message, transient=True, maybe_applied=failure.outcome_unknown
+                )
+        return answers
+
+    def look_up(self, intents: Sequence[Intent]) -> dict[str, str]:
+        """One JQL search per 200 labels: key -> the oldest issue carrying its label."""
+        return {
+            key: issue
+            for key, issue in self.find_labels(
+                {intent.payload["label"]: intent.key for intent in intents}
+            ).items()
+        }
+
+    def find_labels(self, keys_by_label: dict[str, str]) -> dict[str, str]:
+        """Label -> key map in, key -> issue out, for the labels that mark an issue."""
+        from tasks.jira import find_issues
+
+        found: dict[str, str] = {}
+        labels = list(keys_by_label)
+        if not labels:
+            return found
+        client = self.credentials.get_client(block_name=self.block_name)
+        for start in range(0, len(labels), LABELS_PER_SEARCH):
+            chunk = labels[start : start + LABELS_PER_SEARCH]
+            jql = f"labels in ({', '.join(map(_jql_string, chunk))}) ORDER BY created ASC"
+            issues = find_issues(
+                self.credentials, jql, fields=("labels",), block_name=self.block_name, client=client
+            )
+            for issue in issues:
+                for label in issue["fields"].get("labels") or []:
+                    if label in keys_by_label:
+                        found.setdefault(keys_by_label[label], issue["key"])
+        return found
+
+
+class JiraCommentExecutor:
+    """Adds a comment carrying its key as the ``moltbot`` comment property; looks it up by it.
+
+    Payload: ``{"issue_key": "OPS-12", "body": "..."}``.
+    """
+
+    batch_size = 1
+    can_look_up = True
+    retries_inside = True
+
+    def __init__(self, credentials: JiraCredentials, block_name: str) -> None:
+        self.credentials = credentials
+        self.block_name = block_name
+        self.name = f"jira-comment:{block_name}"
+
+    def apply(self, intents: Sequence[Intent]) -> dict[str, Applied | ServiceError]:
+        """Comment on each issue; the remote id is ``<issue>/comment/<id>``."""
+        from tasks.jira import comment_on_issue
+
+        answers: dict[str, Applied | ServiceError] = {}
+        for intent in intents:
+            issue = intent.payload["issue_key"]
+            try:
+                comment = comment_on_issue(
+                    self.credentials,
+                    issue,
+                    intent.payload["body"],
+                    marker=intent.key,
+                    block_name=self.block_name,
+                )
+            except ServiceError as failure:
+                answers[intent.key] = failure
+                continue
+            answers[intent.key] = Applied(f"{issue}/comment/{comment.get('id')}")
+        return answers
+
+    def look_up(self, intents: Sequence[Intent]) -> dict[str, str]:
+        """The comments already carrying each intent's key."""
+        from tasks.jira import find_comment_by_marker
+
+        found: dict[str, str] = {}
+        for intent in intents:
+            issue = intent.payload["issue_key"]
+            comment_id = find_comment_by_marker(
+                self.credentials, issue, intent.key, block_name=self.block_name
+            )
+            if comment_id is not None:
+                found[intent.key] = f"{issue}/comment/{comment_id}"
+        return found
+
+
+class NotionPageExecutor:
+    """Creates a Notion page (its key in the ``moltbot key`` property) with all its blocks; a
+    look-up finds the page by that key and completes its blocks (adopting an interrupted one).
+
+    Payload: ``{"data_source_id": ..., "properties": {...}, "blocks": [...]}``.
+    """
+
+    batch_size = 1
+    can_look_up = True
+    retries_inside = True
+
+    def __init__(self, credentials: NotionCredentials, block_name: str) -> None:
+        self.credentials = credentials
+        self.block_name = block_name
+        self.name = f"notion:{block_name}"
+
+    def apply(self, intents: Sequence[Intent]) -> dict[str, Applied | ServiceError]:
+        """Create each page (the adapter retries 429 and adopts after a lost answer)."""
+        from tasks.notion import NotionApi
+
+        answers: dict[str, Applied | ServiceError] = {}
+        with NotionApi.from_block(self.credentials, self.block_name) as api:
+            for intent in intents:
+                try:
+                    page = api.create_page(
+                        data_source_id=intent.payload["data_source_id"],
+                        properties=intent.payload["properties"],
+                        children=intent.payload["blocks"],
+                        idempotency_key=intent.key,
+                    )
+                except ServiceError as failure:
+                    answers[intent.key] = failure
+                    continue
+                answers[intent.key] = Applied(page["id"])
+        return answers
+
+    def look_up(self, intents: Sequence[Intent]) -> dict[str, str]:
+        """Pages already holding each key; their missing blocks are appended."""
+        from tasks.notion import NotionApi
+
+        found: dict[str, str] = {}
+        with NotionApi.from_block(self.credentials, self.block_name) as api:
+            for intent in intents:
+                page = api.find_page_by_key(intent.payload["data_source_id"], intent.key)
+                if page is None:
+                    continue
+                blocks = intent.payload["blocks"]
+                stored = len(api.list_children(page["id"]))
+                api.append_blocks(page["id"], blocks[stored:], known_count=stored)
+                found[intent.key] = page["id"]
+        return found
+
+
+class SheetsAppendExecutor:
+    """Appends rows to a worksheet in one request; looks an append up by re-reading the sheet.
+
+    Payload: ``{"spreadsheet_id": ..., "worksheet": ..., "rows": [[...], ...]}``.
+    """
+
+    batch_size = 1
+    can_look_up = True
+    retries_inside = True
+
+    def __init__(self, credentials: GoogleSheetsCredentials, block_name: str) -> None:
+        self.credentials = credentials
+        self.block_name = block_name
+        self.name = f"sheets:{block_name}"
+
+    def apply(self, intents: Sequence[Intent]) -> dict[str, Applied | ServiceError]:
+        """Append each intent's rows; the remote id is the range Sheets wrote."""
+        from tasks.sheets import append_rows
+
+        answers: dict[str, Applied | ServiceError] = {}
+        for intent in intents:
+            payload: dict[str, Any] = intent.payload
+            try:
+                answer = append_rows(
+                    self.credentials,
+                    payload["spreadsheet_id"],
+                    payload["worksheet"],
+                    payload["rows"],
+                    block_name=self.block_name,
+                )
+            except ServiceError as failure:
+                answers[intent.key] = failure
+                continue
+            answers[intent.key] = Applied(answer.get("updates", {}).get("updatedRange"))
+        return answers
+
+    def look_up(self, intents: Sequence[Intent]) -> dict[str, str]:
+        """Appends whose rows are already the worksheet's last rows."""
+        from tasks.sheets import rows_at_end
+
+        found: dict[str, str] = {}
+        for intent in intents:
+            payload = intent.payload
+            if rows_at_end(
+                self.credentials,
+                payload["spreadsheet_id"],
+                payload["worksheet"],
+                payload["rows"],
+                block_name=self.block_name,
+            ):
+                found[intent.key] = f"{payload['worksheet']} (found at the end)"
+        return found

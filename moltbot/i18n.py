@@ -1,0 +1,22 @@
+"""Words of the CLI's tables in the configured locale (English and Korean)."""
+
+from __future__ import annotations
+
+from moltbot.settings import get_settings
+
+_TEXTS: dict[str, dict[str, tuple[str, ...]]] = {
+    "outbox_columns": {
+        "en": ("key", "automation", "kind", "status", "via / route", "updated (UTC)", "error"),
+        "ko": ("키", "자동화", "종류", "상태", "전달 채널 / 경로", "갱신 (UTC)", "오류"),
+    },
+    "outbox_empty": {
+        "en": ("The ledger holds no effects yet.",),
+        "ko": ("원장에 기록된 작업이 아직 없습니다.",),
+    },
+}
+
+
+def cli_text(name: str) -> tuple[str, ...]:
+    """The texts called `name` in `MOLTBOT_LOCALE` (English when the locale has none)."""
+    texts = _TEXTS[name]
+    return texts.get(get_settings().locale, texts["en"])
