@@ -13,6 +13,7 @@ from prefect.runtime import flow_run
 
 from blocks.notion import NotionCredentials
 from blocks.sheets import GoogleSheetsCredentials
+from flows.form_digest import ENTRY
 from flows.form_digest.digest import Digest, FormLayout, build_digest, plan_layout
 from flows.form_digest.render import (
     AUTOMATION,
@@ -30,14 +31,21 @@ from flows.form_digest.render import (
     window_key,
 )
 from moltbot.blockdocs import load_block
-from moltbot.errors import DeliveryFailed, InputError, ServiceError
+from moltbot.effects import Intent, Route
+from moltbot.effects.services import NotionPageExecutor
+from moltbot.errors import DeliveryFailed, InputError
 from moltbot.forms import ResponseWindow, parse_form_timestamps, select_window
-from moltbot.ledger import EffectStatus, Ledger
 from moltbot.masking import mask_text
-from moltbot.messages import Message
 from moltbot.settings import checked_timezone, get_settings
 from tasks.artifacts import publish_markdown
-from tasks.delivery import OUTBOX, deliver_message, dry_run_outcome, load_channels
+from tasks.effects import (
+    channel_destinations,
+    deliver,
+    perform_effects,
+    raise_if_unsettled,
+    routes_for,
+    unsettled,
+)
 from tasks.notion import NotionApi, NotionFailure
 from tasks.sheets import load_worksheet
 from tasks.watermarks import advance_watermark, hold_watermark, read_watermark
@@ -47,8 +55,6 @@ EMPTY_CHOICES = ("skip", "note")
 # The run result stays readable when a first run over a big sheet finds thousands of rows to
 # look at: it lists the first ones and says how many there are; messages name every row.
 RESULT_MAX_ATTENTION = 100
-# Deliveries that mean "the channel has this digest": sent now, or already done earlier.
-_DELIVERED = frozenset({"sent", "skipped"})
 
 
 def notion_page_url(page_id: str) -> str:
@@ -136,78 +142,6 @@ def compute_digest(window: ResponseWindow, layout: FormLayout, *, max_text_answe
     return build_digest(window.rows, window.times, layout, max_text_answers=max_text_answers)
 
 
-@task(name="publish-digest-page", cache_policy=NO_CACHE)
-def publish_digest_page(
-    credentials: NotionCredentials,
-    database: DigestDatabase,
-    *,
-    key: str,
-    properties: dict[str, Any],
-    blocks: list[dict[str, Any]],
-    block_name: str,
-) -> dict[str, Any]:
-    """Create the window's Notion page at most once: ledger claim, key property, adoption.
-
-    The ledger row `key` is claimed first. Done already: the page is reused, nothing is sent.
-    A claim taken over from an earlier attempt (failed, or a crashed run whose lease ran out)
-    first looks the page up by its key property: a page created by that attempt is adopted and
-    its blocks completed instead of making a second one. Within one attempt,
-    `NotionApi.create_page` already retries 429 and adopts after a lost answer.
-
-    Returns:
-        ``{"status": "created" | "adopted" | "skipped", "page_id", "url"}``.
-
-    Raises:
-        NotionFailure: Notion refused or kept failing (the ledger row is marked failed).
-        ServiceError: another run is creating this page right now.
-    """
-    with Ledger.from_settings() as ledger:
-        claim = ledger.claim(
-            key,
-            automation=AUTOMATION,
-            kind="page",
-            target=database.database_id,
-            flow_run_id=flow_run.get_id(),
-        )
-        effect = claim.effect
-        if not claim.acquired:
-            if effect.status == EffectStatus.DONE and effect.remote_id:
-                page_id = effect.remote_id
-                return {"status": "skipped", "page_id": page_id, "url": notion_page_url(page_id)}
-            raise ServiceError(
-                f"the Notion page of this window is {effect.status.value} in the ledger "
-                f"(flow run {effect.flow_run_id}); nothing is sent until it is done",
-                transient=True,
-            )
-        try:
-            with NotionApi.from_block(credentials, block_name) as api:
-                page = None
-                if effect.attempts > 1:
-                    page = api.find_page_by_key(database.data_source_id, key)
-                if page is not None:
-                    stored = len(api.list_children(page["id"]))
-                    api.append_blocks(page["id"], blocks[stored:], known_count=stored)
-                    status = "adopted"
-                else:
-                    page = api.create_page(
-                        data_source_id=database.data_source_id,
-                        properties=properties,
-                        children=blocks,
-                        idempotency_key=key,
-                    )
-                    status = "created"
-        except Exception as exc:
-            ledger.fail(key, f"{type(exc).__name__}: {exc}")
-            raise
-        ledger.complete(key, remote_id=page["id"])
-    get_run_logger().info("Notion digest page %s (%d blocks)", status, len(blocks))
-    return {
-        "status": status,
-        "page_id": page["id"],
-        "url": page.get("url") or notion_page_url(page["id"]),
-    }
-
-
 # --------------------------------------------------------------------------- the flow
 
 
@@ -217,7 +151,7 @@ def form_digest(
     spreadsheet_id: str,
     worksheet: str,
     form_name: str | None = None,
-    channels: list[str] | None = None,
+    channels: list[str | list[str]] | None = None,
     notion_block: str | None = None,
     notion_database_id: str | None = None,
     timestamp_column: str | None = None,
@@ -266,7 +200,8 @@ def form_digest(
         spreadsheet_id: the response spreadsheet (from its URL).
         worksheet: the responses tab's title (e.g. ``설문지 응답 시트1``, ``Form Responses 1``).
         form_name: how titles name the form; default the worksheet title.
-        channels: chat/e-mail/outbox channel block names; default `outbox`.
+        channels: routes: each a channel block name (or `outbox`), or a list of them tried in
+            order; default `[routes.form-digest]` in moltbot.toml, else the outbox.
         notion_block: a `NotionCredentials` block name (with `notion_database_id`).
         notion_database_id: the digest database: a title property and ``Date`` (date),
             ``Responses`` (number), ``moltbot key`` (text); ``Form`` (select) if present.
@@ -302,8 +237,8 @@ def form_digest(
     stream = stream_of(spreadsheet_id, worksheet)
     now = datetime.now(UTC)
 
-    names = channels if channels is not None else [OUTBOX]
-    channel_blocks = load_channels(names)
+    routes = routes_for(ENTRY, "info", channels)
+    destinations = channel_destinations(link for route in routes for link in route.links)
     sheets = load_block(GoogleSheetsCredentials, sheets_block)
     notion = load_block(NotionCredentials, notion_block) if notion_block else None
     frame = load_worksheet(sheets, spreadsheet_id, worksheet, block_name=sheets_block)
@@ -351,7 +286,7 @@ def form_digest(
                 timezone=timezone,
                 locale=locale,
             )
-            deliveries = _deliver(note, names, channel_blocks, dry_run=dry_run)
+            deliveries = deliver(note, routes, destinations, dry_run=dry_run)
         result.update(
             rows=0,
             responses=0,
@@ -398,35 +333,51 @@ def form_digest(
         result["watermark"]["status"] = "held"
     if database is not None and notion is not None and notion_block:
         properties, blocks = notion_page_content(database, context, locale)
-        if dry_run:
-            result["notion"] = {"status": "dry_run", "blocks": len(blocks)}
-        else:
-            try:
-                page = publish_digest_page(
-                    notion,
-                    database,
+        page = NotionPageExecutor(notion, notion_block)
+        [outcome] = perform_effects(
+            [
+                Intent(
                     key=notion_key(key),
-                    properties=properties,
-                    blocks=blocks,
-                    block_name=notion_block,
+                    automation=AUTOMATION,
+                    kind="notion_page",
+                    target=database.database_id,
+                    payload={
+                        "data_source_id": database.data_source_id,
+                        "properties": properties,
+                        "blocks": blocks,
+                    },
+                    route=Route((page.name,)),
+                    label="digest page",
                 )
-            except ServiceError as exc:
-                result["notion"] = {"status": "failed", "error": mask_text(str(exc))}
-                result["artifacts"] = _publish(
-                    result, locale, digest_text=digest_markdown(context, locale), empty=False
-                )
-                raise DeliveryFailed(
-                    f"the Notion page was not created ({exc}); nothing was sent and the "
-                    f"watermark stays before sheet row {window.first_row}, so the next run "
-                    "digests the same rows",
-                    result,
-                ) from exc
-            result.update(notion_page_id=page["page_id"], notion_url=page["url"], notion=page)
+            ],
+            {page.name: page},
+            dry_run=dry_run,
+        )
+        result["notion"] = {
+            "status": outcome.status,
+            "blocks": len(blocks),
+            "page_id": outcome.remote_id,
+            "url": notion_page_url(outcome.remote_id) if outcome.remote_id else None,
+            "recovered": outcome.recovered,
+            "error": outcome.error,
+        }
+        if not outcome.settled:
+            result["artifacts"] = _publish(
+                result, locale, digest_text=digest_markdown(context, locale), empty=False
+            )
+            raise DeliveryFailed(
+                f"the Notion page was not created ({outcome.status}: {outcome.error}); nothing "
+                f"was sent and the watermark stays before sheet row {window.first_row}, so the "
+                "next run digests the same rows",
+                result,
+            )
+        if outcome.remote_id:
+            result.update(notion_page_id=outcome.remote_id, notion_url=result["notion"]["url"])
 
     message = build_digest_message(context, key=key, locale=locale, notion_url=result["notion_url"])
-    result["deliveries"] = _deliver(message, names, channel_blocks, dry_run=dry_run)
+    result["deliveries"] = deliver(message, routes, destinations, dry_run=dry_run)
 
-    if not dry_run and all(d["status"] in _DELIVERED for d in result["deliveries"]):
+    if not dry_run and not unsettled(result["deliveries"]):
         advanced = advance_watermark(AUTOMATION, stream, window.position, expected=mark.position)
         result["watermark"] = {"status": "advanced", "row": (advanced.position or {}).get("row")}
     result["artifacts"] = _publish(result, locale, digest_text=message.markdown, empty=False)
@@ -448,23 +399,13 @@ def _window_json(window: ResponseWindow, timezone: str) -> dict[str, Any]:
     }
 
 
-def _deliver(
-    message: Message, names: list[str], channel_blocks: dict[str, Any], *, dry_run: bool
-) -> list[dict[str, Any]]:
-    if dry_run:
-        return [dry_run_outcome(message, name) for name in names]
-    return [deliver_message(message, name, channel_blocks[name]) for name in names]
-
-
 def _raise_if_failed(result: dict[str, Any]) -> None:
-    failed = [outcome for outcome in result["deliveries"] if outcome["status"] == "failed"]
-    if failed:
-        reasons = "; ".join(f"{outcome['channel']}: {outcome['error']}" for outcome in failed)
-        raise DeliveryFailed(
-            f"{len(failed)} delivery(ies) failed: {reasons}; the watermark stays, so the next "
-            "run retries them and skips the channels that have the digest",
-            result,
-        )
+    raise_if_unsettled(
+        result,
+        result["deliveries"],
+        then="; the watermark stays, so the next run retries them and skips the channels that "
+        "have the digest",
+    )
 
 
 def _publish(

@@ -21,12 +21,16 @@ class Executor(Protocol):
             Notion by its key property, Sheets by re-reading); chat webhooks and SMTP cannot.
         retries_inside: the service's client adapter already retries (and checks before
             re-sending), so the layer calls `apply` once per attempt of a run.
+        dead_letters: when the route's last destination fails, the effect is dead (announced,
+            replayed by a person: messages); otherwise failed (the next run retries: writes
+            to a service, which the automation re-plans with the same key).
     """
 
     name: str
     batch_size: int
     can_look_up: bool
     retries_inside: bool
+    dead_letters: bool
 
     def apply(self, intents: Sequence[Intent]) -> dict[str, Applied | ServiceError]:
         """Perform `intents`; per key, the remote id or the service's refusal or failure.
@@ -59,6 +63,7 @@ class ChannelExecutor:
     batch_size = 1
     can_look_up = False
     retries_inside = False
+    dead_letters = True
 
     def __init__(self, name: str, channel: Channel) -> None:
         self.name = name

@@ -182,6 +182,7 @@ class _NoExecutor:
     batch_size = 1
     can_look_up = False
     retries_inside = False
+    dead_letters = True
 
     def __init__(self, name: str) -> None:
         self.name = name

@@ -246,7 +246,15 @@ class _Performance:
         for link, batch in by_link.items():
             executor = self.rt.executors[link]
             if executor.can_look_up:
-                found = self._look_up(executor, batch)
+                try:
+                    found = self._look_up(executor, batch)
+                except ServiceError as failure:
+                    # Unknown whether they exist: nothing is applied; the next run looks again.
+                    for intent in batch:
+                        self._finish_failed(
+                            intent, f"look-up failed: {mask_text(str(failure))}", transient=True
+                        )
+                    continue
                 for intent in batch:
                     if intent.key in found:
                         self._finish_done(intent, found[intent.key], link, recovered=True)
@@ -287,8 +295,15 @@ class _Performance:
                 position[intent.key] += 1
                 if position[intent.key] < len(intent.route.links):
                     active.append(intent)
-                else:
+                elif self.rt.executors[intent.route.links[-1]].dead_letters:
                     self._finish_dead(intent)
+                else:
+                    # A write to a service (a page, an issue) stays the automation's to retry:
+                    # its next run re-plans the same key and tries again.
+                    tried = self.tried.get(intent.key, [])
+                    self._finish_failed(
+                        intent, tried[-1].error if tried else "not applied", transient=True
+                    )
 
     def _apply_on(self, link: str, batch: list[Intent]) -> list[Intent]:
         """Apply `batch` on `link`; return the intents that should go on to the next link."""
@@ -367,7 +382,11 @@ class _Performance:
             return False
         if failure.maybe_applied:
             if executor.can_look_up:
-                found = executor.look_up([intent])
+                try:
+                    found = executor.look_up([intent])
+                except ServiceError as check:
+                    error = f"{error}; checking whether it was applied failed too ({check})"
+                    found = {}
                 if intent.key in found:
                     self._finish_done(intent, found[intent.key], link, recovered=True)
                 else:

@@ -38,6 +38,7 @@ class JiraIssueExecutor:
     batch_size = 50
     can_look_up = True
     retries_inside = True
+    dead_letters = False
 
     def __init__(self, credentials: JiraCredentials, block_name: str) -> None:
         self.credentials = credentials
@@ -110,6 +111,7 @@ class JiraCommentExecutor:
     batch_size = 1
     can_look_up = True
     retries_inside = True
+    dead_letters = False
 
     def __init__(self, credentials: JiraCredentials, block_name: str) -> None:
         self.credentials = credentials
@@ -162,6 +164,7 @@ class NotionPageExecutor:
     batch_size = 1
     can_look_up = True
     retries_inside = True
+    dead_letters = False
 
     def __init__(self, credentials: NotionCredentials, block_name: str) -> None:
         self.credentials = credentials
@@ -214,6 +217,7 @@ class SheetsAppendExecutor:
     batch_size = 1
     can_look_up = True
     retries_inside = True
+    dead_letters = False
 
     def __init__(self, credentials: GoogleSheetsCredentials, block_name: str) -> None:
         self.credentials = credentials

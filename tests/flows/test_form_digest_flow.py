@@ -123,7 +123,7 @@ def test_korean_form_gives_one_page_one_post_one_mail_and_an_outbox_file(
         "보안",
     }
     assert sum(o["count"] for o in interests["options"]) > interests["answers"] == 22
-    assert statuses(result) == dict.fromkeys(CHANNELS, "sent")
+    assert statuses(result) == dict.fromkeys(CHANNELS, "done")
     assert result["watermark"] == {"status": "advanced", "row": 25}
     # Notion: one page, titled with the window's local dates, its properties and figures.
     [page] = pages(sandbox)
@@ -214,7 +214,7 @@ def test_an_empty_window(channels, sandbox, moltbot_home, empty):
         assert slack_posts(sandbox) == [] and sandbox.smtp.messages == []
         assert not (moltbot_home / "outbox").exists()
         return
-    assert statuses(result) == dict.fromkeys(CHANNELS, "sent")
+    assert statuses(result) == dict.fromkeys(CHANNELS, "done")
     [post] = slack_posts(sandbox)
     assert post["text"].startswith(f"No new responses to {SAMPLE_FORM_NAME} since the last")
     assert sandbox.smtp.messages[0].subject == f"{SAMPLE_FORM_NAME}: no new responses"
@@ -230,7 +230,7 @@ def test_notion_429_then_success_gives_exactly_one_page(channels, sandbox):
     result = run(spreadsheet_id)
 
     assert time.monotonic() - started >= 1  # Retry-After honoured
-    assert result["notion"]["status"] == "created"
+    assert result["notion"]["status"] == "done"
     assert len(pages(sandbox)) == 1
     assert [r.status for r in sandbox.state.notion.core.requests_to("POST", PAGES)] == [429, 200]
 
@@ -268,7 +268,7 @@ def test_notion_failing_fails_the_run_keeps_the_watermark_and_the_retry_digests_
 
     assert (retried["window"]["first_row"], retried["window"]["last_row"]) == (2, 25)
     assert retried["window"]["resumed"] is True
-    assert retried["responses"] == 22 and statuses(retried) == dict.fromkeys(CHANNELS, "sent")
+    assert retried["responses"] == 22 and statuses(retried) == dict.fromkeys(CHANNELS, "done")
     assert len(pages(sandbox)) == 1 and len(slack_posts(sandbox)) == 1
     assert watermark(spreadsheet_id).position["row"] == 25
 
@@ -287,7 +287,8 @@ def test_a_page_created_by_a_failed_attempt_is_adopted_by_the_next_run(channels,
     retried = run(spreadsheet_id)
 
     [page] = pages(sandbox)
-    assert retried["notion"] == {"status": "adopted", "page_id": page["id"], "url": page["url"]}
+    assert (retried["notion"]["status"], retried["notion"]["recovered"]) == ("done", True)
+    assert retried["notion_page_id"] == page["id"] and retried["notion_url"] == page["url"]
     assert len(slack_posts(sandbox)) == 1
 
 
@@ -299,20 +300,25 @@ def test_a_failed_channel_is_retried_alone_and_nothing_is_made_twice(channels, s
     with pytest.raises(DeliveryFailed, match="digest-slack") as raised:
         run(spreadsheet_id)
     assert statuses(raised.value.result) == {
-        "digest-slack": "failed",
-        "sandbox-email": "sent",
-        "outbox": "sent",
+        "digest-slack": "dead",
+        "sandbox-email": "done",
+        "outbox": "done",
     }
     assert raised.value.result["watermark"]["status"] == "held"
     sandbox.state.slack.register_webhook(webhook)
+    # The dead letter waits for a replay; the next run only re-checks (nothing new is sent).
+    with pytest.raises(DeliveryFailed, match="digest-slack: dead"):
+        run(spreadsheet_id)
+    replayed = CliRunner().invoke(app, ["outbox", "replay", "--all"])
+    assert replayed.exit_code == 0, replayed.output
     retried = run(spreadsheet_id)
     again = run(spreadsheet_id)
 
-    assert retried["notion"]["status"] == "skipped"
+    assert retried["notion"]["status"] == "already_done"
     assert statuses(retried) == {
-        "digest-slack": "sent",
-        "sandbox-email": "skipped",
-        "outbox": "skipped",
+        "digest-slack": "already_done",
+        "sandbox-email": "already_done",
+        "outbox": "already_done",
     }
     assert retried["watermark"]["status"] == "advanced"
     assert again["deliveries"] == []
@@ -320,12 +326,12 @@ def test_a_failed_channel_is_retried_alone_and_nothing_is_made_twice(channels, s
     assert len(sandbox.smtp.messages) == 1
     with Ledger.from_settings() as ledger:
         effects = ledger.effects(automation="form-digest")
+    # Three channels, one ops announcement of the dead letter (to the outbox), one page.
     assert sorted((e.kind, e.status) for e in effects) == [
-        ("message", EffectStatus.DONE),
-        ("message", EffectStatus.DONE),
-        ("message", EffectStatus.DONE),
-        ("page", EffectStatus.DONE),
+        *[("message", EffectStatus.DONE)] * 4,
+        ("notion_page", EffectStatus.DONE),
     ]
+    assert sum(e.key.startswith("moltbot-ops:") for e in effects) == 1
 
 
 def test_a_long_digest_goes_to_notion_in_chunks_of_100_blocks(channels, sandbox):
@@ -555,7 +561,7 @@ def test_outbox_is_the_default_channel(sandbox, sandbox_blocks, moltbot_home: Pa
         sheets_block="sandbox-sheets", spreadsheet_id=spreadsheet_id, worksheet=TAB
     )
 
-    assert statuses(result) == {"outbox": "sent"}
+    assert statuses(result) == {"outbox": "done"}
     assert result["form"] == TAB
     [written] = (moltbot_home / "outbox").glob("form-digest-*.md")
     assert written.read_text(encoding="utf-8").startswith(f"# {TAB} digest 2026-11-20..")
