@@ -28,6 +28,8 @@ SEARCH_PAGE_SIZE = 100
 # Ticket creation gives every draft a label `moltbot-<hash of its idempotency key>`; after an
 # ambiguous failure a search for those labels tells which drafts Jira created.
 DEDUP_LABEL_PREFIX = "moltbot-"
+# Labels per dedup search: the JQL travels in the URL.
+LABELS_PER_SEARCH = 200
 # A comment added with a marker carries the comment property `moltbot` = {"key": <marker>}, so a
 # run that died between Jira's answer and the ledger can look the comment up instead of adding it
 # again (`find_comment_by_marker`).
@@ -280,20 +282,42 @@ def _unique_dedup_labels(pending: Mapping[int, Mapping[str, Any]]) -> dict[int, 
 def _keys_by_label(
     client: JIRA, credentials: JiraCredentials, labels: Iterable[str], block_name: str | None
 ) -> dict[str, str]:
-    """Dedup label -> key of the issue carrying it (the oldest, if somehow several)."""
-    wanted = list(labels)
-    if not wanted:
-        return {}
-    quoted = ", ".join(_jql_string(label) for label in wanted)
-    jql = f"labels in ({quoted}) ORDER BY created ASC"
+    return issues_by_label(credentials, labels, block_name=block_name, client=client)
+
+
+def issues_by_label(
+    credentials: JiraCredentials,
+    labels: Iterable[str],
+    *,
+    block_name: str | None = None,
+    client: JIRA | None = None,
+) -> dict[str, str]:
+    """Dedup label -> key of the issue carrying it (the oldest, if somehow several): one JQL
+    search per 200 labels (the query travels in the URL)."""
+    wanted = list(dict.fromkeys(labels))
     found: dict[str, str] = {}
-    for issue in find_issues(
-        credentials, jql, fields=("labels",), block_name=block_name, client=client
-    ):
-        for label in issue["fields"].get("labels") or []:
-            if label in wanted:
-                found.setdefault(label, issue["key"])
+    if not wanted:
+        return found
+    client = client or credentials.get_client(block_name=block_name)
+    for start in range(0, len(wanted), LABELS_PER_SEARCH):
+        chunk = wanted[start : start + LABELS_PER_SEARCH]
+        quoted = ", ".join(_jql_string(label) for label in chunk)
+        jql = f"labels in ({quoted}) ORDER BY created ASC"
+        for issue in find_issues(
+            credentials, jql, fields=("labels",), block_name=block_name, client=client
+        ):
+            for label in issue["fields"].get("labels") or []:
+                if label in chunk:
+                    found.setdefault(label, issue["key"])
     return found
+
+
+@task(name="find-labelled-issues", cache_policy=NO_CACHE)
+def find_labelled_issues(
+    credentials: JiraCredentials, labels: list[str], *, block_name: str
+) -> dict[str, str]:
+    """Which dedup labels already mark an issue (label -> the oldest issue's key)."""
+    return issues_by_label(credentials, labels, block_name=block_name)
 
 
 def _jql_string(value: str) -> str:

@@ -17,6 +17,7 @@ from prefect.utilities.annotations import quote
 
 from blocks.jira import JiraCredentials
 from blocks.sheets import GoogleSheetsCredentials
+from flows.ticket_creation import ENTRY
 from flows.ticket_creation.drafts import (
     AUTOMATION,
     SourceItem,
@@ -28,13 +29,14 @@ from flows.ticket_creation.drafts import (
     read_events_file,
 )
 from flows.ticket_creation.effects import (
-    add_comments,
     browse_url,
-    create_tickets,
-    drafts_of,
-    find_existing,
-    read_ledger,
-    record_found,
+    comment_intents,
+    create_intents,
+    creators,
+    draft_outcomes,
+    ledger_entries,
+    record_intents,
+    seen_prefixes,
 )
 from flows.ticket_creation.mapping import (
     TicketMapping,
@@ -59,13 +61,24 @@ from flows.ticket_creation.review import (
 )
 from moltbot.blockdocs import load_block
 from moltbot.config import ProjectConfig
+from moltbot.effects import Route
+from moltbot.effects.services import JiraCommentExecutor, JiraIssueExecutor
 from moltbot.errors import DeliveryFailed, InputError
 from moltbot.forms import ResponseWindow, parse_form_timestamps, select_window, timestamp_column_of
 from moltbot.settings import checked_timezone, get_settings
 from moltbot.watermarks import Watermark, WatermarkMoved
 from tasks.artifacts import publish_markdown, publish_table
-from tasks.delivery import OUTBOX, deliver_message, load_channels
+from tasks.effects import (
+    channel_destinations,
+    count_done,
+    deliver,
+    perform_effects,
+    read_effects,
+    routes_for,
+    unsettled,
+)
 from tasks.inbox import read_inbox_events
+from tasks.jira import find_labelled_issues
 from tasks.sheets import load_worksheet
 from tasks.watermarks import advance_watermark, hold_watermark, read_watermark
 
@@ -216,7 +229,7 @@ def ticket_creation(
     mapping: str | None = None,
     review: bool = False,
     review_timeout_seconds: int = 3600,
-    channels: list[str] | None = None,
+    channels: list[str | list[str]] | None = None,
     timezone: str | None = None,
     dry_run: bool = False,
 ) -> dict[str, Any]:
@@ -299,8 +312,8 @@ def ticket_creation(
     )
     now = datetime.now(UTC)
     mappings = load_mappings(ProjectConfig.load(), locale=locale)
-    channel_names = channels if channels is not None else [OUTBOX]
-    channel_blocks = load_channels(channel_names)
+    routes = routes_for(ENTRY, "info", channels)
+    destinations = channel_destinations(link for route in routes for link in route.links)
     jira = load_block(JiraCredentials, jira_block) if jira_block else None
 
     window: ResponseWindow | None = None
@@ -324,14 +337,15 @@ def ticket_creation(
 
     existing: dict[str, str] = {}
     if jira is not None and drafts:
-        existing = find_existing(jira, [d.label for d in drafts], block_name=str(jira_block))
-    plan = plan_drafts(drafts, existing, read_ledger(quote(drafts)) if drafts else {})
+        existing = find_labelled_issues(jira, [d.label for d in drafts], block_name=str(jira_block))
+    keys = [key for d in drafts for key in (d.ledger_key, d.occurrence_key)]
+    plan = plan_drafts(drafts, existing, ledger_entries(read_effects(keys)) if drafts else {})
     logger.info(
         "%d draft(s): %s",
         len(drafts),
         ", ".join(f"{n} {a}" for a, n in _action_counts(plan).items()) or "nothing to do",
     )
-    url: Callable[[str], str] = partial(browse_url, jira) if jira is not None else str
+    url: Callable[[str], str] = partial(browse_url, jira.server_url) if jira is not None else str
 
     if dry_run:
         if review:
@@ -362,12 +376,18 @@ def ticket_creation(
     if window is not None and window.position is not None:
         result["window"]["committed"] = _commit(window, watermark, stream, result)
 
-    result["deliveries"] = _hand_off(result, plan, channel_names, channel_blocks, url, locale)
+    result["deliveries"] = _hand_off(result, plan, routes, destinations, url, locale)
     result["artifacts"] = _publish(plan, result, outcomes, timezone, locale, dry_run=False)
-    failures = [f"{item['item']}: {item['error']}" for item in result["failed"]] + [
-        f"hand-off to {d['channel']}: {d['error']}"
-        for d in result["deliveries"]
-        if d["status"] == "failed"
+    failures = [
+        *(f"{item['item']}: {item['error']}" for item in result["failed"]),
+        *(
+            f"{item['item']}: held by flow run {item.get('held_by')}, not done by this run"
+            for item in result["in_progress"]
+        ),
+        *(
+            f"hand-off to {d['channel']}: {d['status']} ({d['error']})"
+            for d in unsettled(result["deliveries"])
+        ),
     ]
     if failures:
         listed = "; ".join(failures[:_FAILURES_QUOTED])
@@ -380,33 +400,33 @@ def ticket_creation(
 def _perform(
     plan: Plan, jira: JiraCredentials, jira_block: str, *, locale: str, timezone: str
 ) -> dict[str, dict[str, Any]]:
-    """Record what exists, create the new issues, then comment on the recurrences.
+    """Record the issues found, create the new ones in bulk, then comment on the recurrences,
+    all through the effects layer (claims, look-ups by label and by comment marker, records).
 
     Returns:
         Draft id -> its outcome, for every draft acted on.
     """
-    targets = {planned.draft.ledger_key: planned.draft.target for planned in plan.drafts}
-    found = {key: (issue, targets[key]) for key, issue in plan.found.items()}
-    records, creates, comments = (plan.having(a) for a in ("record", "create", "comment"))
+    issues = JiraIssueExecutor(jira, jira_block)
+    comments = JiraCommentExecutor(jira, jira_block)
     # Each step runs only when it has work, so a run with nothing new shows no empty tasks.
-    recovered = record_found(found, records) if found or records else []
-    created = create_tickets(jira, drafts_of(creates), block_name=jira_block) if creates else []
-    by_id = {planned.draft.id: planned.draft for planned in plan.drafts}
-    new_issues = {
-        by_id[outcome["draft"]].ledger_key: outcome["key"]
-        for outcome in created
-        if outcome["status"] == "created"
+    recorded = perform_effects(record_intents(plan, issues.name), {issues.name: issues})
+    created = perform_effects(create_intents(creators(plan), issues.name), {issues.name: issues})
+    known = {
+        intent_key: outcome.remote_id
+        for intent_key, outcome in ((o.key, o) for o in created)
+        if outcome.remote_id and outcome.status in ("done", "already_done")
     }
-    commented = []
-    if comments:
-        commented = add_comments(
-            jira,
-            comments,
-            new_issues,
-            block_name=jira_block,
-            body=partial(comment_body, locale=locale, timezone=timezone),
-        )
-    return {outcome["draft"]: outcome for outcome in [*recovered, *created, *commented]}
+    planned_comments = plan.having("comment")
+    seen = count_done(AUTOMATION, seen_prefixes(planned_comments)) if planned_comments else {}
+    intents, numbers = comment_intents(
+        planned_comments,
+        known,
+        {prefix.removesuffix(":seen:"): count for prefix, count in seen.items()},
+        comments.name,
+        partial(comment_body, locale=locale, timezone=timezone),
+    )
+    commented = perform_effects(intents, {comments.name: comments})
+    return draft_outcomes(plan, created, commented, recorded, numbers)
 
 
 def _action_counts(plan: Plan) -> dict[str, int]:
@@ -483,8 +503,8 @@ def _commit(
 def _hand_off(
     result: dict[str, Any],
     plan: Plan,
-    channel_names: list[str],
-    channel_blocks: dict[str, Any],
+    routes: list[Route],
+    destinations: dict[str, Any],
     url: Callable[[str], str],
     locale: str,
 ) -> list[dict[str, Any]]:
@@ -498,7 +518,7 @@ def _hand_off(
     )
     if message is None:
         return []
-    return [deliver_message(message, name, channel_blocks[name]) for name in channel_names]
+    return deliver(message, routes, destinations)
 
 
 def _result(
@@ -540,7 +560,7 @@ def _result(
             assert outcome is not None
             failed.append({**who, "error": outcome["error"], "transient": outcome["transient"]})
         elif status == "in_progress":
-            in_progress.append(who)
+            in_progress.append({**who, "held_by": (outcome or {}).get("held_by")})
         elif status in ("done", "unchanged"):
             unchanged += 1
         elif status in ("create", "comment", "record"):

@@ -11,9 +11,6 @@ from blocks.sheets import GoogleSheetsCredentials
 from moltbot.effects.model import Applied, Intent
 from moltbot.errors import ServiceError
 
-# Labels per look-up search: the JQL travels in the URL.
-LABELS_PER_SEARCH = 200
-
 
 class InputRefused(ServiceError):
     """The service refused the effect itself (bad fields): the destination works, the input
@@ -23,10 +20,6 @@ class InputRefused(ServiceError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, transient=False)
-
-
-def _jql_string(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 class JiraIssueExecutor:
@@ -73,33 +66,11 @@ class JiraIssueExecutor:
 
     def look_up(self, intents: Sequence[Intent]) -> dict[str, str]:
         """One JQL search per 200 labels: key -> the oldest issue carrying its label."""
-        return {
-            key: issue
-            for key, issue in self.find_labels(
-                {intent.payload["label"]: intent.key for intent in intents}
-            ).items()
-        }
+        from tasks.jira import issues_by_label
 
-    def find_labels(self, keys_by_label: dict[str, str]) -> dict[str, str]:
-        """Label -> key map in, key -> issue out, for the labels that mark an issue."""
-        from tasks.jira import find_issues
-
-        found: dict[str, str] = {}
-        labels = list(keys_by_label)
-        if not labels:
-            return found
-        client = self.credentials.get_client(block_name=self.block_name)
-        for start in range(0, len(labels), LABELS_PER_SEARCH):
-            chunk = labels[start : start + LABELS_PER_SEARCH]
-            jql = f"labels in ({', '.join(map(_jql_string, chunk))}) ORDER BY created ASC"
-            issues = find_issues(
-                self.credentials, jql, fields=("labels",), block_name=self.block_name, client=client
-            )
-            for issue in issues:
-                for label in issue["fields"].get("labels") or []:
-                    if label in keys_by_label:
-                        found.setdefault(keys_by_label[label], issue["key"])
-        return found
+        keys = {intent.payload["label"]: intent.key for intent in intents}
+        found = issues_by_label(self.credentials, keys, block_name=self.block_name)
+        return {keys[label]: issue for label, issue in found.items()}
 
 
 class JiraCommentExecutor:
