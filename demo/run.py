@@ -98,15 +98,20 @@ def _describe_deliveries(
     statuses = {outcome["status"] for outcome in result["deliveries"]}
     for outcome in result["deliveries"]:
         label = {
-            "sent": "[green]sent[/green]",
-            "skipped": "[yellow]already done, skipped[/yellow]",
+            "done": "[green]sent[/green]",
+            "already_done": "[yellow]already done, skipped[/yellow]",
         }.get(outcome["status"], outcome["status"])
         console.print(f"  {outcome['channel']:<14} {label}  -> {where.get(outcome['channel'], '')}")
-    if statuses == {"skipped"}:
+    if statuses == {"already_done"}:
         console.print(
             "Every delivery was already done (the ledger remembers); nothing was sent again. "
             "Use [bold]moltbot run daily-report --param force=true …[/bold] to send again."
         )
+
+
+def _word(status: str) -> str:
+    """A delivery's outcome in the demo's words."""
+    return {"done": "sent", "already_done": "skipped"}.get(status, status.replace("_", " "))
 
 
 def _counts_text(counts: dict[str, int]) -> str:
@@ -148,7 +153,7 @@ def _describe_inventory_deliveries(result: dict[str, Any], console: Console) -> 
     by_severity: dict[str, list[str]] = {}
     for outcome in result["deliveries"]:
         by_severity.setdefault(outcome["severity"], []).append(
-            f"{outcome['channel']} {outcome['status']}"
+            f"{outcome['channel']} {_word(outcome['status'])}"
         )
     for severity, outcomes in by_severity.items():
         console.print(f"  {severity:<10} {', '.join(outcomes)}")
@@ -210,7 +215,7 @@ def _describe_form_run(result: dict[str, Any], label: str, console: Console) -> 
     )
     if result["notion_url"]:
         console.print(f"  Notion page: {result['notion_url']}", soft_wrap=True)
-    outcomes = ", ".join(f"{d['channel']} {d['status']}" for d in result["deliveries"])
+    outcomes = ", ".join(f"{d['channel']} {_word(d['status'])}" for d in result["deliveries"])
     console.print(f"  {outcomes}")
 
 

@@ -170,7 +170,7 @@ def draft_outcomes(
         if outcome.status == "done":
             comment_id = (outcome.remote_id or "").rpartition("/")[2]
             entry(draft, "commented", outcome, key=issue, comment_id=comment_id,
-                  seen=numbers[draft.id])  # fmt: skip
+                  seen=numbers[draft.id], recovered=outcome.recovered)  # fmt: skip
         elif outcome.status == "already_done":
             entry(draft, "unchanged", outcome, key=issue)
         elif outcome.status == "held":

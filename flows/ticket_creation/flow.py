@@ -552,7 +552,13 @@ def _result(
         elif status == "commented":
             assert outcome is not None
             commented.append(
-                {"key": key, **who, "comment_id": outcome["comment_id"], "seen": outcome["seen"]}
+                {
+                    "key": key,
+                    **who,
+                    "comment_id": outcome["comment_id"],
+                    "seen": outcome["seen"],
+                    "recovered": outcome.get("recovered", False),
+                }
             )
         elif status == "rejected":
             rejected.append(who)

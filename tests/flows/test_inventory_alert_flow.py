@@ -549,7 +549,7 @@ def test_routes_come_from_moltbot_toml_when_not_given(tmp_path):
 
 def test_a_bad_routes_table_names_its_line(tmp_path):
     (tmp_path / "moltbot.toml").write_text(
-        '# routes\n[routes.inventory-alert]\nout = []\n', encoding="utf-8"
+        "# routes\n[routes.inventory-alert]\nout = []\n", encoding="utf-8"
     )
 
     with pytest.raises(InputError, match=r"moltbot.toml line 3: a route is a non-empty list"):

@@ -416,6 +416,45 @@ def test_a_run_killed_after_jira_created_the_issues_is_recorded_not_repeated(
     assert ticket_creation(events_file=str(events_file), jira_block=JIRA)["unchanged"] == 3
 
 
+def test_a_run_killed_after_jira_added_a_comment_leaves_one_comment(
+    jira: JiraState, sandbox: Sandbox, events_mapping: Path, prefect_api: str, tmp_path: Path
+) -> None:
+    ticket_creation(events=[alert(1)], jira_block=JIRA)
+    events_file = tmp_path / "events.jsonl"
+    recurrence = alert(1, at="2026-11-24T11:30:00+09:00")
+    events_file.write_text(json.dumps(recurrence, ensure_ascii=False) + "\n")
+    # Jira adds the comment, then the answer never comes: the process is killed meanwhile.
+    jira.fail_after_apply(kind="hang", seconds=20, path=r"/comment$")
+    environment = os.environ | {"PREFECT_API_URL": prefect_api, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moltbot.cli", "run", "ticket-creation",
+         "--param", f"events_file={events_file}", "--param", f"jira_block={JIRA}"],
+        cwd=tmp_path, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    [issue] = jira.issues()
+    try:
+        deadline = time.monotonic() + 60
+        while not jira.issue(issue.key).comments:
+            assert process.poll() is None, "the run ended before Jira added the comment"
+            assert time.monotonic() < deadline, "Jira never received the comment"
+            time.sleep(0.05)
+    finally:
+        process.kill()
+        process.wait()
+    [pending] = [e for e in ledger_effects() if e.status == EffectStatus.PENDING]
+    assert pending.kind == "comment"
+
+    # At once: the killed holder is gone, so its claim is taken over without waiting for the
+    # lease, and the comment is looked up by its marker before anything is posted.
+    result = ticket_creation(events_file=str(events_file), jira_block=JIRA)
+    again = ticket_creation(events_file=str(events_file), jira_block=JIRA)
+
+    assert len(jira.issue(issue.key).comments) == 1
+    assert [(c["key"], c["recovered"]) for c in result["commented"]] == [(issue.key, True)]
+    assert result["failed"] == [] and again["commented"] == [] and again["unchanged"] == 1
+    assert {e.status for e in ledger_effects()} == {EffectStatus.DONE}
+
+
 # --------------------------------------------------------------------------- dry run, bad input
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -46,6 +47,20 @@ def test_demo_delivers_once_then_reports_everything_done(
         assert "Traceback" not in output
         assert "ERROR" not in output
         assert "error" not in output.lower().replace("no error", "")
+    # The outbox command reads the state the demo left: every effect done, none to replay.
+    listed = subprocess.run(
+        [sys.executable, "-m", "moltbot.cli", "outbox", "list", "--json"],
+        capture_output=True, text=True, cwd=tmp_path, check=True,
+    )  # fmt: skip
+    entries = json.loads(listed.stdout)
+    assert entries and {entry["status"] for entry in entries} == {"done"}
+    assert {"daily-report", "inventory-alert", "form-digest"} <= {e["automation"] for e in entries}
+    wide = {**os.environ, "COLUMNS": "200"}
+    table = subprocess.run(
+        [sys.executable, "-m", "moltbot.cli", "--locale", "ko", "outbox", "list"],
+        capture_output=True, text=True, cwd=tmp_path, check=True, env=wide,
+    )  # fmt: skip
+    assert "자동화" in table.stdout and "daily-report" in table.stdout
     outbox = moltbot_home / "outbox"
     assert len(list(outbox.glob("daily-report-*.html"))) == 1
     assert len(list(outbox.glob("daily-report-*-revenue.png"))) == 1
