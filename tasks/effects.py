@@ -14,6 +14,7 @@ from prefect.utilities.annotations import quote
 
 from moltbot.effects import SETTLED, Executor, Intent, Outcome, Route, perform
 from moltbot.effects.channels import channel_executors
+from moltbot.effects.executors import message_intent
 from moltbot.effects.perform import preview
 from moltbot.effects.routes import RoutesConfig, RouteSpec, resolve_routes
 from moltbot.effects.runtime import runtime_from_settings
@@ -135,21 +136,8 @@ def count_done(automation: str, prefixes: list[str]) -> dict[str, int]:
 def message_intents(
     message: Message, routes: Sequence[Route], *, group: str | None = None
 ) -> list[Intent]:
-    """One intent per route for `message`; its key is the message's key and the route's first
-    channel (so each route delivers it at most once, whichever of its channels takes it)."""
-    return [
-        Intent(
-            key=f"{message.key}:{route.name}",
-            automation=message.automation,
-            kind="message",
-            target=route.describe(),
-            payload=message,
-            route=route,
-            label=message.title,
-            group=group,
-        )
-        for route in routes
-    ]
+    """One intent per route for `message` (see `message_intent`)."""
+    return [message_intent(message, route, group=group) for route in routes]
 
 
 def delivery_rows(intents: Sequence[Intent], outcomes: Sequence[Outcome]) -> list[dict[str, Any]]:

@@ -776,6 +776,31 @@ def data_source_of(
         return api.data_source_of(database_id)
 
 
+@task(name="notion-read-database-schema", cache_policy=NO_CACHE)
+def read_database_schema(
+    credentials: NotionCredentials, database_id: str, block_name: str | None = None
+) -> tuple[str, dict[str, Any]]:
+    """The database's data source id and its properties (two GET requests).
+
+    Raises:
+        InputError: no such database, or not shared with the integration (400/404), naming
+            the database id.
+        NotionFailure: Notion failed otherwise, after retries.
+    """
+    try:
+        with NotionApi.from_block(credentials, block_name) as api:
+            data_source_id = api.data_source_of(database_id)
+            source = api.call(
+                f"read data source {data_source_id}",
+                lambda: api.client.data_sources.retrieve(data_source_id),
+            )
+    except NotionFailure as exc:
+        if exc.status in (400, 404):
+            raise InputError(f"notion_database_id {database_id!r}: {exc}") from None
+        raise
+    return data_source_id, source.get("properties", {})
+
+
 @task(name="notion-create-page", cache_policy=NO_CACHE)
 def create_page(
     credentials: NotionCredentials,

@@ -17,7 +17,6 @@ from flows.form_digest import ENTRY
 from flows.form_digest.digest import Digest, FormLayout, build_digest, plan_layout
 from flows.form_digest.render import (
     AUTOMATION,
-    DigestDatabase,
     build_digest_message,
     build_empty_note,
     check_digest_schema,
@@ -46,7 +45,7 @@ from tasks.effects import (
     routes_for,
     unsettled,
 )
-from tasks.notion import NotionApi, NotionFailure
+from tasks.notion import read_database_schema
 from tasks.sheets import load_worksheet
 from tasks.watermarks import advance_watermark, hold_watermark, read_watermark
 
@@ -112,30 +111,6 @@ def plan_form(
     return layout, parse_form_timestamps(frame[layout.timestamp_column], timezone)
 
 
-@task(name="check-digest-database", cache_policy=NO_CACHE)
-def check_digest_database(
-    credentials: NotionCredentials, database_id: str, block_name: str
-) -> DigestDatabase:
-    """Find the database's data source and check it takes a digest page (two GET requests).
-
-    Raises:
-        InputError: no such database (or not shared with the integration), several data
-            sources, or properties the page needs are missing.
-    """
-    try:
-        with NotionApi.from_block(credentials, block_name) as api:
-            data_source_id = api.data_source_of(database_id)
-            source = api.call(
-                f"read data source {data_source_id}",
-                lambda: api.client.data_sources.retrieve(data_source_id),
-            )
-    except NotionFailure as exc:
-        if exc.status in (400, 404):
-            raise InputError(f"notion_database_id {database_id!r}: {exc}") from None
-        raise
-    return check_digest_schema(database_id, data_source_id, source.get("properties", {}))
-
-
 @task(name="compute-digest", cache_policy=NO_CACHE)
 def compute_digest(window: ResponseWindow, layout: FormLayout, *, max_text_answers: int) -> Digest:
     """The window's figures per question and the rows that need attention."""
@@ -180,16 +155,18 @@ def form_digest(
        window next time, even if more rows arrived meanwhile, so its idempotency key
        ``form-digest:<stream>:<first>-<last row>:<fingerprint>`` is rebuilt unchanged.
     4. The Notion page (ledger key ``<window key>:notion``, stored in the page's key property as
-       well). Created once; a lost answer or a crash between Notion and the ledger is adopted
-       by its key instead of making a second page (`publish_digest_page`). If Notion fails the
-       run fails here, before any message: a message without the link would be skipped by the
-       retry, which will have one.
-    5. The digest message to every channel (ledger key ``<window key>:<channel>``), linking
-       the page: each channel gets it at most once; a retry skips the ones that have it.
+       well), through the effects layer. Created once; after a lost answer or a crash between
+       Notion and the ledger the page is looked up by its key and adopted (its blocks
+       completed) instead of making a second one. If Notion fails the run fails here, before
+       any message: a message without the link would be skipped by the retry, which will
+       have one.
+    5. The digest message on every route (ledger key ``<window key>:<first channel>``),
+       linking the page: each route delivers it at most once; a retry skips the ones that
+       have it, and a route whose channels all failed is dead until replayed.
     6. The markdown artifact (answers masked: no e-mail or phone number in the UI).
     7. Only when the page and every channel are done is the watermark advanced (a
        compare-and-set on the position read in 2). A crash before that leaves the window held;
-       the next run finds the page and the messages done (skipped, nothing repeated) and then
+       the next run finds the page and the messages done (already_done, none repeated) and then
        advances. Advancing first would instead lose the window on a crash.
 
     Free-text answers go to Notion, e-mail and the outbox (the business's own places); logs
@@ -251,11 +228,10 @@ def form_digest(
         question_kinds=question_kinds,
         timezone=timezone,
     )
-    database = (
-        check_digest_database(notion, notion_database_id, notion_block)
-        if notion is not None and notion_database_id and notion_block
-        else None
-    )
+    database = None
+    if notion is not None and notion_database_id and notion_block:
+        data_source_id, properties = read_database_schema(notion, notion_database_id, notion_block)
+        database = check_digest_schema(notion_database_id, data_source_id, properties)
 
     mark = read_watermark(AUTOMATION, stream)
     window = select_window(

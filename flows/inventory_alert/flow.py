@@ -252,15 +252,16 @@ def inventory_alert(
        tuples of its transitions, or (sku, out since, cooldown period) of its reminders. The
        delivery layer adds the channel name, so the ledger key is automation + logical item +
        channel.
-    4. Deliver through the ledger (claim, send, record), each message to each channel of its
-       severity at most once.
+    4. Deliver through the effects layer: each message once per route of its severity (the
+       first channel of the route that takes it; a route whose channels all fail is dead,
+       announced to ops and replayed with `moltbot outbox replay`).
     5. Only then save the states: the rows behind each severity whose deliveries all succeeded
        (sent now, or already done), plus the silent changes. A severity with a failed channel keeps
        its items' old states, so the next run finds the same transitions again, rebuilds the same
        key, skips the channels that already have it and retries the one that failed.
 
     A crash between 4 and 5 leaves the old states in place: the re-run recomputes the same
-    transitions, hence the same keys, finds them done in the ledger (skipped, nothing re-sent) and
+    transitions, hence the same keys, finds them done in the ledger (already_done, none re-sent) and
     then saves. Saving before delivering would instead lose the alert on a crash in between. The one
     case that can repeat an item is a crash followed by a re-run on *changed* data: the severity's
     set of transitions differs, so its message (with the earlier items in it) is new. That is the

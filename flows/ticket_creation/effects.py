@@ -153,24 +153,15 @@ def draft_outcomes(
         planned = by_id.get(outcome.label)
         if planned is not None:
             entry(planned.draft, "recovered", outcome, key=outcome.remote_id)
-    for outcome in created:
-        draft = by_id[outcome.label].draft
-        key = _issue_of(outcome.remote_id)
-        if outcome.status == "done":
-            entry(draft, "recovered" if outcome.recovered else "created", outcome, key=key)
-        elif outcome.status == "already_done":
-            entry(draft, "unchanged", outcome, key=key)
-        elif outcome.status == "held":
-            entry(draft, "in_progress", outcome, held_by=outcome.held_by)
-        else:
-            entry(draft, "failed", outcome, error=outcome.error, transient=outcome.transient)
-    for outcome in commented:
+    for outcome in [*created, *commented]:
         draft = by_id[outcome.label].draft
         issue = _issue_of(outcome.remote_id)
-        if outcome.status == "done":
-            comment_id = (outcome.remote_id or "").rpartition("/")[2]
-            entry(draft, "commented", outcome, key=issue, comment_id=comment_id,
-                  seen=numbers[draft.id], recovered=outcome.recovered)  # fmt: skip
+        if outcome.status == "done" and outcome.kind == COMMENT:
+            entry(draft, "commented", outcome, key=issue, recovered=outcome.recovered,
+                  comment_id=(outcome.remote_id or "").rpartition("/")[2],
+                  seen=numbers[draft.id])  # fmt: skip
+        elif outcome.status == "done":
+            entry(draft, "recovered" if outcome.recovered else "created", outcome, key=issue)
         elif outcome.status == "already_done":
             entry(draft, "unchanged", outcome, key=issue)
         elif outcome.status == "held":

@@ -251,22 +251,23 @@ def ticket_creation(
     4. With `review`, the drafts to create are shown (table artifact and resume form) and the
        run pauses until a reviewer approves, rejects or edits them; on timeout nothing is
        created and the run fails saying so (the held window is offered again next run).
-    5. Issues are claimed in the ledger (issue and occurrence keys), created in bulk (50 per
-       request, `Retry-After` honoured) and recorded with their keys; a refused draft is
-       recorded failed with Jira's field error and does not stop the others. An ambiguous
-       failure (5xx, lost connection after Jira applied it) is settled by a label search, not
-       by re-sending.
-    6. Each recurrence gets one comment ("seen again at …, N times in total"), claimed in the
-       ledger under its occurrence key, so re-running the same input comments nothing.
+    5. Through the effects layer: the issues found by label but not recorded are recorded;
+       new issues are claimed (issue and occurrence keys), created in bulk (50 per request,
+       `Retry-After` honoured) and recorded with their keys; a refused draft is `failed` with
+       Jira's field error and does not stop the others. An ambiguous failure (5xx, lost
+       connection after Jira applied it) is settled by a label search, not by re-sending.
+    6. Each recurrence gets one comment ("seen again at …, N times in total"), claimed under
+       its occurrence key and carrying that key as its ``moltbot`` comment property, so
+       re-running the same input comments nothing.
     7. Only when every item is settled does the sheet's watermark advance; then one hand-off
        message lists the created issues and comments; then the artifacts.
 
-    A crash after Jira created issues but before the ledger recorded them leaves pending
-    claims: the next run's label search finds the issues and records them, creating and
-    commenting nothing. A crash before the create request leaves claims whose 15-minute lease
-    makes later runs report them in progress, then create them. The one thing that can repeat
-    is a recurrence comment, if the run dies between posting it and recording it and the next
-    run starts after the lease ran out.
+    A crash leaves pending claims. The next run takes them over at once when their holder is
+    gone (its process ended on this host, or Prefect says its flow run is over; otherwise after
+    the 15-minute lease), and looks each effect up before applying it: issues by their label,
+    comments by their marker, so nothing is created or commented twice. While the holder is
+    alive, a run waits for it (`MOLTBOT_HOLD_WAIT_SECONDS`), then fails naming the held items
+    and the run holding them, never reporting them done.
 
     Args:
         events: events as JSON objects with at least `id`, `type`, `occurred_at` (ISO 8601)

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from moltbot.effects.executors import message_intent
 from moltbot.effects.model import Intent, Outcome, Route
 from moltbot.messages import Message, slack_sections
 from moltbot.templating import render_template
@@ -73,16 +74,7 @@ def announcer(
 
     def announce(items: list[tuple[Intent, Outcome]]) -> None:
         intents = [
-            Intent(
-                key=f"{message.key}:{ops_route.name}",
-                automation=message.automation,
-                kind="message",
-                target=ops_route.describe(),
-                payload=message,
-                route=ops_route,
-                label="ops announcement",
-            )
-            for message in ops_message(items, locale=locale)
+            message_intent(message, ops_route) for message in ops_message(items, locale=locale)
         ]
         for outcome in send(intents):
             if not outcome.settled:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from moltbot.effects.model import Applied, Intent
+from moltbot.effects.model import Applied, Intent, Route
 from moltbot.errors import ServiceError
 from moltbot.messages import Message
 
@@ -71,17 +71,40 @@ class ChannelExecutor:
 
     def apply(self, intents: Sequence[Intent]) -> dict[str, Applied | ServiceError]:
         """Send each message; a `DeliveryError` is the channel's answer, anything else a bug."""
-        answers: dict[str, Applied | ServiceError] = {}
-        for intent in intents:
-            try:
-                answers[intent.key] = Applied(self.channel.send(intent.payload))
-            except ServiceError as failure:
-                answers[intent.key] = failure
-        return answers
+        return apply_each(intents, lambda intent: self.channel.send(intent.payload))
 
     def look_up(self, intents: Sequence[Intent]) -> dict[str, str]:
         """A chat post or an e-mail cannot be looked up."""
         return {}
+
+
+def apply_each(
+    intents: Sequence[Intent], perform_one: Callable[[Intent], str | None]
+) -> dict[str, Applied | ServiceError]:
+    """Perform intents one at a time: the remote id of each, or the `ServiceError` it raised
+    (the service's answer; any other exception is a bug and propagates)."""
+    answers: dict[str, Applied | ServiceError] = {}
+    for intent in intents:
+        try:
+            answers[intent.key] = Applied(perform_one(intent))
+        except ServiceError as failure:
+            answers[intent.key] = failure
+    return answers
+
+
+def message_intent(message: Message, route: Route, *, group: str | None = None) -> Intent:
+    """The intent of delivering `message` on `route`: keyed by the message's key and the
+    route's first channel, so the route delivers it at most once whichever channel takes it."""
+    return Intent(
+        key=f"{message.key}:{route.name}",
+        automation=message.automation,
+        kind="message",
+        target=route.describe(),
+        payload=message,
+        route=route,
+        label=message.title,
+        group=group,
+    )
 
 
 def dump_payload(kind: str, payload: Any) -> str:

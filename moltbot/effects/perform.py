@@ -171,35 +171,31 @@ class _Performance:
     def _claim_all(self, intents: list[Intent]) -> list[tuple[Intent, Effect | None]]:
         """Claim each key; wait (bounded) for the ones another live run holds."""
         acquired: list[tuple[Intent, Effect | None]] = []
-        waiting: list[Intent] = []
+        waiting = self._claim_round(intents, acquired)
+        deadline = self.rt.clock().timestamp() + self.rt.hold_wait_seconds
+        while waiting and self.rt.clock().timestamp() < deadline:
+            self.rt.sleep(self.rt.hold_poll_seconds)
+            waiting = self._claim_round(waiting, acquired)
+        for intent in waiting:
+            effect = self.ledger.get(intent.key)
+            assert effect is not None  # a held claim is a row
+            self.outcomes[intent.key] = _from_row(intent, effect)
+        return acquired
+
+    def _claim_round(
+        self, intents: list[Intent], acquired: list[tuple[Intent, Effect | None]]
+    ) -> list[Intent]:
+        """Try each claim once; return the intents another live run still holds."""
+        held: list[Intent] = []
         for intent in intents:
             won, effect, previous = self._claim(intent)
             if won:
                 acquired.append((intent, previous))
             elif effect.status == EffectStatus.PENDING:
-                waiting.append(intent)
+                held.append(intent)
             else:
                 self.outcomes[intent.key] = _from_row(intent, effect)
-        deadline = self.rt.clock().timestamp() + self.rt.hold_wait_seconds
-        while waiting:
-            if self.rt.clock().timestamp() >= deadline:
-                for intent in waiting:
-                    effect = self.ledger.get(intent.key)
-                    assert effect is not None
-                    self.outcomes[intent.key] = _from_row(intent, effect)
-                break
-            self.rt.sleep(self.rt.hold_poll_seconds)
-            still: list[Intent] = []
-            for intent in waiting:
-                won, effect, previous = self._claim(intent)
-                if won:
-                    acquired.append((intent, previous))
-                elif effect.status == EffectStatus.PENDING:
-                    still.append(intent)
-                else:
-                    self.outcomes[intent.key] = _from_row(intent, effect)
-            waiting = still
-        return acquired
+        return held
 
     def _record_known(self, intent: Intent) -> None:
         """An effect the caller found remotely: record it done without performing it."""

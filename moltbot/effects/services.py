@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from blocks.jira import JiraCredentials
 from blocks.notion import NotionCredentials
 from blocks.sheets import GoogleSheetsCredentials
+from moltbot.effects.executors import apply_each
 from moltbot.effects.model import Applied, Intent
 from moltbot.errors import ServiceError
 
@@ -22,21 +23,33 @@ class InputRefused(ServiceError):
         super().__init__(message, transient=False)
 
 
-class JiraIssueExecutor:
+class ServiceExecutor:
+    """What the service executors share: a credentials block and its name, the link name
+    ``<prefix>:<block>``, and the layer's settings for a write to a service: its adapter
+    retries (and checks before re-sending) itself, a look-up exists, and a write that fails is
+    `failed` for the next run (the automation re-plans it), not a dead letter."""
+
+    prefix: ClassVar[str]
+    batch_size = 1
+    can_look_up = True
+    retries_inside = True
+    dead_letters = False
+
+    def __init__(self, credentials: Any, block_name: str) -> None:
+        self.credentials = credentials
+        self.block_name = block_name
+        self.name = f"{self.prefix}:{block_name}"
+
+
+class JiraIssueExecutor(ServiceExecutor):
     """Creates Jira issues in bulk (50 per request); looks them up by their dedup label.
 
     Payload: ``{"fields": <REST v2 fields, labels including the dedup label>, "label": ...}``.
     """
 
+    prefix = "jira"
     batch_size = 50
-    can_look_up = True
-    retries_inside = True
-    dead_letters = False
-
-    def __init__(self, credentials: JiraCredentials, block_name: str) -> None:
-        self.credentials = credentials
-        self.block_name = block_name
-        self.name = f"jira:{block_name}"
+    credentials: JiraCredentials
 
     def apply(self, intents: Sequence[Intent]) -> dict[str, Applied | ServiceError]:
         """One bulk create; Jira's per-draft field errors refuse only their drafts."""
@@ -73,42 +86,31 @@ class JiraIssueExecutor:
         return {keys[label]: issue for label, issue in found.items()}
 
 
-class JiraCommentExecutor:
+class JiraCommentExecutor(ServiceExecutor):
     """Adds a comment carrying its key as the ``moltbot`` comment property; looks it up by it.
 
-    Payload: ``{"issue_key": "OPS-12", "body": "..."}``.
+    Payload: ``{"issue_key": "OPS-12", "body": "..."}``; the remote id ``<issue>/comment/<id>``.
     """
 
-    batch_size = 1
-    can_look_up = True
-    retries_inside = True
-    dead_letters = False
-
-    def __init__(self, credentials: JiraCredentials, block_name: str) -> None:
-        self.credentials = credentials
-        self.block_name = block_name
-        self.name = f"jira-comment:{block_name}"
+    prefix = "jira-comment"
+    credentials: JiraCredentials
 
     def apply(self, intents: Sequence[Intent]) -> dict[str, Applied | ServiceError]:
-        """Comment on each issue; the remote id is ``<issue>/comment/<id>``."""
+        """Comment on each intent's issue."""
         from tasks.jira import comment_on_issue
 
-        answers: dict[str, Applied | ServiceError] = {}
-        for intent in intents:
+        def comment(intent: Intent) -> str:
             issue = intent.payload["issue_key"]
-            try:
-                comment = comment_on_issue(
-                    self.credentials,
-                    issue,
-                    intent.payload["body"],
-                    marker=intent.key,
-                    block_name=self.block_name,
-                )
-            except ServiceError as failure:
-                answers[intent.key] = failure
-                continue
-            answers[intent.key] = Applied(f"{issue}/comment/{comment.get('id')}")
-        return answers
+            added = comment_on_issue(
+                self.credentials,
+                issue,
+                intent.payload["body"],
+                marker=intent.key,
+                block_name=self.block_name,
+            )
+            return f"{issue}/comment/{added.get('id')}"
+
+        return apply_each(intents, comment)
 
     def look_up(self, intents: Sequence[Intent]) -> dict[str, str]:
         """The comments already carrying each intent's key."""
@@ -125,42 +127,30 @@ class JiraCommentExecutor:
         return found
 
 
-class NotionPageExecutor:
+class NotionPageExecutor(ServiceExecutor):
     """Creates a Notion page (its key in the ``moltbot key`` property) with all its blocks; a
     look-up finds the page by that key and completes its blocks (adopting an interrupted one).
 
     Payload: ``{"data_source_id": ..., "properties": {...}, "blocks": [...]}``.
     """
 
-    batch_size = 1
-    can_look_up = True
-    retries_inside = True
-    dead_letters = False
-
-    def __init__(self, credentials: NotionCredentials, block_name: str) -> None:
-        self.credentials = credentials
-        self.block_name = block_name
-        self.name = f"notion:{block_name}"
+    prefix = "notion"
+    credentials: NotionCredentials
 
     def apply(self, intents: Sequence[Intent]) -> dict[str, Applied | ServiceError]:
         """Create each page (the adapter retries 429 and adopts after a lost answer)."""
         from tasks.notion import NotionApi
 
-        answers: dict[str, Applied | ServiceError] = {}
         with NotionApi.from_block(self.credentials, self.block_name) as api:
-            for intent in intents:
-                try:
-                    page = api.create_page(
-                        data_source_id=intent.payload["data_source_id"],
-                        properties=intent.payload["properties"],
-                        children=intent.payload["blocks"],
-                        idempotency_key=intent.key,
-                    )
-                except ServiceError as failure:
-                    answers[intent.key] = failure
-                    continue
-                answers[intent.key] = Applied(page["id"])
-        return answers
+            return apply_each(
+                intents,
+                lambda intent: api.create_page(
+                    data_source_id=intent.payload["data_source_id"],
+                    properties=intent.payload["properties"],
+                    children=intent.payload["blocks"],
+                    idempotency_key=intent.key,
+                )["id"],
+            )
 
     def look_up(self, intents: Sequence[Intent]) -> dict[str, str]:
         """Pages already holding each key; their missing blocks are appended."""
@@ -179,56 +169,45 @@ class NotionPageExecutor:
         return found
 
 
-class SheetsAppendExecutor:
+class SheetsAppendExecutor(ServiceExecutor):
     """Appends rows to a worksheet in one request; looks an append up by re-reading the sheet.
 
-    Payload: ``{"spreadsheet_id": ..., "worksheet": ..., "rows": [[...], ...]}``.
+    Payload: ``{"spreadsheet_id": ..., "worksheet": ..., "rows": [[...], ...]}``; the remote
+    id is the range Sheets wrote.
     """
 
-    batch_size = 1
-    can_look_up = True
-    retries_inside = True
-    dead_letters = False
-
-    def __init__(self, credentials: GoogleSheetsCredentials, block_name: str) -> None:
-        self.credentials = credentials
-        self.block_name = block_name
-        self.name = f"sheets:{block_name}"
+    prefix = "sheets"
+    credentials: GoogleSheetsCredentials
 
     def apply(self, intents: Sequence[Intent]) -> dict[str, Applied | ServiceError]:
-        """Append each intent's rows; the remote id is the range Sheets wrote."""
+        """Append each intent's rows."""
         from tasks.sheets import append_rows
 
-        answers: dict[str, Applied | ServiceError] = {}
-        for intent in intents:
-            payload: dict[str, Any] = intent.payload
-            try:
-                answer = append_rows(
-                    self.credentials,
-                    payload["spreadsheet_id"],
-                    payload["worksheet"],
-                    payload["rows"],
-                    block_name=self.block_name,
-                )
-            except ServiceError as failure:
-                answers[intent.key] = failure
-                continue
-            answers[intent.key] = Applied(answer.get("updates", {}).get("updatedRange"))
-        return answers
-
-    def look_up(self, intents: Sequence[Intent]) -> dict[str, str]:
-        """Appends whose rows are already the worksheet's last rows."""
-        from tasks.sheets import rows_at_end
-
-        found: dict[str, str] = {}
-        for intent in intents:
+        def append(intent: Intent) -> str | None:
             payload = intent.payload
-            if rows_at_end(
+            answer = append_rows(
                 self.credentials,
                 payload["spreadsheet_id"],
                 payload["worksheet"],
                 payload["rows"],
                 block_name=self.block_name,
-            ):
-                found[intent.key] = f"{payload['worksheet']} (found at the end)"
-        return found
+            )
+            return answer.get("updates", {}).get("updatedRange")
+
+        return apply_each(intents, append)
+
+    def look_up(self, intents: Sequence[Intent]) -> dict[str, str]:
+        """Appends whose rows are already the worksheet's last rows."""
+        from tasks.sheets import rows_at_end
+
+        return {
+            intent.key: f"{intent.payload['worksheet']} (found at the end)"
+            for intent in intents
+            if rows_at_end(
+                self.credentials,
+                intent.payload["spreadsheet_id"],
+                intent.payload["worksheet"],
+                intent.payload["rows"],
+                block_name=self.block_name,
+            )
+        }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from moltbot.effects import ChannelExecutor, Intent, Route, perform
+from moltbot.effects.executors import message_intent
 from moltbot.errors import DeliveryError
 from moltbot.ledger import EffectStatus
 from moltbot.messages import Message
@@ -15,14 +16,7 @@ SLACK = Route(("team-slack",))
 
 def intent(route: Route = SLACK) -> Intent:
     message = Message(key="test:2026-11-23", automation="test", title="보고서", text="매출 ₩1,000")
-    return Intent(
-        key=f"{message.key}:{route.name}",
-        automation="test",
-        kind="message",
-        target=route.describe(),
-        payload=message,
-        route=route,
-    )
+    return message_intent(message, route)
 
 
 def test_sends_once_and_records_done(sandbox, make_runtime, ledger) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from moltbot.effects import Intent, Route, perform
+from moltbot.effects.executors import message_intent
 from moltbot.effects.outbox import list_entries, replay
 from moltbot.ledger import EffectStatus
 from moltbot.messages import Message
@@ -16,15 +17,7 @@ def intent(item: str = "2026-12-02", route: Route = CHAIN) -> Intent:
     message = Message(
         key=f"test:{item}", automation="test", title="일일 보고서", text=f"매출 보고 {item}"
     )
-    return Intent(
-        key=f"{message.key}:{route.name}",
-        automation="test",
-        kind="message",
-        target=route.describe(),
-        payload=message,
-        route=route,
-        label=f"report {item}",
-    )
+    return message_intent(message, route)
 
 
 def ops_files(folder: Path) -> list[Path]:

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,27 @@ def slack_posts(sandbox: Sandbox) -> list[str]:
         )
         for post in sandbox.state.slack.messages_for(sandbox.sandbox_webhook_url)
     ]
+
+
+def run_killed_when(
+    happened: Callable[[], bool], events_file: Path, prefect_api: str, cwd: Path, what: str
+) -> None:
+    """Run ticket-creation on `events_file` in a process and SIGKILL it once `happened`."""
+    environment = os.environ | {"PREFECT_API_URL": prefect_api, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moltbot.cli", "run", "ticket-creation",
+         "--param", f"events_file={events_file}", "--param", f"jira_block={JIRA}"],
+        cwd=cwd, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not happened():
+            assert process.poll() is None, f"the run ended before {what}"
+            assert time.monotonic() < deadline, f"not seen in 60 s: {what}"
+            time.sleep(0.05)
+    finally:
+        process.kill()
+        process.wait()
 
 
 # --------------------------------------------------------------------------- form answers
@@ -385,21 +407,9 @@ def test_a_run_killed_after_jira_created_the_issues_is_recorded_not_repeated(
     events_file.write_text("\n".join(json.dumps(e, ensure_ascii=False) for e in events) + "\n")
     # Jira creates the issues, then the answer never comes: the process is killed meanwhile.
     jira.fail_after_apply(kind="hang", seconds=20, path="issue/bulk")
-    environment = os.environ | {"PREFECT_API_URL": prefect_api, "PYTHONPATH": str(ROOT)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moltbot.cli", "run", "ticket-creation",
-         "--param", f"events_file={events_file}", "--param", f"jira_block={JIRA}"],
-        cwd=tmp_path, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while len(jira.issues()) < 3:
-            assert process.poll() is None, "the run ended before Jira created the issues"
-            assert time.monotonic() < deadline, "Jira never received the bulk create"
-            time.sleep(0.05)
-    finally:
-        process.kill()
-        process.wait()
+    run_killed_when(
+        lambda: len(jira.issues()) == 3, events_file, prefect_api, tmp_path, "Jira created them"
+    )
     pending = {e.key for e in ledger_effects() if e.status == EffectStatus.PENDING}
     assert len(pending) == 6  # 3 issues and the 3 occurrences that create them
     jira.core.clear_requests()
@@ -425,22 +435,14 @@ def test_a_run_killed_after_jira_added_a_comment_leaves_one_comment(
     events_file.write_text(json.dumps(recurrence, ensure_ascii=False) + "\n")
     # Jira adds the comment, then the answer never comes: the process is killed meanwhile.
     jira.fail_after_apply(kind="hang", seconds=20, path=r"/comment$")
-    environment = os.environ | {"PREFECT_API_URL": prefect_api, "PYTHONPATH": str(ROOT)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moltbot.cli", "run", "ticket-creation",
-         "--param", f"events_file={events_file}", "--param", f"jira_block={JIRA}"],
-        cwd=tmp_path, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
     [issue] = jira.issues()
-    try:
-        deadline = time.monotonic() + 60
-        while not jira.issue(issue.key).comments:
-            assert process.poll() is None, "the run ended before Jira added the comment"
-            assert time.monotonic() < deadline, "Jira never received the comment"
-            time.sleep(0.05)
-    finally:
-        process.kill()
-        process.wait()
+    run_killed_when(
+        lambda: bool(jira.issue(issue.key).comments),
+        events_file,
+        prefect_api,
+        tmp_path,
+        "Jira added the comment",
+    )
     [pending] = [e for e in ledger_effects() if e.status == EffectStatus.PENDING]
     assert pending.kind == "comment"
 
