@@ -29,7 +29,7 @@ def plain(source: str) -> None:
     """What a hand-written cron script would do: read, compute, render the chart."""
     from flows.daily_report.chart import render_revenue_chart
     from flows.daily_report.kpis import compute_kpis, daily_revenue
-    from moltbot.orders import normalize_orders
+    from flows.shared.orders import normalize_orders
     from tasks.sources import read_table
 
     orders = normalize_orders(read_table(source), source_label=source, timezone=TIMEZONE)

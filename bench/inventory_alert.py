@@ -82,8 +82,8 @@ def _run_plain(source: Path, ledger_url: str) -> dict[str, int]:
         plan_alerts,
         state_counts,
     )
-    from moltbot.item_state import STATE_COLUMNS, ItemStateStore
-    from moltbot.ledger import Ledger
+    from moltbot.state.item_state import STATE_COLUMNS, ItemStateStore
+    from moltbot.state.ledger import Ledger
     from tasks.sources import read_table
 
     now = datetime.now(UTC)

@@ -207,7 +207,7 @@ class OutboxChannel(Block):
         """The folder files are written to (resolved at send time, never at import)."""
         if self.folder:
             return Path(self.folder)
-        from moltbot.settings import get_settings
+        from moltbot.config.settings import get_settings
 
         return get_settings().outbox_dir
 

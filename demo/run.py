@@ -9,8 +9,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from moltbot.config.settings import Settings, get_settings
 from moltbot.formatting import format_money, format_number, format_pct
-from moltbot.settings import Settings, get_settings
 
 DEMO_SLACK_BLOCK = "demo-slack"
 DEMO_EMAIL_BLOCK = "demo-email"
@@ -47,7 +47,7 @@ def sample_inventory_path(settings: Settings) -> Path:
 
 def last_order_date(path: Path, timezone: str) -> date:
     """The last local date that has orders in the sample file."""
-    from moltbot.orders import normalize_orders
+    from flows.shared.orders import normalize_orders
     from tasks.sources import read_table
 
     orders = normalize_orders(read_table(str(path)), source_label=path.name, timezone=timezone)
@@ -239,10 +239,10 @@ def run_form_digest_demo(console: Console, settings: Settings, sandbox: Any) -> 
     )
     from flows.form_digest.flow import form_digest
     from flows.form_digest.render import AUTOMATION, stream_of
-    from moltbot.ledger import Ledger
     from moltbot.sandbox.blocks import SANDBOX_NOTION_BLOCK, SANDBOX_SHEETS_BLOCK, sandbox_blocks
     from moltbot.sandbox.notion import SANDBOX_DIGEST_DATABASE_ID
-    from moltbot.watermarks import WatermarkStore
+    from moltbot.state.ledger import Ledger
+    from moltbot.state.watermarks import WatermarkStore
 
     for entry in sandbox_blocks(sandbox):
         if entry.name in (SANDBOX_SHEETS_BLOCK, SANDBOX_NOTION_BLOCK):

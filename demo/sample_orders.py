@@ -13,9 +13,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from flows.shared.orders import ORDER_COLUMNS
+from moltbot.config.settings import checked_timezone
 from moltbot.errors import InputError
-from moltbot.orders import ORDER_COLUMNS
-from moltbot.settings import checked_timezone
 
 
 @dataclass(frozen=True)

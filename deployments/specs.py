@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from moltbot.config import ProjectConfig
+from moltbot.config.project import ProjectConfig
+from moltbot.config.settings import checked_timezone, get_settings
 from moltbot.errors import InputError
 from moltbot.registry import Automation, CollisionStrategy, automations, get_automation
-from moltbot.settings import checked_timezone, get_settings
 
 if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment

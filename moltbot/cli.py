@@ -57,7 +57,7 @@ def main_options(
             os.environ[f"MOLTBOT_{name}"] = str(value)
     from pydantic import ValidationError
 
-    from moltbot.settings import get_settings
+    from moltbot.config.settings import get_settings
 
     try:
         get_settings()
@@ -247,7 +247,7 @@ def _deployment_specs(only: list[str] | None) -> list[Any]:
 
 
 def _ops_block(option: str | None) -> str | None:
-    from moltbot.settings import get_settings
+    from moltbot.config.settings import get_settings
 
     return option or get_settings().ops_block
 
@@ -381,7 +381,7 @@ def outbox_list(
 ) -> None:
     """List the effects the ledger records, oldest first (no message content is shown)."""
     from moltbot.effects.outbox import list_entries
-    from moltbot.ledger import Ledger
+    from moltbot.state.ledger import Ledger
 
     try:
         with Ledger.from_settings() as ledger:
@@ -415,7 +415,7 @@ def outbox_list(
 def outbox_show(key: Annotated[str, typer.Argument(help="The effect's ledger key.")]) -> None:
     """Show one effect as JSON: route, policy, where it went, every failed attempt."""
     from moltbot.effects.outbox import get_entry
-    from moltbot.ledger import Ledger
+    from moltbot.state.ledger import Ledger
 
     try:
         with Ledger.from_settings() as ledger:
@@ -438,7 +438,7 @@ def outbox_replay(
     from moltbot.effects.destinations import executors_for
     from moltbot.effects.outbox import REPLAYABLE, replay
     from moltbot.effects.runtime import runtime_from_settings
-    from moltbot.ledger import Ledger
+    from moltbot.state.ledger import Ledger
 
     if bool(keys) == replay_all:
         raise fail("give the keys to replay, or --all")
@@ -480,7 +480,7 @@ def outbox_resolve(
     from moltbot.effects.destinations import executors_for
     from moltbot.effects.outbox import replay, resolve
     from moltbot.effects.runtime import runtime_from_settings
-    from moltbot.ledger import Ledger
+    from moltbot.state.ledger import Ledger
 
     if sent == resend:
         raise fail("choose one: --sent or --resend")

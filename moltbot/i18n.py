@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from moltbot.settings import get_settings
+from moltbot.config.settings import get_settings
 
 _TEXTS: dict[str, dict[str, tuple[str, ...]]] = {
     "outbox_columns": {

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from moltbot.config.settings import Settings, get_settings
 from moltbot.errors import ServiceError
-from moltbot.settings import Settings, get_settings
 
 T = TypeVar("T")
 

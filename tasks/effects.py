@@ -18,10 +18,9 @@ from moltbot.effects.executors import message_intent
 from moltbot.effects.perform import preview
 from moltbot.effects.routes import RoutesConfig, RouteSpec, resolve_routes
 from moltbot.effects.runtime import runtime_from_settings
-from moltbot.errors import DeliveryFailed
-from moltbot.ledger import EffectStatus, Ledger
 from moltbot.messages import Message
 from moltbot.registry import Automation
+from moltbot.state.ledger import EffectStatus, Ledger
 
 
 @task(name="perform-effects", cache_policy=NO_CACHE)
@@ -167,26 +166,6 @@ def deliver(
 def unsettled(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """The outcome rows whose effect is not done (failed, dead, in doubt, held)."""
     return [row for row in rows if row["status"] not in SETTLED]
-
-
-def raise_if_unsettled(
-    result: dict[str, Any], rows: Iterable[Mapping[str, Any]], *, then: str = ""
-) -> None:
-    """Turn effects that are not done into the run's failure (exit 1, the result attached).
-
-    Raises:
-        DeliveryFailed: one line per effect (at most five, then a count): where, status, why.
-    """
-    missing = unsettled(rows)
-    if not missing:
-        return
-    reasons = [
-        f"{row.get('channel') or row.get('label') or row['key']}: {row['status']}"
-        + (f" ({row['error']})" if row.get("error") else "")
-        for row in missing
-    ]
-    shown = "; ".join(reasons[:5]) + (f"; and {len(reasons) - 5} more" if len(reasons) > 5 else "")
-    raise DeliveryFailed(f"{len(missing)} effect(s) not done: {shown}{then}", result)
 
 
 def routes_for(

@@ -8,8 +8,8 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from moltbot.errors import InputError
-from moltbot.ledger import Ledger
-from moltbot.webhooks.inbox import Inbox
+from moltbot.state.inbox import Inbox
+from moltbot.state.ledger import Ledger
 
 
 @task(name="read-inbox-events", cache_policy=NO_CACHE)

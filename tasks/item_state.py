@@ -8,8 +8,8 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from moltbot.item_state import STATE_COLUMNS, ItemStateStore
-from moltbot.ledger import Ledger
+from moltbot.state.item_state import STATE_COLUMNS, ItemStateStore
+from moltbot.state.ledger import Ledger
 
 
 @task(name="read-item-states", cache_policy=NO_CACHE)
@@ -20,7 +20,7 @@ def read_item_states(automation: str) -> pd.DataFrame:
         automation: whose items (each automation keeps its own).
 
     Returns:
-        One row per item with the columns of `moltbot.item_state.STATE_COLUMNS`.
+        One row per item with the columns of `moltbot.state.item_state.STATE_COLUMNS`.
     """
     with Ledger.from_settings() as ledger:
         return ItemStateStore(ledger, automation).read()

@@ -8,8 +8,8 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from moltbot.ledger import Ledger
-from moltbot.watermarks import Watermark, WatermarkStore
+from moltbot.state.ledger import Ledger
+from moltbot.state.watermarks import Watermark, WatermarkStore
 
 
 @task(name="read-watermark", cache_policy=NO_CACHE)

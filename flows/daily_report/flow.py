@@ -14,14 +14,23 @@ from flows.daily_report import ENTRY
 from flows.daily_report.chart import render_revenue_chart
 from flows.daily_report.kpis import compute_kpis, daily_revenue
 from flows.daily_report.render import AUTOMATION, build_report_message
+from flows.shared.orders import normalize_orders
+from moltbot.config.settings import checked_timezone, get_settings
+from moltbot.effects.report import RunReport, finish_run
 from moltbot.messages import Message
-from moltbot.orders import normalize_orders
-from moltbot.settings import checked_timezone, get_settings
 from tasks.artifacts import publish_markdown, publish_table
-from tasks.effects import channel_destinations, deliver, raise_if_unsettled, routes_for
+from tasks.effects import channel_destinations, deliver, routes_for
 from tasks.sources import load_table, refuse_inline_password, source_label
 
 REPORT_ARTIFACT_KEYS = {"report": "daily-report", "top": "daily-report-top-products"}
+
+
+class DailyReportResult(RunReport):
+    """A daily-report run: the day, its KPIs, and where the report went."""
+
+    report_date: str
+    timezone: str
+    kpis: dict[str, Any]
 
 
 def yesterday(timezone: str) -> date:
@@ -85,7 +94,8 @@ def daily_report(
         dry_run: compute and render, but deliver nothing and record nothing in the ledger.
 
     Returns:
-        `{"report_date", "timezone", "kpis", "deliveries", "artifacts"}`, JSON-serialisable.
+        The `DailyReportResult` as JSON: report date, timezone, KPIs, deliveries (one per
+        route, in the effects layer's words), artifacts, outcome counts.
     """
     logger = get_run_logger()
     settings = get_settings()
@@ -135,12 +145,12 @@ def daily_report(
             ),
         },
     ]
-    result = {
-        "report_date": report_date.isoformat(),
-        "timezone": timezone,
-        "kpis": kpis,
-        "deliveries": deliveries,
-        "artifacts": artifacts,
-    }
-    raise_if_unsettled(result, deliveries)
-    return result
+    report = DailyReportResult(
+        report_date=report_date.isoformat(),
+        timezone=timezone,
+        kpis=kpis,
+        deliveries=deliveries,
+        artifacts=artifacts,
+        dry_run=dry_run,
+    )
+    return finish_run(report)

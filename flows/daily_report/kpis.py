@@ -7,8 +7,8 @@ from datetime import date, datetime, timedelta
 
 import pandas as pd
 
+from flows.shared.orders import EXCLUDED_STATUSES, ORDER_COLUMNS
 from moltbot.errors import InputError
-from moltbot.orders import EXCLUDED_STATUSES, ORDER_COLUMNS
 
 CANONICAL_COLUMNS = ORDER_COLUMNS
 

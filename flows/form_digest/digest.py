@@ -10,9 +10,9 @@ from typing import Any
 
 import pandas as pd
 
+from flows.shared.forms import timestamp_column_of
+from flows.shared.tables import named_list
 from moltbot.errors import InputError
-from moltbot.forms import timestamp_column_of
-from moltbot.tables import named_list
 
 KINDS = ("choice", "checkbox", "numeric", "nps", "text")
 # `question_kinds` may force these; NPS is named with `nps_column` instead.
@@ -378,7 +378,7 @@ def build_digest(
     (the watermark passes it), so it is reported once, never silently dropped or re-listed.
 
     Args:
-        rows: the window's rows (`moltbot.forms.ResponseWindow.rows`).
+        rows: the window's rows (`flows.shared.forms.ResponseWindow.rows`).
         times: their parsed timestamps (NaT where unreadable).
         layout: the sheet's questions (`plan_layout`).
         max_text_answers: free-text answers listed per question.

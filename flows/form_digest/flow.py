@@ -29,19 +29,19 @@ from flows.form_digest.render import (
     stream_of,
     window_key,
 )
+from flows.shared.forms import ResponseWindow, parse_form_timestamps, select_window
 from moltbot.blockdocs import load_block
+from moltbot.config.settings import checked_timezone, get_settings
 from moltbot.effects import Intent, Route
+from moltbot.effects.report import RunReport, finish_run
 from moltbot.effects.services import NotionPageExecutor
 from moltbot.errors import DeliveryFailed, InputError
-from moltbot.forms import ResponseWindow, parse_form_timestamps, select_window
 from moltbot.masking import mask_text
-from moltbot.settings import checked_timezone, get_settings
 from tasks.artifacts import publish_markdown
 from tasks.effects import (
     channel_destinations,
     deliver,
     perform_effects,
-    raise_if_unsettled,
     routes_for,
     unsettled,
 )
@@ -50,6 +50,27 @@ from tasks.sheets import load_worksheet
 from tasks.watermarks import advance_watermark, hold_watermark, read_watermark
 
 ARTIFACT_KEY = "form-digest"
+
+
+class FormDigestResult(RunReport):
+    """A form-digest run: the window of sheet rows, the digest's figures, the Notion page,
+    the messages and the watermark."""
+
+    form: str
+    spreadsheet_id: str
+    worksheet: str
+    window: dict[str, Any]
+    rows: int
+    responses: int
+    questions: dict[str, Any]
+    needs_attention: list[dict[str, Any]]
+    needs_attention_total: int
+    notion_page_id: str | None
+    notion_url: str | None
+    notion: dict[str, Any] | None
+    watermark: dict[str, Any]
+
+
 EMPTY_CHOICES = ("skip", "note")
 # The run result stays readable when a first run over a big sheet finds thousands of rows to
 # look at: it lists the first ones and says how many there are; messages name every row.
@@ -148,8 +169,8 @@ def form_digest(
        Notion database's properties. Bad input stops here: no ledger row, no watermark, no page,
        no message.
     2. Read the watermark of ``<spreadsheet id>/<worksheet>`` and choose the window: the rows
-       after it (`moltbot.forms.select_window`: rows edited after they were digested never count
-       again). Nothing new: `empty="skip"` stops; `empty="note"` sends a short note keyed by
+       after it (`flows.shared.forms.select_window`: rows edited after they were digested never
+       count again). Nothing new: `empty="skip"` stops; `empty="note"` sends a short note keyed by
        the flow run (a retry of the run does not repeat it). Nothing is held or advanced.
     3. Hold the window in the watermark. A run that fails after this re-plans exactly this
        window next time, even if more rows arrived meanwhile, so its idempotency key
@@ -195,10 +216,7 @@ def form_digest(
         dry_run: read and digest, but create, send, hold and advance nothing.
 
     Returns:
-        ``{"form", "window": {"start", "end", "first_row", "last_row", "resumed",
-        "realigned"}, "rows", "responses", "questions", "needs_attention",
-        "needs_attention_total", "deliveries", "notion_page_id", "notion_url", "notion",
-        "watermark", "artifacts", "dry_run"}``, JSON-ready (times in the timezone, ISO 8601).
+        The `FormDigestResult` as JSON (times in the timezone, ISO 8601).
     """
     logger = get_run_logger()
     settings = get_settings()
@@ -276,8 +294,7 @@ def form_digest(
             watermark={"status": "unchanged", "row": (mark.position or {}).get("row")},
         )
         result["artifacts"] = _publish(result, locale, digest_text=None, empty=True)
-        _raise_if_failed(result)
-        return result
+        return _finish(result)
 
     digest = compute_digest(window, layout, max_text_answers=max_text_answers)
     logger.info(
@@ -345,7 +362,7 @@ def form_digest(
                 f"the Notion page was not created ({outcome.status}: {outcome.error}); nothing "
                 f"was sent and the watermark stays before sheet row {window.first_row}, so the "
                 "next run digests the same rows",
-                result,
+                FormDigestResult(**result).as_result(),
             )
         if outcome.remote_id:
             result.update(notion_page_id=outcome.remote_id, notion_url=result["notion"]["url"])
@@ -357,8 +374,7 @@ def form_digest(
         advanced = advance_watermark(AUTOMATION, stream, window.position, expected=mark.position)
         result["watermark"] = {"status": "advanced", "row": (advanced.position or {}).get("row")}
     result["artifacts"] = _publish(result, locale, digest_text=message.markdown, empty=False)
-    _raise_if_failed(result)
-    return result
+    return _finish(result)
 
 
 def _window_json(window: ResponseWindow, timezone: str) -> dict[str, Any]:
@@ -375,10 +391,9 @@ def _window_json(window: ResponseWindow, timezone: str) -> dict[str, Any]:
     }
 
 
-def _raise_if_failed(result: dict[str, Any]) -> None:
-    raise_if_unsettled(
-        result,
-        result["deliveries"],
+def _finish(result: dict[str, Any]) -> dict[str, Any]:
+    return finish_run(
+        FormDigestResult(**result),
         then="; the watermark stays, so the next run retries them and skips the channels that "
         "have the digest",
     )

@@ -11,8 +11,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from flows.form_digest.digest import Digest, compact_rows, shorten
+from flows.shared.forms import ResponseWindow
 from moltbot.errors import InputError
-from moltbot.forms import ResponseWindow
 from moltbot.messages import SLACK_SECTION_LIMIT, Message, slack_sections
 from moltbot.templating import render_template
 from tasks.notion import (

@@ -27,24 +27,35 @@ from flows.inventory_alert.states import (
     state_counts,
 )
 from moltbot.blockdocs import load_block
+from moltbot.config.settings import checked_timezone, get_settings
 from moltbot.effects import Route
+from moltbot.effects.report import RunReport, finish_run
 from moltbot.errors import InputError
 from moltbot.messages import Message
-from moltbot.settings import checked_timezone, get_settings
 from moltbot.templating import render_template
 from tasks.artifacts import publish_markdown, publish_table
-from tasks.effects import (
-    channel_destinations,
-    deliver,
-    raise_if_unsettled,
-    routes_for,
-    unsettled,
-)
+from tasks.effects import channel_destinations, deliver, routes_for, unsettled
 from tasks.item_state import read_item_states, save_item_states
 from tasks.sheets import load_worksheet
 from tasks.sources import load_table, refuse_inline_password, source_label
 
 ARTIFACT_KEYS = {"summary": "inventory-alert", "changes": "inventory-alert-changes"}
+
+
+class InventoryAlertResult(RunReport):
+    """An inventory-alert run: stock counts, the changes alerted (first 100 and totals), the
+    unusable rows, and how many item states were saved."""
+
+    counts: dict[str, int]
+    transitions: list[dict[str, Any]]
+    transitions_total: int
+    reminders: list[dict[str, Any]]
+    reminders_total: int
+    bad_rows: list[dict[str, Any]]
+    bad_rows_total: int
+    states_saved: int
+
+
 # The run result and the artifact table stay readable (and the run page loadable) when a first
 # run over a large catalogue turns up a hundred thousand items: they show the first ones and
 # the total; the CSV attachments in e-mail and the outbox hold every item.
@@ -170,7 +181,7 @@ def evaluate_stock(
     today = now.astimezone(ZoneInfo(timezone)).date()
     matched = None
     if raw_sales is not None:
-        from moltbot.orders import normalize_orders
+        from flows.shared.orders import normalize_orders
 
         orders = normalize_orders(
             raw_sales, source_label=sales_label or "sales", timezone=timezone, columns=sales_columns
@@ -288,9 +299,8 @@ def inventory_alert(
         dry_run: compute and preview, but deliver nothing and save no state.
 
     Returns:
-        `{"counts", "transitions", "transitions_total", "reminders", "reminders_total",
-        "bad_rows", "bad_rows_total", "deliveries", "states_saved", "artifacts"}`, JSON-ready;
-        long lists are cut to their first 100 entries, the `_total` says how many there were.
+        The `InventoryAlertResult` as JSON; long lists are cut to their first 100 entries, the
+        `_total` says how many there were.
     """
     logger = get_run_logger()
     settings = get_settings()
@@ -368,8 +378,7 @@ def inventory_alert(
 
     result = _result(plan, evaluation, deliveries, saved)
     result["artifacts"] = _publish(plan, evaluation, result, messages, timezone, dry_run=dry_run)
-    raise_if_unsettled(result, deliveries)
-    return result
+    return finish_run(InventoryAlertResult(**result, dry_run=dry_run))
 
 
 def _result(

@@ -12,10 +12,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from flows.shared.orders import EXCLUDED_STATUSES
+from flows.shared.tables import rename_columns, require_columns, text_values
 from moltbot.errors import InputError
-from moltbot.item_state import STATE_COLUMNS, empty_states
-from moltbot.orders import EXCLUDED_STATUSES
-from moltbot.tables import rename_columns, require_columns, text_values
+from moltbot.state.item_state import STATE_COLUMNS, empty_states
 
 # The index name `tasks.sheets.read_worksheet` gives a worksheet: each row's sheet row number.
 SHEET_ROW_INDEX = "sheet_row"
@@ -221,7 +221,7 @@ def average_daily_units(
     days it did not exist.
 
     Args:
-        orders: a table returned by `moltbot.orders.normalize_orders`.
+        orders: a table returned by `flows.shared.orders.normalize_orders`.
         end_date: the last local date counted (usually yesterday, the last full day).
         days: the window length.
 
@@ -363,8 +363,8 @@ def plan_alerts(
 
     Args:
         states: this run's items from `compute_states` (one row per SKU).
-        previous: stored states (`moltbot.item_state.STATE_COLUMNS`; items absent from `states`
-            are ignored and keep their rows).
+        previous: stored states (`moltbot.state.item_state.STATE_COLUMNS`; items absent from
+            `states` are ignored and keep their rows).
         now: the moment of this run (tz-aware); becomes `since` of every changed item.
         cooldown: time between reminders of an item still out.
 

@@ -17,6 +17,12 @@ from prefect.utilities.annotations import quote
 
 from blocks.jira import JiraCredentials
 from blocks.sheets import GoogleSheetsCredentials
+from flows.shared.forms import (
+    ResponseWindow,
+    parse_form_timestamps,
+    select_window,
+    timestamp_column_of,
+)
 from flows.ticket_creation import ENTRY
 from flows.ticket_creation.drafts import (
     AUTOMATION,
@@ -60,13 +66,13 @@ from flows.ticket_creation.review import (
     poll_seconds,
 )
 from moltbot.blockdocs import load_block
-from moltbot.config import ProjectConfig
+from moltbot.config.project import ProjectConfig
+from moltbot.config.settings import checked_timezone, get_settings
 from moltbot.effects import Route
+from moltbot.effects.report import RunReport, finish_run
 from moltbot.effects.services import JiraCommentExecutor, JiraIssueExecutor
 from moltbot.errors import DeliveryFailed, InputError
-from moltbot.forms import ResponseWindow, parse_form_timestamps, select_window, timestamp_column_of
-from moltbot.settings import checked_timezone, get_settings
-from moltbot.watermarks import Watermark, WatermarkMoved
+from moltbot.state.watermarks import Watermark, WatermarkMoved
 from tasks.artifacts import publish_markdown, publish_table
 from tasks.effects import (
     channel_destinations,
@@ -75,7 +81,6 @@ from tasks.effects import (
     perform_effects,
     read_effects,
     routes_for,
-    unsettled,
 )
 from tasks.inbox import read_inbox_events
 from tasks.jira import find_labelled_issues
@@ -83,9 +88,24 @@ from tasks.sheets import load_worksheet
 from tasks.watermarks import advance_watermark, hold_watermark, read_watermark
 
 ARTIFACT_KEYS = {"summary": "ticket-creation", "drafts": "ticket-creation-drafts"}
+
+
+class TicketCreationResult(RunReport):
+    """A ticket-creation run: each draft's fate by category, the review, the sheet window."""
+
+    created: list[dict[str, Any]]
+    commented: list[dict[str, Any]]
+    rejected: list[dict[str, Any]]
+    failed: list[dict[str, Any]]
+    in_progress: list[dict[str, Any]]
+    unchanged: int
+    drafts: list[dict[str, Any]]
+    review: dict[str, Any] | None
+    window: dict[str, Any] | None
+    jira_checked: bool
+
+
 ARTIFACT_MAX_ROWS = 2000
-# Failures named in the run's error message; the result lists them all.
-_FAILURES_QUOTED = 5
 
 
 class ReviewTimedOut(DeliveryFailed):
@@ -288,10 +308,9 @@ def ticket_creation(
         dry_run: draft and search, but create, comment, record and send nothing.
 
     Returns:
-        ``{"created": [{"key", "dedup_key", …}], "commented": [...], "rejected": [...],
-        "failed": [{"item", "error", …}], "in_progress", "unchanged", "drafts", "review",
-        "window", "jira_checked", "deliveries", "artifacts", "dry_run"}``, JSON-ready.
-        `drafts` are the full drafts as they are (or would be) sent, with their action.
+        The `TicketCreationResult` as JSON: per category the drafts (created, commented,
+        rejected, failed, in_progress; unchanged counted), every draft as it is (or would be)
+        sent with its action, the review, the window, the hand-off deliveries, artifacts.
 
     Raises:
         DeliveryFailed: some item or the hand-off failed (the result is attached).
@@ -355,7 +374,7 @@ def ticket_creation(
             plan, {}, None, window, url=url, jira_checked=jira is not None, dry_run=True
         )
         result["artifacts"] = _publish(plan, result, {}, timezone, locale, dry_run=True)
-        return result
+        return finish_run(TicketCreationResult(**result))
 
     assert jira is not None and jira_block is not None  # checked with the parameters
     if window is not None and window.position is not None:
@@ -369,7 +388,7 @@ def ticket_creation(
             raise ReviewTimedOut(
                 f"nobody answered the review within {review_timeout_seconds} s: "
                 f"none of the {len(plan.having('create'))} new issue(s) was created",
-                result,
+                TicketCreationResult(**result).as_result(),
             )
 
     outcomes = _perform(plan, jira, jira_block, locale=locale, timezone=timezone)
@@ -379,23 +398,14 @@ def ticket_creation(
 
     result["deliveries"] = _hand_off(result, plan, routes, destinations, url, locale)
     result["artifacts"] = _publish(plan, result, outcomes, timezone, locale, dry_run=False)
-    failures = [
+    items = [
         *(f"{item['item']}: {item['error']}" for item in result["failed"]),
         *(
             f"{item['item']}: held by flow run {item.get('held_by')}, not done by this run"
             for item in result["in_progress"]
         ),
-        *(
-            f"hand-off to {d['channel']}: {d['status']} ({d['error']})"
-            for d in unsettled(result["deliveries"])
-        ),
     ]
-    if failures:
-        listed = "; ".join(failures[:_FAILURES_QUOTED])
-        unlisted = len(failures) - _FAILURES_QUOTED
-        more = f"; and {unlisted} more" if unlisted > 0 else ""
-        raise DeliveryFailed(f"{len(failures)} failure(s): {listed}{more}", result)
-    return result
+    return finish_run(TicketCreationResult(**result), other_failures=items)
 
 
 def _perform(

@@ -12,7 +12,7 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from moltbot import formatting
-from moltbot.config import KeyPath, ProjectConfig
+from moltbot.config.project import KeyPath, ProjectConfig
 from moltbot.errors import InputError
 from moltbot.masking import mask_text
 

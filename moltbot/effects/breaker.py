@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Column, Engine, Integer, String, Table, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from moltbot.ledger import UTCDateTime, ensure_table, metadata
+from moltbot.state.ledger import UTCDateTime, ensure_table, metadata
 
 circuits_table = Table(
     "circuits",

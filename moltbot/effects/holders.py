@@ -8,7 +8,7 @@ import socket
 from functools import cache
 from pathlib import Path
 
-from moltbot.ledger import Effect
+from moltbot.state.ledger import Effect
 
 logger = logging.getLogger("moltbot.effects")
 

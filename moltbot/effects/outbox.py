@@ -11,7 +11,7 @@ from moltbot.effects.executors import Executor, load_payload
 from moltbot.effects.model import Intent, Outcome, Route
 from moltbot.effects.perform import EffectsRuntime, perform
 from moltbot.errors import InputError
-from moltbot.ledger import Effect, EffectStatus, Ledger
+from moltbot.state.ledger import Effect, EffectStatus, Ledger
 
 REPLAYABLE = (EffectStatus.DEAD, EffectStatus.FAILED)
 

@@ -14,9 +14,9 @@ from moltbot.effects.executors import Executor, dump_payload
 from moltbot.effects.holders import current_holder, holder_is_dead
 from moltbot.effects.model import Applied, Attempt, Intent, Outcome
 from moltbot.errors import InputError, ServiceError
-from moltbot.ledger import Effect, EffectStatus, Ledger
 from moltbot.masking import mask_text
 from moltbot.retrying import RetryPolicy
+from moltbot.state.ledger import Effect, EffectStatus, Ledger
 
 logger = logging.getLogger("moltbot.effects")
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, get_args
 
-from moltbot.config import ProjectConfig
+from moltbot.config.project import ProjectConfig
 from moltbot.effects.model import DeliveryPolicy, Route
 from moltbot.errors import InputError
 

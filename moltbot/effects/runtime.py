@@ -5,15 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 
+from moltbot.config.settings import Settings, get_settings
 from moltbot.effects.announce import announcer
 from moltbot.effects.breaker import CircuitBreaker
 from moltbot.effects.channels import channel_executors
 from moltbot.effects.executors import Executor
 from moltbot.effects.model import Intent, Outcome, Route
 from moltbot.effects.perform import EffectsRuntime, perform
-from moltbot.ledger import Ledger
 from moltbot.retrying import RetryPolicy
-from moltbot.settings import Settings, get_settings
+from moltbot.state.ledger import Ledger
 
 
 def runtime_from_settings(

@@ -17,10 +17,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from moltbot.masking import mask_text
+from moltbot.state.inbox import Inbox
 from moltbot.webhooks.config import GatewayConfig
 from moltbot.webhooks.dispatcher import Dispatcher
 from moltbot.webhooks.events import EventError, normalize_event, parse_json_object
-from moltbot.webhooks.inbox import Inbox
 from moltbot.webhooks.signatures import Scheme, SignatureError, verify_signature
 
 MAX_BODY_BYTES = 1024 * 1024

@@ -18,7 +18,7 @@ from pydantic import (
     model_validator,
 )
 
-from moltbot.config import ProjectConfig
+from moltbot.config.project import ProjectConfig
 from moltbot.errors import InputError
 from moltbot.registry import automations
 

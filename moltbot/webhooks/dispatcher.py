@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 
 from moltbot.masking import mask_text
+from moltbot.state.inbox import Inbox, InboxEntry
 from moltbot.webhooks.config import DeploymentTarget, EventTarget, GatewayConfig
-from moltbot.webhooks.inbox import Inbox, InboxEntry
 
 logger = logging.getLogger("moltbot.webhooks")
 

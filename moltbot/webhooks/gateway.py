@@ -8,12 +8,12 @@ import logging
 from fastapi import FastAPI
 
 from moltbot.errors import InputError, ServiceError
-from moltbot.ledger import Ledger
 from moltbot.masking import add_masking_filter, install_log_masking
+from moltbot.state.inbox import Inbox
+from moltbot.state.ledger import Ledger
 from moltbot.webhooks.app import SourceVerifier, create_gateway_app
 from moltbot.webhooks.config import GatewayConfig
 from moltbot.webhooks.dispatcher import Dispatcher
-from moltbot.webhooks.inbox import Inbox
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8787
@@ -135,7 +135,7 @@ def serve_gateway(
     """
     import uvicorn
 
-    from moltbot.settings import get_settings
+    from moltbot.config.settings import get_settings
 
     app = build_gateway(config, ledger_url or get_settings().resolved_ledger_url)
     log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)

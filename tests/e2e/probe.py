@@ -7,7 +7,7 @@ import os
 from prefect import flow
 from prefect.runtime import flow_run
 
-from moltbot.ledger import Ledger
+from moltbot.state.ledger import Ledger
 
 
 @flow(name="e2e-probe")

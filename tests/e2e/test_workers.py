@@ -13,7 +13,7 @@ from prefect.deployments import run_deployment
 from prefect.deployments.runner import EntrypointType
 
 from demo.sample_orders import write_sample_orders
-from moltbot.ledger import EffectStatus, Ledger
+from moltbot.state.ledger import EffectStatus, Ledger
 from tests.e2e.probe import probe
 from tests.e2e.servers import BIN, PrefectServer, background, flow_runs, moltbot_command, wait_for
 

@@ -14,9 +14,9 @@ from moltbot.effects.announce import announcer
 from moltbot.effects.breaker import CircuitBreaker
 from moltbot.effects.model import Route
 from moltbot.effects.perform import perform
-from moltbot.ledger import Ledger
 from moltbot.retrying import RetryPolicy
 from moltbot.sandbox.blocks import sandbox_email_channel
+from moltbot.state.ledger import Ledger
 
 
 class Clock:

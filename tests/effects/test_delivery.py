@@ -7,9 +7,9 @@ import pytest
 from moltbot.effects import ChannelExecutor, Intent, Route, perform
 from moltbot.effects.executors import message_intent
 from moltbot.errors import DeliveryError
-from moltbot.ledger import EffectStatus
 from moltbot.messages import Message
 from moltbot.retrying import RetryPolicy
+from moltbot.state.ledger import EffectStatus
 
 SLACK = Route(("team-slack",))
 

@@ -11,8 +11,8 @@ import pytest
 
 from moltbot.effects import Intent, Route, perform
 from moltbot.effects.outbox import list_entries, replay, resolve
-from moltbot.ledger import EffectStatus
 from moltbot.messages import Message
+from moltbot.state.ledger import EffectStatus
 
 # Sends one message through the effects layer with the real Slack block, and dies (SIGKILL)
 # right after Slack accepted the post, before the ledger records it.
@@ -20,7 +20,7 @@ KILLED_SENDER = """
 import os, signal, sys
 from blocks import SlackIncomingWebhook
 from moltbot.effects import ChannelExecutor, EffectsRuntime, Intent, Route, perform
-from moltbot.ledger import Ledger
+from moltbot.state.ledger import Ledger
 from moltbot.messages import Message
 
 url, ledger_url, policy = sys.argv[1:4]

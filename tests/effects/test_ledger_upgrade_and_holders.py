@@ -11,7 +11,7 @@ from sqlalchemy import create_engine, text
 
 from moltbot.effects.breaker import CircuitBreaker
 from moltbot.effects.holders import current_holder, holder_is_dead, process_is_gone
-from moltbot.ledger import EffectStatus, Ledger
+from moltbot.state.ledger import EffectStatus, Ledger
 
 # The effects table as moltbot created it before the effects layer.
 OLD_EFFECTS = """

@@ -7,8 +7,8 @@ from pathlib import Path
 from moltbot.effects import Intent, Route, perform
 from moltbot.effects.executors import message_intent
 from moltbot.effects.outbox import list_entries, replay
-from moltbot.ledger import EffectStatus
 from moltbot.messages import Message
+from moltbot.state.ledger import EffectStatus
 
 CHAIN = Route(("team-slack", "ops-email"))
 

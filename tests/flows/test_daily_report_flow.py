@@ -9,9 +9,9 @@ import pytest
 
 from demo.run import DEMO_WEBHOOK_NAME, save_sandbox_channels
 from flows.daily_report.flow import daily_report
+from moltbot.config.settings import get_settings
 from moltbot.errors import DeliveryFailed, InputError
-from moltbot.ledger import EffectStatus, Ledger
-from moltbot.settings import get_settings
+from moltbot.state.ledger import EffectStatus, Ledger
 
 pytestmark = pytest.mark.slow
 

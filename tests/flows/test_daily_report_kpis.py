@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from flows.daily_report.kpis import CANONICAL_COLUMNS, compute_kpis, daily_revenue
+from flows.shared.orders import normalize_orders
 from moltbot.errors import InputError
-from moltbot.orders import normalize_orders
 
 REPORT = date(2026, 11, 24)
 SEOUL = "Asia/Seoul"

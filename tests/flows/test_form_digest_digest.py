@@ -15,8 +15,8 @@ from flows.form_digest.digest import (
     split_options,
     summarize_question,
 )
+from flows.shared.forms import parse_form_timestamps
 from moltbot.errors import InputError
-from moltbot.forms import parse_form_timestamps
 
 
 def answers(*values: str, first_row: int = 2) -> pd.Series:

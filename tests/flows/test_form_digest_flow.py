@@ -27,9 +27,9 @@ from demo.sample_forms import (
 from flows.form_digest.flow import form_digest
 from moltbot.cli import app
 from moltbot.errors import DeliveryFailed, InputError
-from moltbot.ledger import EffectStatus, Ledger
 from moltbot.sandbox.notion import SANDBOX_DIGEST_DATA_SOURCE_ID, SANDBOX_DIGEST_DATABASE_ID
-from moltbot.watermarks import Watermark, WatermarkStore
+from moltbot.state.ledger import EffectStatus, Ledger
+from moltbot.state.watermarks import Watermark, WatermarkStore
 from tasks.notion import block_fingerprint
 
 pytestmark = pytest.mark.slow

@@ -19,8 +19,8 @@ from flows.form_digest.render import (
     notion_page_content,
     window_key,
 )
+from flows.shared.forms import ResponseWindow
 from moltbot.errors import InputError
-from moltbot.forms import ResponseWindow
 from tasks.notion import block_fingerprint
 
 NOW = datetime(2026, 11, 25, 0, 30, tzinfo=UTC)

@@ -21,12 +21,12 @@ from flows.inventory_alert.flow import (
     resolve_routes,
 )
 from moltbot.cli import app
+from moltbot.config.settings import get_settings
 from moltbot.effects import perform
 from moltbot.effects.runtime import runtime_from_settings
 from moltbot.errors import DeliveryFailed, InputError
-from moltbot.item_state import ItemStateStore
-from moltbot.ledger import EffectStatus, Ledger
-from moltbot.settings import get_settings
+from moltbot.state.item_state import ItemStateStore
+from moltbot.state.ledger import EffectStatus, Ledger
 from tasks.effects import channel_destinations, message_intents
 from tasks.item_state import read_item_states
 from tasks.sources import read_table

@@ -18,9 +18,9 @@ from flows.inventory_alert.states import (
     plan_alerts,
     state_counts,
 )
+from flows.shared.orders import normalize_orders
 from moltbot.errors import InputError
-from moltbot.item_state import empty_states
-from moltbot.orders import normalize_orders
+from moltbot.state.item_state import empty_states
 
 TODAY = date(2026, 11, 24)
 NOW = datetime(2026, 11, 24, 1, 0, tzinfo=UTC)  # 10:00 in Seoul

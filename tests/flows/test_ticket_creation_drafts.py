@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from flows.shared.forms import parse_form_timestamps
 from flows.ticket_creation.drafts import (
     SUMMARY_MAX_CHARS,
     SourceItem,
@@ -23,9 +24,8 @@ from flows.ticket_creation.drafts import (
     short_hash,
 )
 from flows.ticket_creation.mapping import Privacy, TicketMapping, load_mappings
-from moltbot.config import ProjectConfig
+from moltbot.config.project import ProjectConfig
 from moltbot.errors import InputError
-from moltbot.forms import parse_form_timestamps
 from tasks.jira import dedup_label
 
 ROOT = Path(__file__).parents[2]

@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 from flows.ticket_creation.flow import ticket_creation
 from moltbot.cli import app
 from moltbot.errors import DeliveryFailed, InputError
-from moltbot.ledger import EffectStatus, Ledger
 from moltbot.sandbox import Sandbox
 from moltbot.sandbox.jira import JiraState
+from moltbot.state.ledger import EffectStatus, Ledger
 from tasks.jira import dedup_label
 
 pytestmark = pytest.mark.slow
@@ -580,7 +580,7 @@ def test_events_read_from_the_webhook_inbox_become_issues_and_unknown_ids_fail_f
 ) -> None:
     from datetime import UTC, datetime
 
-    from moltbot.webhooks.inbox import Inbox
+    from moltbot.state.inbox import Inbox
 
     [record] = [json.loads(line) for line in EXAMPLE_EVENTS.read_text().splitlines()[:1]]
     with Ledger.from_settings() as ledger:

@@ -14,7 +14,7 @@ from flows.ticket_creation.mapping import (
     load_mappings,
     mapping_for_event,
 )
-from moltbot.config import ProjectConfig
+from moltbot.config.project import ProjectConfig
 from moltbot.errors import InputError
 
 ROOT = Path(__file__).parents[2]

@@ -25,9 +25,9 @@ from prefect.flow_runs import resume_flow_run
 from prefect.input.actions import read_flow_run_input
 
 from flows.ticket_creation.flow import ReviewTimedOut, ticket_creation
-from moltbot.ledger import Ledger
 from moltbot.sandbox import Sandbox
 from moltbot.sandbox.jira import JiraState
+from moltbot.state.ledger import Ledger
 
 pytestmark = pytest.mark.slow
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from moltbot.config import ProjectConfig
+from moltbot.config.project import ProjectConfig
+from moltbot.config.settings import get_settings
 from moltbot.errors import InputError
-from moltbot.settings import get_settings
 
 TEXT = """\
 # comment

@@ -123,7 +123,7 @@ def test_sample_stock_reorder_points_follow_the_sample_sales() -> None:
     from demo.sample_inventory import expected_daily_units
     from demo.sample_orders import generate_orders
     from flows.inventory_alert.states import average_daily_units
-    from moltbot.orders import normalize_orders
+    from flows.shared.orders import normalize_orders
 
     end = date(2026, 11, 23)
     orders = normalize_orders(

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from sqlalchemy import inspect, select
 
-from moltbot.item_state import STATE_COLUMNS, ItemStateStore, empty_states, item_states_table
-from moltbot.ledger import Ledger
+from moltbot.state.item_state import STATE_COLUMNS, ItemStateStore, empty_states, item_states_table
+from moltbot.state.ledger import Ledger
 
 NOW = datetime(2026, 11, 24, 1, 2, 3, 456789, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -101,7 +101,7 @@ def test_automations_do_not_see_each_others_items(ledger: Ledger) -> None:
 
 
 def test_many_rows_in_several_batches(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("moltbot.item_state.WRITE_BATCH_ROWS", 1000)
+    monkeypatch.setattr("moltbot.state.item_state.WRITE_BATCH_ROWS", 1000)
     store = ItemStateStore(ledger, "inventory-alert")
     count = 5_500
     frame = states([(f"SKU-{i:05d}", "ok", NOW, None, None) for i in range(count)])

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from moltbot.ledger import Effect, EffectStatus, Ledger, effects_table
+from moltbot.config.settings import Settings
 from moltbot.masking import register_secret
-from moltbot.settings import Settings
+from moltbot.state.ledger import Effect, EffectStatus, Ledger, effects_table
 
 TARGET = {"automation": "daily_report", "kind": "message", "target": "slack-ops"}
 

@@ -17,7 +17,7 @@ from demo.sample_forms import (
     sample_form_sheet,
 )
 from flows.form_digest.digest import plan_layout
-from moltbot.forms import parse_form_timestamps
+from flows.shared.forms import parse_form_timestamps
 
 
 def frame(rows: list[list[str]]) -> pd.DataFrame:

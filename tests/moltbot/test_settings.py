@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from moltbot.settings import get_settings
+from moltbot.config.settings import get_settings
 
 
 def test_defaults(moltbot_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:

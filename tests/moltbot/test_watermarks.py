@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from moltbot.ledger import Ledger
-from moltbot.watermarks import WatermarkMoved, WatermarkStore, canonical_json
+from moltbot.state.ledger import Ledger
+from moltbot.state.watermarks import WatermarkMoved, WatermarkStore, canonical_json
 
 STREAM = "sheet-1/설문 응답 시트1"
 

@@ -12,10 +12,10 @@ import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
 
-from moltbot.ledger import Ledger
+from moltbot.state.inbox import Inbox, InboxStatus
+from moltbot.state.ledger import Ledger
 from moltbot.webhooks.app import MAX_BODY_BYTES, SourceVerifier, create_gateway_app
 from moltbot.webhooks.config import GatewayConfig
-from moltbot.webhooks.inbox import Inbox, InboxStatus
 from moltbot.webhooks.signatures import sign_github, sign_stripe
 
 STRIPE_SECRET = "whsec_app_test_8c1f2e"

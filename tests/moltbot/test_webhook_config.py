@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from moltbot.config import ProjectConfig
+from moltbot.config.project import ProjectConfig
 from moltbot.errors import InputError
 from moltbot.webhooks.config import DeploymentTarget, EventTarget, GatewayConfig
 

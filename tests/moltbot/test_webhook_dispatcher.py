@@ -21,7 +21,8 @@ from prefect.events.filters import EventFilter, EventIDFilter, EventOccurredFilt
 from prefect.settings import PREFECT_API_URL
 from prefect.settings.context import temporary_settings
 
-from moltbot.ledger import Ledger
+from moltbot.state.inbox import Inbox, InboxStatus
+from moltbot.state.ledger import Ledger
 from moltbot.webhooks.config import DeploymentTarget, EventTarget, GatewayConfig
 from moltbot.webhooks.dispatcher import (
     RUN_TAGS,
@@ -30,7 +31,6 @@ from moltbot.webhooks.dispatcher import (
     idempotency_key,
     prefect_event_id,
 )
-from moltbot.webhooks.inbox import Inbox, InboxStatus
 
 T0 = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
 

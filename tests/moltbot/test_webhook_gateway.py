@@ -23,11 +23,11 @@ from pydantic import SecretStr
 
 from blocks.webhooks import WebhookSource
 from moltbot.errors import InputError, ServiceError
-from moltbot.ledger import Ledger
 from moltbot.masking import mask_text
+from moltbot.state.inbox import Inbox, InboxStatus
+from moltbot.state.ledger import Ledger
 from moltbot.webhooks.config import GatewayConfig
 from moltbot.webhooks.gateway import build_gateway, load_verifiers
-from moltbot.webhooks.inbox import Inbox, InboxStatus
 from moltbot.webhooks.signatures import sign_stripe
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from moltbot.ledger import Ledger
-from moltbot.webhooks.inbox import Inbox, InboxStatus
+from moltbot.state.inbox import Inbox, InboxStatus
+from moltbot.state.ledger import Ledger
 
 T0 = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=60)

@@ -36,8 +36,8 @@ from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import DatabaseError, IntegrityError
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from moltbot.config.settings import Settings, get_settings
 from moltbot.masking import mask_text
-from moltbot.settings import Settings, get_settings
 
 ERROR_MAX_CHARS = 1000
 SQLITE_BUSY_TIMEOUT_MS = 10_000

@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
+from flows.shared.tables import rename_columns, require_columns, text_values
+from moltbot.config.settings import checked_timezone
 from moltbot.errors import InputError
-from moltbot.settings import checked_timezone
-from moltbot.tables import rename_columns, require_columns, text_values
 
 ORDER_COLUMNS: tuple[str, ...] = (
     "order_id",

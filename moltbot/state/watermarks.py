@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Column, String, Table, Text, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from moltbot.ledger import Ledger, UTCDateTime, ensure_table, metadata
+from moltbot.state.ledger import Ledger, UTCDateTime, ensure_table, metadata
 
 watermarks_table = Table(
     "watermarks",

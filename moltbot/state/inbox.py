@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from moltbot.ledger import Ledger, UTCDateTime, clean_error, ensure_table, metadata
+from moltbot.state.ledger import Ledger, UTCDateTime, clean_error, ensure_table, metadata
 
 inbox_table = Table(
     "webhook_inbox",

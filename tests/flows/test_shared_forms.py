@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from flows.shared.forms import parse_form_timestamps, select_window, timestamp_column_of
 from moltbot.errors import InputError
-from moltbot.forms import parse_form_timestamps, select_window, timestamp_column_of
 from tasks.sheets import worksheet_frame
 
 SEOUL = "Asia/Seoul"

@@ -11,7 +11,7 @@ import pandas as pd
 from sqlalchemy import Column, Engine, String, Table, select, type_coerce
 from sqlalchemy.dialects import postgresql, sqlite
 
-from moltbot.ledger import Ledger, UTCDateTime, ensure_table, metadata
+from moltbot.state.ledger import Ledger, UTCDateTime, ensure_table, metadata
 
 # Rows per INSERT … ON CONFLICT round trip: large enough that a first run over a million items is
 # a few hundred statements, small enough to stay under SQLite's and PostgreSQL's bind limits
@@ -44,10 +44,10 @@ item_states_table = Table(
 class ItemStateStore:
     """Bulk reads and writes of one automation's item states, on the ledger's own engine.
 
-    The table lives on `moltbot.ledger.metadata` beside `effects`, so it is in the same database
-    (SQLite file or PostgreSQL) and needs no engine of its own. Reads return the whole set as a
-    DataFrame in one query; writes upsert only the rows given (the ones whose state changed) in
-    batches of `INSERT … ON CONFLICT DO UPDATE`, in one transaction.
+    The table lives on `moltbot.state.ledger.metadata` beside `effects`, so it is in the same
+    database (SQLite file or PostgreSQL) and needs no engine of its own. Reads return the whole set
+    as a DataFrame in one query; writes upsert only the rows given (the ones whose state changed)
+    in batches of `INSERT … ON CONFLICT DO UPDATE`, in one transaction.
 
     Args:
         ledger: the open ledger whose engine to use.

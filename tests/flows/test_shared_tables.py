@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from flows.shared.tables import named_list, rename_columns, require_columns, text_values
 from moltbot.errors import InputError
-from moltbot.tables import named_list, rename_columns, require_columns, text_values
 
 KNOWN = ("sku", "name", "on_hand")
 

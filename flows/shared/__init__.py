@@ -1,0 +1,1 @@
+"""Automation knowledge shared by several flows: orders table, Forms responses, table checks."""

@@ -1,0 +1,1 @@
+"""Configuration: moltbot settings (env, moltbot.toml, defaults) and the project config file."""

@@ -1,0 +1,1 @@
+"""State kept in the ledger database: effects ledger, watermarks, item states, webhook inbox."""
