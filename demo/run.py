@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
 from moltbot.config.settings import Settings, get_settings
 from moltbot.formatting import format_money, format_number, format_pct
+
+if TYPE_CHECKING:
+    from flows.daily_report.flow import DailyReportResult
+    from flows.form_digest.flow import FormDigestResult
+    from flows.inventory_alert.flow import InventoryAlertResult
 
 DEMO_SLACK_BLOCK = "demo-slack"
 DEMO_EMAIL_BLOCK = "demo-email"
@@ -66,10 +71,10 @@ def save_sandbox_channels(sandbox: Any) -> list[str]:
     return [DEMO_SLACK_BLOCK, DEMO_EMAIL_BLOCK, "outbox"]
 
 
-def _kpi_table(result: dict[str, Any], settings: Settings) -> Table:
-    kpis = result["kpis"]
+def _kpi_table(result: DailyReportResult, settings: Settings) -> Table:
+    kpis = result.kpis
     money = lambda value: format_money(value, settings.currency, settings.locale)  # noqa: E731
-    table = Table(title=f"daily-report {result['report_date']} ({result['timezone']})")
+    table = Table(title=f"daily-report {result.report_date} ({result.timezone})")
     table.add_column("KPI")
     table.add_column("value", justify="right")
     table.add_row("revenue", money(kpis["revenue"]))
@@ -88,20 +93,20 @@ def _kpi_table(result: dict[str, Any], settings: Settings) -> Table:
 
 
 def _describe_deliveries(
-    result: dict[str, Any], sandbox: Any, outbox: Path, console: Console
+    result: DailyReportResult, sandbox: Any, outbox: Path, console: Console
 ) -> None:
     where = {
         DEMO_SLACK_BLOCK: f"Slack emulator ({len(sandbox.state.slack.posts)} post(s) received)",
         DEMO_EMAIL_BLOCK: f"SMTP sink ({len(sandbox.smtp.messages)} e-mail(s) received)",
         "outbox": f"{outbox}",
     }
-    statuses = {outcome["status"] for outcome in result["deliveries"]}
-    for outcome in result["deliveries"]:
+    statuses = {delivery.status for delivery in result.deliveries}
+    for delivery in result.deliveries:
         label = {
             "done": "[green]sent[/green]",
             "already_done": "[yellow]already done, skipped[/yellow]",
-        }.get(outcome["status"], outcome["status"])
-        console.print(f"  {outcome['channel']:<14} {label}  -> {where.get(outcome['channel'], '')}")
+        }.get(delivery.status, delivery.status)
+        console.print(f"  {delivery.channel:<14} {label}  -> {where.get(delivery.channel, '')}")
     if statuses == {"already_done"}:
         console.print(
             "Every delivery was already done (the ledger remembers); nothing was sent again. "
@@ -118,11 +123,11 @@ def _counts_text(counts: dict[str, int]) -> str:
     return " · ".join(f"{counts[name]} {name.replace('_', ' ')}" for name in counts)
 
 
-def _transitions_table(result: dict[str, Any], stock: Path, title: str) -> Table:
+def _transitions_table(result: InventoryAlertResult, stock: Path, title: str) -> Table:
     from tasks.sources import read_table
 
     items = read_table(str(stock)).set_index("sku")
-    table = Table(title=f"{title}: {_counts_text(result['counts'])}")
+    table = Table(title=f"{title}: {_counts_text(result.counts)}")
     for column, justify in (
         ("SKU", "left"),
         ("product", "left"),
@@ -132,7 +137,7 @@ def _transitions_table(result: dict[str, Any], stock: Path, title: str) -> Table
     ):
         table.add_column(column, justify=justify)
     labels = {"out": "[red]out[/red]", "low": "[yellow]low[/yellow]", "ok": "[green]ok[/green]"}
-    for change in result["transitions"]:
+    for change in result.transitions:
         item = items.loc[change["sku"]]
         table.add_row(
             change["sku"],
@@ -144,16 +149,16 @@ def _transitions_table(result: dict[str, Any], stock: Path, title: str) -> Table
     return table
 
 
-def _describe_inventory_deliveries(result: dict[str, Any], console: Console) -> None:
-    if not result["deliveries"]:
+def _describe_inventory_deliveries(result: InventoryAlertResult, console: Console) -> None:
+    if not result.deliveries:
         console.print(
             "  No change since the last run: nothing to send (the stored stock states match)."
         )
         return
     by_severity: dict[str, list[str]] = {}
-    for outcome in result["deliveries"]:
-        by_severity.setdefault(outcome["severity"], []).append(
-            f"{outcome['channel']} {_word(outcome['status'])}"
+    for delivery in result.deliveries:
+        by_severity.setdefault(delivery.severity or "", []).append(
+            f"{delivery.channel} {_word(delivery.status)}"
         )
     for severity, outcomes in by_severity.items():
         console.print(f"  {severity:<10} {', '.join(outcomes)}")
@@ -167,7 +172,7 @@ def run_inventory_demo(console: Console, settings: Settings, orders: Path) -> An
     find the stock file in place and run once: no change, nothing sent.
     """
     from demo.sample_inventory import SNAPSHOTS, write_sample_inventory
-    from flows.inventory_alert.flow import inventory_alert
+    from flows.inventory_alert.flow import InventoryAlertResult, inventory_alert
 
     stock = sample_inventory_path(settings)
     snapshots: list[int | None] = [None] if stock.is_file() else list(range(SNAPSHOTS))
@@ -185,37 +190,37 @@ def run_inventory_demo(console: Console, settings: Settings, orders: Path) -> An
             channels_by_severity=DEMO_INVENTORY_ROUTES,
             return_state=True,
         )
-        result = state.result()
+        result = InventoryAlertResult.model_validate(state.result())
         run = "first run" if snapshot == 0 else "second run" if snapshot else "run"
         title = f"inventory-alert {run}"
-        if result["transitions"]:
+        if result.transitions:
             console.print(_transitions_table(result, stock, title))
         else:
-            console.print(f"{title}: {_counts_text(result['counts'])}")
-        if result["reminders_total"]:
-            console.print(f"  {result['reminders_total']} item(s) still out: reminded once more")
+            console.print(f"{title}: {_counts_text(result.counts)}")
+        if result.reminders_total:
+            console.print(f"  {result.reminders_total} item(s) still out: reminded once more")
         _describe_inventory_deliveries(result, console)
     return state
 
 
-def _describe_form_run(result: dict[str, Any], label: str, console: Console) -> None:
-    if not result["rows"]:
+def _describe_form_run(result: FormDigestResult, label: str, console: Console) -> None:
+    if not result.rows:
         console.print(
             f"{label}: no new responses since the last digest (sheet row "
-            f"{result['watermark']['row']}): nothing to send"
+            f"{result.watermark['row']}): nothing to send"
         )
         return
-    window = result["window"]
-    attention = result["needs_attention"]
+    window = result.window
+    attention = result.needs_attention
     rows = ", ".join(str(entry["row"]) for entry in attention)
     console.print(
-        f"{label}: {result['responses']} responses, sheet rows {window['first_row']}–"
+        f"{label}: {result.responses} responses, sheet rows {window['first_row']}–"
         f"{window['last_row']} ({window['start'][:10]}..{window['end'][:10]})"
         + (f" · {len(attention)} need attention (rows {rows})" if attention else "")
     )
-    if result["notion_url"]:
-        console.print(f"  Notion page: {result['notion_url']}", soft_wrap=True)
-    outcomes = ", ".join(f"{d['channel']} {_word(d['status'])}" for d in result["deliveries"])
+    if result.notion_url:
+        console.print(f"  Notion page: {result.notion_url}", soft_wrap=True)
+    outcomes = ", ".join(f"{d.channel} {_word(d.status)}" for d in result.deliveries)
     console.print(f"  {outcomes}")
 
 
@@ -237,7 +242,7 @@ def run_form_digest_demo(console: Console, settings: Settings, sandbox: Any) -> 
         sample_form_rows,
         sample_form_sheet,
     )
-    from flows.form_digest.flow import form_digest
+    from flows.form_digest.flow import FormDigestResult, form_digest
     from flows.form_digest.render import AUTOMATION, stream_of
     from moltbot.sandbox.blocks import SANDBOX_NOTION_BLOCK, SANDBOX_SHEETS_BLOCK, sandbox_blocks
     from moltbot.sandbox.notion import SANDBOX_DIGEST_DATABASE_ID
@@ -281,7 +286,7 @@ def run_form_digest_demo(console: Console, settings: Settings, sandbox: Any) -> 
             skip_columns=list(PERSONAL_COLUMNS),
             return_state=True,
         )
-        _describe_form_run(state.result(), label, console)
+        _describe_form_run(FormDigestResult.model_validate(state.result()), label, console)
     return state
 
 
@@ -313,7 +318,7 @@ def run_demo(console: Console) -> int:
     )
     report_date = last_order_date(sample, settings.timezone)
 
-    from flows.daily_report.flow import daily_report
+    from flows.daily_report.flow import DailyReportResult, daily_report
     from flows.daily_report.render import report_file_stem
 
     prepare_process_logging()
@@ -326,7 +331,8 @@ def run_demo(console: Console) -> int:
         state = daily_report(
             source=str(sample), report_date=report_date, channels=channels, return_state=True
         )
-        result = state.result()  # raises the run's own error when it failed
+        # state.result() raises the run's own error when it failed.
+        result = DailyReportResult.model_validate(state.result())
         console.print(_kpi_table(result, settings))
         console.print("Deliveries:")
         outbox = settings.outbox_dir.resolve()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, computed_field
+from pydantic import BaseModel, ConfigDict, computed_field, model_validator
 
 from moltbot.effects.model import SETTLED, Attempt
 from moltbot.errors import DeliveryFailed
@@ -56,6 +56,14 @@ class RunReport(BaseModel):
     dry_run: bool = False
     deliveries: list[Delivery] = []
     artifacts: list[ArtifactRef] = []
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_computed(cls, data: Any) -> Any:
+        # A report read back from its JSON (`as_result`) carries its computed counts.
+        if isinstance(data, dict) and "outcomes" in data:
+            data = {key: value for key, value in data.items() if key != "outcomes"}
+        return data
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -112,3 +112,19 @@ def test_a_route_naming_an_unknown_destination_is_refused_before_any_claim(
     with pytest.raises(InputError, match="no destination named 'nowhere'"):
         perform([intent(Route(("team-slack", "nowhere")))], make_runtime())
     assert ledger.effects() == []
+
+
+def test_a_run_report_round_trips_its_json_and_counts_outcomes() -> None:
+    from moltbot.effects.report import Delivery, RunReport, finish_run
+    from moltbot.errors import DeliveryFailed
+
+    done = Delivery(channel="a", key="k:a", kind="message", target="a", status="done")
+    dead = done.model_copy(update={"channel": "b", "key": "k:b", "status": "dead", "error": "x"})
+    report = RunReport(deliveries=[done, dead])
+
+    assert report.as_result()["outcomes"] == {"done": 1, "dead": 1}
+    assert RunReport.model_validate(report.as_result()) == report
+    with pytest.raises(DeliveryFailed, match=r"1 failure\(s\): b: dead \(x\)") as raised:
+        finish_run(report)
+    assert raised.value.result["deliveries"][1]["status"] == "dead"
+    assert finish_run(RunReport(deliveries=[done]))["outcomes"] == {"done": 1}

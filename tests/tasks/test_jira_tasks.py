@@ -12,18 +12,13 @@ from moltbot.sandbox import Sandbox
 from moltbot.sandbox.jira import JiraState
 from moltbot.sandbox.kit import EmulatorCore
 from tasks.jira import (
-    add_comment,
-    bulk_create_issues,
     comment_on_issue,
     create_issues_in_bulk,
     dedup_label,
     find_comment_by_marker,
     find_issues,
     move_issue,
-    search_issues,
-    set_issue_property,
     store_issue_property,
-    transition_issue,
 )
 from tests.sandbox.helpers import jira_block
 
@@ -399,37 +394,3 @@ def test_issue_property_round_trip(jira_credentials: JiraCredentials, state: Jir
     )
 
     assert state.issue(key).properties == {"moltbot": {"자동화": "주문 알림", "run": 1}}
-
-
-@pytest.mark.slow
-def test_tasks_in_a_flow_with_a_saved_block(
-    prefect_api: str, jira_credentials: JiraCredentials, state: JiraState
-) -> None:
-    from prefect import flow
-
-    jira_credentials.save("test-jira-tasks", overwrite=True)
-
-    @flow
-    def tickets() -> tuple[list[str], list[dict], str]:
-        loaded = JiraCredentials.load("test-jira-tasks")
-        created = bulk_create_issues(loaded, [draft(n) for n in range(3)])
-        add_comment(loaded, created.keys[0], "자동 생성됨")
-        transition_issue(loaded, created.keys[0], "In Progress")
-        set_issue_property(loaded, created.keys[0], "moltbot", {"flow": "tickets"})
-        found = search_issues(loaded, "labels = 배송 ORDER BY created DESC")
-        try:
-            search_issues(loaded, "project = NOPE")
-        except ServiceError as error:
-            return created.keys, found, str(error)
-        return created.keys, found, ""
-
-    keys, found, error = tickets()
-
-    assert keys == ["OPS-1", "OPS-2", "OPS-3"]
-    assert [i["key"] for i in found] == ["OPS-3", "OPS-2", "OPS-1"]
-    assert error == (
-        "Jira block 'test-jira-tasks': 400 The value 'NOPE' does not exist for the field 'project'."
-    )
-    first = state.issue("OPS-1")
-    assert (first.status, first.properties) == ("In Progress", {"moltbot": {"flow": "tickets"}})
-    assert [c.body for c in first.comments] == ["자동 생성됨"]

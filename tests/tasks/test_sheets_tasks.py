@@ -303,24 +303,52 @@ def test_update_range_writes_in_place_and_retries_5xx(sheets, credentials) -> No
 
 
 @pytest.mark.slow
-def test_tasks_in_a_flow_read_append_and_update(prefect_api, sheets, credentials) -> None:
+def test_load_worksheet_task_in_a_flow(prefect_api, sheets, credentials) -> None:
     from prefect import flow
 
-    from tasks.sheets import append_worksheet_rows, load_worksheet, update_worksheet_range
+    from tasks.sheets import load_worksheet
 
     sid = sheets.create_spreadsheet("흐름", {FORM: [HEADER, ["t1", "가", "a@x.kr", "문의"]]})
 
     @flow
-    def triage(block: GoogleSheetsCredentials) -> pd.DataFrame:
-        responses = load_worksheet(block, sid, FORM, block_name="sandbox-sheets")
-        append_worksheet_rows(block, sid, "처리 기록", [[row, "접수"] for row in responses.index])
-        update_worksheet_range(block, sid, FORM, "D2", [["처리 중"]])
-        return responses
+    def read(block: GoogleSheetsCredentials) -> pd.DataFrame:
+        return load_worksheet(block, sid, FORM, block_name="sandbox-sheets")
 
-    sheets.add_sheet(sid, "처리 기록", [["행", "상태"]])
-    frame = triage(credentials)
+    assert read(credentials)["이름"].tolist() == ["가"]
 
-    assert frame["이름"].tolist() == ["가"]
-    assert sheets.values(sid, "처리 기록") == [["행", "상태"], ["2", "접수"]]
-    assert sheets.values(sid, FORM)[1][3] == "처리 중"
-    assert [r.method for r in sheets.core.requests] == ["GET", "POST", "PUT"]
+
+def test_an_append_through_the_effects_layer_is_looked_up_not_repeated(
+    sheets, credentials, tmp_path
+) -> None:
+    from moltbot.effects import EffectsRuntime, Intent, Route, perform
+    from moltbot.effects.services import SheetsAppendExecutor
+    from moltbot.state.ledger import Ledger
+
+    sid = sheets.create_spreadsheet("기록", {"처리 기록": [["행", "상태"]]})
+    executor = SheetsAppendExecutor(credentials, "sandbox-sheets")
+
+    def intent(row: str) -> Intent:
+        return Intent(
+            key=f"test:log:{row}",
+            automation="test",
+            kind="sheets_append",
+            target=sid,
+            payload={"spreadsheet_id": sid, "worksheet": "처리 기록", "rows": [[row, "접수"]]},
+            route=Route((executor.name,)),
+        )
+
+    with Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite3'}") as ledger:
+        runtime = EffectsRuntime(ledger=ledger, executors={executor.name: executor})
+        [first] = perform([intent("2")], runtime)
+        # A run that appended row 3 and died before recording it: its claim is taken over at
+        # once (the holder is gone) and the sheet is read before anything is appended again.
+        ledger.claim("test:log:3", automation="test", kind="sheets_append", target=sid,
+                     holder="gone-host/1/1", flow_run_id=None)  # fmt: skip
+        append_rows(credentials, sid, "처리 기록", [["3", "접수"]])
+        runtime.holder_is_dead = lambda effect: effect.holder == "gone-host/1/1"
+        [recovered] = perform([intent("3")], runtime)
+        [again] = perform([intent("2")], runtime)
+
+    assert (first.status, recovered.status, recovered.recovered) == ("done", "done", True)
+    assert again.status == "already_done"
+    assert sheets.values(sid, "처리 기록") == [["행", "상태"], ["2", "접수"], ["3", "접수"]]
