@@ -157,6 +157,8 @@ class _Performance:
         )
         if claim.acquired:
             for companion in intent.companion_keys:
+                # A companion's fate is its effect's: whoever holds the effect holds it too,
+                # so it is taken over with it (whatever state another holder left it in).
                 self.ledger.claim(
                     companion,
                     automation=intent.automation,
@@ -165,6 +167,7 @@ class _Performance:
                     flow_run_id=self.rt.flow_run_id,
                     force=True,
                     holder=self.rt.holder,
+                    holder_is_dead=lambda _effect: True,
                 )
         return claim.acquired, claim.effect, claim.previous
 
