@@ -98,6 +98,11 @@ class InboxEntry:
     error: str | None
     updated_at: datetime
 
+    @property
+    def crashed_runs(self) -> list[str]:
+        """The flow runs of this entry that crashed (each one led to a new dispatch)."""
+        return [result["id"] for result in self.results if result.get("crashed")]
+
 
 class Inbox:
     """The durable inbox on the ledger's engine (SQLite file or PostgreSQL).
@@ -218,15 +223,61 @@ class Inbox:
     def mark_dispatched(
         self, entry_id: str, *, flow_run_id: str | None, results: list[dict[str, str]]
     ) -> None:
-        """Record a pending entry as dispatched, with the runs and events it led to."""
+        """Record a pending entry as dispatched, with the runs and events it led to (after
+        the runs that crashed before, which stay in its history)."""
+        entry = self.get(entry_id)
+        earlier = [r for r in entry.results if r.get("crashed")] if entry is not None else []
         self._finish(
             entry_id,
             status=InboxStatus.DISPATCHED.value,
             next_attempt_at=None,
             flow_run_id=flow_run_id,
-            results=json.dumps(results, ensure_ascii=False),
+            results=json.dumps([*earlier, *results], ensure_ascii=False),
             error=None,
         )
+
+    def dispatched_to(self, flow_run_ids: list[str]) -> list[InboxEntry]:
+        """The dispatched entries whose (first) flow run is one of `flow_run_ids`."""
+        if not flow_run_ids:
+            return []
+        statement = select(inbox_table).where(
+            inbox_table.c.status == InboxStatus.DISPATCHED.value,
+            inbox_table.c.flow_run_id.in_(flow_run_ids),
+        )
+        with self._engine.connect() as conn:
+            return [_as_entry(row) for row in conn.execute(statement)]
+
+    def redispatch(self, entry: InboxEntry, *, now: datetime) -> bool:
+        """Make a dispatched entry whose run crashed pending again, due now; the crashed run
+        is kept in its history (a compare-and-set: one dispatcher wins)."""
+        history = [
+            {**result, "crashed": "true"} if result["id"] == entry.flow_run_id else result
+            for result in entry.results
+        ]
+        return self._move(
+            entry,
+            InboxStatus.PENDING,
+            next_attempt_at=now,
+            results=json.dumps(history, ensure_ascii=False),
+            error=f"its flow run {entry.flow_run_id} crashed",
+        )
+
+    def give_up(self, entry: InboxEntry, *, error: str) -> bool:
+        """Mark a dispatched entry failed (its runs kept crashing)."""
+        return self._move(entry, InboxStatus.FAILED, next_attempt_at=None, error=error)
+
+    def _move(self, entry: InboxEntry, status: InboxStatus, **values: Any) -> bool:
+        statement = (
+            update(inbox_table)
+            .where(
+                inbox_table.c.id == entry.id,
+                inbox_table.c.status == InboxStatus.DISPATCHED.value,
+                inbox_table.c.flow_run_id == entry.flow_run_id,
+            )
+            .values(status=status.value, updated_at=datetime.now(UTC), **values)
+        )
+        with self._engine.begin() as conn:
+            return conn.execute(statement).rowcount == 1
 
     def retry_later(self, entry_id: str, *, error: str, at: datetime) -> None:
         """Keep a pending entry pending, due again `at`, with the error (masked) of this try."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -27,14 +28,16 @@ RUN_TAGS = ("moltbot-webhook",)
 """Tags of every flow run the gateway creates, to find them in the Prefect UI."""
 
 
-def idempotency_key(entry_id: str, target: DeploymentTarget) -> str:
+def idempotency_key(entry_id: str, target: DeploymentTarget, redispatch: int = 0) -> str:
     """The Prefect idempotency key of the run `target` gets for inbox entry `entry_id`.
 
     Prefect keeps one flow run per (flow, idempotency key): creating it again, after a crash
     between creating the run and marking the entry, returns the same run. The deployment name is
-    part of the key because two deployments of one flow would otherwise share a run.
+    part of the key because two deployments of one flow would otherwise share a run. After the
+    entry's run crashed, its `redispatch`-th new run gets a key of its own.
     """
-    return f"{entry_id}:{target.deployment}"
+    key = f"{entry_id}:{target.deployment}"
+    return f"{key}:redispatch-{redispatch}" if redispatch else key
 
 
 def prefect_event_id(entry_id: str, target: EventTarget) -> uuid.UUID:
@@ -96,6 +99,9 @@ class Dispatcher:
         base_delay: first backoff delay in seconds.
         max_delay: longest backoff delay in seconds.
         max_attempts: attempts before a refused entry is marked `failed`.
+        max_redispatches: new runs for an entry whose run crashed (the process running it died,
+            and the crashed-run detector or its worker marked it); then it is marked `failed`.
+        reconcile_seconds: how often the background loop looks for crashed runs.
         poll_seconds: how often the background loop looks for due entries when idle.
         clock: the current time (tests pass a fixed one).
     """
@@ -110,6 +116,8 @@ class Dispatcher:
         base_delay: float = 1.0,
         max_delay: float = 30.0,
         max_attempts: int = 8,
+        max_redispatches: int = 3,
+        reconcile_seconds: float = 30.0,
         poll_seconds: float = 1.0,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
@@ -120,6 +128,8 @@ class Dispatcher:
         self.base_delay = base_delay
         self.max_delay = max_delay
         self.max_attempts = max_attempts
+        self.max_redispatches = max_redispatches
+        self.reconcile_seconds = reconcile_seconds
         self.poll_seconds = poll_seconds
         self._clock = clock or (lambda: datetime.now(UTC))
         self._wake = threading.Event()
@@ -193,6 +203,33 @@ class Dispatcher:
             dispatched=dispatched, retrying=retrying, failed=failed, ignored=ignored
         )
 
+    def redispatch_crashed(self) -> tuple[int, int]:
+        """Entries whose flow run crashed become pending again (a new run, its own idempotency
+        key), at most `max_redispatches` times; then they are marked failed.
+
+        The new run takes over the crashed run's effects at once (the effects layer sees that
+        its holder's flow run is over) and looks each one up before applying it.
+
+        Returns:
+            (entries made pending again, entries given up).
+        """
+        entries = self.inbox.dispatched_to(_crashed_runs(self.batch_size))
+        again = given_up = 0
+        for entry in entries:
+            if len(entry.crashed_runs) >= self.max_redispatches:
+                reason = f"its flow runs crashed {len(entry.crashed_runs) + 1} times"
+                if self.inbox.give_up(entry, error=reason):
+                    given_up += 1
+                    logger.error("webhook inbox %s failed: %s", entry.id, reason)
+            elif self.inbox.redispatch(entry, now=self._clock()):
+                again += 1
+                logger.warning(
+                    "webhook inbox %s: its flow run %s crashed; dispatching it again",
+                    entry.id,
+                    entry.flow_run_id,
+                )
+        return again, given_up
+
     def _dispatch_to(
         self, target: DeploymentTarget | EventTarget, entry: InboxEntry
     ) -> dict[str, str]:
@@ -244,9 +281,13 @@ class Dispatcher:
             self._thread = None
 
     def _loop(self) -> None:
+        reconciled = 0.0
         while not self._stop.is_set():
             self._wake.clear()
             try:
+                if time.monotonic() - reconciled >= self.reconcile_seconds:
+                    reconciled = time.monotonic()
+                    self.redispatch_crashed()
                 counts = self.dispatch_pending()
             except Exception as exc:
                 # The inbox database is unreachable: keep trying, the entries are safe in it.
@@ -263,12 +304,35 @@ def _run_deployment(target: DeploymentTarget, entry: InboxEntry) -> str:
     flow_run = run_deployment(
         target.deployment,
         parameters=target.render_parameters(entry.event, entry.source, entry.id),
-        idempotency_key=idempotency_key(entry.id, target),
+        idempotency_key=idempotency_key(entry.id, target, len(entry.crashed_runs)),
         timeout=0,
         as_subflow=False,
         tags=list(RUN_TAGS),
     )
     return str(flow_run.id)
+
+
+def _crashed_runs(limit: int) -> list[str]:
+    """Ids of the gateway's flow runs that Prefect records as Crashed (most recent first)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+        FlowRunFilterTags,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    flow_run_filter = FlowRunFilter(
+        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.CRASHED])),
+        tags=FlowRunFilterTags(all_=list(RUN_TAGS)),
+    )
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=flow_run_filter, sort=FlowRunSort.END_TIME_DESC, limit=limit
+        )
+    return [str(run.id) for run in runs]
 
 
 def _emit_event(target: EventTarget, entry: InboxEntry) -> str:

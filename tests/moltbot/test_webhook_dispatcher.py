@@ -314,3 +314,42 @@ def test_the_idempotency_key_names_the_entry_and_the_deployment() -> None:
     target = DeploymentTarget(deployment="ticket-creation/default")
 
     assert idempotency_key("0b6c…", target) == "0b6c…:ticket-creation/default"
+
+
+def crash(run_id: str) -> None:
+    """Mark a run Crashed, as the crashed-run detector does when its process died."""
+    from prefect.states import Crashed
+
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(uuid.UUID(run_id), Crashed(message="no heartbeat"), force=True)
+
+
+def test_an_entry_whose_run_crashed_is_dispatched_again_then_given_up(
+    inbox: Inbox, deployment: str
+) -> None:
+    sent, _ = inbox.accept("stripe", event("evt_crash"), received_at=T0)
+    dispatcher = Dispatcher(inbox, config_for(deployment), max_redispatches=2)
+    dispatcher.dispatch_pending()
+    first = inbox.get(sent.id).flow_run_id
+
+    assert dispatcher.redispatch_crashed() == (0, 0)  # nothing crashed yet
+    crash(first)
+    assert dispatcher.redispatch_crashed() == (1, 0)
+    assert inbox.get(sent.id).status == InboxStatus.PENDING
+    assert dispatcher.dispatch_pending() == DispatchCounts(dispatched=1)
+    second = inbox.get(sent.id)
+
+    assert second.flow_run_id != first
+    assert second.crashed_runs == [first]
+    runs = {str(run.id): run for run in runs_of(deployment)}
+    assert runs[second.flow_run_id].idempotency_key == f"{sent.id}:{deployment}:redispatch-1"
+    assert dispatcher.redispatch_crashed() == (0, 0)  # its new run is fine
+
+    crash(second.flow_run_id)
+    assert dispatcher.redispatch_crashed() == (1, 0)
+    dispatcher.dispatch_pending()
+    crash(inbox.get(sent.id).flow_run_id)
+    assert dispatcher.redispatch_crashed() == (0, 1)
+    given_up = inbox.get(sent.id)
+    assert given_up.status == InboxStatus.FAILED and "crashed 3 times" in given_up.error
+    assert len(runs_of(deployment)) == 3
