@@ -156,19 +156,9 @@ class _Performance:
             },
         )
         if claim.acquired:
+            # A companion's fate is its effect's: whoever holds the effect holds it too.
             for companion in intent.companion_keys:
-                # A companion's fate is its effect's: whoever holds the effect holds it too,
-                # so it is taken over with it (whatever state another holder left it in).
-                self.ledger.claim(
-                    companion,
-                    automation=intent.automation,
-                    kind=intent.kind,
-                    target=intent.target,
-                    flow_run_id=self.rt.flow_run_id,
-                    force=True,
-                    holder=self.rt.holder,
-                    holder_is_dead=lambda _effect: True,
-                )
+                self._take_over(companion, intent)
         return claim.acquired, claim.effect, claim.previous
 
     def _claim_all(self, intents: list[Intent]) -> list[tuple[Intent, Effect | None]]:
@@ -206,20 +196,25 @@ class _Performance:
         if current is not None and current.status == EffectStatus.DONE:
             self.outcomes[intent.key] = _from_row(intent, current)
             return
-        if current is None:
-            self._claim(intent)
         for key in (intent.key, *intent.companion_keys):
-            if self.ledger.get(key) is None:
-                self.ledger.claim(
-                    key,
-                    automation=intent.automation,
-                    kind=intent.kind,
-                    target=intent.target,
-                    flow_run_id=self.rt.flow_run_id,
-                )
+            self._take_over(key, intent)
             self.ledger.complete(key, remote_id=intent.known_remote_id, via=intent.route.name)
         self.outcomes[intent.key] = self._done(
             intent, intent.known_remote_id, via=intent.route.name, recovered=True
+        )
+
+    def _take_over(self, key: str, intent: Intent) -> None:
+        """Claim `key` for this run whatever state another holder left it in (a companion of
+        an effect this run holds, or an effect known to exist remotely)."""
+        self.ledger.claim(
+            key,
+            automation=intent.automation,
+            kind=intent.kind,
+            target=intent.target,
+            flow_run_id=self.rt.flow_run_id,
+            force=True,
+            holder=self.rt.holder,
+            holder_is_dead=lambda _effect: True,
         )
 
     # ------------------------------------------------------------------ recovery

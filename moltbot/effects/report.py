@@ -6,36 +6,18 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, computed_field, model_validator
 
-from moltbot.effects.model import SETTLED, Attempt
+from moltbot.effects.model import Outcome
 from moltbot.errors import DeliveryFailed
 
 # Failures named in the run's error line; the report lists them all.
 FAILURES_QUOTED = 5
 
 
-class Delivery(BaseModel):
-    """One message's outcome on one route (`channel` is the route's first channel)."""
+class Delivery(Outcome):
+    """One message's outcome on one route (`channel`: the route's first channel)."""
 
     channel: str
-    key: str
-    kind: str
-    target: str
-    status: str
-    via: str | None = None
-    tried: list[Attempt] = []
-    remote_id: str | None = None
-    attempts: int = 0
-    error: str | None = None
-    transient: bool = False
-    recovered: bool = False
-    held_by: str | None = None
-    group: str | None = None
     severity: str | None = None
-
-    @property
-    def settled(self) -> bool:
-        """True when the message is on its route (now, before, or in a dry run's preview)."""
-        return self.status in SETTLED
 
 
 class ArtifactRef(BaseModel):
