@@ -27,8 +27,17 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+# How long a wait may last before the test is taken for hung: a guard, not a measure of speed
+# (how fast things happen belongs in bench/).
+HANG_GUARD_SECONDS = 600.0
+
+
 def wait_for(
-    check: Callable[[], T | None], *, timeout: float, interval: float = 0.5, what: str
+    check: Callable[[], T | None],
+    *,
+    timeout: float = HANG_GUARD_SECONDS,
+    interval: float = 0.5,
+    what: str,
 ) -> T:
     """Call `check` until it returns something truthy; fail the test after `timeout` seconds."""
     deadline = time.monotonic() + timeout

@@ -10,7 +10,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,7 +39,7 @@ AUTOMATION = "ticket-creation"
 EVENTS = 12
 # Longer than the Jira block's read timeout (10 s), so the client would give up first; the kill
 # comes within seconds of the request's arrival.
-HANG_SECONDS = 30
+HANG_SECONDS = 20
 REPOSITORY = Path(__file__).resolve().parents[2]
 
 # `moltbot run` tags nothing; a deployment's runs carry the `moltbot` tag, which the crash
@@ -92,12 +91,10 @@ def test_a_run_killed_while_jira_hangs_before_acting_is_taken_over_at_once_and_c
             # The hang fault is used up when the request arrives; it is logged only when answered.
             return not jira.core.pending_faults
 
-        wait_for(bulk_arrived, timeout=180, what="the first run's bulk create to reach Jira")
+        wait_for(bulk_arrived, what="the first run's bulk create to reach Jira")
         claimed = ledger_rows(ledger_url)
         [killed_id] = {row.flow_run_id for row in claimed}
-        [heartbeat] = wait_for(
-            lambda: heartbeats(api, killed_id), timeout=30, what="its first heartbeat"
-        )
+        assert len(wait_for(lambda: heartbeats(api, killed_id), what="its first heartbeat")) == 1
         # Jira has not acted: no bulk create answered, no issue (the client's read timeout,
         # 10 s, has not run out either, so nothing was re-sent).
         assert first.poll() is None
@@ -105,7 +102,7 @@ def test_a_run_killed_while_jira_hangs_before_acting_is_taken_over_at_once_and_c
         assert jira.issues() == []
         os.killpg(first.pid, signal.SIGKILL)
         killed_at = datetime.now(UTC)
-        first.wait(timeout=10)
+        first.wait()
     assert first.returncode == -signal.SIGKILL
     # Every issue and the occurrence that creates it claimed by the killed run, none recorded.
     assert Counter(row.status for row in claimed) == {EffectStatus.PENDING: 2 * EVENTS}
@@ -113,9 +110,7 @@ def test_a_run_killed_while_jira_hangs_before_acting_is_taken_over_at_once_and_c
     jira.core.clear_faults()
 
     # At once, the same command a person would type, with the same home, ledger and config.
-    second_started = time.monotonic()
     second = run_cli(env, workdir, events_file)
-    second_seconds = time.monotonic() - second_started
     assert second.returncode == 0, second.stderr[-3000:]
     result = json.loads(second.stdout)
 
@@ -158,20 +153,16 @@ def test_a_run_killed_while_jira_hangs_before_acting_is_taken_over_at_once_and_c
     # The detector marks the killed run Crashed; the failure alert tells ops, once.
     crashed = wait_for(
         lambda: (run := flow_run(api, killed_id))["state"]["type"] == "CRASHED" and run,
-        timeout=WINDOW_SECONDS + 90,
         what="the detector to mark the killed run Crashed",
     )
-    crashed_at = datetime.fromisoformat(crashed["state"]["timestamp"])
     assert crashed["state"]["message"].startswith(f"no heartbeat for {WINDOW_SECONDS} s")
     assert MOLTBOT_TAG in crashed["tags"]
     wait_for(
         lambda: detector_actions(api, detector, killed_id),
-        timeout=30,
         what="the detector's action on the killed run to be recorded",
     )
     [alert] = wait_for(
         lambda: ops_posts_naming(sandbox, crashed["name"]),
-        timeout=60,
         what="the crash alert in the sandbox's ops channel",
     )
     assert alert.text is not None
@@ -184,7 +175,6 @@ def test_a_run_killed_while_jira_hangs_before_acting_is_taken_over_at_once_and_c
     # (Waited for also so that no request is still held when the session's sandbox stops.)
     held = wait_for(
         lambda: [r for r in jira.core.requests_to("POST", "issue/bulk") if r.fault == "hang"],
-        timeout=HANG_SECONDS + 30,
         what="the held bulk create to be answered",
     )
     assert [r.status for r in held] == [504]
@@ -215,11 +205,6 @@ def test_a_run_killed_while_jira_hangs_before_acting_is_taken_over_at_once_and_c
                 "ledger_after_kill": _by_status(claimed),
                 "ledger_after_second": _by_status(after_second),
                 "ledger_after_third": _by_status(ledger_rows(ledger_url)),
-                "second_run_seconds": round(second_seconds, 1),
-                "killed_to_crashed_seconds": round((crashed_at - killed_at).total_seconds(), 1),
-                "heartbeat_to_crashed_seconds": round(
-                    (crashed_at - datetime.fromisoformat(heartbeat["occurred"])).total_seconds(), 1
-                ),
                 "killed_run": crashed["name"],
             },
             default=str,
@@ -248,9 +233,7 @@ def run_cli(env: dict[str, str], cwd: Path, events_file: Path) -> subprocess.Com
     """`moltbot run ticket-creation … --json` to its end."""
     command = moltbot_command("run", AUTOMATION, "--param", f"events_file={events_file}",
                               "--param", f"jira_block={SANDBOX_JIRA_BLOCK}", "--json")  # fmt: skip
-    return subprocess.run(
-        command, env=env, cwd=cwd, capture_output=True, text=True, timeout=300, check=False
-    )
+    return subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, check=False)
 
 
 def fresh_bulk_creates(jira: Any) -> list[Any]:

@@ -51,7 +51,6 @@ def killed_after_post(sandbox, ledger_url: str, policy: str) -> None:
             policy,
         ],
         capture_output=True,
-        timeout=120,
     )
     assert done.returncode == -signal.SIGKILL, done.stderr.decode()[-2000:]
 

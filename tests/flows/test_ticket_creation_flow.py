@@ -130,10 +130,9 @@ def run_killed_when(
         cwd=cwd, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
+        # The process ending is the bound: no clock decides the test.
         while not happened():
             assert process.poll() is None, f"the run ended before {what}"
-            assert time.monotonic() < deadline, f"not seen in 60 s: {what}"
             time.sleep(0.05)
     finally:
         process.kill()
