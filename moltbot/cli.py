@@ -425,6 +425,20 @@ def outbox_show(key: Annotated[str, typer.Argument(help="The effect's ledger key
     print(json.dumps(entry.as_dict(), ensure_ascii=False, indent=2))
 
 
+def _replay(ledger: Any, keys: list[str]) -> list[Any]:
+    """Replay `keys` with their destinations loaded by name and the configured runtime."""
+    from moltbot.effects.destinations import executors_for
+    from moltbot.effects.outbox import replay
+    from moltbot.effects.runtime import runtime_from_settings
+
+    return replay(
+        ledger,
+        keys,
+        executors_for=executors_for,
+        runtime=lambda executors: runtime_from_settings(ledger, executors),
+    )
+
+
 @outbox_app.command("replay")
 def outbox_replay(
     keys: Annotated[list[str] | None, typer.Argument(help="Ledger keys to replay.")] = None,
@@ -435,9 +449,7 @@ def outbox_replay(
 ) -> None:
     """Perform dead or failed effects again, through the same idempotent path (a done one
     sends nothing)."""
-    from moltbot.effects.destinations import executors_for
-    from moltbot.effects.outbox import REPLAYABLE, replay
-    from moltbot.effects.runtime import runtime_from_settings
+    from moltbot.effects.outbox import REPLAYABLE
     from moltbot.state.ledger import Ledger
 
     if bool(keys) == replay_all:
@@ -447,12 +459,7 @@ def outbox_replay(
             chosen = list(keys or [])
             if replay_all:
                 chosen = [e.key for s in REPLAYABLE for e in ledger.effects(status=s)]
-            outcomes = replay(
-                ledger,
-                chosen,
-                executors_for=executors_for,
-                runtime=lambda executors: runtime_from_settings(ledger, executors),
-            )
+            outcomes = _replay(ledger, chosen)
     except InputError as exc:
         raise fail(str(exc)) from None
     rows = [outcome.model_dump(mode="json") for outcome in outcomes]
@@ -477,9 +484,7 @@ def outbox_resolve(
     ] = False,
 ) -> None:
     """Decide an effect in doubt: it arrived (`--sent`) or send it again (`--resend`)."""
-    from moltbot.effects.destinations import executors_for
-    from moltbot.effects.outbox import replay, resolve
-    from moltbot.effects.runtime import runtime_from_settings
+    from moltbot.effects.outbox import resolve
     from moltbot.state.ledger import Ledger
 
     if sent == resend:
@@ -488,12 +493,7 @@ def outbox_resolve(
         with Ledger.from_settings() as ledger:
             entry = resolve(ledger, key, sent=sent)
             if resend:
-                [outcome] = replay(
-                    ledger,
-                    [key],
-                    executors_for=executors_for,
-                    runtime=lambda executors: runtime_from_settings(ledger, executors),
-                )
+                [outcome] = _replay(ledger, [key])
                 console.print(f"{key}: {outcome.status}", soft_wrap=True)
                 if outcome.status != "done":
                     raise typer.Exit(EXIT_FAILED)

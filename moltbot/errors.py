@@ -54,6 +54,14 @@ class ServiceError(MoltbotError):
         )
 
 
+class InputRefused(ServiceError):
+    """A service refused the effect itself (bad fields): the service works, the input must be
+    fixed. The effects layer records it `failed` and tries no other destination."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, transient=False)
+
+
 class DeliveryError(ServiceError):
     """A channel refused or failed to take a message (same attributes as `ServiceError`)."""
 

@@ -132,11 +132,9 @@ def count_done(automation: str, prefixes: list[str]) -> dict[str, int]:
     return counts
 
 
-def message_intents(
-    message: Message, routes: Sequence[Route], *, group: str | None = None
-) -> list[Intent]:
+def message_intents(message: Message, routes: Sequence[Route]) -> list[Intent]:
     """One intent per route for `message` (see `message_intent`)."""
-    return [message_intent(message, route, group=group) for route in routes]
+    return [message_intent(message, route) for route in routes]
 
 
 def delivery_rows(intents: Sequence[Intent], outcomes: Sequence[Outcome]) -> list[dict[str, Any]]:
@@ -152,12 +150,11 @@ def deliver(
     routes: Sequence[Route],
     destinations: Mapping[str, Executor],
     *,
-    group: str | None = None,
     force: bool = False,
     dry_run: bool = False,
 ) -> list[dict[str, Any]]:
     """Deliver `message` on each route through the effects layer; the result rows."""
-    intents = message_intents(message, routes, group=group)
+    intents = message_intents(message, routes)
     return delivery_rows(
         intents, perform_effects(intents, destinations, force=force, dry_run=dry_run)
     )

@@ -197,7 +197,9 @@ def _create_chunk(
     def check() -> None:
         nonlocal needs_check
         assert labels is not None  # needs_check without labels is refused in classify
-        found = _keys_by_label(client, credentials, [labels[i] for i in pending], block_name)
+        found = issues_by_label(
+            credentials, [labels[i] for i in pending], block_name=block_name, client=client
+        )
         for index in list(pending):
             if labels[index] in found:
                 result.created[index] = found[labels[index]]
@@ -277,12 +279,6 @@ def _unique_dedup_labels(pending: Mapping[int, Mapping[str, Any]]) -> dict[int, 
             return None
         labels[index] = own[0]
     return labels if len(set(labels.values())) == len(labels) else None
-
-
-def _keys_by_label(
-    client: JIRA, credentials: JiraCredentials, labels: Iterable[str], block_name: str | None
-) -> dict[str, str]:
-    return issues_by_label(credentials, labels, block_name=block_name, client=client)
 
 
 def issues_by_label(

@@ -224,11 +224,14 @@ def append_rows(
         if failure.status is not None and failure.status < 500:
             return  # refused (429, 408): nothing was written
         try:
-            shown = _call(
-                lambda: http.values_get(spreadsheet_id, target).get("values", []),
-                block,
-                f"check whether the append to {worksheet!r} arrived",
-                policy,
+            arrived = rows_at_end(
+                credentials,
+                spreadsheet_id,
+                worksheet,
+                values,
+                value_input_option=value_input_option,
+                block_name=block_name,
+                policy=policy,
             )
         except ServiceError as exc:
             raise ServiceError(
@@ -237,7 +240,6 @@ def append_rows(
                 transient=False,
                 status=failure.status,
             ) from exc
-        arrived = _ends_with(shown, values, value_input_option)
 
     with _naming_bad_input(http, spreadsheet_id, worksheet, block, policy):
         return _call(
@@ -253,6 +255,7 @@ def rows_at_end(
     *,
     value_input_option: str = "RAW",
     block_name: str | None = None,
+    policy: RetryPolicy | None = None,
 ) -> bool:
     """Whether the worksheet's last rows already equal `rows` (one read): how an append whose
     answer was lost is looked up before it is sent again.
@@ -265,8 +268,8 @@ def rows_at_end(
     shown = _call(
         lambda: http.values_get(spreadsheet_id, absolute_range_name(worksheet)).get("values", []),
         block_label(credentials, block_name),
-        f"read {worksheet!r} to check an append",
-        None,
+        f"check whether the append to {worksheet!r} arrived",
+        policy,
     )
     return bool(values) and _ends_with(shown, values, value_input_option)
 

@@ -361,7 +361,7 @@ def inventory_alert(
 
     deliveries: list[dict[str, Any]] = []
     for severity, message in messages.items():
-        rows = deliver(message, routes[severity], destinations, group=severity, dry_run=dry_run)
+        rows = deliver(message, routes[severity], destinations, dry_run=dry_run)
         deliveries.extend({"severity": severity, **row} for row in rows)
 
     saved = 0

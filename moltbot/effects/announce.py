@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 
-from moltbot.effects.executors import message_intent
+from moltbot.effects.executors import Executor, message_intent
 from moltbot.effects.model import Intent, Outcome, Route
+from moltbot.effects.perform import EffectsRuntime, perform
 from moltbot.messages import Message, slack_sections
 from moltbot.templating import render_template
 
@@ -65,21 +67,28 @@ def ops_message(items: list[tuple[Intent, Outcome]], *, locale: str) -> list[Mes
     return messages
 
 
-def announcer(
-    ops_route: Route, *, locale: str, send: Callable[[list[Intent]], list[Outcome]]
-) -> Callable[[list[tuple[Intent, Outcome]]], None]:
-    """The `announce` hook of a runtime: ops messages performed through `send` (the same
-    layer without an announcer, so a failing ops channel is recorded, never announced in a
-    loop)."""
+def attach_announcer(
+    runtime: EffectsRuntime,
+    ops_route: Route,
+    *,
+    locale: str,
+    load: Callable[[list[str]], Mapping[str, Executor]],
+) -> None:
+    """Make `runtime` announce its dead and in-doubt effects on `ops_route`.
+
+    The announcements go through the same layer without an announcer, so a failing ops channel
+    is recorded, never announced in a loop; `load` builds the ops channels the runtime lacks,
+    only when there is something to announce.
+    """
 
     def announce(items: list[tuple[Intent, Outcome]]) -> None:
-        intents = [
-            message_intent(message, ops_route) for message in ops_message(items, locale=locale)
-        ]
-        for outcome in send(intents):
+        missing = [link for link in ops_route.links if link not in runtime.executors]
+        ops = replace(runtime, announce=None, executors={**runtime.executors, **load(missing)})
+        messages = ops_message(items, locale=locale)
+        for outcome in perform([message_intent(m, ops_route) for m in messages], ops):
             if not outcome.settled:
                 logger.error(
                     "ops announcement %s: %s (%s)", outcome.key, outcome.status, outcome.error
                 )
 
-    return announce
+    runtime.announce = announce

@@ -17,31 +17,18 @@ def executors_for(kind: str, links: Sequence[str]) -> Mapping[str, Executor]:
     Raises:
         InputError: a link that names no known destination.
     """
-    from blocks.jira import JiraCredentials
-    from blocks.notion import NotionCredentials
-    from blocks.sheets import GoogleSheetsCredentials
     from moltbot.blockdocs import load_block
     from moltbot.effects.channels import channel_executors
-    from moltbot.effects.services import (
-        JiraCommentExecutor,
-        JiraIssueExecutor,
-        NotionPageExecutor,
-        SheetsAppendExecutor,
-    )
+    from moltbot.effects.services import SERVICE_EXECUTORS
 
     if kind == "message":
         return channel_executors(links)
+    by_prefix = {executor.prefix: executor for executor in SERVICE_EXECUTORS}
     built: dict[str, Executor] = {}
     for link in links:
         prefix, _, block = link.partition(":")
-        if prefix == "jira":
-            built[link] = JiraIssueExecutor(load_block(JiraCredentials, block), block)
-        elif prefix == "jira-comment":
-            built[link] = JiraCommentExecutor(load_block(JiraCredentials, block), block)
-        elif prefix == "notion":
-            built[link] = NotionPageExecutor(load_block(NotionCredentials, block), block)
-        elif prefix == "sheets":
-            built[link] = SheetsAppendExecutor(load_block(GoogleSheetsCredentials, block), block)
-        else:
+        executor = by_prefix.get(prefix)
+        if executor is None:
             raise InputError(f"no destination type for {link!r} ({kind})")
+        built[link] = executor(load_block(executor.block_type, block), block)
     return built

@@ -92,7 +92,7 @@ def apply_each(
     return answers
 
 
-def message_intent(message: Message, route: Route, *, group: str | None = None) -> Intent:
+def message_intent(message: Message, route: Route) -> Intent:
     """The intent of delivering `message` on `route`: keyed by the message's key and the
     route's first channel, so the route delivers it at most once whichever channel takes it."""
     return Intent(
@@ -103,7 +103,6 @@ def message_intent(message: Message, route: Route, *, group: str | None = None) 
         payload=message,
         route=route,
         label=message.title,
-        group=group,
     )
 
 

@@ -67,7 +67,6 @@ class Intent:
         payload: what the executor needs to perform it (a `Message`, a dict of fields).
         route: the destinations, in order.
         label: a short human name for outcomes (``out alert``, ``row 12``); no personal data.
-        group: how the automation groups outcomes (a severity, a draft id).
         companion_keys: other ledger keys settled together with this one (a ticket's
             occurrence key), claimed and recorded alongside.
         known_remote_id: the effect is known to exist remotely already (found by the caller's
@@ -81,7 +80,6 @@ class Intent:
     payload: Any
     route: Route
     label: str = ""
-    group: str | None = None
     companion_keys: tuple[str, ...] = ()
     known_remote_id: str | None = None
 
@@ -110,7 +108,6 @@ class Outcome(BaseModel):
         recovered: `done` by finding it remotely after an interrupted attempt.
         held_by: the flow run holding it (for `held`).
         label: the intent's human name.
-        group: the intent's group.
     """
 
     key: str
@@ -126,7 +123,6 @@ class Outcome(BaseModel):
     recovered: bool = False
     held_by: str | None = None
     label: str = ""
-    group: str | None = None
 
     @property
     def settled(self) -> bool:

@@ -9,7 +9,7 @@ from typing import Any
 
 from moltbot.effects.executors import Executor, load_payload
 from moltbot.effects.model import Intent, Outcome, Route
-from moltbot.effects.perform import EffectsRuntime, perform
+from moltbot.effects.perform import EffectsRuntime, perform, recorded_outcome
 from moltbot.errors import InputError
 from moltbot.state.ledger import Effect, EffectStatus, Ledger
 
@@ -142,18 +142,7 @@ def replay(
                 "(it arrived) or `--resend`"
             )
         if effect.status == EffectStatus.DONE:
-            route = json.loads(effect.route) if effect.route else [effect.target]
-            intent = Intent(
-                key=key,
-                automation=effect.automation,
-                kind=effect.kind,
-                target=effect.target,
-                payload=None,
-                route=Route(tuple(route)),
-            )
-            outcomes.append(
-                perform([intent], runtime({link: _NoExecutor(link) for link in route}))[0]
-            )
+            outcomes.append(recorded_outcome(_recorded_intent(effect), effect))
             continue
         intent = intent_of(effect)
         executors = executors_for(intent.kind, intent.route.links)
@@ -176,19 +165,14 @@ def resolve(ledger: Ledger, key: str, *, sent: bool) -> OutboxEntry:
         raise InputError(f"{key}: {exc}") from None
 
 
-class _NoExecutor:
-    """A destination for keys that need no sending (done): applying one is a bug."""
-
-    batch_size = 1
-    can_look_up = False
-    retries_inside = False
-    dead_letters = True
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def apply(self, intents: Sequence[Intent]) -> dict[str, Any]:
-        raise AssertionError("a done effect must not be applied")
-
-    def look_up(self, intents: Sequence[Intent]) -> dict[str, str]:
-        return {}
+def _recorded_intent(effect: Effect) -> Intent:
+    """The intent a done row stands for (its payload is gone; nothing is performed)."""
+    route = json.loads(effect.route) if effect.route else [effect.target]
+    return Intent(
+        key=effect.key,
+        automation=effect.automation,
+        kind=effect.kind,
+        target=effect.target,
+        payload=None,
+        route=Route(tuple(route)),
+    )

@@ -13,7 +13,7 @@ from moltbot.effects.breaker import CircuitBreaker
 from moltbot.effects.executors import Executor, dump_payload
 from moltbot.effects.holders import current_holder, holder_is_dead
 from moltbot.effects.model import Applied, Attempt, Intent, Outcome
-from moltbot.errors import InputError, ServiceError
+from moltbot.errors import InputError, InputRefused, ServiceError
 from moltbot.masking import mask_text
 from moltbot.retrying import RetryPolicy
 from moltbot.state.ledger import Effect, EffectStatus, Ledger
@@ -172,7 +172,7 @@ class _Performance:
         for intent in waiting:
             effect = self.ledger.get(intent.key)
             assert effect is not None  # a held claim is a row
-            self.outcomes[intent.key] = _from_row(intent, effect)
+            self.outcomes[intent.key] = recorded_outcome(intent, effect)
         return acquired
 
     def _claim_round(
@@ -187,14 +187,14 @@ class _Performance:
             elif effect.status == EffectStatus.PENDING:
                 held.append(intent)
             else:
-                self.outcomes[intent.key] = _from_row(intent, effect)
+                self.outcomes[intent.key] = recorded_outcome(intent, effect)
         return held
 
     def _record_known(self, intent: Intent) -> None:
         """An effect the caller found remotely: record it done without performing it."""
         current = self.ledger.get(intent.key)
         if current is not None and current.status == EffectStatus.DONE:
-            self.outcomes[intent.key] = _from_row(intent, current)
+            self.outcomes[intent.key] = recorded_outcome(intent, current)
             return
         for key in (intent.key, *intent.companion_keys):
             self._take_over(key, intent)
@@ -370,7 +370,7 @@ class _Performance:
     ) -> bool:
         """Record what a failure means; True when the next destination should be tried."""
         error = mask_text(str(failure))
-        if getattr(failure, "input_refused", False):
+        if isinstance(failure, InputRefused):
             # The destination works; the effect itself was refused (bad fields): fix and re-run.
             self._finish_failed(intent, error, transient=False)
             return False
@@ -438,42 +438,37 @@ class _Performance:
         self.outcomes[intent.key] = self._done(intent, remote_id, via=link, recovered=recovered)
 
     def _finish_failed(self, intent: Intent, error: str, *, transient: bool) -> None:
-        for key in (intent.key, *intent.companion_keys):
-            effect = self.ledger.fail(key, error, tried=self._tried_json(intent))
-        self.outcomes[intent.key] = _outcome(
+        self._finish_unsettled(intent, "failed", error, transient=transient)
+
+    def _finish_in_doubt(self, intent: Intent, error: str) -> None:
+        self._finish_unsettled(intent, "in_doubt", error)
+
+    def _finish_dead(self, intent: Intent) -> None:
+        tried = self.tried.get(intent.key, [])
+        error = "; ".join(f"{t.link}: {t.error}" for t in tried) or "no destination took it"
+        logger.error("%s is dead: every destination failed (%s)", intent.key, mask_text(error))
+        self._finish_unsettled(intent, "dead", error)
+
+    def _finish_unsettled(
+        self, intent: Intent, status: str, error: str, *, transient: bool = False
+    ) -> None:
+        """Record the effect (and its companions) failed, in doubt or dead; dead and in-doubt
+        ones are announced to ops, each key once."""
+        tried = self._tried_json(intent)
+        flags = {"dead": status == "dead", "in_doubt": status == "in_doubt"}
+        for companion in intent.companion_keys:
+            self.ledger.fail(companion, error, tried=tried, **flags)
+        effect = self.ledger.fail(intent.key, error, tried=tried, **flags)
+        outcome = _outcome(
             intent,
-            "failed",
+            status,
             error=effect.error,
             transient=transient,
             tried=self.tried.get(intent.key, []),
             attempts=effect.attempts,
         )
-
-    def _finish_in_doubt(self, intent: Intent, error: str) -> None:
-        for key in (intent.key, *intent.companion_keys):
-            effect = self.ledger.fail(key, error, in_doubt=True, tried=self._tried_json(intent))
-        outcome = _outcome(
-            intent,
-            "in_doubt",
-            error=effect.error,
-            tried=self.tried.get(intent.key, []),
-            attempts=effect.attempts,
-        )
         self.outcomes[intent.key] = outcome
-        if self.ledger.mark_announced(intent.key):
-            self.to_announce.append((intent, outcome))
-
-    def _finish_dead(self, intent: Intent) -> None:
-        tried = self.tried.get(intent.key, [])
-        error = "; ".join(f"{t.link}: {t.error}" for t in tried) or "no destination took it"
-        for key in (intent.key, *intent.companion_keys):
-            effect = self.ledger.fail(key, error, dead=True, tried=self._tried_json(intent))
-        outcome = _outcome(
-            intent, "dead", error=effect.error, tried=tried, attempts=effect.attempts
-        )
-        self.outcomes[intent.key] = outcome
-        logger.error("%s is dead: every destination failed (%s)", intent.key, effect.error)
-        if self.ledger.mark_announced(intent.key):
+        if status != "failed" and self.ledger.mark_announced(intent.key):
             self.to_announce.append((intent, outcome))
 
 
@@ -484,13 +479,12 @@ def _outcome(intent: Intent, status: str, **details: object) -> Outcome:
         target=intent.target,
         status=status,  # type: ignore[arg-type]
         label=intent.label,
-        group=intent.group,
         **details,  # type: ignore[arg-type]
     )
 
 
-def _from_row(intent: Intent, effect: Effect) -> Outcome:
-    """The outcome of an intent this run did not acquire, from the ledger's row."""
+def recorded_outcome(intent: Intent, effect: Effect) -> Outcome:
+    """The outcome of an intent this run did not perform, from the ledger's row."""
     tried = [Attempt(**item) for item in json.loads(effect.tried)] if effect.tried else []
     common = {"attempts": effect.attempts, "remote_id": effect.remote_id, "tried": tried}
     if effect.status == EffectStatus.DONE:

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 
 from moltbot.config.settings import Settings, get_settings
-from moltbot.effects.announce import announcer
+from moltbot.effects.announce import attach_announcer
 from moltbot.effects.breaker import CircuitBreaker
 from moltbot.effects.channels import channel_executors
 from moltbot.effects.executors import Executor
-from moltbot.effects.model import Intent, Outcome, Route
-from moltbot.effects.perform import EffectsRuntime, perform
+from moltbot.effects.model import Route
+from moltbot.effects.perform import EffectsRuntime
 from moltbot.retrying import RetryPolicy
 from moltbot.state.ledger import Ledger
 
@@ -40,14 +39,10 @@ def runtime_from_settings(
         hold_wait_seconds=settings.hold_wait_seconds,
     )
     if announce:
-        ops_route = Route(tuple(settings.ops_channels), "at_least_once")
-
-        def send(intents: list[Intent]) -> list[Outcome]:
-            missing = [link for link in ops_route.links if link not in executors]
-            ops = replace(
-                runtime, announce=None, executors={**executors, **channel_executors(missing)}
-            )
-            return perform(intents, ops)
-
-        runtime.announce = announcer(ops_route, locale=settings.locale, send=send)
+        attach_announcer(
+            runtime,
+            Route(tuple(settings.ops_channels)),
+            locale=settings.locale,
+            load=channel_executors,
+        )
     return runtime

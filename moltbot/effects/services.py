@@ -10,17 +10,7 @@ from blocks.notion import NotionCredentials
 from blocks.sheets import GoogleSheetsCredentials
 from moltbot.effects.executors import apply_each
 from moltbot.effects.model import Applied, Intent
-from moltbot.errors import ServiceError
-
-
-class InputRefused(ServiceError):
-    """The service refused the effect itself (bad fields): the destination works, the input
-    must be fixed. The effects layer records it `failed`, tries no other destination."""
-
-    input_refused = True
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, transient=False)
+from moltbot.errors import InputRefused, ServiceError
 
 
 class ServiceExecutor:
@@ -30,6 +20,7 @@ class ServiceExecutor:
     `failed` for the next run (the automation re-plans it), not a dead letter."""
 
     prefix: ClassVar[str]
+    block_type: ClassVar[type[Any]]
     batch_size = 1
     can_look_up = True
     retries_inside = True
@@ -48,6 +39,7 @@ class JiraIssueExecutor(ServiceExecutor):
     """
 
     prefix = "jira"
+    block_type = JiraCredentials
     batch_size = 50
     credentials: JiraCredentials
 
@@ -93,6 +85,7 @@ class JiraCommentExecutor(ServiceExecutor):
     """
 
     prefix = "jira-comment"
+    block_type = JiraCredentials
     credentials: JiraCredentials
 
     def apply(self, intents: Sequence[Intent]) -> dict[str, Applied | ServiceError]:
@@ -135,6 +128,7 @@ class NotionPageExecutor(ServiceExecutor):
     """
 
     prefix = "notion"
+    block_type = NotionCredentials
     credentials: NotionCredentials
 
     def apply(self, intents: Sequence[Intent]) -> dict[str, Applied | ServiceError]:
@@ -177,6 +171,7 @@ class SheetsAppendExecutor(ServiceExecutor):
     """
 
     prefix = "sheets"
+    block_type = GoogleSheetsCredentials
     credentials: GoogleSheetsCredentials
 
     def apply(self, intents: Sequence[Intent]) -> dict[str, Applied | ServiceError]:
@@ -211,3 +206,12 @@ class SheetsAppendExecutor(ServiceExecutor):
                 block_name=self.block_name,
             )
         }
+
+
+SERVICE_EXECUTORS: tuple[type[ServiceExecutor], ...] = (
+    JiraIssueExecutor,
+    JiraCommentExecutor,
+    NotionPageExecutor,
+    SheetsAppendExecutor,
+)
+"""Every executor of a service write, by its link prefix (``jira:<block>`` …)."""

@@ -267,17 +267,16 @@ class Inbox:
         return self._move(entry, InboxStatus.FAILED, next_attempt_at=None, error=error)
 
     def _move(self, entry: InboxEntry, status: InboxStatus, **values: Any) -> bool:
-        statement = (
-            update(inbox_table)
-            .where(
+        # Only while it is still dispatched to that run: one dispatcher wins.
+        return self._update(
+            (
                 inbox_table.c.id == entry.id,
                 inbox_table.c.status == InboxStatus.DISPATCHED.value,
                 inbox_table.c.flow_run_id == entry.flow_run_id,
-            )
-            .values(status=status.value, updated_at=datetime.now(UTC), **values)
+            ),
+            status=status.value,
+            **values,
         )
-        with self._engine.begin() as conn:
-            return conn.execute(statement).rowcount == 1
 
     def retry_later(self, entry_id: str, *, error: str, at: datetime) -> None:
         """Keep a pending entry pending, due again `at`, with the error (masked) of this try."""
@@ -327,16 +326,18 @@ class Inbox:
     def _finish(self, entry_id: str, **values: Any) -> None:
         # Only a pending entry moves: a dispatcher whose lease ran out must not undo the outcome
         # another one recorded meanwhile.
+        self._update(
+            (inbox_table.c.id == entry_id, inbox_table.c.status == InboxStatus.PENDING.value),
+            **values,
+        )
+
+    def _update(self, conditions: tuple[Any, ...], **values: Any) -> bool:
+        """A compare-and-set: True when the row still matched `conditions` and changed."""
         statement = (
-            update(inbox_table)
-            .where(
-                inbox_table.c.id == entry_id,
-                inbox_table.c.status == InboxStatus.PENDING.value,
-            )
-            .values(updated_at=datetime.now(UTC), **values)
+            update(inbox_table).where(*conditions).values(updated_at=datetime.now(UTC), **values)
         )
         with self._engine.begin() as conn:
-            conn.execute(statement)
+            return conn.execute(statement).rowcount == 1
 
 
 def _as_entry(row: Row[Any]) -> InboxEntry:

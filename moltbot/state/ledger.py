@@ -508,7 +508,7 @@ def clean_error(error: str) -> str:
 
 
 def _detail_values(details: Mapping[str, Any] | None) -> dict[str, Any]:
-    allowed = {"route", "policy", "payload", "kind", "target", "automation"}
+    allowed = {"route", "policy", "payload"}
     unknown = set(details or {}) - allowed
     if unknown:
         raise ValueError(f"not a claim detail: {sorted(unknown)}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -10,10 +11,9 @@ import pytest
 
 from blocks import OutboxChannel, SlackIncomingWebhook
 from moltbot.effects import ChannelExecutor, EffectsRuntime
-from moltbot.effects.announce import announcer
+from moltbot.effects.announce import attach_announcer
 from moltbot.effects.breaker import CircuitBreaker
 from moltbot.effects.model import Route
-from moltbot.effects.perform import perform
 from moltbot.retrying import RetryPolicy
 from moltbot.sandbox.blocks import sandbox_email_channel
 from moltbot.state.ledger import Ledger
@@ -80,17 +80,9 @@ def make_runtime(ledger: Ledger, destinations, clock: Clock, waits: list[float])
             clock=clock,
             sleep=waits.append,
         )
-        for name, value in overrides.items():
-            setattr(runtime, name, value)
-        ops_route = Route(("ops-outbox",))
-
-        def send(intents):
-            from dataclasses import replace
-
-            return perform(intents, replace(runtime, announce=None))
-
+        runtime = replace(runtime, **overrides)
         if "announce" not in overrides:
-            runtime.announce = announcer(ops_route, locale="en", send=send)
+            attach_announcer(runtime, Route(("ops-outbox",)), locale="en", load=lambda _: {})
         return runtime
 
     return build

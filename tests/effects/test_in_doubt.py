@@ -185,3 +185,4 @@ def test_outbox_entries_are_json_ready_and_keep_no_payload(sandbox, ledger, make
     [entry] = list_entries(ledger)
     document = json.dumps(entry.as_dict(), ensure_ascii=False)
     assert "disk full" not in document and entry.status == "done"
+    assert ledger.get(entry.key).payload is None  # dropped once delivered
