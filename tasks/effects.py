@@ -35,9 +35,7 @@ def _perform_effects(
         outcomes = preview(intents)
     else:
         with Ledger.from_settings() as ledger:
-            runtime = runtime_from_settings(
-                ledger, destinations, flow_run_id=str(flow_run.get_id() or "") or None
-            )
+            runtime = runtime_from_settings(ledger, destinations, flow_run_id=flow_run.get_id())
             outcomes = perform(intents, runtime, force=force)
     for outcome in outcomes:
         line = f"{outcome.kind} {outcome.label or outcome.key}: {outcome.status}"
@@ -45,7 +43,7 @@ def _perform_effects(
             line += f" via {outcome.via}"
         if outcome.tried:
             line += f" (after {', '.join(t.link for t in outcome.tried)} failed)"
-        if outcome.status in ("failed", "dead", "in_doubt", "held"):
+        if not outcome.settled:
             logger.error("%s: %s", line, outcome.error)
         else:
             logger.info("%s", line)
@@ -111,11 +109,7 @@ def read_effects(keys: list[str]) -> dict[str, EffectState]:
             effect = ledger.get(key)
             if effect is None:
                 continue
-            held = (
-                effect.status == EffectStatus.PENDING
-                and now - effect.updated_at <= ledger.lease
-                and not holder_is_dead(effect)
-            )
+            held = ledger.is_held(effect, now, holder_is_dead)
             states[key] = EffectState(effect.status.value, effect.kind, effect.remote_id, held)
     return states
 

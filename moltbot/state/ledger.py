@@ -462,6 +462,18 @@ class Ledger:
     ) -> None:
         self.close()
 
+    def is_held(
+        self,
+        effect: Effect,
+        now: datetime,
+        holder_is_dead: Callable[[Effect], bool] | None = None,
+    ) -> bool:
+        """True while a pending claim belongs to someone: its lease runs and its holder is not
+        known to be gone."""
+        if effect.status != EffectStatus.PENDING or now - effect.updated_at > self.lease:
+            return False
+        return not (holder_is_dead is not None and holder_is_dead(effect))
+
     def _can_take_over(
         self,
         current: Effect,
@@ -474,9 +486,7 @@ class Ledger:
         if current.status == EffectStatus.FAILED:
             return True
         if current.status == EffectStatus.PENDING:
-            if now - current.updated_at > self.lease:
-                return True
-            return holder_is_dead is not None and holder_is_dead(current)
+            return not self.is_held(current, now, holder_is_dead)
         if current.status in (EffectStatus.DEAD, EffectStatus.IN_DOUBT):
             return force or revive
         return force
