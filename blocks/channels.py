@@ -41,18 +41,24 @@ class SlackIncomingWebhook(Block):
     url: SecretStr = Field(description="Incoming webhook URL (https://hooks.slack.com/services/…).")
     timeout_seconds: float = Field(default=10.0, gt=0, description="Timeout of one request.")
 
+    def payload(self, message: Message) -> dict[str, object]:
+        """The JSON body `send` posts for `message` (a dry run previews exactly this)."""
+        payload: dict[str, object] = {"text": message.text}
+        if message.slack_blocks:
+            payload["blocks"] = message.slack_blocks
+        return payload
+
     def send(self, message: Message) -> str | None:
         """Post `message`; return None (Slack webhooks answer a bare `ok`, no message id).
 
         Raises:
             DeliveryError: transient for 429/5xx/connection errors, permanent for other 4xx.
         """
-        payload: dict[str, object] = {"text": message.text}
-        if message.slack_blocks:
-            payload["blocks"] = message.slack_blocks
         try:
             response = httpx.post(
-                self.url.get_secret_value(), json=payload, timeout=self.timeout_seconds
+                self.url.get_secret_value(),
+                json=self.payload(message),
+                timeout=self.timeout_seconds,
             )
         except httpx.TransportError as exc:
             # The exception text can include the URL, and the URL is the secret: name the type only.
@@ -211,9 +217,9 @@ class OutboxChannel(Block):
 
         return get_settings().outbox_dir
 
-    def send(self, message: Message) -> str | None:
-        """Write the message's files atomically; return the path of the main file."""
-        folder = self.target_folder()
+    def files(self, message: Message) -> dict[str, bytes]:
+        """The files `send` writes for `message`, by name, the main (``.md``) file first (a dry
+        run lists exactly these)."""
         stem = safe_file_stem(message.file_stem or message.key)
         files: dict[str, bytes] = {f"{stem}.md": (message.markdown or message.text).encode()}
         html = message.html
@@ -225,6 +231,12 @@ class OutboxChannel(Block):
                 html = html.replace(f"cid:{attachment.inline_id}", file_name)
         if html:
             files[f"{stem}.html"] = html.encode()
+        return files
+
+    def send(self, message: Message) -> str | None:
+        """Write the message's files atomically; return the path of the main file."""
+        folder = self.target_folder()
+        files = self.files(message)
         try:
             folder.mkdir(parents=True, exist_ok=True)
             for name, data in files.items():
@@ -234,7 +246,7 @@ class OutboxChannel(Block):
                 f"outbox folder not writable ({type(exc).__name__}: {exc.strerror})",
                 transient=False,
             ) from None
-        return str(folder / f"{stem}.md")
+        return str(folder / next(iter(files)))
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

@@ -10,10 +10,10 @@ from rich.console import Console
 from rich.table import Table
 
 from moltbot.config.settings import Settings, get_settings
-from moltbot.formatting import format_money, format_number, format_pct
+from moltbot.effects.report import Delivery
+from moltbot.formatting import format_number
 
 if TYPE_CHECKING:
-    from flows.daily_report.flow import DailyReportResult
     from flows.form_digest.flow import FormDigestResult
     from flows.inventory_alert.flow import InventoryAlertResult
 
@@ -71,47 +71,10 @@ def save_sandbox_channels(sandbox: Any) -> list[str]:
     return [DEMO_SLACK_BLOCK, DEMO_EMAIL_BLOCK, "outbox"]
 
 
-def _kpi_table(result: DailyReportResult, settings: Settings) -> Table:
-    kpis = result.kpis
-    money = lambda value: format_money(value, settings.currency, settings.locale)  # noqa: E731
-    table = Table(title=f"daily-report {result.report_date} ({result.timezone})")
-    table.add_column("KPI")
-    table.add_column("value", justify="right")
-    table.add_row("revenue", money(kpis["revenue"]))
-    table.add_row("orders", format_number(kpis["orders"]))
-    table.add_row("units", format_number(kpis["units"]))
-    table.add_row("average order", money(kpis["aov"]))
-    table.add_row("vs previous day", format_pct(kpis["change_vs_prev_day_pct"]))
-    table.add_row("vs same day last week", format_pct(kpis["change_vs_prev_week_pct"]))
-    cancelled = kpis["cancelled"]
-    table.add_row("cancelled/refunded", f"{cancelled['count']} ({money(cancelled['amount'])})")
-    table.add_row("anomaly", "yes, unusual revenue" if kpis["anomaly"] else "no")
-    if kpis["top_products"]:
-        top = kpis["top_products"][0]
-        table.add_row("top product", f"{top['product']} ({money(top['revenue'])})")
-    return table
-
-
-def _describe_deliveries(
-    result: DailyReportResult, sandbox: Any, outbox: Path, console: Console
-) -> None:
-    where = {
-        DEMO_SLACK_BLOCK: f"Slack emulator ({len(sandbox.state.slack.posts)} post(s) received)",
-        DEMO_EMAIL_BLOCK: f"SMTP sink ({len(sandbox.smtp.messages)} e-mail(s) received)",
-        "outbox": f"{outbox}",
-    }
-    statuses = {delivery.status for delivery in result.deliveries}
-    for delivery in result.deliveries:
-        label = {
-            "done": "[green]sent[/green]",
-            "already_done": "[yellow]already done, skipped[/yellow]",
-        }.get(delivery.status, delivery.status)
-        console.print(f"  {delivery.channel:<14} {label}  -> {where.get(delivery.channel, '')}")
-    if statuses == {"already_done"}:
-        console.print(
-            "Every delivery was already done (the ledger remembers); nothing was sent again. "
-            "Use [bold]moltbot run daily-report --param force=true …[/bold] to send again."
-        )
+def _sent_line(what: str, deliveries: list[Any]) -> str:
+    """`daily-report: demo-slack sent, demo-email sent, outbox sent` in one line."""
+    outcomes = ", ".join(f"{d.channel} {_word(d.status)}" for d in deliveries)
+    return f"{what}: {outcomes or 'nothing to send'}"
 
 
 def _word(status: str) -> str:
@@ -149,19 +112,15 @@ def _transitions_table(result: InventoryAlertResult, stock: Path, title: str) ->
     return table
 
 
-def _describe_inventory_deliveries(result: InventoryAlertResult, console: Console) -> None:
+def _inventory_line(result: InventoryAlertResult) -> str:
     if not result.deliveries:
-        console.print(
-            "  No change since the last run: nothing to send (the stored stock states match)."
-        )
-        return
+        return "  no change since the last run: nothing to send"
     by_severity: dict[str, list[str]] = {}
     for delivery in result.deliveries:
         by_severity.setdefault(delivery.severity or "", []).append(
             f"{delivery.channel} {_word(delivery.status)}"
         )
-    for severity, outcomes in by_severity.items():
-        console.print(f"  {severity:<10} {', '.join(outcomes)}")
+    return "  " + " · ".join(f"{sev}: {', '.join(outs)}" for sev, outs in by_severity.items())
 
 
 def run_inventory_demo(console: Console, settings: Settings, orders: Path) -> Any:
@@ -178,50 +137,42 @@ def run_inventory_demo(console: Console, settings: Settings, orders: Path) -> An
     snapshots: list[int | None] = [None] if stock.is_file() else list(range(SNAPSHOTS))
     state = None
     for snapshot in snapshots:
-        if snapshot is None:
-            console.print(f"Using sample stock: [bold]{stock}[/bold]", soft_wrap=True)
-        else:
+        if snapshot is not None:
             write_sample_inventory(stock, snapshot)
-            verb = "Wrote sample stock" if snapshot == 0 else "Changed the stock (a day later)"
-            console.print(f"{verb}: [bold]{stock}[/bold]", soft_wrap=True)
-        state = inventory_alert(
-            source=str(stock),
-            sales_source=str(orders),
-            channels_by_severity=DEMO_INVENTORY_ROUTES,
-            return_state=True,
-        )
+        with demo_tags("inventory-alert"):
+            state = inventory_alert(
+                source=str(stock),
+                sales_source=str(orders),
+                channels_by_severity=DEMO_INVENTORY_ROUTES,
+                return_state=True,
+            )
         result = InventoryAlertResult.model_validate(state.result())
-        run = "first run" if snapshot == 0 else "second run" if snapshot else "run"
-        title = f"inventory-alert {run}"
+        run = "first run" if snapshot == 0 else "a day later" if snapshot else "run"
+        title = f"inventory-alert, {run}"
         if result.transitions:
             console.print(_transitions_table(result, stock, title))
         else:
-            console.print(f"{title}: {_counts_text(result.counts)}")
+            say(console, f"{title}: {_counts_text(result.counts)}")
         if result.reminders_total:
-            console.print(f"  {result.reminders_total} item(s) still out: reminded once more")
-        _describe_inventory_deliveries(result, console)
+            say(console, f"  {result.reminders_total} item(s) still out: reminded once more")
+        say(console, _inventory_line(result))
     return state
 
 
 def _describe_form_run(result: FormDigestResult, label: str, console: Console) -> None:
     if not result.rows:
-        console.print(
-            f"{label}: no new responses since the last digest (sheet row "
-            f"{result.watermark['row']}): nothing to send"
-        )
+        say(console, f"{label}: no new responses since the last digest: nothing to send")
         return
     window = result.window
-    attention = result.needs_attention
-    rows = ", ".join(str(entry["row"]) for entry in attention)
-    console.print(
-        f"{label}: {result.responses} responses, sheet rows {window['first_row']}–"
-        f"{window['last_row']} ({window['start'][:10]}..{window['end'][:10]})"
-        + (f" · {len(attention)} need attention (rows {rows})" if attention else "")
+    attention = len(result.needs_attention)
+    say(
+        console,
+        f"{label}: {result.responses} responses (sheet rows {window['first_row']}–"
+        f"{window['last_row']})"
+        + (f", {attention} need attention" if attention else "")
+        + (f" -> Notion page {result.notion_url}" if result.notion_url else ""),
     )
-    if result.notion_url:
-        console.print(f"  Notion page: {result.notion_url}", soft_wrap=True)
-    outcomes = ", ".join(f"{d.channel} {_word(d.status)}" for d in result.deliveries)
-    console.print(f"  {outcomes}")
+    say(console, "  " + ", ".join(f"{d.channel} {_word(d.status)}" for d in result.deliveries))
 
 
 def run_form_digest_demo(console: Console, settings: Settings, sandbox: Any) -> Any:
@@ -239,19 +190,15 @@ def run_form_digest_demo(console: Console, settings: Settings, sandbox: Any) -> 
         SAMPLE_FORM_NAME,
         SAMPLE_FORM_SPREADSHEET_ID,
         SAMPLE_FORM_WORKSHEET,
-        sample_form_rows,
         sample_form_sheet,
     )
     from flows.form_digest.flow import FormDigestResult, form_digest
     from flows.form_digest.render import AUTOMATION, stream_of
-    from moltbot.sandbox.blocks import SANDBOX_NOTION_BLOCK, SANDBOX_SHEETS_BLOCK, sandbox_blocks
+    from moltbot.sandbox.blocks import SANDBOX_NOTION_BLOCK, SANDBOX_SHEETS_BLOCK
     from moltbot.sandbox.notion import SANDBOX_DIGEST_DATABASE_ID
     from moltbot.state.ledger import Ledger
     from moltbot.state.watermarks import WatermarkStore
 
-    for entry in sandbox_blocks(sandbox):
-        if entry.name in (SANDBOX_SHEETS_BLOCK, SANDBOX_NOTION_BLOCK):
-            entry.block.save(entry.name, overwrite=True)
     stream = stream_of(SAMPLE_FORM_SPREADSHEET_ID, SAMPLE_FORM_WORKSHEET)
     with Ledger.from_settings(settings) as ledger:
         digested = WatermarkStore(ledger, AUTOMATION).get(stream).position is not None
@@ -260,87 +207,108 @@ def run_form_digest_demo(console: Console, settings: Settings, sandbox: Any) -> 
     sheets.create_spreadsheet(
         SAMPLE_FORM_NAME, {SAMPLE_FORM_WORKSHEET: rows}, spreadsheet_id=SAMPLE_FORM_SPREADSHEET_ID
     )
-    console.print(
-        f"Seeded the sample form sheet in the Sheets emulator: {len(rows) - 1} responses "
-        f"({SAMPLE_FORM_NAME}, worksheet {SAMPLE_FORM_WORKSHEET})"
-    )
-    labels = (
-        ["form-digest run"] if digested else ["form-digest first run", "form-digest second run"]
-    )
+    labels = ["form-digest"] if digested else ["form-digest", "form-digest, 6 more answers"]
     state = None
     for number, label in enumerate(labels):
         if number:
-            rows = sample_form_sheet(BATCHES)
-            sheets.set_values(SAMPLE_FORM_SPREADSHEET_ID, SAMPLE_FORM_WORKSHEET, rows)
-            console.print(f"{len(sample_form_rows(1))} new responses arrived in the sheet")
-        state = form_digest(
-            sheets_block=SANDBOX_SHEETS_BLOCK,
-            spreadsheet_id=SAMPLE_FORM_SPREADSHEET_ID,
-            worksheet=SAMPLE_FORM_WORKSHEET,
-            form_name=SAMPLE_FORM_NAME,
-            channels=[DEMO_SLACK_BLOCK, DEMO_EMAIL_BLOCK, "outbox"],
-            notion_block=SANDBOX_NOTION_BLOCK,
-            notion_database_id=SANDBOX_DIGEST_DATABASE_ID,
-            required_columns=list(REQUIRED_COLUMNS),
-            nps_column=NPS_COLUMN,
-            skip_columns=list(PERSONAL_COLUMNS),
-            return_state=True,
-        )
+            sheets.set_values(
+                SAMPLE_FORM_SPREADSHEET_ID, SAMPLE_FORM_WORKSHEET, sample_form_sheet(BATCHES)
+            )
+        with demo_tags("form-digest"):
+            state = form_digest(
+                sheets_block=SANDBOX_SHEETS_BLOCK,
+                spreadsheet_id=SAMPLE_FORM_SPREADSHEET_ID,
+                worksheet=SAMPLE_FORM_WORKSHEET,
+                form_name=SAMPLE_FORM_NAME,
+                channels=[DEMO_SLACK_BLOCK, DEMO_EMAIL_BLOCK, "outbox"],
+                notion_block=SANDBOX_NOTION_BLOCK,
+                notion_database_id=SANDBOX_DIGEST_DATABASE_ID,
+                required_columns=list(REQUIRED_COLUMNS),
+                nps_column=NPS_COLUMN,
+                skip_columns=list(PERSONAL_COLUMNS),
+                return_state=True,
+            )
         _describe_form_run(FormDigestResult.model_validate(state.result()), label, console)
     return state
 
 
-def _prefect_ui_hint(flow_run_id: Any) -> str:
-    import os
+def run_ticket_demo(console: Console, settings: Settings) -> None:
+    """A signed payment webhook through the real gateway to a ticket-creation run and Jira."""
+    from demo.webhook import run_webhook_demo
+    from moltbot.sandbox.blocks import SANDBOX_JIRA_BLOCK
 
-    from prefect.settings import PREFECT_UI_URL
-
-    ui_url = PREFECT_UI_URL.value()
-    if os.environ.get("PREFECT_API_URL") and ui_url:
-        return f"Prefect UI: this run, its logs and artifacts: {ui_url}/runs/flow-run/{flow_run_id}"
-    return (
-        "Prefect UI: this demo used a temporary Prefect server, gone now. For a lasting UI run "
-        "[bold]uv run prefect server start[/bold] in another terminal, then "
-        "[bold]export PREFECT_API_URL=http://127.0.0.1:4200/api[/bold] and run the demo again "
-        "(open http://127.0.0.1:4200)."
+    with demo_tags("ticket-creation"):
+        outcome = run_webhook_demo(settings.resolved_ledger_url, SANDBOX_JIRA_BLOCK)
+    if outcome.answer == "duplicate":
+        say(
+            console,
+            "webhook: the signed payment.failed event was already received (gateway: 200 "
+            "duplicate): no new run, no second ticket",
+        )
+        return
+    keys = ", ".join(outcome.issue_keys) or "no issue"
+    say(
+        console,
+        f"webhook: signed payment.failed -> gateway 202 -> ticket-creation run -> Jira {keys}",
     )
 
 
-def run_demo(console: Console) -> int:
-    """Run the demo and print its summary; return the exit code."""
-    from moltbot.runtime import prepare_process_logging
+def demo_tags(automation: str) -> Any:
+    """The tags of the demo's runs (`demo`, the automation's name)."""
+    from prefect import tags
+
+    from moltbot.runlabels import run_tags
+
+    return tags(*run_tags(automation, origin="demo"))
+
+
+def say(console: Console, text: str) -> None:
+    """One line of plain text (paths and names are not Rich markup)."""
+    console.print(text, markup=False, soft_wrap=True, highlight=False)
+
+
+def run_demo(console: Console, ui_url: str) -> int:
+    """Run the demo and print its summary; return the exit code.
+
+    Args:
+        console: where to print.
+        ui_url: the Prefect UI of the server the runs are recorded by.
+    """
+    from flows.daily_report.flow import daily_report
+    from flows.daily_report.render import report_file_stem
+    from moltbot.resultview import kpi_table
     from moltbot.sandbox import Sandbox
+    from moltbot.sandbox.blocks import sandbox_blocks
+    from moltbot.sandbox.inbox import save_static_inbox
 
     settings = get_settings()
-    sample, created = ensure_sample_orders(settings)
-    console.print(
-        f"{'Wrote' if created else 'Using'} sample orders: [bold]{sample}[/bold]", soft_wrap=True
-    )
+    sample, _ = ensure_sample_orders(settings)
     report_date = last_order_date(sample, settings.timezone)
-
-    from flows.daily_report.flow import DailyReportResult, daily_report
-    from flows.daily_report.render import report_file_stem
-
-    prepare_process_logging()
     with Sandbox() as sandbox:
-        console.print(
-            f"Sandbox running at {sandbox.base_url} (Sheets, Notion, Jira, Slack) "
-            f"and SMTP port {sandbox.smtp_port}"
+        say(
+            console,
+            f"Sample data in {sample.parent} · sandbox (Sheets, Notion, Jira, Slack, SMTP) at "
+            f"{sandbox.base_url} · Prefect UI {ui_url}",
         )
         channels = save_sandbox_channels(sandbox)
-        state = daily_report(
-            source=str(sample), report_date=report_date, channels=channels, return_state=True
-        )
+        for entry in sandbox_blocks(sandbox):
+            entry.block.save(entry.name, overwrite=True)
+        with demo_tags("daily-report"):
+            state = daily_report(
+                source=str(sample), report_date=report_date, channels=channels, return_state=True
+            )
+        report_run = state.state_details.flow_run_id
         # state.result() raises the run's own error when it failed.
-        result = DailyReportResult.model_validate(state.result())
-        console.print(_kpi_table(result, settings))
-        console.print("Deliveries:")
-        outbox = settings.outbox_dir.resolve()
-        _describe_deliveries(result, sandbox, outbox, console)
-        stem = report_file_stem(report_date)
-        console.print(f"HTML report: {outbox / (stem + '.html')}", soft_wrap=True)
-        console.print(f"Chart:       {outbox / (stem + '-revenue.png')}", soft_wrap=True)
+        result = state.result()
+        console.print(kpi_table(result, currency=settings.currency, locale=settings.locale))
+        report = settings.outbox_dir.resolve() / f"{report_file_stem(report_date)}.html"
+        deliveries = [Delivery.model_validate(d) for d in result["deliveries"]]
+        say(console, _sent_line("daily-report", deliveries) + f" (HTML report: {report})")
         run_inventory_demo(console, settings, sample)
-        state = run_form_digest_demo(console, settings, sandbox)
-    console.print(_prefect_ui_hint(state.state_details.flow_run_id), soft_wrap=True)
+        run_form_digest_demo(console, settings, sandbox)
+        run_ticket_demo(console, settings)
+        inbox = save_static_inbox(sandbox, settings.home / "inbox")
+    say(console, f"What the sandbox received (Slack, e-mail, Notion, Jira): {inbox}")
+    say(console, f"The daily-report run in the Prefect UI: {ui_url}/runs/flow-run/{report_run}")
+    say(console, "Run the demo again: the ledger remembers, nothing is sent twice.")
     return 0

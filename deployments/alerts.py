@@ -72,7 +72,7 @@ def ops_block_document_id(name: str) -> UUID:
     except ValueError:
         raise InputError(
             f"no notification block {name!r} for failure alerts (save one, e.g. a "
-            "CustomWebhookNotificationBlock; `moltbot sandbox` saves 'sandbox-ops')"
+            "CustomWebhookNotificationBlock; `uv run moltbot sandbox` saves 'sandbox-ops')"
         ) from None
     if not isinstance(block, NotificationBlock) or block._block_document_id is None:
         raise InputError(f"block {name!r} cannot send notifications")

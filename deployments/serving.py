@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from deployments.alerts import (
     AlertSetup,
@@ -100,14 +102,45 @@ def describe(spec: DeploymentSpec) -> str:
         f"({spec.policy.collision_strategy.lower()}), version {spec.version}"
     )
     if spec.missing_parameters:
-        missing = ", ".join(spec.missing_parameters)
+        missing = "; ".join(spec.missing_parameters)
         line += (
-            f"; PAUSED: needs parameter(s) {missing} "
-            f"([deployments.{spec.automation.name}.parameters] in moltbot.toml)"
+            f"; PAUSED, every run would fail: add {missing} to "
+            f"[deployments.{spec.automation.name}.parameters] in moltbot.toml"
         )
     elif spec.paused:
         line += "; paused"
     return line
+
+
+def next_run(spec: DeploymentSpec, after: datetime | None = None) -> datetime | None:
+    """When the deployment's schedule fires next (None: no schedule, or it is paused)."""
+    import asyncio
+
+    from prefect.server.schemas.schedules import CronSchedule, IntervalSchedule
+
+    if spec.paused:
+        return None
+    start = after or datetime.now(ZoneInfo(spec.timezone))
+    if spec.interval_seconds is not None:
+        schedule: CronSchedule | IntervalSchedule = IntervalSchedule(
+            interval=timedelta(seconds=spec.interval_seconds), timezone=spec.timezone
+        )
+    elif spec.cron:
+        schedule = CronSchedule(cron=spec.cron, timezone=spec.timezone)
+    else:
+        return None
+    dates = asyncio.run(schedule.get_dates(n=1, start=start))
+    return dates[0].astimezone(ZoneInfo(spec.timezone)) if dates else None
+
+
+def next_run_words(spec: DeploymentSpec, after: datetime | None = None) -> str:
+    """`2026-12-04 09:00 KST`, or why there is no next run."""
+    if spec.missing_parameters:
+        return "paused (see above)"
+    moment = next_run(spec, after)
+    if moment is None:
+        return "paused" if spec.paused else "no schedule: on demand (webhooks, run_deployment)"
+    return moment.strftime("%Y-%m-%d %H:%M %Z")
 
 
 def serve_deployments(
@@ -129,6 +162,10 @@ def serve_deployments(
     deployments = [spec.to_runner_deployment() for spec in specs]
     for spec in specs:
         report(describe(spec))
+    report(f"serving {len(specs)} deployment(s) in this process; next runs:")
+    for spec in specs:
+        report(f"  {spec.full_name:<28} {next_run_words(spec)}")
+    report("Ctrl-C stops serving and pauses the schedules (run `uv run moltbot serve` to resume).")
     # The runner puts the frequency into each run's environment, over the served process's.
     serve(*deployments, limit=limit, print_starting_message=False, heartbeat_seconds=heartbeat)
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from moltbot.config.project import ProjectConfig
 from moltbot.config.settings import checked_timezone, get_settings
 from moltbot.errors import InputError
+from moltbot.parameters import check_values, missing_params
 from moltbot.registry import Automation, CollisionStrategy, automations, get_automation
 
 if TYPE_CHECKING:
@@ -72,8 +73,9 @@ class DeploymentSpec:
         policy: concurrency limit and collision strategy.
         version: the code version (git commit, `-dirty` with local changes).
         paused: created with its schedule paused.
-        missing_parameters: required flow parameters with no default here; such a deployment
-            is created paused, since every scheduled run would fail.
+        missing_parameters: what its runs would lack, in words (a required flow parameter with
+            no default here, or a required choice such as a stock source); such a deployment is
+            created paused, since every scheduled run would fail.
     """
 
     automation: Automation
@@ -247,7 +249,13 @@ def build_specs(
             collision_strategy=entry.collision_strategy or policy.collision_strategy,
         )
         parameters = {**automation.default_parameters, **entry.parameters}
-        missing = tuple(name for name in _required_parameters(automation) if name not in parameters)
+        try:
+            check_values(automation, parameters)
+        except InputError as exc:
+            place = automation.name, "parameters"
+            where = f" ({config.where('deployments', *place)})" if config and config.found else ""
+            raise InputError(f"[deployments.{automation.name}.parameters]{where}: {exc}") from None
+        missing = tuple(needed for _, needed in missing_params(automation, parameters))
         specs.append(
             DeploymentSpec(
                 automation=automation,
@@ -263,8 +271,3 @@ def build_specs(
             )
         )
     return specs
-
-
-def _required_parameters(automation: Automation) -> list[str]:
-    schema = automation.load_flow().parameters
-    return list(schema.required or [])

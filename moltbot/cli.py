@@ -1,23 +1,29 @@
-"""The `moltbot` command line: list, run, demo, sandbox, serve, deploy, blocks, webhook (Typer)."""
+"""The `moltbot` command line: list, show, run, demo, server, sandbox, serve, deploy, blocks…"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
-import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
+from moltbot import __version__
 from moltbot.errors import DeliveryFailed, InputError
+from moltbot.parameters import check_params, parse_params
 from moltbot.registry import automations, get_automation
 
+__all__ = ["app", "main", "parse_params", "run_automation"]
+
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
-_URL_WITH_PASSWORD = re.compile(r"[a-z][a-z0-9+.\-]*://[^/\s:@]+:[^/\s@]+@", re.IGNORECASE)
+SANDBOX_PORT, GATEWAY_PORT, SMTP_PORT = 8765, 8787, 8025
 
 app = typer.Typer(
     name="moltbot",
@@ -25,6 +31,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 # Human output goes to stdout; `--json` output is printed with print() and nothing else.
 console = Console(highlight=False)
@@ -33,8 +40,36 @@ err_console = Console(stderr=True, highlight=False)
 
 def fail(reason: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     """Print a one-line reason on stderr and return the exit to raise."""
-    err_console.print(f"[red]error:[/red] {reason}", markup=True, soft_wrap=True)
+    # The reason is plain text: a `[deployments.x]` in it must not be read as Rich markup.
+    err_console.print(f"[red]error:[/red] {escape(reason)}", markup=True, soft_wrap=True)
     return typer.Exit(code)
+
+
+def say(text: str) -> None:
+    """Print a line of plain text (no Rich markup is read from it)."""
+    console.print(text, markup=False, soft_wrap=True, highlight=False)
+
+
+def connect_prefect() -> str:
+    """Point this process at the Prefect API, starting the local background server if needed.
+
+    Raises:
+        typer.Exit: the local server cannot start (one line: why, what to do).
+    """
+    from moltbot.config.settings import get_settings
+    from moltbot.localserver import ServerError, connect
+
+    try:
+        with err_console.status("Prefect server…", spinner="dots") as status:
+            return connect(get_settings().home, on_start=lambda text: status.update(text))
+    except ServerError as exc:
+        raise fail(str(exc), EXIT_FAILED) from None
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"moltbot {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
@@ -48,6 +83,12 @@ def main_options(
     locale: Annotated[
         str | None, typer.Option(help="Message language, en or ko (MOLTBOT_LOCALE).")
     ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
 ) -> None:
     """moltbot: business automations on Prefect 3."""
     # CLI values win over environment and moltbot.toml: pass them on as environment so every
@@ -80,63 +121,50 @@ def list_automations(
         return
     from rich.table import Table
 
+    from moltbot.config.settings import get_settings
+    from moltbot.describe import schedule_words
+
+    settings = get_settings()
     table = Table("automation", "description", "default schedule")
     for automation in automations():
-        table.add_row(automation.name, automation.description, automation.default_schedule or "")
+        table.add_row(
+            automation.name,
+            automation.description,
+            schedule_words(automation.default_schedule, settings.timezone, settings.locale),
+        )
     console.print(table)
+    say("Parameters and an example: uv run moltbot show NAME")
 
 
-def parse_params(pairs: list[str]) -> dict[str, Any]:
-    """`["a=1", "b=x"]` -> `{"a": 1, "b": "x"}`: values are JSON when they parse, else strings.
+@app.command("show")
+def show(
+    name: Annotated[str, typer.Argument(help="Automation name (see `moltbot list`).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """Show an automation: its parameters, schedule, routes and an example command."""
+    from moltbot.describe import describe_automation, render_description
 
-    Raises:
-        InputError: an item without `=` or with an empty name.
-    """
-    params: dict[str, Any] = {}
-    for pair in pairs:
-        name, separator, raw_value = pair.partition("=")
-        if not separator or not name.strip():
-            raise InputError(f"--param expects key=value, got {pair!r}")
-        if _URL_WITH_PASSWORD.search(raw_value):
-            # Parameters are stored with the run and shown in the Prefect UI.
-            raise InputError(
-                f"--param {name.strip()}: the value holds a URL with a password; keep it in a "
-                "Prefect Secret block instead (for a source: source=secret:<block name>)"
-            )
-        try:
-            value: Any = json.loads(raw_value)
-        except json.JSONDecodeError:
-            value = raw_value
-        params[name.strip()] = value
-    return params
-
-
-def _check_params(automation_name: str, flow: Any, params: dict[str, Any]) -> dict[str, Any]:
-    """Reject unknown or missing parameters and values of the wrong type before running."""
-    from prefect.exceptions import ParameterTypeError
-
-    schema = flow.parameters
-    known = list(schema.properties)
-    unknown = sorted(set(params) - set(known))
-    if unknown:
-        raise InputError(
-            f"{automation_name}: unknown parameter {', '.join(map(repr, unknown))} "
-            f"(valid: {', '.join(known)})"
-        )
-    missing = [name for name in schema.required or [] if name not in params]
-    if missing:
-        raise InputError(
-            f"{automation_name}: missing parameter {', '.join(map(repr, missing))} "
-            f"(give it with --param {missing[0]}=...)"
-        )
     try:
-        return flow.validate_parameters(params)
-    except ParameterTypeError as exc:
-        raise InputError(f"{automation_name}: {exc}") from None
+        description = describe_automation(get_automation(name))
+    except InputError as exc:
+        raise fail(str(exc)) from None
+    if as_json:
+        print(json.dumps(description, ensure_ascii=False, default=str))
+        return
+    for part in render_description(description):
+        console.print(part)
 
 
-def run_automation(name: str, params: dict[str, Any]) -> dict[str, Any]:
+def run_automation(
+    name: str, params: dict[str, Any], *, origin: str = "cli", run_ids: list[str] | None = None
+) -> dict[str, Any]:
     """Run automation `name` with `params` in this process and return its result.
+
+    Args:
+        name: the automation.
+        params: its parameters (checked here).
+        origin: what started the run, as a tag (`cli`, `demo`).
+        run_ids: the flow run's id is appended here, failed or not (for its UI link).
 
     Raises:
         InputError: unknown automation, unknown or invalid parameters, or bad input data.
@@ -144,64 +172,142 @@ def run_automation(name: str, params: dict[str, Any]) -> dict[str, Any]:
     """
     automation = get_automation(name)
     flow = automation.load_flow()
-    from moltbot.runtime import prepare_process_logging
+    checked = check_params(automation, params)
+    from prefect import tags
 
-    prepare_process_logging()
-    checked = _check_params(name, flow, params)
-    return flow(**checked)
+    from moltbot.runlabels import run_tags
+
+    with tags(*run_tags(name, dry_run=bool(checked.get("dry_run")), origin=origin)):
+        state = flow(**checked, return_state=True)
+    if run_ids is not None:
+        run_ids.append(str(state.state_details.flow_run_id))
+    # The run's own error (bad input, a failed delivery) is raised here.
+    return state.result()
+
+
+@contextlib.contextmanager
+def progress(verbose: bool) -> Iterator[Path]:
+    """A progress line while a command runs flows; Prefect's INFO logs go to the log file."""
+    from moltbot.config.settings import get_settings
+    from moltbot.runtime import quiet_console
+
+    log_file = get_settings().home / "logs" / "moltbot.log"
+    with console.status("starting…", spinner="dots") as status:
+        quiet_console(log_file, verbose=verbose, on_step=lambda step: status.update(step))
+        yield log_file
 
 
 @app.command("run")
 def run(
     name: Annotated[str, typer.Argument(help="Automation name (see `moltbot list`).")],
     param: Annotated[
-        list[str] | None, typer.Option("--param", "-p", help="key=value (JSON values parsed).")
+        list[str] | None,
+        typer.Option(
+            "--param", "-p", help="key=value (JSON values parsed); see `moltbot show NAME`."
+        ),
     ] = None,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Compute and render; deliver and record nothing.")
+        bool,
+        typer.Option(
+            "--dry-run", help="Compute and show what would go out; send and record nothing."
+        ),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show Prefect's logs on the console too.")
+    ] = False,
 ) -> None:
-    """Run one automation now, in this process."""
+    """Run one automation now, in this process (its run is recorded by the Prefect server)."""
     try:
-        get_automation(name)
+        automation = get_automation(name)
         params = parse_params(param or [])
         if dry_run:
             params["dry_run"] = True
-        result = run_automation(name, params)
+        check_params(automation, params)
+    except InputError as exc:
+        raise fail(str(exc)) from None
+    api_url = connect_prefect()
+    run_ids: list[str] = []
+    log_file = None
+    try:
+        with progress(verbose) as log_file:
+            result = run_automation(name, params, run_ids=run_ids)
     except InputError as exc:
         raise fail(str(exc)) from None
     except DeliveryFailed as exc:
-        if as_json:
-            print(json.dumps(exc.result, ensure_ascii=False))
+        _print_result(name, exc.result, as_json)
+        if not as_json:
+            say(f"Prefect UI: {_run_url(api_url, run_ids)}   log: {log_file}")
         raise fail(f"{name}: {exc}", EXIT_FAILED) from None
     except Exception as exc:
         from moltbot.masking import mask_text
 
-        raise fail(mask_text(f"{name} failed: {type(exc).__name__}: {exc}"), EXIT_FAILED) from None
+        raise fail(
+            mask_text(f"{name} failed: {type(exc).__name__}: {exc} (log: {log_file})"),
+            EXIT_FAILED,
+        ) from None
+    _print_result(name, result, as_json)
+    if not as_json:
+        say(f"Prefect UI: {_run_url(api_url, run_ids)}   log: {log_file}")
+
+
+def _run_url(api_url: str, run_ids: list[str]) -> str:
+    from moltbot.localserver import ui_url
+
+    base = ui_url(api_url)
+    return f"{base}/runs/flow-run/{run_ids[-1]}" if run_ids else f"{base}/runs"
+
+
+def _print_result(name: str, result: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print(json.dumps(result, ensure_ascii=False))
-    else:
-        console.print_json(json.dumps(result, ensure_ascii=False))
+        return
+    from moltbot.config.settings import get_settings
+    from moltbot.resultview import result_view
+
+    settings = get_settings()
+    for part in result_view(name, result, currency=settings.currency, locale=settings.locale):
+        console.print(part)
+    if result.get("dry_run"):
+        from moltbot.effects.preview import preview_lines, result_outcomes
+
+        # Lines hold literal brackets ("[결제 문의] …"): never read as Rich markup.
+        for line in preview_lines(result_outcomes(result)):
+            say(line)
 
 
 @app.command("demo")
-def demo() -> None:
+def demo(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show Prefect's logs on the console too.")
+    ] = False,
+) -> None:
     """Run the automations on bundled sample data against the local sandbox (no accounts)."""
     from demo.run import run_demo
+    from moltbot.localserver import ui_url
 
+    api_url = connect_prefect()
+    log_file = None
     try:
-        code = run_demo(console)
+        with progress(verbose) as log_file:
+            code = run_demo(console, ui_url(api_url))
     except InputError as exc:
         raise fail(str(exc)) from None
+    except Exception as exc:
+        from moltbot.masking import mask_text
+
+        raise fail(
+            mask_text(f"demo failed: {type(exc).__name__}: {exc} (log: {log_file})"), EXIT_FAILED
+        ) from None
+    say(f"Prefect's logs of these runs: {log_file}")
     raise typer.Exit(code)
 
 
 @app.command("sandbox")
 def sandbox(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="HTTP port of the API emulators.")] = 8787,
-    smtp_port: Annotated[int, typer.Option(help="Port of the SMTP sink.")] = 8025,
+    port: Annotated[int, typer.Option(help="HTTP port of the API emulators.")] = SANDBOX_PORT,
+    smtp_port: Annotated[int, typer.Option(help="Port of the SMTP sink.")] = SMTP_PORT,
     save_blocks: Annotated[
         bool,
         typer.Option(
@@ -214,9 +320,12 @@ def sandbox(
     from moltbot.sandbox.server import serve_forever
 
     def announce(running: Any) -> None:
+        from moltbot.sandbox.inbox import inbox_url
+
         base = running.base_url
         console.print(f"sandbox listening on [bold]{base}[/bold]", soft_wrap=True)
         for label, url in (
+            ("What arrived", inbox_url(running)),
             ("Google Sheets", f"{base}/sheets/v4/spreadsheets"),
             ("Notion", f"{base}/notion/v1"),
             ("Jira", f"{base}/jira/rest/api/2"),
@@ -234,6 +343,9 @@ def sandbox(
                 console.print(f"  {entry.name:15} {kind:24} {entry.target}", soft_wrap=True)
         console.print("Press Ctrl-C to stop.")
 
+    if save_blocks:
+        # The blocks go to the Prefect API the other commands use (the local server by default).
+        connect_prefect()
     try:
         serve_forever(host=host, port=port, smtp_port=smtp_port, on_ready=announce)
     except OSError as exc:
@@ -271,6 +383,7 @@ def serve(
 
     try:
         specs = _deployment_specs(only)
+        connect_prefect()
         prepare_process_logging()
         serve_deployments(specs, ops_block=_ops_block(ops_block), limit=limit, report=console.print)
     except InputError as exc:
@@ -279,7 +392,12 @@ def serve(
 
 @app.command("deploy")
 def deploy(
-    pool: Annotated[str, typer.Option("--pool", help="Process work pool (created if missing).")],
+    pool: Annotated[
+        str | None, typer.Option("--pool", help="Process work pool (created if missing).")
+    ] = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="Validate the configuration; register nothing.")
+    ] = False,
     only: Annotated[
         list[str] | None, typer.Option("--only", help="Deploy only this automation (repeatable).")
     ] = None,
@@ -290,12 +408,29 @@ def deploy(
     as_json: Annotated[bool, typer.Option("--json", help="Print the deployments as JSON.")] = False,
 ) -> None:
     """Register every automation with a process work pool; `prefect worker start` runs them."""
-    from deployments.serving import deploy_to_pool
+    from deployments.serving import deploy_to_pool, describe
 
+    if not check and not pool:
+        raise fail("give the work pool: --pool NAME (or --check to validate only)")
     try:
         specs = _deployment_specs(only)
+    except InputError as exc:
+        raise fail(str(exc)) from None
+    if check:
+        for spec in specs:
+            say(describe(spec))
+        not_ready = [spec.automation.name for spec in specs if spec.missing_parameters]
+        if not_ready:
+            raise fail(
+                f"would be registered paused (every run would fail): {', '.join(not_ready)}",
+                EXIT_FAILED,
+            )
+        say("configuration ok: every deployment can run")
+        return
+    connect_prefect()
+    try:
         report = (lambda line: None) if as_json else console.print
-        ids = deploy_to_pool(specs, pool=pool, ops_block=_ops_block(ops_block), report=report)
+        ids = deploy_to_pool(specs, pool=pool or "", ops_block=_ops_block(ops_block), report=report)
     except InputError as exc:
         raise fail(str(exc)) from None
     if as_json:
@@ -315,6 +450,7 @@ def blocks_register() -> None:
     """Register moltbot's block types with the Prefect API (`prefect block register -m blocks`)."""
     from moltbot.blockdocs import register_block_types
 
+    connect_prefect()
     for slug in register_block_types():
         console.print(f"registered {slug}")
 
@@ -322,20 +458,73 @@ def blocks_register() -> None:
 @blocks_app.command("list")
 def blocks_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    check_hosts: Annotated[
+        bool,
+        typer.Option(
+            "--check-hosts", help="Open a TCP connection to each block's host; flag silent ones."
+        ),
+    ] = False,
 ) -> None:
     """List saved block documents of moltbot's types (secrets are never shown)."""
     from moltbot.blockdocs import saved_blocks
 
+    connect_prefect()
     documents = saved_blocks()
+    if check_hosts:
+        from moltbot.blockcheck import flag_unreachable
+
+        documents = flag_unreachable(documents)
     if as_json:
         print(json.dumps(documents, ensure_ascii=False))
         return
     from rich.table import Table
 
-    table = Table("name", "type", "points at")
+    table = Table("name", "type", "points at", *(["host"] if check_hosts else []))
     for document in documents:
-        table.add_row(document["name"], document["type"], document["target"] or "")
+        row = [document["name"], document["type"], document["target"] or ""]
+        if check_hosts:
+            answers = document["host_answers"]
+            row.append({True: "answers", False: "[red]does not answer[/red]"}.get(answers, ""))
+        table.add_row(*row)
     console.print(table)
+
+
+@blocks_app.command("test")
+def blocks_test(
+    name: Annotated[
+        str, typer.Argument(help="Saved block name (TYPE-SLUG/NAME when two types share it).")
+    ],
+    send: Annotated[
+        bool, typer.Option("--send", help="Post one test message through a chat webhook block.")
+    ] = False,
+    spreadsheet_id: Annotated[
+        str | None,
+        typer.Option("--spreadsheet-id", help="A spreadsheet a Sheets block should read."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """Make one authenticated no-op call with a saved block; say in one line what is wrong."""
+    from moltbot.blockcheck import check_block
+
+    connect_prefect()
+    try:
+        check = check_block(name, send=send, spreadsheet_id=spreadsheet_id)
+    except InputError as exc:
+        raise fail(str(exc)) from None
+    if as_json:
+        print(json.dumps(check.model_dump(), ensure_ascii=False))
+    else:
+        verdict = {True: "[green]ok[/green]", False: "[red]failed[/red]"}.get(
+            check.ok, "[yellow]not contacted[/yellow]"
+        )
+        where = f", {check.target}" if check.target else ""
+        console.print(
+            f"{verdict} {escape(check.name)} ({check.block_type}{escape(where)}): "
+            f"{escape(check.detail)}",
+            soft_wrap=True,
+        )
+    if check.ok is False:
+        raise typer.Exit(EXIT_FAILED)
 
 
 webhook_app = typer.Typer(help="Webhook gateway: signed POSTs in, durable inbox, flow runs out.")
@@ -347,7 +536,7 @@ def webhook_serve(
     host: Annotated[
         str, typer.Option(help="Interface to listen on (put a TLS reverse proxy in front).")
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8787,
+    port: Annotated[int, typer.Option(help="TCP port.")] = GATEWAY_PORT,
 ) -> None:
     """Receive signed webhooks on POST /hooks/{source} and dispatch them to deployments."""
     from moltbot.errors import ServiceError
@@ -356,6 +545,7 @@ def webhook_serve(
     from moltbot.webhooks.gateway import serve_gateway
 
     try:
+        connect_prefect()
         prepare_process_logging()
         serve_gateway(GatewayConfig.from_project(), host=host, port=port)
     except InputError as exc:
@@ -454,6 +644,7 @@ def outbox_replay(
 
     if bool(keys) == replay_all:
         raise fail("give the keys to replay, or --all")
+    connect_prefect()
     try:
         with Ledger.from_settings() as ledger:
             chosen = list(keys or [])
@@ -489,6 +680,8 @@ def outbox_resolve(
 
     if sent == resend:
         raise fail("choose one: --sent or --resend")
+    if resend:
+        connect_prefect()
     try:
         with Ledger.from_settings() as ledger:
             entry = resolve(ledger, key, sent=sent)
@@ -501,6 +694,66 @@ def outbox_resolve(
     except InputError as exc:
         raise fail(str(exc)) from None
     console.print(f"{key}: {entry.status}", soft_wrap=True)
+
+
+server_app = typer.Typer(
+    help="The local Prefect server moltbot runs in the background (UI, run history, blocks)."
+)
+app.add_typer(server_app, name="server")
+
+
+@server_app.command("start")
+def server_start() -> None:
+    """Start the local Prefect server in the background (commands start it when needed too)."""
+    from moltbot.config.settings import get_settings
+    from moltbot.localserver import LocalServer, ServerError
+
+    server = LocalServer(get_settings().home / "prefect")
+    try:
+        with err_console.status("Prefect server…", spinner="dots") as status:
+            server.ensure(on_start=lambda text: status.update(text))
+    except ServerError as exc:
+        raise fail(str(exc), EXIT_FAILED) from None
+    _print_server(server.status())
+
+
+@server_app.command("status")
+def server_status() -> None:
+    """Say whether the local Prefect server runs, its UI address and where its data is."""
+    from moltbot.config.settings import get_settings
+    from moltbot.localserver import LocalServer
+
+    status = LocalServer(get_settings().home / "prefect").status()
+    _print_server(status)
+    if not status.running:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@server_app.command("stop")
+def server_stop() -> None:
+    """Stop the local Prefect server (its run history stays in its database)."""
+    from moltbot.config.settings import get_settings
+    from moltbot.localserver import LocalServer
+
+    server = LocalServer(get_settings().home / "prefect")
+    record = server.stop()
+    say(f"stopped the local Prefect server (pid {record.pid})" if record else "it was not running")
+
+
+def _print_server(status: Any) -> None:
+    if not status.running:
+        say("the local Prefect server is not running (start it: uv run moltbot server start)")
+        return
+    record = status.record
+    say(f"local Prefect server running (pid {record.pid})")
+    say(f"  UI:       {record.ui_url}")
+    say(
+        f"  API:      {record.api_url}  "
+        f"(export PREFECT_API_URL={record.api_url} for `prefect` commands)"
+    )
+    say(f"  history:  {status.database}")
+    say(f"  log:      {status.log_file}")
+    say("  stop it:  uv run moltbot server stop")
 
 
 def main() -> None:

@@ -20,6 +20,29 @@ DeliveryPolicy = Literal["at_least_once", "at_most_once"]
 
 
 @dataclass(frozen=True)
+class RequiredChoice:
+    """Optional parameters of which one group must be given in full (a file source, or a sheet).
+
+    Attributes:
+        what: what the group gives, in words (`a stock source`).
+        groups: the alternatives, each a tuple of parameter names given together.
+    """
+
+    what: str
+    groups: tuple[tuple[str, ...], ...]
+
+    def satisfied_by(self, parameters: Mapping[str, Any]) -> bool:
+        """True when some group has every one of its parameters set (not None, not empty)."""
+        return any(
+            all(parameters.get(name) not in (None, "") for name in group) for group in self.groups
+        )
+
+    def words(self) -> str:
+        """`source, or sheets_block + spreadsheet_id + worksheet`."""
+        return ", or ".join(" + ".join(group) for group in self.groups)
+
+
+@dataclass(frozen=True)
 class Automation:
     """One automation moltbot ships: its entry in the one registry.
 
@@ -36,6 +59,8 @@ class Automation:
         webhook_routes: webhook event type -> parameters of the run of its default deployment
             that the gateway starts for such an event, unless the `[webhooks]` config says
             otherwise.
+        required_choices: groups of optional parameters of which one must be given (the flow's
+            signature cannot say "this or that"); a deployment without one is created paused.
     """
 
     name: str
@@ -50,6 +75,7 @@ class Automation:
     )
     delivery_policy: DeliveryPolicy = "at_least_once"
     webhook_routes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    required_choices: tuple[RequiredChoice, ...] = ()
 
     def load_flow(self) -> Flow:
         """Import and return the automation's flow (importing Prefect costs about a second)."""
@@ -74,6 +100,10 @@ class Automation:
                 event_type: dict(parameters)
                 for event_type, parameters in self.webhook_routes.items()
             },
+            "required_choices": [
+                {"what": choice.what, "groups": [list(group) for group in choice.groups]}
+                for choice in self.required_choices
+            ],
         }
 
 

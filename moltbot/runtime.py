@@ -1,8 +1,11 @@
-"""Process-wide runtime setup for moltbot commands: log masking and quiet bad-input failures."""
+"""Process-wide runtime setup for moltbot commands: log masking, quiet consoles, a log file."""
 
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Callable
+from pathlib import Path
 
 from moltbot.errors import MoltbotError
 from moltbot.masking import install_log_masking
@@ -40,3 +43,60 @@ def prepare_process_logging() -> None:
                 isinstance(existing, KnownErrorTracebackFilter) for existing in handler.filters
             ):
                 handler.addFilter(KnownErrorTracebackFilter())
+
+
+# "compute-report-a1b" -> "compute-report": Prefect suffixes task run names with a random tag.
+_RUN_SUFFIX = re.compile(r"-[0-9a-z]{3}$")
+
+
+class ProgressHandler(logging.Handler):
+    """Tells `on_step` which flow and task a run is in, from Prefect's own run loggers."""
+
+    def __init__(self, on_step: Callable[[str], None]) -> None:
+        super().__init__(level=logging.INFO)
+        self.on_step = on_step
+
+    def emit(self, record: logging.LogRecord) -> None:
+        task = getattr(record, "task_name", None) or getattr(record, "task_run_name", None)
+        flow = getattr(record, "flow_name", None) or getattr(record, "flow_run_name", None)
+        if task:
+            self.on_step(f"{flow + ': ' if flow else ''}{_RUN_SUFFIX.sub('', str(task))}")
+        elif flow:
+            self.on_step(str(flow))
+
+
+def quiet_console(
+    log_file: Path, *, verbose: bool = False, on_step: Callable[[str], None] | None = None
+) -> None:
+    """Send Prefect's INFO logs to `log_file`, keep the console for warnings and errors.
+
+    Args:
+        log_file: appended to, every record at INFO and above (masked like every handler).
+        verbose: keep the console showing INFO as well.
+        on_step: told the current flow and task as the run goes (a progress line).
+    """
+    prepare_process_logging()
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    if not verbose:
+        for handler in root.handlers:
+            if isinstance(handler, logging.StreamHandler) and not isinstance(
+                handler, logging.FileHandler
+            ):
+                handler.setLevel(logging.WARNING)
+    if not any(
+        isinstance(handler, logging.FileHandler)
+        and Path(handler.baseFilename) == log_file.resolve()
+        for handler in root.handlers
+    ):
+        file_handler = logging.FileHandler(log_file, encoding="utf-8")
+        file_handler.setLevel(logging.INFO)
+        file_handler.setFormatter(
+            logging.Formatter("%(asctime)s | %(levelname)-7s | %(name)s - %(message)s")
+        )
+        root.addHandler(file_handler)
+    if on_step is not None:
+        progress = ProgressHandler(on_step)
+        for name in ("prefect.flow_runs", "prefect.task_runs"):
+            logging.getLogger(name).addHandler(progress)
+    install_log_masking()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from prefect import task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
@@ -16,6 +17,7 @@ from moltbot.effects import SETTLED, Executor, Intent, Outcome, Route, perform
 from moltbot.effects.channels import channel_executors
 from moltbot.effects.executors import message_intent
 from moltbot.effects.perform import preview
+from moltbot.effects.preview import preview_lines
 from moltbot.effects.routes import RoutesConfig, RouteSpec, resolve_routes
 from moltbot.effects.runtime import runtime_from_settings
 from moltbot.messages import Message
@@ -32,7 +34,8 @@ def _perform_effects(
 ) -> list[Outcome]:
     logger = get_run_logger()
     if dry_run:
-        outcomes = preview(intents)
+        outcomes = preview(intents, destinations)
+        _show_previews(outcomes)
     else:
         with Ledger.from_settings() as ledger:
             runtime = runtime_from_settings(ledger, destinations, flow_run_id=flow_run.get_id())
@@ -50,6 +53,21 @@ def _perform_effects(
     return outcomes
 
 
+def _show_previews(outcomes: Sequence[Outcome]) -> None:
+    """Log each destination's preview (masked already) and put them all on the run page."""
+    shown = [outcome for outcome in outcomes if outcome.preview is not None]
+    if not shown:
+        return
+    logger = get_run_logger()
+    for outcome in shown:
+        logger.info("Dry run, would go out:\n%s", "\n".join(preview_lines([outcome])))
+    # Key None: on this run's page only, never the latest version of an artifact people follow.
+    text = "\n".join(preview_lines(shown))
+    create_markdown_artifact(
+        markdown=f"~~~text\n{text}\n~~~", key=None, description="Dry run: what would go out"
+    )
+
+
 def perform_effects(
     intents: Sequence[Intent],
     destinations: Mapping[str, Executor],
@@ -63,7 +81,9 @@ def perform_effects(
         intents: what the automation wants done, each with its idempotency key and route.
         destinations: an executor for every link of every route (see `channel_destinations`).
         force: perform even what the ledger records as done.
-        dry_run: claim, apply and record nothing; every outcome is `dry_run`.
+        dry_run: claim, apply and record nothing; every outcome is `dry_run`, with a
+            preview of what its route's first destination would receive (logged, and shown
+            on the run page as a markdown artifact).
 
     Returns:
         One outcome per intent, in order.

@@ -475,6 +475,21 @@ class NotionApi:
 # Pages to rows
 
 
+def page_link(credentials: NotionCredentials, block_name: str | None, page_id: str) -> str:
+    """The page's address as Notion itself answers it (its `url` field).
+
+    Asking instead of building `notion.so/<id>` makes a page of another Notion-compatible API
+    (the sandbox) link to where it really is. If the read fails, the public address is built:
+    the page exists, and a link is not worth failing the run for.
+    """
+    try:
+        with NotionApi.from_block(credentials, block_name) as api:
+            page = api.call("read the page's address", lambda: api.client.pages.retrieve(page_id))
+        return str(page["url"])
+    except (ServiceError, KeyError, TypeError):
+        return f"https://www.notion.so/{page_id.replace('-', '')}"
+
+
 def property_value(prop: Mapping[str, Any]) -> Any:
     """A property value in Notion's typed form reduced to a plain Python value.
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 from datetime import date
+from functools import cache
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 # Currencies without a minor unit: their axis shows whole numbers only.
@@ -20,13 +24,37 @@ _BAR_COLOR = "#9db4d3"
 _HIGHLIGHT_COLOR = "#d9534f"
 _MAX_DATE_LABELS = 10
 
+_TEXTS = {
+    "en": {"title": "Revenue, last 28 days", "highlighted": "report day {day} highlighted"},
+    "ko": {"title": "최근 28일 매출", "highlighted": "보고일 {day} 강조"},
+}
+
+
+@cache
+def _font() -> FontProperties | None:
+    """NanumGothic from the `koreanize-matplotlib` package: Hangul on any machine.
+
+    Its file is used directly, without importing the package, which would change matplotlib's
+    global defaults for the whole process. None (matplotlib's default font) when it is missing.
+    """
+    spec = importlib.util.find_spec("koreanize_matplotlib")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "fonts" / "NanumGothic.ttf"
+    return FontProperties(fname=path) if path.is_file() else None
+
+
+def chart_texts(locale: str) -> dict[str, str]:
+    """The chart's words in `locale` (English when it has none)."""
+    return _TEXTS.get(locale, _TEXTS["en"])
+
 
 def render_revenue_chart(
     series: pd.Series,
     *,
     report_date: date,
     currency: str = "KRW",
-    title: str = "Revenue, last 28 days",
+    locale: str = "en",
 ) -> bytes:
     """Draw daily revenue as bars, the report day highlighted, and return it as PNG bytes.
 
@@ -37,7 +65,7 @@ def render_revenue_chart(
         series: revenue per day, indexed by date (as returned by ``daily_revenue``).
         report_date: the day to highlight and label with its value.
         currency: ISO code shown on the y axis; decides whether ticks show decimals.
-        title: chart title. Only ASCII renders reliably (no CJK font is installed).
+        locale: language of the title and labels (`en` or `ko`; Hangul in a bundled font).
 
     Returns:
         A PNG image of about 800 x 360 pixels.
@@ -53,10 +81,11 @@ def render_revenue_chart(
     colors = [_HIGHLIGHT_COLOR if day == report_date else _BAR_COLOR for day in days]
     axes.bar(positions, values, color=colors, width=0.8)
 
-    _label_dates(axes, days, report_date)
+    texts = chart_texts(locale)
+    _label_dates(axes, days, report_date, texts["highlighted"])
     _format_amount_axis(axes, values, currency=currency.upper(), whole=whole)
     _annotate_report_day(axes, days, values, report_date, whole=whole)
-    axes.set_title(title, loc="left", fontsize=11)
+    axes.set_title(texts["title"], loc="left", fontsize=11, fontproperties=_font())
     for side in ("top", "right"):
         axes.spines[side].set_visible(False)
 
@@ -69,14 +98,16 @@ def _amount(value: float, *, whole: bool) -> str:
     return f"{value:,.0f}" if whole else f"{value:,.2f}"
 
 
-def _label_dates(axes: Axes, days: list[date], report_date: date) -> None:
+def _label_dates(axes: Axes, days: list[date], report_date: date, highlighted: str) -> None:
     """Label about ten evenly spaced days, counted back from the last so it is always labelled."""
     step = max(1, -(-len(days) // _MAX_DATE_LABELS))
     ticks = sorted(set(range(len(days) - 1, -1, -step)))
     axes.set_xticks(ticks, [days[i].strftime("%m-%d") for i in ticks], fontsize=8)
     if days:
         axes.set_xlim(-0.6, len(days) - 0.4)
-    axes.set_xlabel(f"report day {report_date.isoformat()} highlighted", fontsize=8)
+    axes.set_xlabel(
+        highlighted.format(day=report_date.isoformat()), fontsize=8, fontproperties=_font()
+    )
 
 
 def _format_amount_axis(axes: Axes, values: np.ndarray, *, currency: str, whole: bool) -> None:

@@ -78,6 +78,28 @@ def compute_kpis(orders: pd.DataFrame, *, report_date: date, top_n: int = 5) -> 
     }
 
 
+def data_warnings(orders: pd.DataFrame, *, report_date: date, source_label: str) -> list[str]:
+    """What an analyst should know about the data behind the report, one line each.
+
+    A report date on which the source has no rows at all (not even cancelled ones) is reported
+    as a zero day, which can be real (a holiday) or a sign of stale data: the warning says so,
+    with the source's latest date before it when there is one.
+
+    Args:
+        orders: a table returned by ``normalize_orders``.
+        report_date: the local date reported on.
+        source_label: how to name the source (a file name, never a URL with a password).
+    """
+    _require_normalized(orders)
+    report_date = _as_date(report_date)
+    dates = orders["local_date"]
+    if (dates == report_date).any():
+        return []
+    earlier = dates[dates < report_date]
+    latest = f" (latest order: {earlier.max().isoformat()})" if len(earlier) else ""
+    return [f"no orders on {report_date.isoformat()} in {source_label}{latest}"]
+
+
 def daily_revenue(orders: pd.DataFrame, *, end_date: date, days: int = 28) -> pd.Series:
     """Revenue per local date for the ``days`` dates ending at ``end_date``, for the chart.
 

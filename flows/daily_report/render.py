@@ -8,10 +8,12 @@ from typing import Any
 
 from moltbot.messages import SLACK_SECTION_LIMIT, Attachment, Message
 from moltbot.templating import render_template
+from tasks.artifacts import data_uri
 
 AUTOMATION = "daily-report"
 TEMPLATES = Path(__file__).parent / "templates"
 CHART_CID = "revenue-chart"
+_WARNING_LABEL = {"en": "Warning", "ko": "경고"}
 
 
 def report_key(report_date: date) -> str:
@@ -63,12 +65,7 @@ def build_report_message(
     """
     stem = report_file_stem(report_date)
     chart_file = f"{stem}-revenue.png"
-    context = {
-        "kpis": kpis,
-        "report_date": report_date,
-        "timezone": timezone,
-        "currency": currency,
-    }
+    context = _context(kpis, report_date, timezone, currency)
     title = render_template(TEMPLATES, locale, "title.txt.j2", **context).strip()
     summary = render_template(TEMPLATES, locale, "slack.mrkdwn.j2", **context).strip()
     top = render_template(TEMPLATES, locale, "slack_top.mrkdwn.j2", **context).strip()
@@ -92,3 +89,49 @@ def build_report_message(
         ],
         file_stem=stem,
     )
+
+
+def build_artifact_markdown(
+    kpis: dict[str, Any],
+    *,
+    report_date: date,
+    timezone: str,
+    currency: str,
+    locale: str,
+    chart_png: bytes,
+    warnings: list[str] | None = None,
+) -> str:
+    """The report as the Prefect UI shows it: the outbox's Markdown with the chart inside.
+
+    The outbox's Markdown names the chart's file beside it, which the UI cannot load; here the
+    chart is a `data:` URI, which both Prefect UIs render. The warnings (e.g. no orders on the
+    day) stand under the title, where nobody reads past them.
+
+    Args:
+        kpis: the result of `compute_kpis`.
+        report_date: the local date reported on.
+        timezone: IANA timezone of the day boundaries.
+        currency: ISO 4217 code of the amounts.
+        locale: `en` or `ko`.
+        chart_png: the 28-day revenue chart.
+        warnings: lines from `data_warnings`.
+    """
+    markdown = render_template(
+        TEMPLATES,
+        locale,
+        "report.md.j2",
+        chart_file=data_uri(chart_png, "image/png"),
+        **_context(kpis, report_date, timezone, currency),
+    )
+    if not warnings:
+        return markdown
+    title, _, body = markdown.partition("\n")
+    label = _WARNING_LABEL.get(locale, _WARNING_LABEL["en"])
+    notes = "\n".join(f"> ⚠ **{label}:** {line}  " for line in warnings)
+    return f"{title}\n\n{notes}\n{body}"
+
+
+def _context(
+    kpis: dict[str, Any], report_date: date, timezone: str, currency: str
+) -> dict[str, Any]:
+    return {"kpis": kpis, "report_date": report_date, "timezone": timezone, "currency": currency}

@@ -37,6 +37,12 @@ from moltbot.effects.report import RunReport, finish_run
 from moltbot.effects.services import NotionPageExecutor
 from moltbot.errors import DeliveryFailed, InputError
 from moltbot.masking import mask_text
+from moltbot.runlabels import (
+    artifact_description,
+    flow_run_namer,
+    label_current_run,
+    local_minute,
+)
 from tasks.artifacts import publish_markdown
 from tasks.effects import (
     channel_destinations,
@@ -45,7 +51,7 @@ from tasks.effects import (
     routes_for,
     unsettled,
 )
-from tasks.notion import read_database_schema
+from tasks.notion import page_link, read_database_schema
 from tasks.sheets import load_worksheet
 from tasks.watermarks import advance_watermark, hold_watermark, read_watermark
 
@@ -75,11 +81,6 @@ EMPTY_CHOICES = ("skip", "note")
 # The run result stays readable when a first run over a big sheet finds thousands of rows to
 # look at: it lists the first ones and says how many there are; messages name every row.
 RESULT_MAX_ATTENTION = 100
-
-
-def notion_page_url(page_id: str) -> str:
-    """The address of a Notion page from its id (Notion redirects it to the titled address)."""
-    return f"https://www.notion.so/{page_id.replace('-', '')}"
 
 
 # --------------------------------------------------------------------------- parameters
@@ -141,7 +142,7 @@ def compute_digest(window: ResponseWindow, layout: FormLayout, *, max_text_answe
 # --------------------------------------------------------------------------- the flow
 
 
-@flow(name=AUTOMATION, log_prints=False)
+@flow(name=AUTOMATION, flow_run_name=flow_run_namer(AUTOMATION), log_prints=False)
 def form_digest(
     sheets_block: str,
     spreadsheet_id: str,
@@ -218,6 +219,7 @@ def form_digest(
     Returns:
         The `FormDigestResult` as JSON (times in the timezone, ISO 8601).
     """
+    label_current_run(AUTOMATION, dry_run=dry_run)
     logger = get_run_logger()
     settings = get_settings()
     timezone = checked_timezone(timezone or settings.timezone)
@@ -231,6 +233,7 @@ def form_digest(
     form = form_name or worksheet
     stream = stream_of(spreadsheet_id, worksheet)
     now = datetime.now(UTC)
+    checked = local_minute(now, timezone)
 
     routes = routes_for(ENTRY, "info", channels)
     destinations = channel_destinations(link for route in routes for link in route.links)
@@ -293,7 +296,9 @@ def form_digest(
             notion=None,
             watermark={"status": "unchanged", "row": (mark.position or {}).get("row")},
         )
-        result["artifacts"] = _publish(result, locale, digest_text=None, empty=True)
+        result["artifacts"] = _publish(
+            result, locale, digest_text=None, empty=True, checked=checked
+        )
         return _finish(result)
 
     digest = compute_digest(window, layout, max_text_answers=max_text_answers)
@@ -350,13 +355,21 @@ def form_digest(
             "status": outcome.status,
             "blocks": len(blocks),
             "page_id": outcome.remote_id,
-            "url": notion_page_url(outcome.remote_id) if outcome.remote_id else None,
+            "url": page_link(notion, notion_block, outcome.remote_id)
+            if outcome.remote_id
+            else None,
             "recovered": outcome.recovered,
             "error": outcome.error,
         }
+        # The page's own outcome (and a dry run's outline of it) in the result's effects.
+        result["effects"] = [outcome]
         if not outcome.settled:
             result["artifacts"] = _publish(
-                result, locale, digest_text=digest_markdown(context, locale), empty=False
+                result,
+                locale,
+                digest_text=digest_markdown(context, locale),
+                empty=False,
+                checked=checked,
             )
             raise DeliveryFailed(
                 f"the Notion page was not created ({outcome.status}: {outcome.error}); nothing "
@@ -373,7 +386,9 @@ def form_digest(
     if not dry_run and not unsettled(result["deliveries"]):
         advanced = advance_watermark(AUTOMATION, stream, window.position, expected=mark.position)
         result["watermark"] = {"status": "advanced", "row": (advanced.position or {}).get("row")}
-    result["artifacts"] = _publish(result, locale, digest_text=message.markdown, empty=False)
+    result["artifacts"] = _publish(
+        result, locale, digest_text=message.markdown, empty=False, checked=checked
+    )
     return _finish(result)
 
 
@@ -399,8 +414,25 @@ def _finish(result: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+def window_when(window: dict[str, Any], checked: str) -> str:
+    """The responses window of a result as `2026-12-01 09:00 – 2026-12-03 20:55` (local times),
+    or `checked` (the time of the check) when the window is empty."""
+    start, end = window.get("start"), window.get("end")
+    if not start or not end:
+        return checked
+    first, last = (
+        datetime.fromisoformat(moment).strftime("%Y-%m-%d %H:%M") for moment in (start, end)
+    )
+    return first if first == last else f"{first} – {last}"
+
+
 def _publish(
-    result: dict[str, Any], locale: str, *, digest_text: str | None, empty: bool
+    result: dict[str, Any],
+    locale: str,
+    *,
+    digest_text: str | None,
+    empty: bool,
+    checked: str,
 ) -> list[dict[str, Any]]:
     # A dry run's preview stays on its own run page: it must not become the latest version of
     # the keyed artifact analysts follow.
@@ -420,8 +452,20 @@ def _publish(
         watermark=result["watermark"]["status"],
     )
     text = summary if digest_text is None else f"{summary}\n---\n\n{digest_text}"
-    suffix = " (dry run)" if result["dry_run"] else ""
-    description = f"form-digest of {result['form']}{suffix}"
+    window = result["window"]
+    rows = (
+        "no new responses"
+        if empty
+        else f"sheet rows {window['first_row']}–{window['last_row']}, "
+        f"{result['responses']:,} responses"
+    )
+    description = artifact_description(
+        AUTOMATION,
+        window_when(window, checked),
+        result["form"],
+        rows,
+        dry_run=result["dry_run"],
+    )
     # Free-text answers may hold e-mail addresses and phone numbers: none reach the UI.
     artifact_id = publish_markdown(key, mask_text(text), description=mask_text(description))
     return [{"key": key, "id": artifact_id}]

@@ -1,6 +1,6 @@
 """The inventory-alert automation: stock levels -> state transitions -> alerts by severity."""
 
-from moltbot.registry import Automation
+from moltbot.registry import Automation, RequiredChoice
 
 ENTRY = Automation(
     name="inventory-alert",
@@ -16,4 +16,9 @@ ENTRY = Automation(
         "recovered": ("outbox",),
         "reminder": ("outbox",),
     },
+    required_choices=(
+        RequiredChoice(
+            "a stock source", (("source",), ("sheets_block", "spreadsheet_id", "worksheet"))
+        ),
+    ),
 )

@@ -32,14 +32,45 @@ from moltbot.effects import Route
 from moltbot.effects.report import RunReport, finish_run
 from moltbot.errors import InputError
 from moltbot.messages import Message
+from moltbot.runlabels import (
+    artifact_description,
+    flow_run_namer,
+    label_current_run,
+    local_minute,
+)
 from moltbot.templating import render_template
-from tasks.artifacts import publish_markdown, publish_table
+from tasks.artifacts import TableColumn, publish_markdown, publish_table, readable_rows
 from tasks.effects import channel_destinations, deliver, routes_for, unsettled
 from tasks.item_state import read_item_states, save_item_states
 from tasks.sheets import load_worksheet
 from tasks.sources import load_table, refuse_inline_password, source_label
 
 ARTIFACT_KEYS = {"summary": "inventory-alert", "changes": "inventory-alert-changes"}
+_STATES = {"ok": ("ok", "정상"), "low": ("low", "부족"), "out": ("out of stock", "품절")}
+CHANGE_COLUMNS = (
+    TableColumn(
+        "severity",
+        "Alert",
+        "알림",
+        values={
+            "out": ("out of stock", "품절"),
+            "low": ("low stock", "재고 부족"),
+            "recovered": ("recovered", "재고 회복"),
+            "reminder": ("still out", "품절 지속"),
+        },
+    ),
+    TableColumn("sku", "SKU", "SKU"),
+    TableColumn("name", "Item", "품목"),
+    TableColumn("location", "Location", "위치"),
+    TableColumn("from", "Was", "이전 상태", values=_STATES),
+    TableColumn("to", "Now", "현재 상태", values=_STATES),
+    TableColumn("on_hand", "On hand", "재고", kind="number"),
+    TableColumn("reorder_point", "Reorder point", "재주문점", kind="number"),
+    TableColumn("days_of_cover", "Days of cover", "재고 일수", kind="number", decimals=1),
+    TableColumn("stockout_date", "Stock-out date", "품절 예상일", kind="date"),
+    TableColumn("at_risk", "At risk", "위험", kind="flag"),
+    TableColumn("lasted_hours", "Lasted (hours)", "지속 시간(시간)", kind="number", decimals=1),
+)
 
 
 class InventoryAlertResult(RunReport):
@@ -233,7 +264,7 @@ def plan_run(
 # --------------------------------------------------------------------------- the flow
 
 
-@flow(name=AUTOMATION, log_prints=False)
+@flow(name=AUTOMATION, flow_run_name=flow_run_namer(AUTOMATION), log_prints=False)
 def inventory_alert(
     source: str | None = None,
     columns: dict[str, str] | None = None,
@@ -302,6 +333,7 @@ def inventory_alert(
         The `InventoryAlertResult` as JSON; long lists are cut to their first 100 entries, the
         `_total` says how many there were.
     """
+    label_current_run(AUTOMATION, dry_run=dry_run)
     logger = get_run_logger()
     settings = get_settings()
     timezone = checked_timezone(timezone or settings.timezone)
@@ -377,7 +409,9 @@ def inventory_alert(
             saved = save_item_states(AUTOMATION, writes, now)
 
     result = _result(plan, evaluation, deliveries, saved)
-    result["artifacts"] = _publish(plan, evaluation, result, messages, timezone, dry_run=dry_run)
+    result["artifacts"] = _publish(
+        plan, evaluation, result, messages, timezone, now=now, dry_run=dry_run
+    )
     return finish_run(InventoryAlertResult(**result, dry_run=dry_run))
 
 
@@ -418,11 +452,13 @@ def _publish(
     messages: dict[str, Message],
     timezone: str,
     *,
+    now: datetime,
     dry_run: bool,
 ) -> list[dict[str, Any]]:
     # A dry run's preview stays on its own run page: it must not become the latest version of
     # the keyed artifacts analysts follow.
     keys = dict.fromkeys(ARTIFACT_KEYS) if dry_run else ARTIFACT_KEYS
+    settings = get_settings()
     changed = [
         items.assign(severity=severity) for severity, items in plan.alerts.items() if len(items)
     ]
@@ -435,14 +471,13 @@ def _publish(
             ("severity", "sku", "name", "location", "from", "to", "on_hand", "reorder_point",
              "days_of_cover", "stockout_date", "at_risk", "lasted_hours"),
         )  # fmt: skip
-        for row in rows:
-            if row["stockout_date"] is not None:
-                row["stockout_date"] = row["stockout_date"].isoformat()
     shown = f"first {len(rows):,} of {total:,}" if total > len(rows) else f"{total:,}"
-    suffix = " (dry run)" if dry_run else ""
+    checked = local_minute(now, timezone)
+    counts = evaluation.counts
+    stock = f"{counts['out']:,} out, {counts['low']:,} low, {counts['at_risk']:,} at risk"
     summary = render_template(
         TEMPLATES,
-        get_settings().locale,
+        settings.locale,
         "run_summary.md.j2",
         counts=evaluation.counts,
         alerts={name: len(items) for name, items in plan.alerts.items()},
@@ -458,14 +493,28 @@ def _publish(
         {
             "key": keys["summary"],
             "id": publish_markdown(
-                keys["summary"], summary, description=f"inventory-alert{suffix}"
+                keys["summary"],
+                summary,
+                description=artifact_description(AUTOMATION, checked, stock, dry_run=dry_run),
             ),
         },
         {
             "key": keys["changes"],
             # quote: Prefect would otherwise walk every cell looking for task results to wait on.
             "id": publish_table(
-                keys["changes"], quote(rows), description=f"Changed items ({shown}){suffix}"
+                keys["changes"],
+                quote(
+                    readable_rows(
+                        rows,
+                        CHANGE_COLUMNS,
+                        locale=settings.locale,
+                        currency=settings.currency,
+                        timezone=timezone,
+                    )
+                ),
+                description=artifact_description(
+                    AUTOMATION, checked, f"changed items ({shown})", dry_run=dry_run
+                ),
             ),
         },
     ]

@@ -6,10 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from blocks.jira import JiraCredentials
 from flows.ticket_creation.drafts import AUTOMATION, TicketDraft
 from flows.ticket_creation.plan import COMMENT, TICKET, LedgerEntry, Plan, PlannedDraft
 from moltbot.effects import Intent, Outcome, Route
-from tasks.effects import EffectState
+from moltbot.effects.services import JiraCommentExecutor, JiraIssueExecutor
+from tasks.effects import EffectState, count_done, perform_effects
 
 
 def ledger_entries(states: Mapping[str, EffectState]) -> dict[str, LedgerEntry]:
@@ -206,3 +208,53 @@ def seen_prefixes(comments: Sequence[PlannedDraft]) -> list[str]:
 def browse_url(server_url: str, issue_key: str) -> str:
     """The issue's page: ``<site>/browse/OPS-12``."""
     return f"{server_url.rstrip('/')}/browse/{issue_key}"
+
+
+def preview_intents(
+    plan: Plan,
+    issue_link: str,
+    comment_link: str,
+    body: Callable[[TicketDraft, int], str],
+    seen: Mapping[str, int],
+) -> list[Intent]:
+    """Every effect a real run of `plan` would hand the layer: the issues found to record,
+    the issues to create, and the recurrence comments (on an issue this run would create, the
+    comment names the draft creating it)."""
+    creating = creators(plan)
+    issues = {draft.ledger_key: f"<issue of {draft.id}>" for draft in creating}
+    comments, _ = comment_intents(plan.having("comment"), issues, seen, comment_link, body)
+    return [*record_intents(plan, issue_link), *create_intents(creating, issue_link), *comments]
+
+
+def dry_run_effects(
+    plan: Plan,
+    jira: JiraCredentials | None,
+    jira_block: str | None,
+    *,
+    body: Callable[[TicketDraft, int], str],
+) -> list[Outcome]:
+    """A dry run's outcomes of `plan`, each previewing its issue's fields or its comment.
+
+    Nothing is created, commented, claimed or recorded; Jira is not called (a dry run may
+    have no Jira block: the destination is then named ``jira:(no block)``).
+
+    Args:
+        plan: the plan a real run would perform.
+        jira: the Jira block, if the run has one.
+        jira_block: its name.
+        body: the comment text for a draft and its N (see `comment_body`).
+    """
+    name = jira_block or "(no block)"
+    issues = JiraIssueExecutor(jira, name)
+    comments = JiraCommentExecutor(jira, name)
+    planned_comments = plan.having("comment")
+    seen = count_done(AUTOMATION, seen_prefixes(planned_comments)) if planned_comments else {}
+    intents = preview_intents(
+        plan,
+        issues.name,
+        comments.name,
+        body,
+        {prefix.removesuffix(":seen:"): count for prefix, count in seen.items()},
+    )
+    destinations = {issues.name: issues, comments.name: comments}
+    return perform_effects(intents, destinations, dry_run=True)

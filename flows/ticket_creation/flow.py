@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -40,6 +40,7 @@ from flows.ticket_creation.effects import (
     create_intents,
     creators,
     draft_outcomes,
+    dry_run_effects,
     ledger_entries,
     record_intents,
     seen_prefixes,
@@ -60,10 +61,10 @@ from flows.ticket_creation.render import (
     run_summary,
 )
 from flows.ticket_creation.review import (
-    ReviewDecision,
     ReviewOutcome,
     apply_decision,
     poll_seconds,
+    review_form,
 )
 from moltbot.blockdocs import load_block
 from moltbot.config.project import ProjectConfig
@@ -72,8 +73,14 @@ from moltbot.effects import Route
 from moltbot.effects.report import RunReport, finish_run
 from moltbot.effects.services import JiraCommentExecutor, JiraIssueExecutor
 from moltbot.errors import DeliveryFailed, InputError
+from moltbot.runlabels import (
+    artifact_description,
+    flow_run_namer,
+    label_current_run,
+    local_minute,
+)
 from moltbot.state.watermarks import Watermark, WatermarkMoved
-from tasks.artifacts import publish_markdown, publish_table
+from tasks.artifacts import TableColumn, publish_markdown, publish_table, readable_rows
 from tasks.effects import (
     channel_destinations,
     count_done,
@@ -106,6 +113,61 @@ class TicketCreationResult(RunReport):
 
 
 ARTIFACT_MAX_ROWS = 2000
+DRAFT_COLUMNS = (
+    TableColumn("draft", "Draft", "초안"),
+    TableColumn("item", "Item", "항목"),
+    TableColumn(
+        "action",
+        "Action",
+        "처리",
+        values={
+            "create": ("to create", "생성 예정"),
+            "comment": ("to comment", "댓글 예정"),
+            "record": ("to record", "기록 예정"),
+            "done": ("done before", "이미 처리됨"),
+            "unchanged": ("done before", "이미 처리됨"),
+            "created": ("created", "생성됨"),
+            "recovered": ("created (recovered)", "생성됨 (복구)"),
+            "commented": ("commented", "댓글 작성"),
+            "rejected": ("rejected", "거절됨"),
+            "failed": ("failed", "실패"),
+            "in_progress": ("held by another run", "다른 실행이 처리 중"),
+        },
+    ),
+    TableColumn("issue", "Issue", "이슈"),
+    TableColumn("project", "Project", "프로젝트"),
+    TableColumn("type", "Type", "유형"),
+    TableColumn("priority", "Priority", "우선순위"),
+    TableColumn("summary", "Summary", "요약"),
+    TableColumn("components", "Components", "구성 요소"),
+    TableColumn("assignee", "Assignee", "담당자"),
+    TableColumn("due", "Due", "마감일", kind="date"),
+    TableColumn("dedup_key", "Dedup key", "중복 방지 키"),
+)
+
+
+def batch_label(parameters: Mapping[str, Any]) -> str:
+    """What a run reads, in a few words: `3 events`, `1 webhook event`, `form answers`."""
+
+    def count(n: int, noun: str) -> str:
+        return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+    if isinstance(parameters.get("events"), list):
+        return count(len(parameters["events"]), "event")
+    if isinstance(parameters.get("inbox_ids"), list):
+        return count(len(parameters["inbox_ids"]), "webhook event")
+    if parameters.get("events_file"):
+        return "events file"
+    if parameters.get("worksheet"):
+        return "form answers"
+    return ""
+
+
+def run_label(parameters: Mapping[str, Any], timezone: str, now: datetime) -> str:
+    """What a run's name says: its local start time and batch (`2026-12-03 21:00 (3 events)`)."""
+    batch = batch_label(parameters)
+    checked = local_minute(now, timezone)
+    return f"{checked} ({batch})" if batch else checked
 
 
 class ReviewTimedOut(DeliveryFailed):
@@ -237,7 +299,7 @@ def draft_tickets(items: list[SourceItem], *, timezone: str, locale: str) -> lis
 # --------------------------------------------------------------------------- the flow
 
 
-@flow(name=AUTOMATION, log_prints=False)
+@flow(name=AUTOMATION, flow_run_name=flow_run_namer(AUTOMATION, run_label), log_prints=False)
 def ticket_creation(
     events: list[dict[str, Any]] | None = None,
     events_file: str | None = None,
@@ -316,6 +378,7 @@ def ticket_creation(
         DeliveryFailed: some item or the hand-off failed (the result is attached).
         ReviewTimedOut: the review was not answered in time.
     """
+    label_current_run(AUTOMATION, dry_run=dry_run)
     logger = get_run_logger()
     settings = get_settings()
     locale = settings.locale
@@ -331,6 +394,15 @@ def ticket_creation(
         dry_run=dry_run,
     )
     now = datetime.now(UTC)
+    checked = local_minute(now, timezone)
+    batch = batch_label(
+        {
+            "events": events,
+            "inbox_ids": inbox_ids,
+            "events_file": events_file,
+            "worksheet": worksheet,
+        }
+    )
     mappings = load_mappings(ProjectConfig.load(), locale=locale)
     routes = routes_for(ENTRY, "info", channels)
     destinations = channel_destinations(link for route in routes for link in route.links)
@@ -373,7 +445,13 @@ def ticket_creation(
         result = _result(
             plan, {}, None, window, url=url, jira_checked=jira is not None, dry_run=True
         )
-        result["artifacts"] = _publish(plan, result, {}, timezone, locale, dry_run=True)
+        # What each issue and comment would be, through the executors that would make them.
+        result["effects"] = dry_run_effects(
+            plan, jira, jira_block, body=partial(comment_body, locale=locale, timezone=timezone)
+        )
+        result["artifacts"] = _publish(
+            plan, result, {}, timezone, locale, when=checked, batch=batch, dry_run=True
+        )
         return finish_run(TicketCreationResult(**result))
 
     assert jira is not None and jira_block is not None  # checked with the parameters
@@ -381,10 +459,21 @@ def ticket_creation(
         hold_watermark(AUTOMATION, stream, window.as_pending())
     decision: ReviewOutcome | None = None
     if review:
-        plan, decision = _review(plan, mappings, timezone, locale, review_timeout_seconds)
+        plan, decision = _review(
+            plan,
+            mappings,
+            timezone,
+            locale,
+            review_timeout_seconds,
+            description=artifact_description(
+                AUTOMATION, checked, batch, "drafts awaiting review", dry_run=False
+            ),
+        )
         if decision.status == "timed_out":
             result = _result(plan, {}, decision, window, url=url, jira_checked=True, dry_run=False)
-            result["artifacts"] = _publish(plan, result, {}, timezone, locale, dry_run=False)
+            result["artifacts"] = _publish(
+                plan, result, {}, timezone, locale, when=checked, batch=batch, dry_run=False
+            )
             raise ReviewTimedOut(
                 f"nobody answered the review within {review_timeout_seconds} s: "
                 f"none of the {len(plan.having('create'))} new issue(s) was created",
@@ -397,7 +486,9 @@ def ticket_creation(
         result["window"]["committed"] = _commit(window, watermark, stream, result)
 
     result["deliveries"] = _hand_off(result, plan, routes, destinations, url, locale)
-    result["artifacts"] = _publish(plan, result, outcomes, timezone, locale, dry_run=False)
+    result["artifacts"] = _publish(
+        plan, result, outcomes, timezone, locale, when=checked, batch=batch, dry_run=False
+    )
     items = [
         *(f"{item['item']}: {item['error']}" for item in result["failed"]),
         *(
@@ -453,6 +544,8 @@ def _review(
     timezone: str,
     locale: str,
     timeout: int,
+    *,
+    description: str,
 ) -> tuple[Plan, ReviewOutcome]:
     """Show the new drafts and pause until the reviewer answers (or the timeout)."""
     logger = get_run_logger()
@@ -461,12 +554,10 @@ def _review(
     rows = draft_rows(plan, {}, timezone)
     publish_table(
         ARTIFACT_KEYS["drafts"],
-        quote(rows[:ARTIFACT_MAX_ROWS]),
-        description="Drafts awaiting review",
+        quote(_readable(rows[:ARTIFACT_MAX_ROWS], locale)),
+        description=description,
     )
-    form = ReviewDecision.with_initial_data(
-        description=review_request(rows, locale=locale, timeout=timeout)
-    )
+    form = review_form(plan, review_request(rows, locale=locale, timeout=timeout))
     logger.info(
         "Waiting up to %d s for a review of %d draft(s)", timeout, len(plan.having("create"))
     )
@@ -619,21 +710,26 @@ def _publish(
     timezone: str,
     locale: str,
     *,
+    when: str,
+    batch: str,
     dry_run: bool,
 ) -> list[dict[str, Any]]:
     # A dry run's preview stays on its own run page: it must not become the latest version of
     # the keyed artifacts analysts follow.
     keys = dict.fromkeys(ARTIFACT_KEYS) if dry_run else ARTIFACT_KEYS
-    suffix = " (dry run)" if dry_run else ""
     rows = draft_rows(plan, outcomes, timezone)
     shown = f"first {ARTIFACT_MAX_ROWS:,} of {len(rows):,}" if len(rows) > ARTIFACT_MAX_ROWS else ""
+    window = result.get("window")
+    if window and window["rows"]:
+        batch = f"sheet rows {window['first_row']}–{window['last_row']}"
+    drafts = f"{len(rows):,} draft{'' if len(rows) == 1 else 's'}"
     published = [
         {
             "key": keys["summary"],
             "id": publish_markdown(
                 keys["summary"],
                 run_summary(result, locale=locale),
-                description=f"{AUTOMATION}{suffix}",
+                description=artifact_description(AUTOMATION, when, batch, drafts, dry_run=dry_run),
             ),
         },
         {
@@ -641,9 +737,19 @@ def _publish(
             # quote: Prefect would otherwise walk every cell looking for task results to wait on.
             "id": publish_table(
                 keys["drafts"],
-                quote(rows[:ARTIFACT_MAX_ROWS]),
-                description=f"Drafts and what became of them {shown}{suffix}".strip(),
+                quote(_readable(rows[:ARTIFACT_MAX_ROWS], locale)),
+                description=artifact_description(
+                    AUTOMATION,
+                    when,
+                    batch,
+                    f"drafts and what became of them {shown}".strip(),
+                    dry_run=dry_run,
+                ),
             ),
         },
     ]
     return published
+
+
+def _readable(rows: list[dict[str, Any]], locale: str) -> list[dict[str, str]]:
+    return readable_rows(rows, DRAFT_COLUMNS, locale=locale, currency=get_settings().currency)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from prefect.input import RunInput
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from flows.ticket_creation.drafts import clean_summary
 from flows.ticket_creation.mapping import Privacy
@@ -23,7 +23,9 @@ class DraftEdit(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     draft: str = Field(description="The draft's id (d3) or its dedup key.")
-    summary: str | None = Field(default=None, description="New summary (leave empty to keep).")
+    summary: str | None = Field(
+        default=None, description="New summary (leave empty, or as shown, to keep)."
+    )
     priority: str | None = Field(
         default=None, description="New priority name, e.g. Highest, High, Medium, Low, Lowest."
     )
@@ -76,6 +78,48 @@ class ReviewOutcome:
         }
 
 
+def shown_edit(planned: PlannedDraft) -> DraftEdit:
+    """A draft as the form shows it for editing: its id, summary (masked: the form lives in
+    the Prefect UI) and priority."""
+    priority = planned.draft.fields.get("priority")
+    if isinstance(priority, Mapping):
+        priority = priority.get("name")
+    return DraftEdit(
+        draft=planned.draft.id,
+        summary=mask_text(planned.draft.summary),
+        priority=str(priority) if priority else None,
+    )
+
+
+def review_form(plan: Plan, description: str) -> type[ReviewDecision]:
+    """The resume form of `plan`'s review.
+
+    `description` (the drafts table of `review_request`: type, priority, summary) is shown
+    above the form, and the form's `edits` come filled with every new draft's id, summary and
+    priority, so the reviewer reads each draft in the form itself and changes it in place. An
+    edit left as shown changes nothing (see `apply_decision`).
+    """
+    shown = [shown_edit(planned) for planned in plan.having("create")]
+    # Not `with_initial_data`: it rebuilds the field from its type alone and drops the field's
+    # description, which tells the reviewer what the filled-in list is.
+    form = create_model(
+        ReviewDecision.__name__,
+        __base__=ReviewDecision,
+        edits=(
+            list[DraftEdit],
+            Field(
+                default=shown,
+                description="Every new draft as it will be created: change a summary or a "
+                "priority here; a draft left as shown is created as it is.",
+            ),
+        ),
+    )
+    # Prefect saves this class attribute as the text shown above the form (see
+    # `BaseRunInput.with_initial_data`).
+    form._description = description  # type: ignore[assignment]
+    return form
+
+
 def _resolve(reference: str, reviewable: list[PlannedDraft]) -> str | None:
     wanted = reference.strip()
     for planned in reviewable:
@@ -91,7 +135,8 @@ def apply_decision(
 
     Only ``create`` drafts are reviewed: rejecting one also drops the comments planned on the
     issue it would have created. Edited summaries get the mapping's privacy masking and
-    Jira's limits like rendered ones.
+    Jira's limits like rendered ones. A summary or priority left as the form showed it (see
+    `review_form`) is not a change: the draft keeps its own (unmasked) summary.
 
     Args:
         plan: the plan shown to the reviewer.
@@ -123,10 +168,11 @@ def apply_decision(
         if edit is not None and planned.draft.id not in rejected:
             fields = dict(planned.draft.fields)
             names = []
-            if edit.summary and edit.summary.strip():
+            shown = shown_edit(planned)
+            if edit.summary and edit.summary.strip() not in ("", shown.summary):
                 fields["summary"] = clean_summary(edit.summary, privacy[planned.draft.mapping])
                 names.append("summary")
-            if edit.priority and edit.priority.strip():
+            if edit.priority and edit.priority.strip() not in ("", shown.priority):
                 fields["priority"] = edit.priority.strip()
                 names.append("priority")
             if names:

@@ -2,7 +2,7 @@
 through `perform`, which claims it in the ledger, applies it along its route, recovers
 interrupted attempts, and records one outcome in one vocabulary."""
 
-from moltbot.effects.executors import ChannelExecutor, Executor
+from moltbot.effects.executors import ChannelExecutor, Executor, Previewing
 from moltbot.effects.model import (
     SETTLED,
     Applied,
@@ -11,6 +11,7 @@ from moltbot.effects.model import (
     Intent,
     Outcome,
     OutcomeStatus,
+    Preview,
     Route,
 )
 from moltbot.effects.perform import EffectsRuntime, perform
@@ -26,6 +27,8 @@ __all__ = [
     "Intent",
     "Outcome",
     "OutcomeStatus",
+    "Preview",
+    "Previewing",
     "Route",
     "perform",
 ]

@@ -6,7 +6,8 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from moltbot.effects.model import Applied, Intent, Route
+from moltbot.effects.model import Applied, Intent, Preview, Route
+from moltbot.effects.preview import channel_preview
 from moltbot.errors import ServiceError
 from moltbot.messages import Message
 
@@ -24,6 +25,9 @@ class Executor(Protocol):
         dead_letters: when the route's last destination fails, the effect is dead (announced,
             replayed by a person: messages); otherwise failed (the next run retries: writes
             to a service, which the automation re-plans with the same key).
+
+    An executor may also have `preview(intent) -> Preview | None` (see `Previewing`): what
+    the destination would receive, shown by a dry run instead of performing it.
     """
 
     name: str
@@ -43,6 +47,18 @@ class Executor(Protocol):
 
     def look_up(self, intents: Sequence[Intent]) -> dict[str, str]:
         """Which of `intents` exist remotely already: key -> remote id (empty if none can)."""
+        ...
+
+
+class Previewing(Protocol):
+    """An executor that can show what it would do, from the rendering `apply` uses."""
+
+    def preview(self, intent: Intent) -> Preview | None:
+        """What this destination would receive for `intent` (None: nothing to show).
+
+        Sends, writes and records nothing; masked (a dry run prints and logs it); may write
+        a file under ``<MOLTBOT_HOME>/previews`` that the preview names.
+        """
         ...
 
 
@@ -76,6 +92,10 @@ class ChannelExecutor:
     def look_up(self, intents: Sequence[Intent]) -> dict[str, str]:
         """A chat post or an e-mail cannot be looked up."""
         return {}
+
+    def preview(self, intent: Intent) -> Preview | None:
+        """The message as this channel would render it (see `channel_preview`)."""
+        return channel_preview(self.name, self.channel, intent)
 
 
 def apply_each(

@@ -84,6 +84,28 @@ class Intent:
     known_remote_id: str | None = None
 
 
+class Preview(BaseModel):
+    """What one destination would receive, shown by a dry run (masked: it reaches terminals and
+    logs). Built by the destination's own rendering, the code a real send runs.
+
+    Attributes:
+        destination: the route link that would take the effect (a channel block name,
+            ``jira:<block>`` …).
+        kind: what the destination is: ``slack``, ``email``, ``outbox``, ``jira_issue``,
+            ``jira_comment``, ``notion_page``, ``sheets_append``.
+        lines: the effect as it would read there (a chat's text, an e-mail's headers, an
+            issue's fields, a page's outline), masked.
+        file: a file holding the full rendering (an e-mail's HTML), when one was written.
+        fallbacks: the route's later destinations, tried in order if this one fails.
+    """
+
+    destination: str
+    kind: str
+    lines: list[str] = Field(default_factory=list)
+    file: str | None = None
+    fallbacks: list[str] = Field(default_factory=list)
+
+
 class Attempt(BaseModel):
     """One destination that did not take the effect, and why (masked)."""
 
@@ -108,6 +130,8 @@ class Outcome(BaseModel):
         recovered: `done` by finding it remotely after an interrupted attempt.
         held_by: the flow run holding it (for `held`).
         label: the intent's human name.
+        preview: for `dry_run`: what the route's first destination would receive, when it can
+            show it.
     """
 
     key: str
@@ -123,6 +147,8 @@ class Outcome(BaseModel):
     recovered: bool = False
     held_by: str | None = None
     label: str = ""
+    # Only dry runs have one: every other outcome's JSON stays as it was.
+    preview: Preview | None = Field(default=None, exclude_if=lambda value: value is None)
 
     @property
     def settled(self) -> bool:

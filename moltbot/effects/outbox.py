@@ -90,7 +90,9 @@ def get_entry(ledger: Ledger, key: str) -> OutboxEntry:
     """
     effect = ledger.get(key)
     if effect is None:
-        raise InputError(f"no effect with key {key!r} in the ledger (see `moltbot outbox list`)")
+        raise InputError(
+            f"no effect with key {key!r} in the ledger (see `uv run moltbot outbox list`)"
+        )
     return OutboxEntry.of(effect)
 
 
@@ -138,8 +140,8 @@ def replay(
             raise InputError(f"no effect with key {key!r} in the ledger")
         if effect.status == EffectStatus.IN_DOUBT:
             raise InputError(
-                f"{key} is in doubt: decide first with `moltbot outbox resolve {key} --sent` "
-                "(it arrived) or `--resend`"
+                f"{key} is in doubt: decide first with "
+                f"`uv run moltbot outbox resolve {key} --sent` (it arrived) or `--resend`"
             )
         if effect.status == EffectStatus.DONE:
             outcomes.append(recorded_outcome(_recorded_intent(effect), effect))

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from moltbot.effects.breaker import CircuitBreaker
 from moltbot.effects.executors import Executor, dump_payload
 from moltbot.effects.holders import current_holder, holder_is_dead
-from moltbot.effects.model import Applied, Attempt, Intent, Outcome
+from moltbot.effects.model import Applied, Attempt, Intent, Outcome, Preview
 from moltbot.errors import InputError, InputRefused, ServiceError
 from moltbot.masking import mask_text
 from moltbot.retrying import RetryPolicy
@@ -85,7 +85,8 @@ def perform(
         runtime: ledger, executors, clocks.
         force: perform even effects the ledger records as done.
         revive: take over dead and in-doubt effects (a replay), never done ones.
-        dry_run: claim, apply and record nothing.
+        dry_run: claim, apply and record nothing; each outcome carries what its route's
+            first destination would receive, where that destination can preview it.
 
     Returns:
         One outcome per intent, in order.
@@ -101,13 +102,36 @@ def perform(
         if missing:
             raise InputError(f"no destination named {', '.join(map(repr, missing))}")
     if dry_run:
-        return preview(intents)
+        return preview(intents, runtime.executors)
     return _Performance(runtime, force=force, revive=revive).run(list(intents))
 
 
-def preview(intents: Sequence[Intent]) -> list[Outcome]:
-    """The outcomes of a dry run: nothing claimed, applied or recorded."""
-    return [_outcome(intent, "dry_run") for intent in intents]
+def preview(
+    intents: Sequence[Intent], executors: Mapping[str, Executor] | None = None
+) -> list[Outcome]:
+    """The outcomes of a dry run: nothing claimed, applied or recorded.
+
+    Each outcome's `preview` is what the route's first destination would receive, made by that
+    executor's `preview` (the rendering its `apply` uses), with the route's fallbacks listed;
+    None where the executor has no preview or `executors` are not given. An effect found
+    remotely already (`known_remote_id`) previews as a record of it.
+    """
+    return [
+        _outcome(intent, "dry_run", preview=_preview_one(intent, executors)) for intent in intents
+    ]
+
+
+def _preview_one(intent: Intent, executors: Mapping[str, Executor] | None) -> Preview | None:
+    link = intent.route.links[0]
+    fallbacks = list(intent.route.links[1:])
+    if intent.known_remote_id is not None:
+        lines = [f"record {intent.known_remote_id} as done (it exists already; nothing is sent)"]
+        return Preview(destination=link, kind="record", lines=lines, fallbacks=fallbacks)
+    make = getattr(executors.get(link), "preview", None) if executors is not None else None
+    shown = make(intent) if make is not None else None
+    if not isinstance(shown, Preview):
+        return None
+    return shown.model_copy(update={"fallbacks": fallbacks})
 
 
 class _Performance:

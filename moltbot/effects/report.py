@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, computed_field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
 from moltbot.effects.model import Outcome
 from moltbot.errors import DeliveryFailed
@@ -37,6 +37,9 @@ class RunReport(BaseModel):
 
     dry_run: bool = False
     deliveries: list[Delivery] = []
+    # The run's other effects (a Notion page, Jira issues), where the automation reports their
+    # outcomes here; a dry run's carry their previews. Left out of the JSON when empty.
+    effects: list[Outcome] = Field(default_factory=list, exclude_if=lambda value: not value)
     artifacts: list[ArtifactRef] = []
 
     @model_validator(mode="before")

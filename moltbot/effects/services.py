@@ -9,7 +9,8 @@ from blocks.jira import JiraCredentials
 from blocks.notion import NotionCredentials
 from blocks.sheets import GoogleSheetsCredentials
 from moltbot.effects.executors import apply_each
-from moltbot.effects.model import Applied, Intent
+from moltbot.effects.model import Applied, Intent, Preview
+from moltbot.effects.preview import first_lines, jira_issue_lines, make_preview, notion_outline
 from moltbot.errors import InputRefused, ServiceError
 
 
@@ -77,6 +78,11 @@ class JiraIssueExecutor(ServiceExecutor):
         found = issues_by_label(self.credentials, keys, block_name=self.block_name)
         return {keys[label]: issue for label, issue in found.items()}
 
+    def preview(self, intent: Intent) -> Preview:
+        """The issue's fields as they would be created (no request: a dry run may have no
+        Jira block)."""
+        return make_preview(self.name, "jira_issue", jira_issue_lines(intent.payload["fields"]))
+
 
 class JiraCommentExecutor(ServiceExecutor):
     """Adds a comment carrying its key as the ``moltbot`` comment property; looks it up by it.
@@ -118,6 +124,11 @@ class JiraCommentExecutor(ServiceExecutor):
             if comment_id is not None:
                 found[intent.key] = f"{issue}/comment/{comment_id}"
         return found
+
+    def preview(self, intent: Intent) -> Preview:
+        """The comment's issue and its first lines."""
+        lines = [f"comment on {intent.payload['issue_key']}:", *first_lines(intent.payload["body"])]
+        return make_preview(self.name, "jira_comment", lines)
 
 
 class NotionPageExecutor(ServiceExecutor):
@@ -161,6 +172,15 @@ class NotionPageExecutor(ServiceExecutor):
                 api.append_blocks(page["id"], blocks[stored:], known_count=stored)
                 found[intent.key] = page["id"]
         return found
+
+    def preview(self, intent: Intent) -> Preview:
+        """The page's outline: its properties and its blocks (no request)."""
+        payload = intent.payload
+        lines = [
+            f"new page in data source {payload['data_source_id']}",
+            *notion_outline(payload["properties"], payload["blocks"]),
+        ]
+        return make_preview(self.name, "notion_page", lines)
 
 
 class SheetsAppendExecutor(ServiceExecutor):
@@ -206,6 +226,16 @@ class SheetsAppendExecutor(ServiceExecutor):
                 block_name=self.block_name,
             )
         }
+
+    def preview(self, intent: Intent) -> Preview:
+        """How many rows would be appended where, and the first ones."""
+        payload = intent.payload
+        rows = payload["rows"]
+        lines = [f"append {len(rows)} row(s) to {payload['worksheet']!r}"]
+        lines += [f"  {' | '.join(map(str, row))}" for row in rows[:3]]
+        if len(rows) > 3:
+            lines.append(f"  … {len(rows) - 3} more row(s)")
+        return make_preview(self.name, "sheets_append", lines)
 
 
 SERVICE_EXECUTORS: tuple[type[ServiceExecutor], ...] = (

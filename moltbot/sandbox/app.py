@@ -9,6 +9,7 @@ from typing import NamedTuple
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
+from moltbot.sandbox.inbox import MailSource, install_inbox
 from moltbot.sandbox.jira import JiraState, create_jira_app
 from moltbot.sandbox.notion import NotionState, create_notion_app
 from moltbot.sandbox.sheets import SheetsState, create_sheets_app
@@ -43,7 +44,7 @@ class Service(NamedTuple):
     """One emulator mounted on the root app.
 
     Attributes:
-        name: short name shown by ``GET /``.
+        name: short name shown by ``GET /_sandbox``.
         prefix: mount path, e.g. ``/slack``.
         factory: builds the sub-app from the shared `SandboxState`.
     """
@@ -62,18 +63,26 @@ SERVICES: tuple[Service, ...] = (
 )
 
 
-def create_app(state: SandboxState | None = None) -> FastAPI:
-    """Build the root app with every service in `SERVICES` mounted under its prefix."""
+def create_app(state: SandboxState | None = None, *, mail: MailSource | None = None) -> FastAPI:
+    """Build the root app: the inbox pages, and every service in `SERVICES` under its prefix.
+
+    Args:
+        state: the emulators' state to serve (a fresh one when None).
+        mail: where the inbox reads e-mail (the sandbox's SMTP sink, which runs apart from
+            this app); without it the inbox shows no e-mail.
+    """
     state = state if state is not None else SandboxState()
     app = FastAPI(title="moltbot sandbox", docs_url=None, redoc_url=None)
     app.state.sandbox = state
-    for service in SERVICES:
-        app.mount(service.prefix, service.factory(state), name=service.name)
+    app.state.mail = mail
     listing = {"services": [{"name": s.name, "prefix": s.prefix} for s in SERVICES]}
 
-    @app.get("/")
     @app.get("/_sandbox")
     def services() -> JSONResponse:
         return JSONResponse(listing)
 
+    # Before the mounts: a mount answers every path below its prefix (/jira/browse/KEY).
+    install_inbox(app, state, mail, listing=listing)
+    for service in SERVICES:
+        app.mount(service.prefix, service.factory(state), name=service.name)
     return app

@@ -212,6 +212,11 @@ def normalize_id(value: str, name: str = "id") -> str:
         ) from None
 
 
+def inbox_path(object_id: str) -> str:
+    """The sandbox inbox's page for a Notion page or database (what its ``url`` points at)."""
+    return f"/inbox/notion/{object_id.replace('-', '')}"
+
+
 def _property_id(name: str) -> str:
     digest = base64.urlsafe_b64encode(hashlib.sha1(name.encode("utf-8")).digest()[:3]).decode()
     return digest.replace("-", "%3F").replace("_", "%3A")
@@ -392,6 +397,11 @@ class NotionState:
 
     Every accessor takes one lock and returns deep copies in Notion's response form.
 
+    Pages and databases carry a ``url`` to the sandbox inbox's page for them
+    (``http://HOST:PORT/inbox/notion/<id>``). Only a request tells the emulator its own address,
+    so the URLs use the address of the latest request; before any, they are site-relative
+    (``/inbox/notion/<id>``).
+
     Attributes:
         core: request log and injected faults (see `moltbot.sandbox.kit.EmulatorCore`).
         limiter: the rate-limit model, an average of 3 requests/s per token.
@@ -403,6 +413,8 @@ class NotionState:
         self._lock = threading.RLock()
         self._after_apply: deque[_AfterApplyFault] = deque()
         self._store = _Store()
+        # The root URL the latest request came to (``http://127.0.0.1:8000``); see the class doc.
+        self._site = ""
         self._seed()
 
     # -- lifecycle and switches ---------------------------------------------------------------
@@ -606,6 +618,12 @@ class NotionState:
                 raise _not_found("block", parent)
             return [self._block_tree(child) for child in self._store.children[parent]]
 
+    def databases(self) -> list[dict[str, Any]]:
+        """Every database object, oldest first."""
+        with self._lock:
+            found = sorted(self._store.databases.values(), key=lambda d: d.created)
+            return [self._database_json(database) for database in found]
+
     def data_source(self, data_source_id: str) -> dict[str, Any]:
         """One data source object (title, schema in response form)."""
         with self._lock:
@@ -660,7 +678,7 @@ class NotionState:
             "in_trash": page.in_trash,
             "is_locked": False,
             "properties": properties,
-            "url": f"https://www.notion.so/{page.id.replace('-', '')}",
+            "url": self._site + inbox_path(page.id),
             "public_url": None,
         }
 
@@ -686,7 +704,7 @@ class NotionState:
             "properties": copy.deepcopy(data_source.properties),
             "parent": {"type": "database_id", "database_id": database.id},
             "database_parent": database_parent,
-            "url": f"https://www.notion.so/{database.id.replace('-', '')}",
+            "url": self._site + inbox_path(database.id),
             "public_url": None,
             "archived": False,
             "in_trash": False,
@@ -714,7 +732,7 @@ class NotionState:
             ],
             "icon": None,
             "cover": None,
-            "url": f"https://www.notion.so/{database.id.replace('-', '')}",
+            "url": self._site + inbox_path(database.id),
             "public_url": None,
             "archived": False,
         }
@@ -1574,6 +1592,8 @@ def create_notion_app(state: NotionState) -> FastAPI:
         return error_response(400, f"body failed validation: {exc.errors()}", "validation_error")
 
     def guard(request: Request) -> None:
+        # Object URLs point at this sandbox, whose address only a request tells.
+        state._site = str(request.base_url).rstrip("/")
         if request.headers.get("authorization") != f"Bearer {SANDBOX_NOTION_TOKEN}":
             raise NotionAPIError(401, "API token is invalid.", "unauthorized")
         version = request.headers.get("notion-version")

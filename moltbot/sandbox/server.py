@@ -29,7 +29,8 @@ class Sandbox(StartedWhileEntered):
     Attributes:
         state: the emulators' in-memory state (``sandbox.state.slack.posts`` …).
         smtp: the SMTP sink (``sandbox.smtp.messages`` …).
-        base_url: ``http://HOST:PORT`` once started.
+        base_url: ``http://HOST:PORT`` once started; its root (and ``/inbox``) is the inbox
+            page of what the automations sent (see `moltbot.sandbox.inbox`).
         port: the HTTP port once started.
         smtp_port: the SMTP port once started.
     """
@@ -108,7 +109,7 @@ class Sandbox(StartedWhileEntered):
             sock.close()
             raise
         config = uvicorn.Config(
-            create_app(self.state),
+            create_app(self.state, mail=self.smtp),
             log_level="warning",
             access_log=False,
             # None keeps uvicorn from calling logging.dictConfig on the host process's loggers.

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hmac
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.policy import default as default_policy
@@ -66,12 +67,14 @@ class ReceivedMail:
         rcpt_tos: envelope recipients (``RCPT TO``), in order.
         message: the parsed message (``email.policy.default``, so headers are decoded).
         raw: the bytes received after ``DATA``.
+        received_at: when the sink accepted it (UTC).
     """
 
     mail_from: str
     rcpt_tos: list[str]
     message: EmailMessage
     raw: bytes
+    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
     def subject(self) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from moltbot.masking import mask_text
+from moltbot.runlabels import run_tags
 from moltbot.state.inbox import Inbox, InboxEntry
 from moltbot.webhooks.config import DeploymentTarget, EventTarget, GatewayConfig
 
@@ -301,13 +302,20 @@ class Dispatcher:
 def _run_deployment(target: DeploymentTarget, entry: InboxEntry) -> str:
     from prefect.deployments import run_deployment
 
+    parameters = target.render_parameters(entry.event, entry.source, entry.id)
+    # The flow's name is the automation's (the registry's contract), and the deployment name
+    # starts with it.
+    automation = target.deployment.split("/", 1)[0]
     flow_run = run_deployment(
         target.deployment,
-        parameters=target.render_parameters(entry.event, entry.source, entry.id),
+        parameters=parameters,
         idempotency_key=idempotency_key(entry.id, target, len(entry.crashed_runs)),
         timeout=0,
         as_subflow=False,
-        tags=list(RUN_TAGS),
+        tags=[
+            *RUN_TAGS,
+            *run_tags(automation, dry_run=parameters.get("dry_run") is True, origin="webhook"),
+        ],
     )
     return str(flow_run.id)
 

@@ -45,13 +45,21 @@ def test_chart_is_a_png_of_about_800_by_360(values, currency):
     assert abs(height - 360) <= 10
 
 
-def test_ascii_text_needs_no_missing_glyphs():
+@pytest.mark.parametrize("locale", ["en", "ko"])
+def test_text_in_either_language_needs_no_missing_glyphs(locale):
+    # Hangul is drawn with the bundled NanumGothic, so no machine font is needed.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        render_revenue_chart(
-            series([1500.0, 0.0, 2500.0]), report_date=REPORT, title="Revenue, last 3 days"
-        )
+        png = render_revenue_chart(series([1500.0, 0.0, 2500.0]), report_date=REPORT, locale=locale)
+    assert png.startswith(PNG_MAGIC)
     assert not [w for w in caught if "Glyph" in str(w.message)]
+
+
+def test_the_korean_chart_says_its_title_in_korean():
+    from flows.daily_report.chart import chart_texts
+
+    assert chart_texts("ko")["title"] == "최근 28일 매출"
+    assert chart_texts("fr") == chart_texts("en")
 
 
 def test_report_day_outside_the_series_and_timestamp_index():

@@ -169,6 +169,93 @@ def test_empty_day_says_there_were_no_orders(orders_csv, channels, sandbox):
     assert "*No orders*" in sandbox.state.slack.posts[0].payload["blocks"][1]["text"]["text"]
 
 
+def test_a_report_date_without_data_is_reported_with_a_warning(orders_csv, channels):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogHandler
+
+    state = daily_report(
+        source=str(orders_csv),
+        report_date=date(2026, 11, 20),
+        channels=["outbox"],
+        return_state=True,
+    )
+    result = state.result()
+
+    warning = "no orders on 2026-11-20 in 주문.csv (latest order: 2026-11-16)"
+    assert result["warnings"] == [warning]
+    assert [d["status"] for d in result["deliveries"]] == ["done"]  # a zero day is still reported
+    report, top = (read_artifact(a["id"]) for a in result["artifacts"])
+    assert f"> ⚠ **Warning:** {warning}" in report.data
+    assert (
+        report.description
+        == f"daily-report 2026-11-20 · Daily report Fri 20 Nov 2026 · ⚠ {warning}"
+    )
+    assert top.description.startswith("daily-report 2026-11-20 · top products")
+    # The run's logs reach the API before they are read.
+    APILogHandler().flush()
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(
+            LogFilter(flow_run_id=LogFilterFlowRunId(any_=[state.state_details.flow_run_id]))
+        )
+    assert [log.message for log in logs if log.level == 30] == [f"Report 2026-11-20: {warning}"]
+
+
+def read_artifact(artifact_id: str):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterId
+
+    with get_client(sync_client=True) as client:
+        [artifact] = client.read_artifacts(
+            artifact_filter=ArtifactFilter(id=ArtifactFilterId(any_=[artifact_id]))
+        )
+    return artifact
+
+
+def table_rows(artifact) -> list[dict]:
+    import json
+
+    return json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
+
+
+def read_run(flow_run_id):
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(flow_run_id)
+
+
+def test_the_run_and_its_artifacts_read_well_in_the_ui(orders_csv, channels):
+    state = daily_report(
+        source=str(orders_csv),
+        report_date=date(2026, 11, 23),
+        channels=["outbox"],
+        return_state=True,
+    )
+    result = state.result()
+
+    run = read_run(state.state_details.flow_run_id)
+    assert run.name == "daily-report 2026-11-23"
+    assert "daily-report" in run.tags
+    report, top = (read_artifact(a["id"]) for a in result["artifacts"])
+    assert report.description == "daily-report 2026-11-23 · Daily report Mon 23 Nov 2026"
+    assert "![Revenue, last 28 days](data:image/png;base64,iVBOR" in report.data
+    first = {"#": "1", "Product": "무선 이어폰", "Revenue": "₩20,000", "Units": "2"}
+    assert table_rows(top)[0] == first
+
+
+def test_korean_tables_have_korean_headings(orders_csv, channels, monkeypatch):
+    monkeypatch.setenv("MOLTBOT_LOCALE", "ko")
+
+    result = daily_report(
+        source=str(orders_csv), report_date=date(2026, 11, 23), channels=["outbox"]
+    )
+
+    top = read_artifact(result["artifacts"][1]["id"])
+    assert table_rows(top)[1] == {"순위": "2", "상품": "Green Tea", "매출": "15,000원", "수량": "3"}
+    assert top.description == "daily-report 2026-11-23 · 인기 상품"
+
+
 def test_dry_run_delivers_nothing_and_records_nothing(orders_csv, channels, sandbox):
     result = daily_report(
         source=str(orders_csv), report_date=date(2026, 11, 23), channels=channels, dry_run=True
@@ -176,7 +263,8 @@ def test_dry_run_delivers_nothing_and_records_nothing(orders_csv, channels, sand
 
     assert {d["status"] for d in result["deliveries"]} == {"dry_run"}
     assert [artifact["key"] for artifact in result["artifacts"]] == [None, None]
-    assert all(artifact["id"] for artifact in result["artifacts"])
+    descriptions = [read_artifact(artifact["id"]).description for artifact in result["artifacts"]]
+    assert all(text.startswith("DRY RUN — daily-report 2026-11-23 · ") for text in descriptions)
     assert sandbox.state.slack.posts == []
     assert sandbox.smtp.messages == []
     assert ledger_effects() == []

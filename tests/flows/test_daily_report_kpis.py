@@ -8,7 +8,7 @@ from datetime import date, timedelta
 import pandas as pd
 import pytest
 
-from flows.daily_report.kpis import CANONICAL_COLUMNS, compute_kpis, daily_revenue
+from flows.daily_report.kpis import CANONICAL_COLUMNS, compute_kpis, daily_revenue, data_warnings
 from flows.shared.orders import normalize_orders
 from moltbot.errors import InputError
 
@@ -571,3 +571,30 @@ def test_daily_revenue_defaults_to_28_days():
     assert len(series) == 28
     assert series.index[0] == days_before(27)
     assert series.sum() == 1000.0
+
+
+# --------------------------------------------------------------------------- data warnings
+
+
+def warnings_for(*rows: dict, report_date: date = REPORT) -> list[str]:
+    return data_warnings(orders(*rows), report_date=report_date, source_label="orders.csv")
+
+
+def test_a_day_with_orders_has_no_warning():
+    assert warnings_for(row("A1"), row("A2", days_before(1))) == []
+
+
+def test_a_day_with_only_cancelled_orders_has_data_so_no_warning():
+    assert warnings_for(row("A1", status="cancelled")) == []
+
+
+def test_a_day_without_rows_warns_with_the_latest_date_before_it():
+    assert warnings_for(row("A1", days_before(3)), row("A2", REPORT + timedelta(days=1))) == [
+        "no orders on 2026-11-24 in orders.csv (latest order: 2026-11-21)"
+    ]
+
+
+def test_a_day_before_all_the_data_warns_without_a_latest_date():
+    assert warnings_for(row("A1", REPORT + timedelta(days=2))) == [
+        "no orders on 2026-11-24 in orders.csv"
+    ]

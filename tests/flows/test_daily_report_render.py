@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from flows.daily_report.render import build_report_message, report_key
+from flows.daily_report.render import build_artifact_markdown, build_report_message, report_key
+from tasks.artifacts import data_uri
 
 PNG = b"\x89PNG\r\n\x1a\nchart"
 
@@ -107,3 +108,39 @@ def test_anomaly_is_flagged_in_title_and_severity() -> None:
     assert message.severity == "warning"
     assert message.title.endswith("⚠ unusual revenue")
     assert "73.5 standard deviations" in message.slack_blocks[1]["text"]["text"]
+
+
+def artifact(locale: str = "en", warnings: list[str] | None = None, **overrides: Any) -> str:
+    return build_artifact_markdown(
+        kpis(**overrides),
+        report_date=date(2026, 11, 23),
+        timezone="Asia/Seoul",
+        currency="KRW",
+        locale=locale,
+        chart_png=PNG,
+        warnings=warnings,
+    )
+
+
+def test_the_artifact_embeds_the_chart_and_the_outbox_names_its_file() -> None:
+    markdown = artifact()
+
+    assert f"![Revenue, last 28 days]({data_uri(PNG, 'image/png')})" in markdown
+    assert "-revenue.png" not in markdown
+    # The outbox and e-mail keep their own image handling.
+    assert "](daily-report-2026-11-23-revenue.png)" in (render().markdown or "")
+    # Apart from the chart, the artifact is the outbox's report.
+    outbox = (render().markdown or "").replace(
+        "daily-report-2026-11-23-revenue.png", data_uri(PNG, "image/png")
+    )
+    assert markdown == outbox
+
+
+@pytest.mark.parametrize(("locale", "label"), [("en", "Warning"), ("ko", "경고")], ids=["en", "ko"])
+def test_warnings_stand_under_the_artifact_title(locale: str, label: str) -> None:
+    markdown = artifact(locale, warnings=["no orders on 2026-11-23 in orders.csv"])
+
+    title, blank, warning, *_ = markdown.splitlines()
+    assert title.startswith("# ")
+    assert blank == ""
+    assert warning == f"> ⚠ **{label}:** no orders on 2026-11-23 in orders.csv  "

@@ -437,6 +437,13 @@ def test_the_artifact_masks_contact_details(channels, sandbox):
             artifact_filter=ArtifactFilter(id=ArtifactFilterId(any_=[artifact["id"]]))
         )
     assert artifact["key"] == "form-digest"
+    window = result["window"]
+    assert stored.description == (
+        f"form-digest {window['start'][:16].replace('T', ' ')} – "
+        f"{window['end'][:16].replace('T', ' ')} · {SAMPLE_FORM_NAME} · "
+        f"sheet rows {window['first_row']}–{window['last_row']}, 22 responses"
+    )
+    assert window["start"].startswith("2026-11-20")
     assert "시간이 조금 길게 느껴졌어요." in stored.data
     assert "010-2345-6789" not in stored.data and "minjun.kim@" not in stored.data
 

@@ -415,11 +415,17 @@ def test_the_changes_table_artifact_lists_every_changed_item(stock_csv, channels
             artifact_filter=ArtifactFilter(id=ArtifactFilterId(any_=[result["artifacts"][1]["id"]]))
         )
     rows = json.loads(table.data) if isinstance(table.data, str) else table.data
-    assert [(r["severity"], r["sku"], r["from"], r["to"]) for r in rows] == [
-        ("out", "B2", "ok", "out"),
-        ("low", "A1", "ok", "low"),
+    assert [(r["Alert"], r["SKU"], r["Was"], r["Now"]) for r in rows] == [
+        ("out of stock", "B2", "ok", "out of stock"),
+        ("low stock", "A1", "ok", "low"),
     ]
-    assert rows[1]["name"] == "무선 이어폰"
+    assert (rows[1]["Item"], rows[1]["On hand"], rows[1]["Reorder point"]) == (
+        "무선 이어폰",
+        "3",
+        "10",
+    )
+    assert table.description.startswith("inventory-alert 20")
+    assert table.description.endswith(" · changed items (2)")
 
 
 def test_dry_run_sends_nothing_and_saves_nothing(stock_csv, channels, sandbox):

@@ -495,6 +495,39 @@ def test_dry_run_without_a_jira_block_connects_to_nothing(
     assert jira.core.requests == []
 
 
+def test_a_dry_run_is_named_tagged_and_its_artifacts_marked(
+    jira: JiraState, events_mapping: Path
+) -> None:
+    import json as json_module
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterId
+
+    state = ticket_creation(
+        events=[alert(1), alert(2)], mapping="alerts", dry_run=True, return_state=True
+    )
+    result = state.result()
+
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(state.state_details.flow_run_id)
+        summary, table = (
+            client.read_artifacts(
+                artifact_filter=ArtifactFilter(id=ArtifactFilterId(any_=[artifact["id"]]))
+            )[0]
+            for artifact in result["artifacts"]
+        )
+    assert run.name.startswith("ticket-creation 20")
+    assert run.name.endswith(" (2 events) (dry run)")
+    assert {"ticket-creation", "dry-run"} <= set(run.tags)
+    assert summary.description.startswith("DRY RUN — ticket-creation 20")
+    assert summary.description.endswith(" · 2 events · 2 drafts")
+    rows = json_module.loads(table.data) if isinstance(table.data, str) else table.data
+    assert [(row["Draft"], row["Action"]) for row in rows] == [
+        ("d1", "to create"),
+        ("d2", "to create"),
+    ]
+
+
 @pytest.mark.parametrize(
     ("config", "params", "message"),
     [

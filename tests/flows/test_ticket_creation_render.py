@@ -123,6 +123,7 @@ def test_artifact_rows_are_masked() -> None:
         "type": "Task",
         "priority": "High",
         "summary": "[결제 문의] 환불 요청 ***@example.com",
+        "labels": "",
         "components": "Payments, Web",
         "assignee": "",
         "due": "2026-11-25",

@@ -102,7 +102,7 @@ def test_review_rejecting_2_of_5_creates_3_with_the_edits(jira: JiraState) -> No
         row = "| d1 | event alert-1 (alert.fired) | Incident |  | 결제 API 오류 1, 담당 ***@"
         assert row + "example.com |" in shown
         table = drafts_artifact(run.id)
-        assert [row["draft"] for row in table] == ["d1", "d2", "d3", "d4", "d5"]
+        assert [row["Draft"] for row in table] == ["d1", "d2", "d3", "d4", "d5"]
         assert "kim1@" not in str(table)  # the mapping keeps e-mails in Jira; artifacts never
 
         resume_flow_run(

@@ -75,7 +75,7 @@ def test_unknown_parameter_exits_2_naming_the_valid_ones(orders_csv: Path) -> No
     result = run_daily_report(orders_csv, "--param", "colour=red")
 
     assert result.exit_code == 2
-    assert "unknown parameter 'colour'" in result.stderr
+    assert result.stderr.startswith("error: colour: not a parameter of daily-report")
     assert "valid: source, report_date, channels" in result.stderr
 
 
@@ -83,7 +83,46 @@ def test_missing_required_parameter_exits_2() -> None:
     result = runner.invoke(app, ["run", "daily-report"])
 
     assert result.exit_code == 2
-    assert "missing parameter 'source'" in result.stderr
+    assert result.stderr.startswith("error: source: missing; daily-report needs source")
+
+
+def test_a_missing_choice_of_parameters_is_refused_before_any_run() -> None:
+    result = runner.invoke(app, ["run", "inventory-alert"])
+
+    assert result.exit_code == 2
+    assert result.stderr.startswith(
+        "error: source: missing; inventory-alert needs a stock source: source, or "
+        "sheets_block + spreadsheet_id + worksheet"
+    )
+
+
+@pytest.mark.parametrize(
+    ("pair", "line"),
+    [
+        (
+            "report_date=2026-13-45",
+            "error: report_date: expected a date (YYYY-MM-DD) (input should be a valid date",
+        ),
+        (
+            'channels=["outbox",',
+            "error: channels: looks like JSON but does not parse (Expecting value at character 11)",
+        ),
+        (
+            "channels=[1]",
+            "error: channels[0]: expected a JSON list of (text or JSON lists of text)",
+        ),
+        ("force=maybe", "error: force: expected true or false"),
+    ],
+)
+def test_a_bad_value_gets_one_line_starting_with_the_parameters_name(
+    pair: str, line: str, orders_csv: Path
+) -> None:
+    result = run_daily_report(orders_csv, "--param", pair)
+
+    assert result.exit_code == 2
+    assert result.stderr.startswith(line)
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "2026-13-45" not in result.stderr and "maybe" not in result.stderr
 
 
 def test_a_password_in_a_param_is_refused_before_any_run() -> None:
@@ -166,7 +205,9 @@ def test_failed_delivery_exits_1_with_the_result_on_stdout(
 
 
 @pytest.mark.slow
-def test_real_process_json_stdout_is_one_document(prefect_api: str, orders_csv: Path) -> None:
+def test_real_process_json_stdout_is_one_document(
+    prefect_api: str, orders_csv: Path, tmp_path: Path
+) -> None:
     env = {**os.environ, "PREFECT_API_URL": prefect_api}
     completed = subprocess.run(
         [
@@ -191,8 +232,11 @@ def test_real_process_json_stdout_is_one_document(prefect_api: str, orders_csv: 
 
     assert completed.returncode == 0, completed.stderr
     assert json.loads(completed.stdout)["kpis"]["revenue"] == 47000.0
-    assert "Finished in state Completed" in completed.stderr
+    # Prefect's INFO lines go to the log file, not over the result.
+    assert "Finished in state Completed" not in completed.stderr
     assert "Traceback" not in completed.stderr
+    log = (tmp_path / "home" / "logs" / "moltbot.log").read_text(encoding="utf-8")
+    assert "Finished in state Completed" in log
 
 
 def test_every_command_is_documented_in_the_readme() -> None:
@@ -204,8 +248,9 @@ def test_every_command_is_documented_in_the_readme() -> None:
         ]
 
     assert commands == [
-        "list", "run", "demo", "sandbox", "serve", "deploy", "blocks register", "blocks list",
-        "webhook serve", "outbox list", "outbox show", "outbox replay", "outbox resolve",
+        "list", "show", "run", "demo", "sandbox", "serve", "deploy", "blocks register",
+        "blocks list", "blocks test", "webhook serve", "outbox list", "outbox show",
+        "outbox replay", "outbox resolve", "server start", "server status", "server stop",
     ]  # fmt: skip
     for command in commands:
         assert re.search(rf"moltbot {command}\b", readme), command
@@ -238,7 +283,7 @@ def test_sandbox_command_serves_every_emulator_and_saves_its_blocks(
             lines.append(line.rstrip())
         printed = {
             label.strip(): value.strip()
-            for label, _, value in (line.partition(": ") for line in lines[1:7])
+            for label, _, value in (line.partition(": ") for line in lines[1:8])
         }
         response = httpx.post(printed["Slack webhook"], json={"text": "안녕하세요"}, timeout=5)
         posts = httpx.get(f"http://127.0.0.1:{ports[0]}/slack/_sandbox/posts", timeout=5).json()
@@ -254,6 +299,7 @@ def test_sandbox_command_serves_every_emulator_and_saves_its_blocks(
     base = f"http://127.0.0.1:{ports[0]}"
     assert lines[0] == f"sandbox listening on {base}"
     assert printed == {
+        "What arrived": f"{base}/inbox",
         "Google Sheets": f"{base}/sheets/v4/spreadsheets",
         "Notion": f"{base}/notion/v1",
         "Jira": f"{base}/jira/rest/api/2",
@@ -261,10 +307,109 @@ def test_sandbox_command_serves_every_emulator_and_saves_its_blocks(
         "Slack ops": f"{base}/slack/services/T0000/B0000/ops",
         "SMTP sink": f"127.0.0.1:{ports[1]}",
     }
-    saved = [line.split()[0] for line in lines[8:-1]]
+    saved = [line.split()[0] for line in lines[9:-1]]
     assert saved == ["sandbox-sheets", "sandbox-notion", "sandbox-jira", "sandbox-slack",
                      "sandbox-email", "sandbox-ops"]  # fmt: skip
     assert (response.status_code, response.text) == (200, "ok")
     assert [post["payload"]["text"] for post in posts] == ["안녕하세요"]
     assert found and jira_user["emailAddress"] == "sandbox@moltbot.local"
     assert process.returncode == 0
+
+
+@pytest.mark.slow
+def test_run_without_json_prints_the_demos_tables_and_keeps_hangul(
+    prefect_api: str, orders_csv: Path
+) -> None:
+    result = run_daily_report(orders_csv, "--param", "report_date=2026-11-23", "--dry-run")
+
+    assert result.exit_code == 0, result.stderr
+    assert "DRY RUN: nothing was sent or recorded" in result.stdout
+    assert "revenue" in result.stdout and "₩47,000" in result.stdout
+    assert "would send" in result.stdout
+    assert "Prefect UI: http" in result.stdout and "/runs/flow-run/" in result.stdout
+    assert "{" not in result.stdout  # tables, not JSON
+
+
+@pytest.mark.slow
+def test_json_keeps_hangul_readable(prefect_api: str, orders_csv: Path) -> None:
+    result = runner.invoke(
+        app,
+        ["--locale", "ko", "run", "daily-report", "--param", f"source={orders_csv}",
+         "--param", "report_date=2026-11-23", "--dry-run", "--json"],
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.stderr
+    assert "\\u" not in result.stdout
+    assert any("\uac00" <= ch <= "\ud7a3" for ch in result.stdout)
+
+
+def test_version_and_short_help() -> None:
+    from moltbot import __version__
+
+    assert runner.invoke(app, ["--version"]).stdout == f"moltbot {__version__}\n"
+    helped = runner.invoke(app, ["run", "-h"])
+    assert helped.exit_code == 0 and "--param" in helped.stdout
+
+
+def test_show_lists_parameters_schedule_in_words_and_an_example() -> None:
+    result = runner.invoke(app, ["show", "inventory-alert"], env={"COLUMNS": "200"})
+
+    assert result.exit_code == 0, result.stderr
+    out = result.stdout
+    assert "every 30 minutes (Asia/Seoul)" in out
+    for name in ("source", "sales_source", "channels_by_severity", "cooldown_hours"):
+        assert name in out
+    assert "a JSON object of JSON lists of text" in out
+    assert "needs a stock source: source, or sheets_block + spreadsheet_id + worksheet" in out
+    assert "example: uv run moltbot run inventory-alert" in out
+    document = json.loads(runner.invoke(app, ["show", "daily-report", "--json"]).stdout)
+    assert document["schedule_words"] == "at 09:00 (Asia/Seoul)"
+    assert [p["name"] for p in document["parameters"]][:2] == ["source", "report_date"]
+    assert document["parameters"][0]["required"] is True
+
+
+def test_list_says_schedules_in_words() -> None:
+    result = runner.invoke(app, ["list"], env={"COLUMNS": "200"})
+
+    assert "every 30 minutes (Asia/Seoul)" in result.stdout
+    assert "on demand (webhooks)" in result.stdout
+
+
+def test_rich_markup_does_not_eat_table_names_in_errors(tmp_path: Path) -> None:
+    (tmp_path / "moltbot.toml").write_text(
+        "[deployments.daily-report]\nparameters = { report_date = 'soon' }\n", encoding="utf-8"
+    )
+
+    result = runner.invoke(app, ["deploy", "--check"])
+
+    assert result.exit_code == 2
+    assert "[deployments.daily-report.parameters]" in result.stderr
+    assert "report_date: expected a date" in result.stderr
+
+
+def test_deploy_check_names_what_each_paused_deployment_needs(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["deploy", "--check"], env={"COLUMNS": "300"})
+
+    assert result.exit_code == 1
+    out = " ".join(result.stdout.split())
+    assert (
+        "inventory-alert/default: cron '*/30 * * * *' (Asia/Seoul), at most 1 at once "
+        "(cancel_new)" in out
+    )
+    assert (
+        "PAUSED, every run would fail: add a stock source: source, or sheets_block + "
+        "spreadsheet_id + worksheet to [deployments.inventory-alert.parameters]" in out
+    )
+    assert "add source to [deployments.daily-report.parameters]" in out
+    assert "would be registered paused" in result.stderr
+
+    (tmp_path / "moltbot.toml").write_text(
+        "[deployments.daily-report]\nparameters = { source = 'orders.csv' }\n"
+        "[deployments.inventory-alert]\nparameters = { sheets_block = 's', "
+        "spreadsheet_id = 'x', worksheet = 'Stock' }\n"
+        "[deployments.form-digest]\nenabled = false\n",
+        encoding="utf-8",
+    )
+    ready = runner.invoke(app, ["deploy", "--check"])
+    assert ready.exit_code == 0, ready.stdout + ready.stderr
+    assert "configuration ok" in ready.stdout

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from datetime import date
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 pytestmark = pytest.mark.slow
+ROOT = Path(__file__).parents[2]
 
 
 def run_demo(prefect_api: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -27,22 +29,31 @@ def run_demo(prefect_api: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def prose_lines(output: str) -> list[str]:
+    """The demo's lines outside its tables (and their titles)."""
+    table_chars = set("┏┃┡│└━╇┳┩┴┗┛┓┌┐┘├┤┼─")
+    lines = [line for line in output.splitlines() if line.strip()]
+    return [line for line in lines if not set(line) & table_chars and not line.startswith(" " * 4)]
+
+
 def test_demo_delivers_once_then_reports_everything_done(
     prefect_api: str, moltbot_home: Path, tmp_path: Path
 ) -> None:
+    shutil.copy(ROOT / "moltbot.toml", tmp_path / "moltbot.toml")  # the ticket mappings
     first = run_demo(prefect_api, tmp_path)
+    inbox_page = (moltbot_home / "inbox" / "index.html").read_text(encoding="utf-8")
     second = run_demo(prefect_api, tmp_path)
 
     assert first.returncode == 0, first.stderr
-    assert "demo-slack     sent  -> Slack emulator (1 post(s) received)" in first.stdout
-    assert "demo-email     sent  -> SMTP sink (1 e-mail(s) received)" in first.stdout
-    assert "Wrote sample orders" in first.stdout
+    assert "daily-report: demo-slack sent, demo-email sent, outbox sent" in first.stdout
     assert second.returncode == 0, second.stderr
-    assert "Using sample orders" in second.stdout
-    assert second.stdout.count("already done, skipped") == 3
-    assert "Slack emulator (0 post(s) received)" in second.stdout
-    assert "Every delivery was already done" in second.stdout
-    assert f"{prefect_api.removesuffix('/api')}/runs/flow-run/" in second.stdout
+    assert "daily-report: demo-slack skipped, demo-email skipped, outbox skipped" in second.stdout
+    ui = prefect_api.removesuffix("/api")
+    assert f"The daily-report run in the Prefect UI: {ui}/runs/flow-run/" in second.stdout
+    # One screen apart from the tables; Prefect's INFO lines went to the log file.
+    assert len(prose_lines(first.stdout)) <= 16, prose_lines(first.stdout)
+    assert "Finished in state" not in first.stdout + first.stderr
+    assert "Finished in state Completed" in (moltbot_home / "logs" / "moltbot.log").read_text()
     for output in (first.stdout + first.stderr, second.stdout + second.stderr):
         assert "Traceback" not in output
         assert "ERROR" not in output
@@ -54,7 +65,8 @@ def test_demo_delivers_once_then_reports_everything_done(
     )  # fmt: skip
     entries = json.loads(listed.stdout)
     assert entries and {entry["status"] for entry in entries} == {"done"}
-    assert {"daily-report", "inventory-alert", "form-digest"} <= {e["automation"] for e in entries}
+    automations = {e["automation"] for e in entries}
+    assert {"daily-report", "inventory-alert", "form-digest", "ticket-creation"} <= automations
     wide = {**os.environ, "COLUMNS": "200"}
     table = subprocess.run(
         [sys.executable, "-m", "moltbot.cli", "--locale", "ko", "outbox", "list"],
@@ -66,34 +78,38 @@ def test_demo_delivers_once_then_reports_everything_done(
     assert len(list(outbox.glob("daily-report-*-revenue.png"))) == 1
 
     # inventory-alert: new low/out items, then a day's changes with recoveries, then nothing.
-    assert "Wrote sample stock" in first.stdout
-    assert "inventory-alert first run: 16 ok · 3 low · 2 out · 3 at risk" in first.stdout
-    assert "Changed the stock (a day later)" in first.stdout
-    assert "inventory-alert second run: 17 ok · 2 low · 2 out · 1 at risk" in first.stdout
+    assert "inventory-alert, first run: 16 ok · 3 low · 2 out · 3 at risk" in first.stdout
+    assert "inventory-alert, a day later: 17 ok · 2 low · 2 out · 1 at risk" in first.stdout
     for change in (
         "MB-003 │ Organic Green Tea 50g │ low -> out",
         "MB-004 │ Phone Case",
         "out -> ok",
     ):
         assert change in first.stdout
-    assert "recovered  demo-slack sent, outbox sent" in first.stdout
-    assert "Using sample stock" in second.stdout
-    assert "inventory-alert run: 17 ok · 2 low · 2 out · 1 at risk" in second.stdout
-    assert "No change since the last run: nothing to send" in second.stdout
+    assert "recovered: demo-slack sent, outbox sent" in first.stdout
+    assert "inventory-alert, run: 17 ok · 2 low · 2 out · 1 at risk" in second.stdout
+    assert "no change since the last run: nothing to send" in second.stdout
     # One out, one low and one recovery file per run that had them: 3 + 2, none the second time.
     assert len(list(outbox.glob("inventory-alert-*.md"))) == 5
     assert len(list(outbox.glob("inventory-alert-*.csv"))) == 5
 
     # form-digest: the sample responses, then 6 more digested alone, then nothing new.
-    assert "form-digest first run: 22 responses, sheet rows 2–25" in first.stdout
-    assert "· 2 need attention (rows 11, 17)" in first.stdout
-    assert "6 new responses arrived in the sheet" in first.stdout
-    assert "form-digest second run: 6 responses, sheet rows 26–31" in first.stdout
-    assert first.stdout.count("Notion page: https://www.notion.so/") == 2
-    assert "form-digest run: no new responses since the last digest (sheet row 31)" in (
-        second.stdout
-    )
+    assert "form-digest: 22 responses (sheet rows 2–25), 2 need attention" in first.stdout
+    assert "form-digest, 6 more answers: 6 responses (sheet rows 26–31)" in first.stdout
+    assert "form-digest: no new responses since the last digest: nothing to send" in (second.stdout)
     assert len(list(outbox.glob("form-digest-*.md"))) == 2
+
+    # A signed webhook reached a ticket-creation run, which created one Jira issue; the same
+    # event again is a duplicate at the gateway.
+    assert "webhook: signed payment.failed -> gateway 202 -> ticket-creation run -> Jira OPS-1" in (
+        first.stdout
+    )
+    assert "already received (gateway: 200 duplicate)" in second.stdout
+
+    # The static copy of the sandbox's inbox shows what arrived where.
+    assert "OPS-1" in inbox_page and "결제 실패" in inbox_page
+    assert "moltbot digests" in inbox_page or "form-digest" in inbox_page.lower()
+    assert "demo-slack" in inbox_page or "Slack" in inbox_page
 
 
 @pytest.mark.parametrize(

@@ -139,11 +139,12 @@ def test_korean_text_round_trips(client: Client, notion: NotionState):
     assert notion.page(page["id"])["properties"]["Name"]["title"][0]["plain_text"] == title
 
 
-def test_page_object_has_notions_shape(client: Client):
+def test_page_object_has_notions_shape(client: Client, sandbox: Sandbox):
     page = client.pages.create(parent={"data_source_id": DS}, properties={})
 
     assert page["object"] == "page"
-    assert page["url"] == f"https://www.notion.so/{page['id'].replace('-', '')}"
+    # Notion's url opens the page; the sandbox's opens its inbox page for it.
+    assert page["url"] == f"{sandbox.base_url}/inbox/notion/{page['id'].replace('-', '')}"
     assert page["archived"] is False and page["in_trash"] is False
     assert page["created_time"].endswith("Z") and page["last_edited_time"].endswith("Z")
     # Every schema property is present, empty ones included.

@@ -291,8 +291,9 @@ def test_http_fault_endpoint_validates(client: httpx.Client, state: SandboxState
 
 
 def test_root_lists_mounted_services(client: httpx.Client):
+    # `/` is the inbox page for a browser, the listing for a client asking for JSON.
     for path in ("/", "/_sandbox"):
-        assert client.get(path).json() == {
+        assert client.get(path, headers={"Accept": "application/json"}).json() == {
             "services": [
                 {"name": "slack", "prefix": "/slack"},
                 {"name": "sheets", "prefix": "/sheets"},
