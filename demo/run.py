@@ -71,19 +71,103 @@ def save_sandbox_channels(sandbox: Any) -> list[str]:
     return [DEMO_SLACK_BLOCK, DEMO_EMAIL_BLOCK, "outbox"]
 
 
+# Everything the demo says, in English and Korean (`--locale ko`).
+TEXTS: dict[str, dict[str, str]] = {
+    "en": {
+        "intro": "Sample data in {sample} · sandbox (Sheets, Notion, Jira, Slack, SMTP) at "
+        "{sandbox} · Prefect UI {ui}",
+        "html_report": " (HTML report: {path})",
+        "nothing_to_send": "nothing to send",
+        "sent": "sent",
+        "skipped": "skipped",
+        "first_run": "inventory-alert, first run",
+        "day_later": "inventory-alert, a day later",
+        "run": "inventory-alert, run",
+        "no_change": "  no change since the last run: nothing to send",
+        "reminded": "  {count} item(s) still out: reminded once more",
+        "columns": "SKU|product|change|on hand|reorder point",
+        "form": "form-digest",
+        "form_more": "form-digest, 6 more answers",
+        "form_nothing": "{label}: no new responses since the last digest: nothing to send",
+        "form_line": "{label}: {responses} responses (sheet rows {first}–{last})",
+        "attention": ", {count} need attention",
+        "notion": " -> Notion page {url}",
+        "webhook_duplicate": "webhook: the signed payment.failed event was already received "
+        "(gateway: 200 duplicate): no new run, no second ticket",
+        "webhook": "webhook: signed payment.failed -> gateway 202 -> ticket-creation run -> "
+        "Jira {keys}",
+        "no_issue": "no issue",
+        "inbox": "What the sandbox received (Slack, e-mail, Notion, Jira): {path}",
+        "report_run": "The daily-report run in the Prefect UI: {url}",
+        "again": "Run the demo again: the ledger remembers, nothing is sent twice.",
+        "ok": "ok",
+        "low": "low",
+        "out": "out",
+        "at_risk": "at risk",
+        "recovered": "recovered",
+        "reminder": "reminder",
+    },
+    "ko": {
+        "intro": "샘플 데이터 {sample} · 샌드박스(Sheets, Notion, Jira, Slack, SMTP) {sandbox} "
+        "· Prefect UI {ui}",
+        "html_report": " (HTML 보고서: {path})",
+        "nothing_to_send": "보낼 것 없음",
+        "sent": "보냄",
+        "skipped": "이미 보냄, 건너뜀",
+        "first_run": "inventory-alert 첫 실행",
+        "day_later": "inventory-alert 하루 뒤",
+        "run": "inventory-alert 실행",
+        "no_change": "  지난 실행 이후 바뀐 품목이 없어 보낼 것이 없습니다",
+        "reminded": "  여전히 품절인 품목 {count}개: 다시 알림",
+        "columns": "SKU|상품|변화|재고|재주문점",
+        "form": "form-digest",
+        "form_more": "form-digest, 응답 6건 추가 후",
+        "form_nothing": "{label}: 지난 요약 이후 새 응답이 없어 보낼 것이 없습니다",
+        "form_line": "{label}: 응답 {responses}건 (시트 {first}–{last}행)",
+        "attention": ", 확인 필요 {count}건",
+        "notion": " -> Notion 페이지 {url}",
+        "webhook_duplicate": "웹훅: 서명된 payment.failed 이벤트는 이미 받았습니다 "
+        "(게이트웨이: 200 duplicate): 새 실행도, 두 번째 티켓도 없습니다",
+        "webhook": "웹훅: 서명된 payment.failed -> 게이트웨이 202 -> ticket-creation 실행 -> "
+        "Jira {keys}",
+        "no_issue": "이슈 없음",
+        "inbox": "샌드박스가 받은 것(Slack, 메일, Notion, Jira): {path}",
+        "report_run": "Prefect UI의 daily-report 실행: {url}",
+        "again": "데모를 다시 실행해 보세요: 원장이 기억하므로 아무것도 두 번 보내지 않습니다.",
+        "ok": "정상",
+        "low": "부족",
+        "out": "품절",
+        "at_risk": "위험",
+        "recovered": "회복",
+        "reminder": "재알림",
+    },
+}
+
+
+def text(name: str, **values: Any) -> str:
+    """The demo's text `name` in `MOLTBOT_LOCALE`, filled with `values`."""
+    texts = TEXTS.get(get_settings().locale, TEXTS["en"])
+    return texts[name].format(**values)
+
+
 def _sent_line(what: str, deliveries: list[Any]) -> str:
     """`daily-report: demo-slack sent, demo-email sent, outbox sent` in one line."""
     outcomes = ", ".join(f"{d.channel} {_word(d.status)}" for d in deliveries)
-    return f"{what}: {outcomes or 'nothing to send'}"
+    return f"{what}: {outcomes or text('nothing_to_send')}"
 
 
 def _word(status: str) -> str:
     """A delivery's outcome in the demo's words."""
-    return {"done": "sent", "already_done": "skipped"}.get(status, status.replace("_", " "))
+    words = {"done": "sent", "already_done": "skipped"}
+    return text(words[status]) if status in words else status.replace("_", " ")
+
+
+def _state(name: str) -> str:
+    return text(name) if name in TEXTS["en"] else name.replace("_", " ")
 
 
 def _counts_text(counts: dict[str, int]) -> str:
-    return " · ".join(f"{counts[name]} {name.replace('_', ' ')}" for name in counts)
+    return " · ".join(f"{counts[name]} {_state(name)}" for name in counts)
 
 
 def _transitions_table(result: InventoryAlertResult, stock: Path, title: str) -> Table:
@@ -91,15 +175,11 @@ def _transitions_table(result: InventoryAlertResult, stock: Path, title: str) ->
 
     items = read_table(str(stock)).set_index("sku")
     table = Table(title=f"{title}: {_counts_text(result.counts)}")
-    for column, justify in (
-        ("SKU", "left"),
-        ("product", "left"),
-        ("change", "left"),
-        ("on hand", "right"),
-        ("reorder point", "right"),
-    ):
-        table.add_column(column, justify=justify)
-    labels = {"out": "[red]out[/red]", "low": "[yellow]low[/yellow]", "ok": "[green]ok[/green]"}
+    justify = ("left", "left", "left", "right", "right")
+    for column, side in zip(text("columns").split("|"), justify, strict=True):
+        table.add_column(column, justify=side)  # type: ignore[arg-type]
+    colours = {"out": "red", "low": "yellow", "ok": "green"}
+    labels = {state: f"[{colour}]{_state(state)}[/{colour}]" for state, colour in colours.items()}
     for change in result.transitions:
         item = items.loc[change["sku"]]
         table.add_row(
@@ -114,13 +194,15 @@ def _transitions_table(result: InventoryAlertResult, stock: Path, title: str) ->
 
 def _inventory_line(result: InventoryAlertResult) -> str:
     if not result.deliveries:
-        return "  no change since the last run: nothing to send"
+        return text("no_change")
     by_severity: dict[str, list[str]] = {}
     for delivery in result.deliveries:
         by_severity.setdefault(delivery.severity or "", []).append(
             f"{delivery.channel} {_word(delivery.status)}"
         )
-    return "  " + " · ".join(f"{sev}: {', '.join(outs)}" for sev, outs in by_severity.items())
+    return "  " + " · ".join(
+        f"{_state(severity)}: {', '.join(outs)}" for severity, outs in by_severity.items()
+    )
 
 
 def run_inventory_demo(console: Console, settings: Settings, orders: Path) -> Any:
@@ -147,31 +229,35 @@ def run_inventory_demo(console: Console, settings: Settings, orders: Path) -> An
                 return_state=True,
             )
         result = InventoryAlertResult.model_validate(state.result())
-        run = "first run" if snapshot == 0 else "a day later" if snapshot else "run"
-        title = f"inventory-alert, {run}"
+        title = text("first_run" if snapshot == 0 else "day_later" if snapshot else "run")
         if result.transitions:
             console.print(_transitions_table(result, stock, title))
         else:
             say(console, f"{title}: {_counts_text(result.counts)}")
         if result.reminders_total:
-            say(console, f"  {result.reminders_total} item(s) still out: reminded once more")
+            say(console, text("reminded", count=result.reminders_total))
         say(console, _inventory_line(result))
     return state
 
 
 def _describe_form_run(result: FormDigestResult, label: str, console: Console) -> None:
     if not result.rows:
-        say(console, f"{label}: no new responses since the last digest: nothing to send")
+        say(console, text("form_nothing", label=label))
         return
     window = result.window
     attention = len(result.needs_attention)
-    say(
-        console,
-        f"{label}: {result.responses} responses (sheet rows {window['first_row']}–"
-        f"{window['last_row']})"
-        + (f", {attention} need attention" if attention else "")
-        + (f" -> Notion page {result.notion_url}" if result.notion_url else ""),
+    line = text(
+        "form_line",
+        label=label,
+        responses=result.responses,
+        first=window["first_row"],
+        last=window["last_row"],
     )
+    if attention:
+        line += text("attention", count=attention)
+    if result.notion_url:
+        line += text("notion", url=result.notion_url)
+    say(console, line)
     say(console, "  " + ", ".join(f"{d.channel} {_word(d.status)}" for d in result.deliveries))
 
 
@@ -207,7 +293,7 @@ def run_form_digest_demo(console: Console, settings: Settings, sandbox: Any) -> 
     sheets.create_spreadsheet(
         SAMPLE_FORM_NAME, {SAMPLE_FORM_WORKSHEET: rows}, spreadsheet_id=SAMPLE_FORM_SPREADSHEET_ID
     )
-    labels = ["form-digest"] if digested else ["form-digest", "form-digest, 6 more answers"]
+    labels = [text("form")] if digested else [text("form"), text("form_more")]
     state = None
     for number, label in enumerate(labels):
         if number:
@@ -240,17 +326,9 @@ def run_ticket_demo(console: Console, settings: Settings) -> None:
     with demo_tags("ticket-creation"):
         outcome = run_webhook_demo(settings.resolved_ledger_url, SANDBOX_JIRA_BLOCK)
     if outcome.answer == "duplicate":
-        say(
-            console,
-            "webhook: the signed payment.failed event was already received (gateway: 200 "
-            "duplicate): no new run, no second ticket",
-        )
+        say(console, text("webhook_duplicate"))
         return
-    keys = ", ".join(outcome.issue_keys) or "no issue"
-    say(
-        console,
-        f"webhook: signed payment.failed -> gateway 202 -> ticket-creation run -> Jira {keys}",
-    )
+    say(console, text("webhook", keys=", ".join(outcome.issue_keys) or text("no_issue")))
 
 
 def demo_tags(automation: str) -> Any:
@@ -285,11 +363,7 @@ def run_demo(console: Console, ui_url: str) -> int:
     sample, _ = ensure_sample_orders(settings)
     report_date = last_order_date(sample, settings.timezone)
     with Sandbox() as sandbox:
-        say(
-            console,
-            f"Sample data in {sample.parent} · sandbox (Sheets, Notion, Jira, Slack, SMTP) at "
-            f"{sandbox.base_url} · Prefect UI {ui_url}",
-        )
+        say(console, text("intro", sample=sample.parent, sandbox=sandbox.base_url, ui=ui_url))
         channels = save_sandbox_channels(sandbox)
         for entry in sandbox_blocks(sandbox):
             entry.block.save(entry.name, overwrite=True)
@@ -303,12 +377,12 @@ def run_demo(console: Console, ui_url: str) -> int:
         console.print(kpi_table(result, currency=settings.currency, locale=settings.locale))
         report = settings.outbox_dir.resolve() / f"{report_file_stem(report_date)}.html"
         deliveries = [Delivery.model_validate(d) for d in result["deliveries"]]
-        say(console, _sent_line("daily-report", deliveries) + f" (HTML report: {report})")
+        say(console, _sent_line("daily-report", deliveries) + text("html_report", path=report))
         run_inventory_demo(console, settings, sample)
         run_form_digest_demo(console, settings, sandbox)
         run_ticket_demo(console, settings)
         inbox = save_static_inbox(sandbox, settings.home / "inbox")
-    say(console, f"What the sandbox received (Slack, e-mail, Notion, Jira): {inbox}")
-    say(console, f"The daily-report run in the Prefect UI: {ui_url}/runs/flow-run/{report_run}")
-    say(console, "Run the demo again: the ledger remembers, nothing is sent twice.")
+    say(console, text("inbox", path=inbox))
+    say(console, text("report_run", url=f"{ui_url}/runs/flow-run/{report_run}"))
+    say(console, text("again"))
     return 0

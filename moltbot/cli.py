@@ -125,7 +125,9 @@ def list_automations(
     from moltbot.describe import schedule_words
 
     settings = get_settings()
-    table = Table("automation", "description", "default schedule")
+    from moltbot.i18n import cli_text
+
+    table = Table(*cli_text("list_columns"))
     for automation in automations():
         table.add_row(
             automation.name,
@@ -133,7 +135,7 @@ def list_automations(
             schedule_words(automation.default_schedule, settings.timezone, settings.locale),
         )
     console.print(table)
-    say("Parameters and an example: uv run moltbot show NAME")
+    say(cli_text("list_hint")[0])
 
 
 @app.command("show")
@@ -237,7 +239,7 @@ def run(
     except DeliveryFailed as exc:
         _print_result(name, exc.result, as_json)
         if not as_json:
-            say(f"Prefect UI: {_run_url(api_url, run_ids)}   log: {log_file}")
+            say(_run_footer(api_url, run_ids, log_file))
         raise fail(f"{name}: {exc}", EXIT_FAILED) from None
     except Exception as exc:
         from moltbot.masking import mask_text
@@ -248,7 +250,13 @@ def run(
         ) from None
     _print_result(name, result, as_json)
     if not as_json:
-        say(f"Prefect UI: {_run_url(api_url, run_ids)}   log: {log_file}")
+        say(_run_footer(api_url, run_ids, log_file))
+
+
+def _run_footer(api_url: str, run_ids: list[str], log_file: Path | None) -> str:
+    from moltbot.i18n import cli_text
+
+    return cli_text("run_footer")[0].format(url=_run_url(api_url, run_ids), log=log_file)
 
 
 def _run_url(api_url: str, run_ids: list[str]) -> str:
@@ -299,7 +307,9 @@ def demo(
         raise fail(
             mask_text(f"demo failed: {type(exc).__name__}: {exc} (log: {log_file})"), EXIT_FAILED
         ) from None
-    say(f"Prefect's logs of these runs: {log_file}")
+    from moltbot.i18n import cli_text
+
+    say(cli_text("run_footer")[1].format(log=log_file))
     raise typer.Exit(code)
 
 

@@ -34,6 +34,9 @@ def schedule_words(cron: str | None, timezone: str, locale: str = "en") -> str:
     """A cron schedule in words: `*/30 * * * *` -> `every 30 minutes (Asia/Seoul)`."""
     if not cron:
         return "실행 요청 시 (웹훅, run_deployment)" if locale == "ko" else "on demand (webhooks)"
+    korean = _korean_schedule(cron) if locale == "ko" else None
+    if korean is not None:
+        return f"{korean} ({timezone})"
     from cron_descriptor import ExpressionDescriptor, Options
 
     options = Options()
@@ -45,6 +48,21 @@ def schedule_words(cron: str | None, timezone: str, locale: str = "en") -> str:
         words = cron
     words = words[0].lower() + words[1:] if locale != "ko" else words
     return f"{words} ({timezone})"
+
+
+def _korean_schedule(cron: str) -> str | None:
+    """Common schedules in plain Korean (cron-descriptor says "매 30분마다, 매시마다")."""
+    fields = cron.split()
+    if len(fields) != 5 or fields[2:] != ["*", "*", "*"]:
+        return None
+    minute, hour = fields[0], fields[1]
+    if minute.startswith("*/") and hour == "*" and minute[2:].isdigit():
+        return f"{int(minute[2:])}분마다"
+    if minute.isdigit() and hour == "*":
+        return "매시 정각" if int(minute) == 0 else f"매시 {int(minute)}분"
+    if minute.isdigit() and hour.isdigit():
+        return f"매일 {int(hour):02d}:{int(minute):02d}"
+    return None
 
 
 def describe_automation(automation: Automation) -> dict[str, Any]:
@@ -84,10 +102,13 @@ def render_description(description: dict[str, Any]) -> list[RenderableType]:
         Text.assemble((description["name"], "bold"), f": {description['description']}"),
         Text(f"schedule: {description['schedule_words']}"),
     ]
-    table = Table("parameter", "expected", "default", "meaning", title="parameters")
+    from moltbot.i18n import cli_text
+
+    *columns, title, required = cli_text("show_columns")
+    table = Table(*columns, title=title)
     for parameter in description["parameters"]:
         default = (
-            "required"
+            required
             if parameter["required"]
             else ("" if parameter["default"] is None else json.dumps(parameter["default"]))
         )

@@ -413,3 +413,29 @@ def test_deploy_check_names_what_each_paused_deployment_needs(tmp_path: Path) ->
     ready = runner.invoke(app, ["deploy", "--check"])
     assert ready.exit_code == 0, ready.stdout + ready.stderr
     assert "configuration ok" in ready.stdout
+
+
+@pytest.mark.parametrize(
+    ("cron", "locale", "words"),
+    [
+        ("*/30 * * * *", "ko", "30분마다 (Asia/Seoul)"),
+        ("0 * * * *", "ko", "매시 정각 (Asia/Seoul)"),
+        ("0 9 * * *", "ko", "매일 09:00 (Asia/Seoul)"),
+        ("0 9 * * *", "en", "at 09:00 (Asia/Seoul)"),
+        ("30 8 * * 1-5", "en", "at 08:30, Monday through Friday (Asia/Seoul)"),
+        (None, "en", "on demand (webhooks)"),
+    ],
+)
+def test_schedules_in_words(cron: str | None, locale: str, words: str) -> None:
+    from moltbot.describe import schedule_words
+
+    assert schedule_words(cron, "Asia/Seoul", locale) == words
+
+
+def test_under_locale_ko_the_demo_speaks_korean(monkeypatch: pytest.MonkeyPatch) -> None:
+    from demo.run import TEXTS, text
+
+    monkeypatch.setenv("MOLTBOT_LOCALE", "ko")
+    assert set(TEXTS["ko"]) == set(TEXTS["en"])
+    assert text("first_run") == "inventory-alert 첫 실행"
+    assert text("inbox", path="x") == "샌드박스가 받은 것(Slack, 메일, Notion, Jira): x"
