@@ -96,9 +96,13 @@ def chromium_path() -> str:
     return found
 
 
+# Read at import: the autouse fixture clears every MOLTBOT_* variable before each test.
+ARTIFACTS_SETTING = os.environ.get("MOLTBOT_TEST_ARTIFACTS")
+
+
 def artifacts_dir() -> Path:
     """Where screenshots go: `MOLTBOT_TEST_ARTIFACTS`, else `.moltbot-test-artifacts/`."""
-    folder = Path(os.environ.get("MOLTBOT_TEST_ARTIFACTS") or REPO / ".moltbot-test-artifacts")
+    folder = Path(ARTIFACTS_SETTING or REPO / ".moltbot-test-artifacts")
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
