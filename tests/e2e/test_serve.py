@@ -83,6 +83,11 @@ def test_serve_runs_deployments_on_schedule_and_a_failing_run_alerts_the_ops_cha
         "day_or": True,
     }
     assert "moltbot" in completed[0]["tags"]
+    # A run the scheduler created says so, and its name says what it is; one created through
+    # the API is not tagged `schedule`.
+    assert {"schedule", "inventory-alert"} <= set(completed[0]["tags"])
+    assert completed[0]["name"].startswith("inventory-alert 20")
+    assert "schedule" not in failed[0]["tags"] and "daily-report" in failed[0]["tags"]
     assert "no-such-orders.csv" in failed[0]["state"]["message"]
 
     text = alerts[0].payload["text"]
@@ -94,6 +99,8 @@ def test_serve_runs_deployments_on_schedule_and_a_failing_run_alerts_the_ops_cha
     assert not any("inventory-alert" in post.payload["text"] for post in alerts)
     serve_log = (tmp_path / "serve.log").read_text()
     assert "failure alerts: created automation" in serve_log
+    assert "serving 2 deployment(s) in this process; next runs:" in serve_log
+    assert "Ctrl-C stops serving and pauses the schedules" in serve_log
 
 
 def _exists(api: str, full_name: str) -> bool:
