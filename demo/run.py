@@ -255,8 +255,12 @@ def _describe_form_run(result: FormDigestResult, label: str, console: Console) -
     )
     if attention:
         line += text("attention", count=attention)
-    if result.notion_url:
-        line += text("notion", url=result.notion_url)
+    if result.notion_page_id:
+        # The sandbox stops with the demo: link the page's static copy, saved before it stops.
+        from moltbot.sandbox.inbox import static_notion_name
+
+        page = get_settings().home / "inbox" / static_notion_name(result.notion_page_id)
+        line += text("notion", url=page)
     say(console, line)
     say(console, "  " + ", ".join(f"{d.channel} {_word(d.status)}" for d in result.deliveries))
 

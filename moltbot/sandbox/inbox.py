@@ -96,7 +96,7 @@ class _StaticLinks(_Links):
         return f"mail-{n}/{part.file_name}"
 
     def notion(self, object_id: str) -> str:
-        return f"notion-{object_id.replace('-', '')}.html"
+        return static_notion_name(object_id)
 
     def jira(self, key: str) -> str:
         return f"jira-{_safe_stem(key)}.html"
@@ -1350,6 +1350,11 @@ class _Received:
     """A fixed list of received mail, as a `MailSource`."""
 
     messages: tuple[ReceivedMail, ...]
+
+
+def static_notion_name(object_id: str) -> str:
+    """The file a Notion page or database gets in the static copy (`save_static_inbox`)."""
+    return f"notion-{object_id.replace('-', '')}.html"
 
 
 def save_static_inbox(sandbox: Sandbox, directory: Path) -> Path:

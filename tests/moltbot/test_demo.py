@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -98,6 +99,9 @@ def test_demo_delivers_once_then_reports_everything_done(
     assert "form-digest, 6 more answers: 6 responses (sheet rows 26–31)" in first.stdout
     assert "form-digest: no new responses since the last digest: nothing to send" in (second.stdout)
     assert len(list(outbox.glob("form-digest-*.md"))) == 2
+    # The Notion pages are linked in the inbox's static copy (the sandbox stops with the demo).
+    pages = re.findall(r"-> Notion page (\S+)", first.stdout)
+    assert len(pages) == 2 and all((tmp_path / page).is_file() for page in pages)
 
     # A signed webhook reached a ticket-creation run, which created one Jira issue; the same
     # event again is a duplicate at the gateway.
