@@ -25,6 +25,75 @@ OUTLINE_BLOCKS = 40
 _INDENT = "  "
 
 
+# The labels of a preview, in the run's locale (the values stay as the service gets them).
+_WORDS: dict[str, dict[str, str]] = {
+    "en": {
+        "more_lines": "… {count} more line(s)",
+        "folder": "folder: {folder} (nothing written in a dry run)",
+        "bytes": "bytes",
+        "subject": "Subject",
+        "from": "From",
+        "to": "To",
+        "attachment": "Attachment",
+        "inline": " (inline)",
+        "not_written": "preview file not written ({error})",
+        "project": "project",
+        "type": "type",
+        "priority": "priority",
+        "summary": "summary",
+        "labels": "labels",
+        "components": "components",
+        "assignee": "assignee",
+        "due": "due",
+        "description": "description:",
+        "properties": "properties:",
+        "blocks": "blocks ({count}):",
+        "table": "[table: {rows} row(s) × {width}]",
+        "more_blocks": "… {count} more block(s)",
+        "no_preview": "no preview",
+        "nothing_to_show": "({kind}: nothing to show)",
+        "open": "open",
+        "if_it_fails": "if it fails",
+    },
+    "ko": {
+        "more_lines": "… {count}줄 더",
+        "folder": "폴더: {folder} (미리보기 실행이라 쓰지 않음)",
+        "bytes": "바이트",
+        "subject": "제목",
+        "from": "보낸 사람",
+        "to": "받는 사람",
+        "attachment": "첨부",
+        "inline": " (본문 이미지)",
+        "not_written": "미리보기 파일을 쓰지 못함 ({error})",
+        "project": "프로젝트",
+        "type": "유형",
+        "priority": "우선순위",
+        "summary": "요약",
+        "labels": "레이블",
+        "components": "구성 요소",
+        "assignee": "담당자",
+        "due": "기한",
+        "description": "설명:",
+        "properties": "속성:",
+        "blocks": "블록 ({count}개):",
+        "table": "[표: {rows}행 × {width}열]",
+        "more_blocks": "… 블록 {count}개 더",
+        "no_preview": "미리보기 없음",
+        "nothing_to_show": "({kind}: 보여줄 것 없음)",
+        "open": "열기",
+        "if_it_fails": "실패하면",
+    },
+}
+
+
+def _word(name: str, **values: Any) -> str:
+    """Label `name` in `MOLTBOT_LOCALE` (English when the locale has none)."""
+    from moltbot.config.settings import get_settings
+
+    words = _WORDS.get(get_settings().locale, _WORDS["en"])
+    return words[name].format(**values)
+
+
 def previews_dir() -> Path:
     """``<MOLTBOT_HOME>/previews`` (resolved when a preview is made, never at import)."""
     from moltbot.config.settings import get_settings
@@ -48,7 +117,7 @@ def first_lines(text: str, limit: int = BODY_LINES) -> list[str]:
     lines = [line for line in text.splitlines() if line.strip()]
     shown = [f"{_INDENT}{line}" for line in lines[:limit]]
     if len(lines) > limit:
-        shown.append(f"{_INDENT}… {len(lines) - limit} more line(s)")
+        shown.append(f"{_INDENT}{_word('more_lines', count=len(lines) - limit)}")
     return shown
 
 
@@ -66,9 +135,9 @@ def channel_preview(name: str, channel: object, intent: Intent) -> Preview | Non
         return email_preview(name, channel.build_email(message), intent)
     if isinstance(channel, OutboxChannel):
         folder = channel.target_folder()
-        lines = [f"folder: {folder} (nothing written in a dry run)"]
+        lines = [_word("folder", folder=folder)]
         lines += [
-            f"{_INDENT}{file_name} ({len(data):,} bytes)"
+            f"{_INDENT}{file_name} ({len(data):,} {_word('bytes')})"
             for file_name, data in channel.files(message).items()
         ]
         return make_preview(name, "outbox", lines)
@@ -111,9 +180,9 @@ def email_preview(name: str, email: EmailMessage, intent: Intent) -> Preview:
     html_part = email.get_body(preferencelist=("html",))
     text_part = email.get_body(preferencelist=("plain",))
     lines = [
-        f"Subject: {email['Subject']}",
-        f"From: {email['From']}",
-        f"To: {email['To']}",
+        f"{_word('subject')}: {email['Subject']}",
+        f"{_word('from')}: {email['From']}",
+        f"{_word('to')}: {email['To']}",
     ]
     parts = [
         part
@@ -126,9 +195,9 @@ def email_preview(name: str, email: EmailMessage, intent: Intent) -> Preview:
     for part in parts:
         file_name = safe_file_stem(part.get_filename() or "attachment")
         content_id = (part["Content-ID"] or "").strip("<>")
-        inline = " (inline)" if content_id else ""
+        inline = _word("inline") if content_id else ""
         data = part.get_payload(decode=True) or b""
-        lines.append(f"Attachment: {file_name}, {part.get_content_type()}{inline}")
+        lines.append(f"{_word('attachment')}: {file_name}, {part.get_content_type()}{inline}")
         if content_id:
             images[content_id] = (f"{stem}.{file_name}", data)
     if html_part is not None:
@@ -148,7 +217,8 @@ def email_preview(name: str, email: EmailMessage, intent: Intent) -> Preview:
         # the HTML declares no charset (an e-mail's does so in its MIME header instead).
         main.write_text(body, encoding="utf-8-sig")
     except OSError as exc:
-        lines.append(f"preview file not written ({type(exc).__name__}: {exc.strerror})")
+        error = f"{type(exc).__name__}: {exc.strerror}"
+        lines.append(_word("not_written", error=error))
         return make_preview(name, "email", lines)
     return make_preview(name, "email", lines, file=str(main))
 
@@ -171,18 +241,18 @@ def jira_issue_lines(fields: Mapping[str, Any]) -> list[str]:
     components, assignee, due date, then the description's first lines."""
     components = [_named(item, "name") for item in fields.get("components") or []]
     lines = [
-        f"project: {_named(fields.get('project'), 'key', 'id')}"
-        f" · type: {_named(fields.get('issuetype'), 'name', 'id')}"
-        f" · priority: {_named(fields.get('priority'), 'name', 'id') or '-'}",
-        f"summary: {fields.get('summary', '')}",
-        f"labels: {', '.join(map(str, fields.get('labels') or [])) or '-'}",
-        f"components: {', '.join(components) or '-'}",
-        f"assignee: {_named(fields.get('assignee'), 'accountId', 'name') or '-'}",
-        f"due: {fields.get('duedate') or '-'}",
+        f"{_word('project')}: {_named(fields.get('project'), 'key', 'id')}"
+        f" · {_word('type')}: {_named(fields.get('issuetype'), 'name', 'id')}"
+        f" · {_word('priority')}: {_named(fields.get('priority'), 'name', 'id') or '-'}",
+        f"{_word('summary')}: {fields.get('summary', '')}",
+        f"{_word('labels')}: {', '.join(map(str, fields.get('labels') or [])) or '-'}",
+        f"{_word('components')}: {', '.join(components) or '-'}",
+        f"{_word('assignee')}: {_named(fields.get('assignee'), 'accountId', 'name') or '-'}",
+        f"{_word('due')}: {fields.get('duedate') or '-'}",
     ]
     description = fields.get("description")
     if isinstance(description, str) and description.strip():
-        lines.append("description:")
+        lines.append(_word("description"))
         lines.extend(first_lines(description))
     return lines
 
@@ -238,13 +308,13 @@ _PARAGRAPH_CHARS = 100
 def notion_outline(properties: Mapping[str, Any], blocks: Sequence[Mapping[str, Any]]) -> list[str]:
     """A page's outline: its properties, then one line per block (headings, list items, the
     start of paragraphs, tables by size), at most `OUTLINE_BLOCKS` of them."""
-    lines = ["properties:"]
+    lines = [_word("properties")]
     lines += [
         f"{_INDENT}{name}: {_property_value(value)}"
         for name, value in properties.items()
         if isinstance(value, Mapping)
     ]
-    lines.append(f"blocks ({len(blocks)}):")
+    lines.append(_word("blocks", count=len(blocks)))
     for block in blocks[:OUTLINE_BLOCKS]:
         kind = str(block.get("type", ""))
         content = block.get(kind) or {}
@@ -255,13 +325,14 @@ def notion_outline(properties: Mapping[str, Any], blocks: Sequence[Mapping[str, 
             lines.append(f"{_INDENT}{_BLOCK_MARKS[kind]}{text}")
         elif kind == "table":
             rows = len(content.get("children") or [])
-            lines.append(f"{_INDENT}[table: {rows} row(s) × {content.get('table_width', '?')}]")
+            width = content.get("table_width", "?")
+            lines.append(f"{_INDENT}{_word('table', rows=rows, width=width)}")
         elif kind == "divider":
             lines.append(f"{_INDENT}---")
         else:
             lines.append(f"{_INDENT}[{kind}]")
     if len(blocks) > OUTLINE_BLOCKS:
-        lines.append(f"{_INDENT}… {len(blocks) - OUTLINE_BLOCKS} more block(s)")
+        lines.append(f"{_INDENT}{_word('more_blocks', count=len(blocks) - OUTLINE_BLOCKS)}")
     return lines
 
 
@@ -290,18 +361,19 @@ def preview_lines(outcomes: Iterable[Outcome | Mapping[str, Any]]) -> list[str]:
     lines: list[str] = []
     for destination, members in groups.items():
         kinds = sorted({m["preview"]["kind"] for m in members if m.get("preview")})
-        lines.append(f"{destination} ({', '.join(kinds) or 'no preview'})")
+        lines.append(f"{destination} ({', '.join(kinds) or _word('no_preview')})")
         for outcome in members:
             shown = outcome.get("preview")
             lines.append(f"{_INDENT}{mask_text(str(outcome.get('label') or outcome['key']))}")
             if not shown:
-                lines.append(f"{_INDENT * 2}({outcome.get('kind')}: nothing to show)")
+                lines.append(f"{_INDENT * 2}{_word('nothing_to_show', kind=outcome.get('kind'))}")
                 continue
             lines.extend(f"{_INDENT * 2}{line}" for line in shown["lines"])
             if shown.get("file"):
-                lines.append(f"{_INDENT * 2}open: {shown['file']}")
+                lines.append(f"{_INDENT * 2}{_word('open')}: {shown['file']}")
             if shown.get("fallbacks"):
-                lines.append(f"{_INDENT * 2}if it fails: {' > '.join(shown['fallbacks'])}")
+                fallbacks = " > ".join(shown["fallbacks"])
+                lines.append(f"{_INDENT * 2}{_word('if_it_fails')}: {fallbacks}")
     return lines
 
 

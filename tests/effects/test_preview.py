@@ -270,3 +270,28 @@ def test_a_plain_text_email_previews_its_text_and_the_outbox_writes_nothing(
     assert not ops_folder.exists()
     assert sandbox.smtp.messages == []
     assert preview_lines([mail, files])[0] == "ops-email (email)"
+
+
+def test_previews_speak_the_runs_locale(monkeypatch: pytest.MonkeyPatch) -> None:
+    from moltbot.effects.preview import jira_issue_lines, preview_lines
+
+    monkeypatch.setenv("MOLTBOT_LOCALE", "ko")
+    fields = {"project": {"key": "OPS"}, "issuetype": {"name": "Task"}, "summary": "환불 요청"}
+
+    lines = jira_issue_lines(fields)
+    shown = preview_lines(
+        [
+            {
+                "status": "dry_run",
+                "key": "k",
+                "kind": "jira_issue",
+                "label": "결제 실패",
+                "preview": {"destination": "jira", "kind": "jira", "lines": lines,
+                            "file": None, "fallbacks": ["outbox"]},
+            }
+        ]
+    )  # fmt: skip
+
+    assert lines[0] == "프로젝트: OPS · 유형: Task · 우선순위: -"
+    assert lines[1] == "요약: 환불 요청"
+    assert shown[-1].strip() == "실패하면: outbox"
