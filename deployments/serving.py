@@ -218,5 +218,8 @@ def deploy_to_pool(
         deployment_id = deployment.apply()
         ids.append(str(deployment_id))
         report(describe(spec))
-    report(f"start workers with: prefect worker start --pool {pool}")
+    from prefect.settings import get_current_settings
+
+    api = get_current_settings().api.url
+    report(f"start workers with: PREFECT_API_URL={api} uv run prefect worker start --pool {pool}")
     return ids
