@@ -146,8 +146,9 @@ TEXTS: dict[str, dict[str, str]] = {
 
 def text(name: str, **values: Any) -> str:
     """The demo's text `name` in `MOLTBOT_LOCALE`, filled with `values`."""
-    texts = TEXTS.get(get_settings().locale, TEXTS["en"])
-    return texts[name].format(**values)
+    from moltbot.i18n import in_locale
+
+    return in_locale(TEXTS)[name].format(**values)
 
 
 def _sent_line(what: str, deliveries: list[Any]) -> str:

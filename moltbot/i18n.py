@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TypeVar
+
 from moltbot.config.settings import get_settings
+
+T = TypeVar("T")
 
 _TEXTS: dict[str, dict[str, tuple[str, ...]]] = {
     "outbox_columns": {
@@ -32,7 +37,11 @@ _TEXTS: dict[str, dict[str, tuple[str, ...]]] = {
 }
 
 
+def in_locale(by_locale: Mapping[str, T]) -> T:
+    """The entry of `by_locale` for `MOLTBOT_LOCALE` (the English one when it has none)."""
+    return by_locale.get(get_settings().locale, by_locale["en"])
+
+
 def cli_text(name: str) -> tuple[str, ...]:
     """The texts called `name` in `MOLTBOT_LOCALE` (English when the locale has none)."""
-    texts = _TEXTS[name]
-    return texts.get(get_settings().locale, texts["en"])
+    return in_locale(_TEXTS[name])

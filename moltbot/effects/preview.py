@@ -88,10 +88,9 @@ _WORDS: dict[str, dict[str, str]] = {
 
 def _word(name: str, **values: Any) -> str:
     """Label `name` in `MOLTBOT_LOCALE` (English when the locale has none)."""
-    from moltbot.config.settings import get_settings
+    from moltbot.i18n import in_locale
 
-    words = _WORDS.get(get_settings().locale, _WORDS["en"])
-    return words[name].format(**values)
+    return in_locale(_WORDS)[name].format(**values)
 
 
 def previews_dir() -> Path:
