@@ -64,13 +64,18 @@ class DeploymentTarget(_Strict):
 
     Attributes:
         deployment: `"<flow name>/<deployment name>"`, e.g. `"ticket-creation/default"`.
-        parameters: the flow run's parameters (merged with the deployment's defaults by Prefect).
+        parameters: the flow run's parameters (merged with the deployment's defaults by Prefect);
+            default `{"inbox_ids": ["{{ inbox_id }}"]}`, so no payload is shown in the UI.
     """
 
     deployment: str = Field(description='"<flow name>/<deployment name>".')
     parameters: dict[str, Any] = Field(
-        default_factory=lambda: {"event": "{{ event }}"},
-        description="Flow run parameters; '{{ event }}' and '{{ event.<part> }}' are filled in.",
+        # The inbox id, never the payload: run parameters are shown to everyone with the
+        # Prefect UI, and a payload carries customer details. A route that wants the payload
+        # in its parameters says so with '{{ event }}'.
+        default_factory=lambda: {"inbox_ids": ["{{ inbox_id }}"]},
+        description="Flow run parameters; '{{ inbox_id }}', '{{ event }}' and "
+        "'{{ event.<part> }}' are filled in (default: the inbox id only).",
     )
 
     @field_validator("deployment")

@@ -77,8 +77,15 @@ def test_a_toml_table_with_single_targets_placeholders_and_ignore() -> None:
     assert event.event_name("order.paid", "shop") == "shop.shop.order.paid"
 
 
-def test_a_deployment_target_passes_the_event_by_default() -> None:
+def test_a_deployment_target_passes_only_the_inbox_id_by_default() -> None:
+    # Run parameters are shown to everyone with the Prefect UI: no payload unless asked for.
     target = DeploymentTarget(deployment="a/b")
+
+    assert target.render_parameters(EVENT, "stripe", "inbox-7") == {"inbox_ids": ["inbox-7"]}
+
+
+def test_a_route_that_asks_for_the_event_gets_it() -> None:
+    target = DeploymentTarget(deployment="a/b", parameters={"event": "{{ event }}"})
 
     assert target.render_parameters(EVENT, "stripe") == {"event": EVENT}
 
