@@ -42,6 +42,23 @@ _KEY_VALUE = re.compile(
     re.IGNORECASE,
 )
 
+# Tokens recognisable by their own shape, wherever they travel (an error body, a config dump).
+_TOKEN_SHAPES = re.compile(
+    r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"  # a JWT
+    r"|\b(?:secret_|ntn_)[A-Za-z0-9]{20,}"  # a Notion integration token
+    r"|\bATATT[A-Za-z0-9_\-=]{20,}"  # an Atlassian API token
+    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----",  # a PEM key
+    re.DOTALL,
+)
+# A Korean resident registration number: birth date, a hyphen, a 1-8 sex/century digit, six more.
+_RESIDENT_NUMBER = re.compile(
+    r"(?<![\w\-])\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])-[1-8]\d{6}(?![\w\-])"
+)
+# A payment card number: 13 to 19 digits, alone or in groups of 4 (masked only if Luhn-valid).
+_CARD_NUMBER = re.compile(
+    r"(?<![\w\-])(?:\d{4}[ \-]){3}\d{1,7}(?![\w\-])|(?<![\w\-.])\d{13,19}(?![\w\-]|[.,]\d)"
+)
+
 _EMAIL = re.compile(
     r"(?<![\w.%+\-])[A-Za-z0-9._%+\-]+@"
     r"(?P<domain>[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,})\b"
@@ -130,9 +147,10 @@ def mask_text(text: str) -> str:
     """Return `text` with secrets and personal data replaced by `***`.
 
     Masks registered secrets, credentials in URLs, Slack webhook tokens, `Bearer`/`Basic`
-    credentials, `password=`/`token=`/`api_key=`/`secret=` pairs, e-mail addresses (the domain is
-    kept) and phone numbers. Dates, times, amounts and order ids are left alone. Masking is
-    idempotent.
+    credentials, `password=`/`token=`/`api_key=`/`secret=` pairs, JWTs, Notion and Atlassian
+    tokens, PEM private keys, Korean resident registration numbers, Luhn-valid card numbers,
+    e-mail addresses (the domain is kept) and phone numbers. Dates, times, amounts and order ids
+    are left alone. Masking is idempotent.
 
     Args:
         text: Any text bound for a log, an artifact, the ledger or an exception.
@@ -153,10 +171,26 @@ def mask_text(text: str) -> str:
     text = _BEARER.sub(_mask_bearer, text)
     text = _BASIC.sub(_mask_basic, text)
     text = _KEY_VALUE.sub(_mask_key_value, text)
+    text = _TOKEN_SHAPES.sub(MASK, text)
+    text = _RESIDENT_NUMBER.sub(MASK, text)
+    text = _CARD_NUMBER.sub(_mask_card, text)
     text = _EMAIL.sub(rf"{MASK}@\g<domain>", text)
     text = _PHONE_INTERNATIONAL.sub(_mask_phone, text)
     text = _PHONE_KOREAN_MOBILE.sub(MASK, text)
     return _PHONE_GROUPED.sub(_mask_phone, text)
+
+
+def _mask_card(match: re.Match[str]) -> str:
+    digits = [int(digit) for digit in re.sub(r"\D", "", match[0])]
+    if not 13 <= len(digits) <= 19:
+        return match[0]
+    # Luhn: double every second digit from the right; a card number's sum ends in 0. Other long
+    # numbers (order ids, timestamps) mostly fail it and stay readable.
+    total = sum(
+        digit if position % 2 == 0 else (digit * 2 - 9 if digit > 4 else digit * 2)
+        for position, digit in enumerate(reversed(digits))
+    )
+    return MASK if total % 10 == 0 else match[0]
 
 
 def _mask_bearer(match: re.Match[str]) -> str:

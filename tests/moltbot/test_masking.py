@@ -260,3 +260,38 @@ def test_secret_dict_entries_that_are_secrets_are_masked_addresses_are_not() -> 
 
     assert masked == "key *** *** via https://oauth2.example.org/token-endpoint-7731"
     assert "MIIunique8812" not in mask_text(f"signing with {PEM}")
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("주민등록번호 900101-1234567", "주민등록번호 ***"),
+        ("card 4111 1111 1111 1111 declined", "card *** declined"),
+        ("card 4111-1111-1111-1111", "card ***"),
+        ("pan 5500005555555559", "pan ***"),
+        ("jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.SflKxwRJSMeKKF2QT4fw", "jwt ***"),
+        ("token ntn_1234567890abcdefghijABCDE", "token ***"),
+        ("jira ATATT3xFfGF0abcdefghijklmnopqrstu", "jira ***"),
+        (
+            '{"private_key": "-----BEGIN PRIVATE KEY-----\\nMIIEv\\n-----END PRIVATE KEY-----\\n"}',
+            '{"private_key": "***\\n"}',
+        ),
+    ],
+)
+def test_korean_identity_numbers_cards_and_token_shapes_are_masked(text: str, masked: str) -> None:
+    assert mask_text(text) == masked
+    assert mask_text(masked) == masked  # idempotent
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "order 1234567890123 shipped",  # 13 digits, not Luhn-valid: an id, not a card
+        "ORD-20261203-0042 ₩1,424,000",
+        "2026-12-03T21:00:00+09:00",
+        "birthday 900101 only",
+        "900101-9234567",  # 9 is not a resident-number sex/century digit
+    ],
+)
+def test_ids_amounts_and_dates_stay_readable(text: str) -> None:
+    assert mask_text(text) == text
