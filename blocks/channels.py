@@ -42,8 +42,13 @@ class SlackIncomingWebhook(Block):
     timeout_seconds: float = Field(default=10.0, gt=0, description="Timeout of one request.")
 
     def payload(self, message: Message) -> dict[str, object]:
-        """The JSON body `send` posts for `message` (a dry run previews exactly this)."""
-        payload: dict[str, object] = {"text": message.text}
+        """The JSON body `send` posts for `message` (a dry run previews exactly this).
+
+        Slack stores, indexes and notifies with the top-level `text`, so it is the message's
+        chat form (`Message.chat_text`: the blocks' own text), never the e-mail text, which
+        may hold what chat must not (free-text answers, personal data).
+        """
+        payload: dict[str, object] = {"text": message.chat_text()}
         if message.slack_blocks:
             payload["blocks"] = message.slack_blocks
         return payload

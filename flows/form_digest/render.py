@@ -151,9 +151,10 @@ def build_digest_message(
 ) -> Message:
     """The digest for chat, e-mail and the outbox, linking the Notion page when there is one.
 
-    Chat gets the figures per question in one line each and the link; e-mail and the outbox
-    file get the whole digest (free-text answers too: they go to the business's own people,
-    like the Notion page).
+    Chat gets the figures per question in one line each and the link, in `slack_blocks`
+    (the post's notification text is flattened from them, never `text`); e-mail and the
+    outbox file get the whole digest in `text`/`markdown`/`html` (free-text answers too: they
+    go to the business's own people, like the Notion page).
 
     Args:
         context: `digest_context`.

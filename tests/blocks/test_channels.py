@@ -8,7 +8,13 @@ import pytest
 
 from blocks import EmailChannel, OutboxChannel, SlackIncomingWebhook
 from moltbot.errors import DeliveryError
-from moltbot.messages import Attachment, Message
+from moltbot.messages import (
+    SLACK_TEXT_LIMIT,
+    Attachment,
+    Message,
+    slack_block_lines,
+    slack_sections,
+)
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 
@@ -41,8 +47,61 @@ def test_slack_posts_block_kit_json_with_korean_text(sandbox) -> None:
     assert channel.send(make_message()) is None
 
     [post] = sandbox.state.slack.posts
-    assert post.payload["text"] == "매출 ₩1,234,000 (+12.0%)"
+    # The notification text is the blocks' own, not the e-mail text beside them.
+    assert post.payload["text"] == "*매출* ₩1,234,000"
     assert post.payload["blocks"][0]["text"]["text"] == "*매출* ₩1,234,000"
+
+
+CANARY = "010-9876-5432 카나리아"
+
+
+def test_slack_text_says_nothing_the_blocks_do_not() -> None:
+    blocks = [
+        {"type": "header", "text": {"type": "plain_text", "text": "Tea & <Co> digest"}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": "*22 responses*\n\n• NPS +40"}},
+        {
+            "type": "section",
+            "fields": [
+                {"type": "mrkdwn", "text": "*Revenue* ₩1,234,000"},
+                {"type": "plain_text", "text": "Orders 47"},
+            ],
+        },
+        {"type": "divider"},
+        {"type": "image", "image_url": "https://example.com/c.png", "alt_text": "chart"},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": "moltbot · Asia/Seoul"}]},
+    ]
+    message = make_message(
+        text=f"# Digest\n\n- {CANARY}", markdown=f"- {CANARY}", slack_blocks=blocks
+    )
+
+    payload = SlackIncomingWebhook(url="http://127.0.0.1:9/hook").payload(message)
+
+    assert payload["blocks"] == blocks
+    assert payload["text"] == (
+        "Tea &amp; &lt;Co&gt; digest\n*22 responses*\n• NPS +40\n*Revenue* ₩1,234,000\n"
+        "Orders 47\nmoltbot · Asia/Seoul"
+    )
+    assert set(str(payload["text"]).splitlines()) <= set(slack_block_lines(blocks))
+    assert CANARY not in str(payload)
+
+
+def test_slack_text_is_whole_lines_within_slack_limit() -> None:
+    lines = [f"• *SKU-{n:04}* {'x' * 90}" for n in range(200)]
+    message = make_message(slack_blocks=slack_sections(lines))
+
+    text = str(SlackIncomingWebhook(url="http://127.0.0.1:9/hook").payload(message)["text"])
+
+    assert len(text) <= SLACK_TEXT_LIMIT
+    assert text.splitlines() == lines[: len(text.splitlines())]
+    assert len(text.splitlines()) == SLACK_TEXT_LIMIT // (len(lines[0]) + 1)
+
+
+def test_slack_message_without_blocks_posts_its_text() -> None:
+    message = make_message(text="moltbot test message", slack_blocks=None)
+
+    payload = SlackIncomingWebhook(url="http://127.0.0.1:9/hook").payload(message)
+
+    assert payload == {"text": "moltbot test message"}
 
 
 @pytest.mark.parametrize(

@@ -136,6 +136,8 @@ def test_daily_report_dry_run_previews_slack_email_and_outbox_and_sends_nothing(
     assert {row["status"] for row in real["deliveries"]} == {"done"}
     [post] = sandbox.state.slack.posts
     assert posted_lines(post.payload) == slack["lines"]
+    # The post's notification text says nothing the previewed blocks do not.
+    assert set(post.payload["text"].splitlines()) <= set(slack["lines"])
     [mail] = sandbox.smtp.messages
     assert f"Subject: {mail.subject}" in email["lines"]
 

@@ -38,6 +38,7 @@ TAB = SAMPLE_FORM_WORKSHEET
 PAGES = r"^/v1/pages$"
 CHANNELS = ["digest-slack", "sandbox-email", "outbox"]
 WEBHOOK = "digest"
+HEADER_COMMENT = -1  # the free-text question 의견 is the sheet's last column
 
 
 @pytest.fixture
@@ -151,6 +152,50 @@ def test_korean_form_gives_one_page_one_post_one_mail_and_an_outbox_file(
     assert "자료 받을 연락처: 010-2345-6789" in digest_md  # the business's own outbox keeps it
 
 
+CANARY_PHONE = "010-9876-5432"
+CANARY_SENTENCE = "카나리아 문장: 이 의견은 슬랙에 나가면 안 됩니다"
+
+
+def slack_texts(post: dict[str, Any]) -> list[str]:
+    """Every string a Slack post carries: its `text` and each string anywhere in its blocks."""
+
+    def strings(value: Any) -> list[str]:
+        if isinstance(value, str):
+            return [value]
+        if isinstance(value, dict):
+            return [text for item in value.values() for text in strings(item)]
+        if isinstance(value, list):
+            return [text for item in value for text in strings(item)]
+        return []
+
+    return [post.get("text", ""), *strings(post.get("blocks", []))]
+
+
+def test_free_text_answers_reach_mail_and_notion_but_never_slack(channels, sandbox):
+    rows = sample_form_sheet(1)
+    rows[1][HEADER_COMMENT] = f"{CANARY_SENTENCE}. 연락처 {CANARY_PHONE}"
+    spreadsheet_id = seed(sandbox, rows)
+
+    result = run(spreadsheet_id, max_text_answers=100)
+
+    assert statuses(result) == dict.fromkeys(CHANNELS, "done")
+    # Slack: neither the post's notification text nor any block carries the answer.
+    [post] = slack_posts(sandbox)
+    assert post["text"].startswith(f"{SAMPLE_FORM_NAME} digest 2026-11-20..2026-11-22\n")
+    for text in slack_texts(post):
+        assert CANARY_PHONE not in text and "카나리아" not in text
+        assert "010-2345-6789" not in text  # the sample's own phone number in a comment
+    # E-mail and Notion are the business's own places: they carry the whole answer.
+    [mail] = sandbox.smtp.messages
+    assert CANARY_SENTENCE in mail.text and CANARY_PHONE in mail.text
+    assert CANARY_SENTENCE in mail.message.get_body(preferencelist=("html",)).get_content()
+    [page] = pages(sandbox)
+    body = " ".join(
+        block_fingerprint(block)[1] for block in sandbox.state.notion.children(page["id"])
+    )
+    assert CANARY_SENTENCE in body and CANARY_PHONE in body
+
+
 def test_malformed_timestamp_and_missing_required_answer_need_attention(channels, sandbox):
     spreadsheet_id = seed(sandbox, sample_form_sheet(1))
 
@@ -216,7 +261,8 @@ def test_an_empty_window(channels, sandbox, moltbot_home, empty):
         return
     assert statuses(result) == dict.fromkeys(CHANNELS, "done")
     [post] = slack_posts(sandbox)
-    assert post["text"].startswith(f"No new responses to {SAMPLE_FORM_NAME} since the last")
+    # The notification text is the note's block flattened: the bold title, then the note.
+    assert f"No new responses to {SAMPLE_FORM_NAME} since the last" in post["text"]
     assert sandbox.smtp.messages[0].subject == f"{SAMPLE_FORM_NAME}: no new responses"
     # One note per run: the key is the flow run's, so a retry of this run would skip it.
     assert all(":empty:" in outcome["key"] for outcome in result["deliveries"])
