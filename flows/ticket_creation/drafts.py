@@ -26,6 +26,7 @@ from moltbot.masking import (
     mask_text,
 )
 from tasks.jira import dedup_label
+from tasks.sources import read_text_file
 
 AUTOMATION = "ticket-creation"
 # Jira refuses a summary over 255 characters and a description over 32,767.
@@ -73,20 +74,24 @@ def read_events_file(path: str) -> list[tuple[str, Any]]:
     """The JSON documents of a JSON-lines file, each with its origin (``name line 3``).
 
     Raises:
-        InputError: a missing file or a line that is not JSON.
+        InputError: a missing file, one that is not UTF-8, or a line that is not JSON (the
+            message names the file, line and column, never the content).
     """
     file = Path(path)
-    if not file.is_file():
-        raise InputError(f"events_file {path!r} does not exist")
+    text = read_text_file(file, what="events_file")
     records: list[tuple[str, Any]] = []
-    text = file.read_text(encoding="utf-8-sig")
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             records.append((f"{file.name} line {number}", json.loads(line)))
         except json.JSONDecodeError as exc:
-            raise InputError(f"{file.name} line {number}: not JSON ({exc.msg})") from None
+            problem = f"{exc.msg} at column {exc.colno}"
+        else:
+            continue
+        # Raised outside the except block: JSONDecodeError keeps the whole line in `.doc`,
+        # and nothing holding customer data may travel with the error into Prefect's logs.
+        raise InputError(f"{file.name} line {number}: not JSON ({problem})")
     return records
 
 

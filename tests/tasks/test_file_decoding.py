@@ -144,17 +144,18 @@ def test_events_file_reader_refuses_cp949_and_binary(tmp_path: Path) -> None:
 
 def test_csv_table_names_the_byte_offset_and_reads_a_bom(tmp_path: Path) -> None:
     path = tmp_path / "주문.csv"
-    path.write_bytes(f"product,note\nTea,{KOREAN}\n".encode("cp949"))
+    table = f'product,note\nTea,"{KOREAN}"\n'
+    path.write_bytes(table.encode("cp949"))
 
     with pytest.raises(InputError) as raised:
         read_table(str(path))
 
     assert str(raised.value) == (
-        "주문.csv: not a readable CSV file: not valid utf-8 at byte 17 "
+        "주문.csv: not a readable CSV file: not valid utf-8 at byte 18 "
         "(save it as UTF-8; a CP949/EUC-KR export must be converted)"
     )
     assert raised.value.__context__ is None
-    path.write_bytes(b"\xef\xbb\xbf" + f"product,note\nTea,{KOREAN}\n".encode())
+    path.write_bytes(b"\xef\xbb\xbf" + table.encode())
     assert read_table(str(path)).to_dict("records") == [{"product": "Tea", "note": KOREAN}]
 
 
@@ -166,12 +167,7 @@ def test_cli_refuses_a_file_that_is_not_utf8_in_one_line(
     prefect_api: str, tmp_path: Path, caplog: pytest.LogCaptureFixture, make
 ) -> None:
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (
-        FlowRunFilter,
-        FlowRunFilterId,
-        LogFilter,
-        LogFilterFlowRunId,
-    )
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
     from prefect.client.schemas.sorting import FlowRunSort
     from prefect.logging.handlers import APILogHandler
 
@@ -200,9 +196,8 @@ def test_cli_refuses_a_file_that_is_not_utf8_in_one_line(
     APILogHandler().flush()
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=200)
-        [run_id] = [run.id for run in runs if run.id not in before]
-        [run] = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
-        logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
+        [run] = [run for run in runs if run.id not in before]
+        logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))
     api_text = "\n".join(log.message for log in logs)
     assert "not valid utf-8 at byte" in api_text
     assert [w for w in leaks(api_text) if w != "Traceback"] == []
