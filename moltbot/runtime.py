@@ -68,7 +68,7 @@ class ProgressHandler(logging.Handler):
 def quiet_console(
     log_file: Path, *, verbose: bool = False, on_step: Callable[[str], None] | None = None
 ) -> None:
-    """Send Prefect's INFO logs to `log_file`, keep the console for warnings and errors.
+    """Send Prefect's logs to `log_file`; the console shows them only when `verbose`.
 
     Args:
         log_file: appended to, every record at INFO and above (masked like every handler).
@@ -79,11 +79,13 @@ def quiet_console(
     log_file.parent.mkdir(parents=True, exist_ok=True)
     root = logging.getLogger()
     if not verbose:
+        # The command prints the run's outcome itself (its warnings and its one-line error);
+        # Prefect's own lines, errors included, go to the log file and the run page.
         for handler in root.handlers:
             if isinstance(handler, logging.StreamHandler) and not isinstance(
                 handler, logging.FileHandler
             ):
-                handler.setLevel(logging.WARNING)
+                handler.setLevel(logging.CRITICAL)
     if not any(
         isinstance(handler, logging.FileHandler)
         and Path(handler.baseFilename) == log_file.resolve()

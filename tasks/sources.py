@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import codecs
 import io
 from pathlib import Path
 
@@ -11,58 +10,9 @@ import sqlalchemy
 from prefect import task
 
 from moltbot.errors import InputError
+from moltbot.textfiles import decode_strictly, not_valid
 
 SECRET_PREFIX = "secret:"
-_UTF8_BOM = codecs.BOM_UTF8
-
-
-def read_text_file(path: str | Path, *, what: str, encoding: str = "utf-8") -> str:
-    """The text of a user's file, decoded strictly; a UTF-8 byte-order mark is dropped.
-
-    Args:
-        path: the file.
-        what: how the user gave it (a parameter name such as ``events_file``), for messages.
-        encoding: the encoding the file must be in.
-
-    Raises:
-        InputError: a missing or unreadable file, or bytes that are not valid `encoding` (the
-            message names the file, the encoding and the byte offset, never the content).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{what} {str(path)!r} does not exist")
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        message = f"{what} {path.name}: unreadable ({type(exc).__name__})"
-    else:
-        text, offset = _decode(data, encoding)
-        if text is not None:
-            return text
-        message = f"{path.name}: {_not_valid(encoding, offset)}"
-    # Raised outside the except block, so nothing is chained to it: a UnicodeDecodeError's
-    # repr holds the file's bytes, and Prefect logs exceptions with their repr.
-    raise InputError(message)
-
-
-def _not_valid(encoding: str, offset: int) -> str:
-    return (
-        f"not valid {encoding} at byte {offset} "
-        "(save it as UTF-8; a CP949/EUC-KR export must be converted)"
-    )
-
-
-def _decode(data: bytes, encoding: str) -> tuple[str | None, int]:
-    """The decoded text and 0, or None and the offset (in `data`) of the first bad byte."""
-    skipped = 0
-    # Spreadsheet and Windows editors often start UTF-8 files with a byte-order mark. It is
-    # stripped here rather than with "utf-8-sig", whose error offsets would not count it.
-    if codecs.lookup(encoding).name == "utf-8" and data.startswith(_UTF8_BOM):
-        skipped = len(_UTF8_BOM)
-    try:
-        return data[skipped:].decode(encoding), 0
-    except UnicodeDecodeError as exc:
-        return None, skipped + exc.start
 
 
 def has_inline_password(value: str) -> bool:
@@ -164,9 +114,9 @@ def _read_csv(path: Path, label: str) -> pd.DataFrame:
     except OSError as exc:
         message = f"{label}: unreadable ({type(exc).__name__})"
     else:
-        text, offset = _decode(data, "utf-8")
+        text, offset = decode_strictly(data, "utf-8")
         if text is None:
-            raise InputError(f"{label}: not a readable CSV file: {_not_valid('utf-8', offset)}")
+            raise InputError(f"{label}: not a readable CSV file: {not_valid('utf-8', offset)}")
         try:
             return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
         except pd.errors.EmptyDataError:

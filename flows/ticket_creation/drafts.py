@@ -25,8 +25,8 @@ from moltbot.masking import (
     _mask_phone,
     mask_text,
 )
+from moltbot.textfiles import read_text_file
 from tasks.jira import dedup_label
-from tasks.sources import read_text_file
 
 AUTOMATION = "ticket-creation"
 # Jira refuses a summary over 255 characters and a description over 32,767.

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from moltbot.errors import InputError
+from moltbot.textfiles import read_text_file
 
 CONFIG_FILE_NAME = "moltbot.toml"
 
@@ -52,7 +53,7 @@ class ProjectConfig:
         path = Path(path) if path is not None else Path.cwd() / CONFIG_FILE_NAME
         if not path.is_file():
             return cls(path=path, data={}, found=False)
-        text = path.read_text(encoding="utf-8")
+        text = read_text_file(path, what="config")
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:

@@ -118,3 +118,17 @@ def test_settings_ignore_the_automation_tables(tmp_path: Path) -> None:
     (tmp_path / "moltbot.toml").write_text(TEXT, encoding="utf-8")
 
     assert get_settings().timezone == "Asia/Seoul"
+
+
+def test_a_config_file_that_is_not_utf8_is_one_line_without_its_content(tmp_path: Path) -> None:
+    from moltbot.config.project import ProjectConfig
+    from moltbot.errors import InputError
+
+    path = tmp_path / "moltbot.toml"
+    path.write_bytes('[routes.daily-report]\ninfo = ["팀-슬랙"]\n'.encode("cp949"))
+
+    with pytest.raises(InputError) as raised:
+        ProjectConfig.load(path)
+
+    assert str(raised.value).startswith("moltbot.toml: not valid utf-8 at byte ")
+    assert raised.value.__context__ is None and raised.value.__cause__ is None

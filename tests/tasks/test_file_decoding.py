@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 from flows.ticket_creation.drafts import read_events_file
 from moltbot.cli import app
 from moltbot.errors import InputError
-from tasks.sources import read_table, read_text_file
+from moltbot.textfiles import read_text_file
+from tasks.sources import read_table
 
 ROOT = Path(__file__).parents[2]
 # Personal data of the kind a legacy CP949 export of support events holds.
@@ -202,3 +203,28 @@ def test_cli_refuses_a_file_that_is_not_utf8_in_one_line(
     assert "not valid utf-8 at byte" in api_text
     assert [w for w in leaks(api_text) if w != "Traceback"] == []
     assert leaks(run.state.message or "") == []
+
+
+@pytest.mark.slow
+def test_a_real_process_says_one_line_for_a_cp949_events_file(
+    prefect_api: str, tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    events = tmp_path / "cp949.jsonl"
+    events.write_bytes(LINE.encode("cp949"))
+    completed = subprocess.run(
+        [sys.executable, "-m", "moltbot.cli", "run", "ticket-creation",
+         "--param", f"events_file={events}", "--dry-run"],
+        capture_output=True, text=True, env={**os.environ, "PREFECT_API_URL": prefect_api},
+        cwd=tmp_path, check=False,
+    )  # fmt: skip
+
+    assert completed.returncode == 2
+    assert completed.stderr.strip().splitlines() == [
+        "error: cp949.jsonl: not valid utf-8 at byte "
+        + completed.stderr.split("at byte ")[1].split(" ")[0]
+        + " (save it as UTF-8; a CP949/EUC-KR export must be converted)"
+    ]
