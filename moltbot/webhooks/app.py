@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -24,6 +25,9 @@ from moltbot.webhooks.events import EventError, normalize_event, parse_json_obje
 from moltbot.webhooks.signatures import Scheme, SignatureError, verify_signature
 
 MAX_BODY_BYTES = 1024 * 1024
+# Webhook senders post small bodies at once; a body still arriving after this is a slow client
+# holding a connection (and a worker of the event loop's attention) open.
+BODY_TIMEOUT_SECONDS = 10.0
 """Largest request body accepted (1 MiB); Stripe and GitHub send far less."""
 
 logger = logging.getLogger("moltbot.webhooks")
@@ -53,6 +57,7 @@ def create_gateway_app(
     on_shutdown: Callable[[], None] | None = None,
     clock: Callable[[], float] = time.time,
     max_body_bytes: int = MAX_BODY_BYTES,
+    body_timeout_seconds: float = BODY_TIMEOUT_SECONDS,
 ) -> FastAPI:
     """The gateway as an ASGI app.
 
@@ -74,6 +79,8 @@ def create_gateway_app(
         on_shutdown: called last when the app shuts down (e.g. to close the ledger).
         clock: the current Unix time (for the Stripe timestamp check and `received_at`).
         max_body_bytes: the body limit.
+        body_timeout_seconds: how long the whole body may take to arrive; a client that
+            trickles it gets 408 and holds nothing longer.
     """
 
     @asynccontextmanager
@@ -109,10 +116,14 @@ def create_gateway_app(
             if int(declared) > max_body_bytes:
                 return _error(413, f"body larger than {max_body_bytes} bytes")
         body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > max_body_bytes:
-                return _error(413, f"body larger than {max_body_bytes} bytes")
+        try:
+            async with asyncio.timeout(body_timeout_seconds):
+                async for chunk in request.stream():
+                    body += chunk
+                    if len(body) > max_body_bytes:
+                        return _error(413, f"body larger than {max_body_bytes} bytes")
+        except TimeoutError:
+            return _error(408, f"body not received within {body_timeout_seconds:g} s")
         now = clock()
         try:
             verify_signature(

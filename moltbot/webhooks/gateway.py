@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 
 from fastapi import FastAPI
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from moltbot.errors import InputError, ServiceError
 from moltbot.masking import add_masking_filter, install_log_masking
@@ -17,6 +19,53 @@ from moltbot.webhooks.dispatcher import Dispatcher
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8787
+# How long a client may take to send a request's headers: uvicorn waits forever, so a client
+# trickling them keeps its connection open indefinitely.
+HEADER_TIMEOUT_SECONDS = 10.0
+
+
+def header_deadline_protocol(seconds: float) -> type[H11Protocol]:
+    """uvicorn's HTTP/1.1 protocol, closing a connection whose request headers are not complete
+    `seconds` after it opened (or after its previous response)."""
+
+    class HeaderDeadlineProtocol(H11Protocol):
+        _deadline: asyncio.TimerHandle | None = None
+        _waiting_after: object = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def handle_events(self) -> None:
+            super().handle_events()
+            # A new request cycle means its headers arrived in full.
+            if self.cycle is not self._waiting_after:
+                self._disarm()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._waiting_after = self.cycle
+            self._deadline = self.loop.call_later(seconds, self._too_slow)
+
+        def _disarm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _too_slow(self) -> None:
+            self._deadline = None
+            if self.cycle is self._waiting_after and not self.transport.is_closing():
+                self.transport.close()
+
+    return HeaderDeadlineProtocol
 
 
 def load_verifiers(config: GatewayConfig) -> dict[str, SourceVerifier]:
@@ -151,6 +200,7 @@ def serve_gateway(
         log_level=log_level,
         log_config=log_config,
         server_header=False,
+        http=header_deadline_protocol(HEADER_TIMEOUT_SECONDS),
     )
     # uvicorn configured its logging just now: mask its error log and ours. Not the access log:
     # its formatter needs the record's arguments, which masking folds into the message, and its
