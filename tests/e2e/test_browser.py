@@ -63,7 +63,7 @@ class PrefectServerWithUI(PrefectServer):
         """Where a browser opens the UI."""
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 120) -> None:
+    def start(self, timeout: float = HANG_GUARD_SECONDS) -> None:
         """Start the server with its UI and wait until its API answers."""
         self.home.mkdir(parents=True, exist_ok=True)
         env = {
