@@ -62,12 +62,13 @@ def last_order_date(path: Path, timezone: str) -> date:
 def save_sandbox_channels(sandbox: Any) -> list[str]:
     """Save (or update) channel blocks pointing at this sandbox; return their names."""
     from blocks import SlackIncomingWebhook
+    from moltbot.audit import save_block
     from moltbot.sandbox.blocks import sandbox_email_channel
 
-    SlackIncomingWebhook(url=sandbox.slack_webhook_url(DEMO_WEBHOOK_NAME)).save(
-        DEMO_SLACK_BLOCK, overwrite=True
+    save_block(
+        SlackIncomingWebhook(url=sandbox.slack_webhook_url(DEMO_WEBHOOK_NAME)), DEMO_SLACK_BLOCK
     )
-    sandbox_email_channel(sandbox).save(DEMO_EMAIL_BLOCK, overwrite=True)
+    save_block(sandbox_email_channel(sandbox), DEMO_EMAIL_BLOCK)
     return [DEMO_SLACK_BLOCK, DEMO_EMAIL_BLOCK, "outbox"]
 
 
@@ -359,9 +360,10 @@ def run_demo(console: Console, ui_url: str) -> int:
     """
     from flows.daily_report.flow import daily_report
     from flows.daily_report.render import report_file_stem
+    from moltbot.audit import record_blocks_saved
     from moltbot.resultview import kpi_table
     from moltbot.sandbox import Sandbox
-    from moltbot.sandbox.blocks import sandbox_blocks
+    from moltbot.sandbox.blocks import save_sandbox_blocks
     from moltbot.sandbox.inbox import save_static_inbox
 
     settings = get_settings()
@@ -370,8 +372,7 @@ def run_demo(console: Console, ui_url: str) -> int:
     with Sandbox() as sandbox:
         say(console, text("intro", sample=sample.parent, sandbox=sandbox.base_url, ui=ui_url))
         channels = save_sandbox_channels(sandbox)
-        for entry in sandbox_blocks(sandbox):
-            entry.block.save(entry.name, overwrite=True)
+        record_blocks_saved((entry.block, entry.name) for entry in save_sandbox_blocks(sandbox))
         with demo_tags("daily-report"):
             state = daily_report(
                 source=str(sample), report_date=report_date, channels=channels, return_state=True

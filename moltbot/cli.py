@@ -345,10 +345,13 @@ def sandbox(
         ):
             console.print(f"  {label + ':':15} {url}", soft_wrap=True)
         if save_blocks:
+            from moltbot.audit import record_blocks_saved
             from moltbot.sandbox.blocks import save_sandbox_blocks
 
             console.print("saving block documents (Prefect API)…")
-            for entry in save_sandbox_blocks(running):
+            saved = save_sandbox_blocks(running)
+            record_blocks_saved((entry.block, entry.name) for entry in saved)
+            for entry in saved:
                 kind = type(entry.block).__name__
                 console.print(f"  {entry.name:15} {kind:24} {entry.target}", soft_wrap=True)
         console.print("Press Ctrl-C to stop.")
@@ -443,12 +446,32 @@ def deploy(
         ids = deploy_to_pool(specs, pool=pool or "", ops_block=_ops_block(ops_block), report=report)
     except InputError as exc:
         raise fail(str(exc)) from None
+    _audit_deployments(specs, pool=pool or "")
     if as_json:
         documents = [
             {"id": deployment_id, **spec.as_dict()}
             for deployment_id, spec in zip(ids, specs, strict=True)
         ]
         print(json.dumps(documents, ensure_ascii=False))
+
+
+def _audit_deployments(specs: list[Any], *, pool: str) -> None:
+    """One audit entry per registered deployment (its masked parameters, paused or not)."""
+    from moltbot.audit import cli_actor, note_config, record
+    from moltbot.state.audit import AuditAction
+
+    actor = cli_actor()
+    note_config(actor)
+    for spec in specs:
+        document = spec.as_dict()
+        record(
+            AuditAction.DEPLOY,
+            f"deployment {spec.automation.name}/{document.get('name', '')} on pool {pool}",
+            actor=actor,
+            automation=spec.automation.name,
+            parameters=document.get("parameters"),
+            outcome="paused" if spec.missing_parameters else "ok",
+        )
 
 
 blocks_app = typer.Typer(help="Prefect blocks of moltbot: register their types, list saved ones.")
@@ -625,6 +648,24 @@ def outbox_show(key: Annotated[str, typer.Argument(help="The effect's ledger key
     print(json.dumps(entry.as_dict(), ensure_ascii=False, indent=2))
 
 
+def _audit_effects(ledger: Any, action: str, outcomes: list[Any]) -> None:
+    """One audit entry per effect acted on by hand, with its outcome."""
+    from moltbot.audit import cli_actor
+    from moltbot.state.audit import AuditTrail
+
+    trail, actor = AuditTrail(ledger), cli_actor()
+    for outcome in outcomes:
+        effect = ledger.get(outcome.key)
+        trail.record(
+            action,
+            f"effect {outcome.key}",
+            actor=actor,
+            automation=effect.automation if effect is not None else None,
+            outcome=str(outcome.status),
+            detail=getattr(outcome, "error", None),
+        )
+
+
 def _replay(ledger: Any, keys: list[str]) -> list[Any]:
     """Replay `keys` with their destinations loaded by name and the configured runtime."""
     from moltbot.effects.destinations import executors_for
@@ -650,6 +691,7 @@ def outbox_replay(
     """Perform dead or failed effects again, through the same idempotent path (a done one
     sends nothing)."""
     from moltbot.effects.outbox import REPLAYABLE
+    from moltbot.state.audit import AuditAction
     from moltbot.state.ledger import Ledger
 
     if bool(keys) == replay_all:
@@ -661,6 +703,7 @@ def outbox_replay(
             if replay_all:
                 chosen = [e.key for s in REPLAYABLE for e in ledger.effects(status=s)]
             outcomes = _replay(ledger, chosen)
+            _audit_effects(ledger, AuditAction.REPLAY, outcomes)
     except InputError as exc:
         raise fail(str(exc)) from None
     rows = [outcome.model_dump(mode="json") for outcome in outcomes]
@@ -685,7 +728,9 @@ def outbox_resolve(
     ] = False,
 ) -> None:
     """Decide an effect in doubt: it arrived (`--sent`) or send it again (`--resend`)."""
+    from moltbot.audit import cli_actor
     from moltbot.effects.outbox import resolve
+    from moltbot.state.audit import AuditAction, AuditTrail
     from moltbot.state.ledger import Ledger
 
     if sent == resend:
@@ -695,8 +740,16 @@ def outbox_resolve(
     try:
         with Ledger.from_settings() as ledger:
             entry = resolve(ledger, key, sent=sent)
+            AuditTrail(ledger).record(
+                AuditAction.RESOLVE,
+                f"effect {key}",
+                actor=cli_actor(),
+                automation=entry.automation,
+                outcome="arrived" if sent else "resend",
+            )
             if resend:
                 [outcome] = _replay(ledger, [key])
+                _audit_effects(ledger, AuditAction.REPLAY, [outcome])
                 console.print(f"{key}: {outcome.status}", soft_wrap=True)
                 if outcome.status != "done":
                     raise typer.Exit(EXIT_FAILED)
@@ -704,6 +757,103 @@ def outbox_resolve(
     except InputError as exc:
         raise fail(str(exc)) from None
     console.print(f"{key}: {entry.status}", soft_wrap=True)
+
+
+@app.command("audit")
+def audit(
+    since: Annotated[
+        str | None, typer.Option(help="Only entries this recent: 7d, 12h, 2w (default: all).")
+    ] = None,
+    automation: Annotated[str | None, typer.Option(help="Only this automation.")] = None,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify",
+            help="Check the whole chain; exit 1 naming the first row altered, inserted or removed.",
+        ),
+    ] = False,
+    publish: Annotated[
+        bool,
+        typer.Option("--publish", help="Also publish each day's table as a Prefect artifact."),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """Show the audit trail: who ran, approved, replayed, resolved, deployed or changed what."""
+    from datetime import UTC, datetime
+
+    from moltbot.audit import open_trail, publish_day
+    from moltbot.durations import parse_age
+    from moltbot.i18n import cli_text
+
+    try:
+        cutoff = datetime.now(UTC) - parse_age(since, option="--since") if since else None
+    except InputError as exc:
+        raise fail(str(exc)) from None
+    ledger, trail = open_trail()
+    try:
+        rows = trail.rows(since=cutoff, automation=automation)
+        verification = trail.verify() if verify else None
+    finally:
+        ledger.close()
+    if publish and rows:
+        from moltbot.audit import _zone
+
+        connect_prefect()
+        for day in sorted({row.at.astimezone(_zone()).date() for row in rows}):
+            publish_day(day)
+    if as_json:
+        document: dict[str, Any] = {"entries": [row.as_dict() for row in rows]}
+        if verification is not None:
+            document["verify"] = {
+                "ok": verification.ok,
+                "checked": verification.checked,
+                "first_bad": verification.first_bad,
+                "kind": verification.kind,
+                "problem": _audit_problem(verification),
+                "head": verification.head,
+            }
+        print(json.dumps(document, ensure_ascii=False))
+    else:
+        _print_audit(rows, cli_text)
+        if verification is not None and verification.ok:
+            [line] = cli_text("audit_verified")
+            say(line.format(count=verification.checked, head=verification.head[:16]))
+    if verification is not None and not verification.ok:
+        [line] = cli_text("audit_broken")
+        raise fail(line.format(problem=_audit_problem(verification)), EXIT_FAILED)
+
+
+def _audit_problem(verification: Any) -> str | None:
+    """What `verify` found, in one line of the configured locale."""
+    from moltbot.i18n import cli_text
+
+    if verification.ok:
+        return None
+    [template] = cli_text(f"audit_problem_{verification.kind}")
+    return template.format(seq=verification.first_bad, anchor=verification.anchor_seq)
+
+
+def _print_audit(rows: list[Any], cli_text: Any) -> None:
+    from rich.table import Table
+
+    from moltbot.audit import _zone
+
+    zone = _zone()
+    table = Table(*cli_text("audit_columns"))
+    for row in rows:
+        table.add_row(
+            str(row.seq),
+            row.at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S"),
+            escape(row.actor),
+            row.action,
+            row.automation or "",
+            escape(row.target),
+            row.outcome,
+            escape(row.detail or ""),
+        )
+    console.print(table)
+    if not rows:
+        say(cli_text("audit_empty")[0])
 
 
 server_app = typer.Typer(

@@ -30,6 +30,59 @@ _TEXTS: dict[str, dict[str, tuple[str, ...]]] = {
         "en": ("Prefect UI: {url}   log: {log}", "Prefect's logs of these runs: {log}"),
         "ko": ("Prefect UI: {url}   로그: {log}", "이 실행들의 Prefect 로그: {log}"),
     },
+    "audit_columns": {
+        "en": ("#", "time", "actor", "action", "automation", "target", "outcome", "detail"),
+        "ko": ("#", "시각", "행위자", "동작", "자동화", "대상", "결과", "비고"),
+    },
+    "audit_empty": {
+        "en": ("The audit trail holds no entries yet.",),
+        "ko": ("감사 기록이 아직 없습니다.",),
+    },
+    "audit_verified": {
+        "en": ("Audit chain intact: {count} row(s) verified, head {head}.",),
+        "ko": ("감사 기록 체인 정상: {count}개 행 검증, 최신 해시 {head}.",),
+    },
+    "audit_broken": {
+        "en": ("audit chain broken: {problem}",),
+        "ko": ("감사 기록 체인 손상: {problem}",),
+    },
+    # What `AuditTrail.verify` found, by its kind: {seq} the first bad row, {anchor} where the
+    # anchor says the chain ends.
+    "audit_problem_altered": {
+        "en": ("row {seq} was altered: its hash does not match",),
+        "ko": ("{seq}번 행이 변경되었습니다: 해시가 맞지 않습니다",),
+    },
+    "audit_problem_missing": {
+        "en": ("row {seq} is missing: it was removed",),
+        "ko": ("{seq}번 행이 없습니다: 삭제되었습니다",),
+    },
+    "audit_problem_unlinked": {
+        "en": (
+            "row {seq} does not link to the row before it: a row was removed, inserted or "
+            "rewritten there",
+        ),
+        "ko": (
+            "{seq}번 행이 앞 행과 이어지지 않습니다: 그 자리에서 행이 삭제·삽입·재작성되었습니다",
+        ),
+    },
+    "audit_problem_inserted": {
+        "en": ("row {seq} lies in the pruned part of the chain: it was inserted",),
+        "ko": ("{seq}번 행이 정리(prune)된 구간에 있습니다: 삽입되었습니다",),
+    },
+    "audit_problem_tail_missing": {
+        "en": ("rows {seq}-{anchor} are missing: the chain's anchor ends at row {anchor}",),
+        "ko": ("{seq}~{anchor}번 행이 없습니다: 체인의 앵커는 {anchor}번 행에서 끝납니다",),
+    },
+    "audit_problem_beyond_anchor": {
+        "en": (
+            "row {seq} is not where the chain's anchor ends (row {anchor}): rows were "
+            "appended or rewritten behind its back",
+        ),
+        "ko": (
+            "{seq}번 행은 체인 앵커의 끝({anchor}번 행)과 맞지 않습니다: 앵커 몰래 행이 "
+            "추가되거나 재작성되었습니다",
+        ),
+    },
     "outbox_empty": {
         "en": ("The ledger holds no effects yet.",),
         "ko": ("원장에 기록된 작업이 아직 없습니다.",),

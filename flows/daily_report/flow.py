@@ -17,6 +17,7 @@ from flows.daily_report.chart import render_revenue_chart
 from flows.daily_report.kpis import compute_kpis, daily_revenue, data_warnings
 from flows.daily_report.render import AUTOMATION, build_artifact_markdown, build_report_message
 from flows.shared.orders import normalize_orders
+from moltbot.audit import AUDIT_HOOKS
 from moltbot.config.settings import checked_timezone, get_settings
 from moltbot.effects.report import RunReport, finish_run
 from moltbot.formatting import format_money, format_number
@@ -118,6 +119,7 @@ def compute_report(
     name=AUTOMATION,
     flow_run_name=flow_run_namer(AUTOMATION, report_date_label),
     log_prints=False,
+    **AUDIT_HOOKS,
 )
 def daily_report(
     source: str,

@@ -30,6 +30,7 @@ from flows.form_digest.render import (
     window_key,
 )
 from flows.shared.forms import ResponseWindow, parse_form_timestamps, select_window
+from moltbot.audit import AUDIT_HOOKS
 from moltbot.blockdocs import load_block
 from moltbot.config.settings import checked_timezone, get_settings
 from moltbot.effects import Intent, Route
@@ -142,7 +143,7 @@ def compute_digest(window: ResponseWindow, layout: FormLayout, *, max_text_answe
 # --------------------------------------------------------------------------- the flow
 
 
-@flow(name=AUTOMATION, flow_run_name=flow_run_namer(AUTOMATION), log_prints=False)
+@flow(name=AUTOMATION, flow_run_name=flow_run_namer(AUTOMATION), log_prints=False, **AUDIT_HOOKS)
 def form_digest(
     sheets_block: str,
     spreadsheet_id: str,

@@ -26,6 +26,7 @@ from flows.inventory_alert.states import (
     plan_alerts,
     state_counts,
 )
+from moltbot.audit import AUDIT_HOOKS
 from moltbot.blockdocs import load_block
 from moltbot.config.settings import checked_timezone, get_settings
 from moltbot.effects import Route
@@ -264,7 +265,7 @@ def plan_run(
 # --------------------------------------------------------------------------- the flow
 
 
-@flow(name=AUTOMATION, flow_run_name=flow_run_namer(AUTOMATION), log_prints=False)
+@flow(name=AUTOMATION, flow_run_name=flow_run_namer(AUTOMATION), log_prints=False, **AUDIT_HOOKS)
 def inventory_alert(
     source: str | None = None,
     columns: dict[str, str] | None = None,

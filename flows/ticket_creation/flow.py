@@ -66,6 +66,7 @@ from flows.ticket_creation.review import (
     poll_seconds,
     review_form,
 )
+from moltbot.audit import AUDIT_HOOKS
 from moltbot.blockdocs import load_block
 from moltbot.config.project import ProjectConfig
 from moltbot.config.settings import checked_timezone, get_settings
@@ -299,7 +300,12 @@ def draft_tickets(items: list[SourceItem], *, timezone: str, locale: str) -> lis
 # --------------------------------------------------------------------------- the flow
 
 
-@flow(name=AUTOMATION, flow_run_name=flow_run_namer(AUTOMATION, run_label), log_prints=False)
+@flow(
+    name=AUTOMATION,
+    flow_run_name=flow_run_namer(AUTOMATION, run_label),
+    log_prints=False,
+    **AUDIT_HOOKS,
+)
 def ticket_creation(
     events: list[dict[str, Any]] | None = None,
     events_file: str | None = None,

@@ -6,9 +6,12 @@ import json
 
 from typer.testing import CliRunner
 
+from blocks import SlackIncomingWebhook
+from moltbot.audit import cli_actor
 from moltbot.cli import app
 from moltbot.effects import Intent, Route, perform
 from moltbot.messages import Message
+from moltbot.state.ledger import Ledger
 
 runner = CliRunner()
 
@@ -54,3 +57,32 @@ def test_resolve_refuses_an_effect_that_is_not_in_doubt(make_runtime, ledger, mo
 
     assert both.exit_code == 2 and "choose one" in both.stderr
     assert done.exit_code == 2 and "not in_doubt" in done.stderr
+
+
+def test_a_replay_is_recorded_in_the_audit_trail_with_its_actor(
+    prefect_api, sandbox, make_runtime, ledger: Ledger, monkeypatch
+) -> None:
+    monkeypatch.setenv("MOLTBOT_LEDGER_URL", str(ledger.engine.url))
+    sandbox.state.slack.inject_fault(403, count=4, body="invalid_token")
+    message = Message(key="test:1", automation="test", title="t", text="hello")
+    intent = Intent(key="test:1:team-slack", automation="test", kind="message",
+                    target="team-slack", payload=message, route=Route(("team-slack",)))  # fmt: skip
+    [outcome] = perform([intent], make_runtime())
+    assert outcome.status == "dead"
+    sandbox.state.slack.clear_faults()  # the token was fixed
+    # The CLI loads the route's destinations by block name.
+    SlackIncomingWebhook(url=sandbox.slack_webhook_url("effects")).save(
+        "team-slack", overwrite=True
+    )
+
+    replayed = runner.invoke(app, ["outbox", "replay", "test:1:team-slack"])
+
+    assert replayed.exit_code == 0, replayed.output
+    audit = runner.invoke(app, ["audit", "--json"])
+    [row] = json.loads(audit.stdout)["entries"]
+    assert (row["action"], row["target"], row["outcome"]) == (
+        "replay",
+        "effect test:1:team-slack",
+        "done",
+    )
+    assert row["actor"] == cli_actor() and row["automation"] == "test"
