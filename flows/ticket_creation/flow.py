@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
+from itertools import count
 from typing import Any
 
 import pandas as pd
@@ -61,12 +65,19 @@ from flows.ticket_creation.render import (
     run_summary,
 )
 from flows.ticket_creation.review import (
+    DECISION_FIELDS,
+    REVIEW_TABLE,
+    ReviewDecision,
     ReviewOutcome,
+    ReviewPolicy,
     apply_decision,
     poll_seconds,
+    refusal,
     review_form,
+    review_key,
 )
-from moltbot.audit import AUDIT_HOOKS
+from moltbot.audit import AUDIT_HOOKS, run_actor
+from moltbot.audit import record as audit_record
 from moltbot.blockdocs import load_block
 from moltbot.config.project import ProjectConfig
 from moltbot.config.settings import checked_timezone, get_settings
@@ -74,12 +85,16 @@ from moltbot.effects import Route
 from moltbot.effects.report import RunReport, finish_run
 from moltbot.effects.services import JiraCommentExecutor, JiraIssueExecutor
 from moltbot.errors import DeliveryFailed, InputError
+from moltbot.masking import mask_text
 from moltbot.runlabels import (
     artifact_description,
     flow_run_namer,
     label_current_run,
     local_minute,
 )
+from moltbot.state.audit import AuditAction
+from moltbot.state.ledger import Ledger
+from moltbot.state.reviews import APPROVED, REJECTED, TIMED_OUT, ReviewStore
 from moltbot.state.watermarks import Watermark, WatermarkMoved
 from tasks.artifacts import TableColumn, publish_markdown, publish_table, readable_rows
 from tasks.effects import (
@@ -553,32 +568,98 @@ def _review(
     *,
     description: str,
 ) -> tuple[Plan, ReviewOutcome]:
-    """Show the new drafts and pause until the reviewer answers (or the timeout)."""
+    """Show the new drafts and pause until an allowed reviewer answers (or the timeout).
+
+    The request and its decision live in the ledger under `review_key(plan)`: a re-run of the
+    same drafts (retried, rescheduled, crashed) applies the decision already taken instead of
+    asking again, and the Jira effects it then performs are claimed as usual, so nothing is
+    created twice. Every decision, refusal and timeout is an audit entry.
+    """
     logger = get_run_logger()
     if not plan.having("create"):
         return plan, ReviewOutcome(status="not_needed")
-    rows = draft_rows(plan, {}, timezone)
-    publish_table(
-        ARTIFACT_KEYS["drafts"],
-        quote(_readable(rows[:ARTIFACT_MAX_ROWS], locale)),
-        description=description,
-    )
-    form = review_form(plan, review_request(rows, locale=locale, timeout=timeout))
-    logger.info(
-        "Waiting up to %d s for a review of %d draft(s)", timeout, len(plan.having("create"))
-    )
-    try:
-        answer = pause_flow_run(
-            wait_for_input=form, timeout=timeout, poll_interval=poll_seconds(timeout)
+    privacy = {name: m.privacy for name, m in mappings.items()}
+    policy = _review_policy()
+    key = review_key(plan)
+    requester = _requester()
+    with Ledger.from_settings() as ledger:
+        store = ReviewStore(ledger)
+        asked = store.ask(
+            key, automation=AUTOMATION, requester=requester, flow_run_id=_flow_run_id()
         )
-    except FlowPauseTimeout:
-        logger.warning("Review timed out after %d s: nothing will be created", timeout)
-        return plan, ReviewOutcome(status="timed_out")
-    reviewed, outcome = apply_decision(
-        plan, answer, {name: m.privacy for name, m in mappings.items()}
-    )
+        if asked.decided and asked.decision is not None:
+            logger.info(
+                "These drafts were reviewed already (%s by %s): applying that decision, "
+                "not asking again",
+                asked.status,
+                asked.reviewer,
+            )
+            decision = ReviewDecision(**asked.decision)
+            reviewed, outcome = apply_decision(plan, decision, privacy)
+            return reviewed, replace(outcome, decided_earlier=True, key=key)
+
+        rows = draft_rows(plan, {}, timezone)
+        publish_table(
+            ARTIFACT_KEYS["drafts"],
+            quote(_readable(rows[:ARTIFACT_MAX_ROWS], locale)),
+            description=description,
+        )
+        form = review_form(plan, review_request(rows, locale=locale, timeout=timeout))
+        logger.info(
+            "Waiting up to %d s for a review of %d draft(s)", timeout, len(plan.having("create"))
+        )
+        deadline = time.monotonic() + timeout
+        for attempt in count():
+            remaining = max(0.0, deadline - time.monotonic())
+            try:
+                if remaining <= 0:
+                    raise FlowPauseTimeout("no time left for the review")
+                answer = pause_flow_run(
+                    wait_for_input=form,
+                    timeout=math.ceil(remaining),
+                    poll_interval=poll_seconds(timeout),
+                    key=f"review-{attempt}",
+                )
+            except FlowPauseTimeout:
+                store.decide(key, status=TIMED_OUT, reviewer=None, reason=None, decision=None)
+                audit_record(
+                    AuditAction.REVIEW_TIMEOUT,
+                    f"review {key}",
+                    actor="moltbot",
+                    automation=AUTOMATION,
+                    outcome="nothing created",
+                    detail=f"no allowed answer within {timeout} s",
+                )
+                logger.warning("Review timed out after %d s: nothing will be created", timeout)
+                return plan, ReviewOutcome(status="timed_out", key=key)
+            refused = refusal(answer.reviewer, requester, policy)
+            if refused is None:
+                break
+            audit_record(
+                AuditAction.APPROVAL_REFUSED,
+                f"review {key}",
+                actor=f"reviewer:{answer.reviewer.strip()}",
+                automation=AUTOMATION,
+                outcome="refused",
+                detail=refused,
+            )
+            logger.warning("Review answer refused: %s; waiting for another answer", refused)
+        stored = store.decide(
+            key,
+            status=APPROVED if answer.approve else REJECTED,
+            reviewer=mask_text(answer.reviewer.strip()),
+            reason=mask_text(answer.reason) or None,
+            decision=answer.model_dump(mode="json", include=set(DECISION_FIELDS) | {"reviewer"}),
+        )
+    if stored.decision is not None and stored.reviewer != mask_text(answer.reviewer.strip()):
+        # Another run of the same drafts was answered first: its decision holds for both.
+        answer = ReviewDecision(**stored.decision)
+    reviewed, outcome = apply_decision(plan, answer, privacy)
+    outcome = replace(outcome, key=key)
+    _audit_decision(key, answer, outcome)
     logger.info(
-        "Review: %d approved, %d rejected, %d edited",
+        "Review by %s: %d approved, %d rejected, %d edited",
+        outcome.reviewer,
         len(outcome.approved),
         len(outcome.rejected),
         len(outcome.edited),
@@ -586,6 +667,54 @@ def _review(
     if outcome.unknown:
         logger.warning("Review named %d unknown draft(s): ignored", len(outcome.unknown))
     return reviewed, outcome
+
+
+def _review_policy() -> ReviewPolicy:
+    config = ProjectConfig.load()
+    return ReviewPolicy.from_table(config.table(*REVIEW_TABLE), config.where(*REVIEW_TABLE))
+
+
+def _flow_run_id() -> str | None:
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    return str(context.flow_run.id) if context and context.flow_run else None
+
+
+def _requester() -> str | None:
+    """The person whose run asks for the review, when one is known (a CLI run's OS user)."""
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    run = context.flow_run if context else None
+    if run is None:
+        return None
+    return run_actor(
+        run.tags or [],
+        deployment=str(run.deployment_id) if run.deployment_id else None,
+        auto_scheduled=bool(run.auto_scheduled),
+    )
+
+
+def _audit_decision(key: str, answer: ReviewDecision, outcome: ReviewOutcome) -> None:
+    """One audit entry per kind of decision taken: approve, reject, edit."""
+    actor = f"reviewer:{answer.reviewer.strip()}"
+    parts = [
+        (AuditAction.APPROVE, outcome.approved, {"approved": outcome.approved}),
+        (AuditAction.REJECT, outcome.rejected, {"rejected": outcome.rejected}),
+        (AuditAction.EDIT, outcome.edited, {"edited": outcome.edited}),
+    ]
+    for action, drafts, parameters in parts:
+        if drafts or (action == AuditAction.REJECT and not answer.approve):
+            audit_record(
+                action,
+                f"review {key}",
+                actor=actor,
+                automation=AUTOMATION,
+                parameters=parameters,
+                outcome=f"{len(drafts)} draft(s)",
+                detail=answer.reason or None,
+            )
 
 
 def _commit(

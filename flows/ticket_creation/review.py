@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -12,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from flows.ticket_creation.drafts import clean_summary
 from flows.ticket_creation.mapping import Privacy
 from flows.ticket_creation.plan import Plan, PlannedDraft, reject
+from moltbot.errors import InputError
 from moltbot.masking import mask_text
 
 ReviewStatus = Literal["approved", "timed_out", "not_needed"]
@@ -34,6 +37,15 @@ class DraftEdit(BaseModel):
 class ReviewDecision(RunInput):
     """The reviewer's answer: create the drafts shown, except those rejected, with edits."""
 
+    reviewer: str = Field(
+        min_length=1,
+        max_length=200,
+        description="Your name or e-mail, as the approvers list names you (recorded in the "
+        "audit trail).",
+    )
+    reason: str = Field(
+        default="", max_length=1000, description="Why (recorded in the audit trail)."
+    )
     approve: bool = Field(
         default=True,
         description="Create the drafts that are not rejected below. Untick to create none.",
@@ -59,6 +71,10 @@ class ReviewOutcome:
         rejected: draft ids not to create.
         edited: draft id -> the fields the reviewer changed (summary, priority).
         unknown: references in the decision that name no draft awaiting review.
+        reviewer: who decided (masked), when someone did.
+        decided_earlier: the decision was taken for an earlier run of the same drafts and
+            applied again without asking.
+        key: the review's ledger key (`review_key`), also the target of its audit entries.
     """
 
     status: ReviewStatus
@@ -66,6 +82,9 @@ class ReviewOutcome:
     rejected: list[str] = field(default_factory=list)
     edited: dict[str, list[str]] = field(default_factory=dict)
     unknown: list[str] = field(default_factory=list)
+    reviewer: str | None = None
+    decided_earlier: bool = False
+    key: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The outcome as plain JSON types."""
@@ -75,6 +94,9 @@ class ReviewOutcome:
             "rejected": self.rejected,
             "edited": self.edited,
             "unknown": self.unknown,
+            "reviewer": self.reviewer,
+            "decided_earlier": self.decided_earlier,
+            "key": self.key,
         }
 
 
@@ -183,12 +205,87 @@ def apply_decision(
     approved = [planned.draft.id for planned in reviewed.having("create")]
     outcome = ReviewOutcome(
         status="approved",
+        reviewer=mask_text(decision.reviewer.strip()),
         approved=approved,
         rejected=[planned.draft.id for planned in reviewable if planned.draft.id in rejected],
         edited=edited,
         unknown=unknown,
     )
     return reviewed, outcome
+
+
+REVIEW_TABLE = ("ticket_creation", "review")
+DECISION_FIELDS = ("approve", "reject", "edits")
+
+
+@dataclass(frozen=True)
+class ReviewPolicy:
+    """Who may answer a review (`[ticket_creation.review]` in moltbot.toml).
+
+    Attributes:
+        approvers: the names (or e-mails) allowed to decide, compared without case; empty:
+            anyone who gives a name.
+        allow_self_approval: whether the person whose run asks may decide it.
+    """
+
+    approvers: tuple[str, ...] = ()
+    allow_self_approval: bool = False
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any] | None, where: str) -> ReviewPolicy:
+        """The policy written in `table`; `where` names it in errors.
+
+        Raises:
+            InputError: approvers is not a list of names, or allow_self_approval not a boolean.
+        """
+        table = table or {}
+        approvers = table.get("approvers", [])
+        if not isinstance(approvers, list) or not all(
+            isinstance(name, str) and name.strip() for name in approvers
+        ):
+            raise InputError(f"{where}: approvers must be a list of names")
+        allow_self = table.get("allow_self_approval", False)
+        if not isinstance(allow_self, bool):
+            raise InputError(f"{where}: allow_self_approval must be true or false")
+        return cls(tuple(name.strip() for name in approvers), allow_self)
+
+
+def review_key(plan: Plan) -> str:
+    """The review's ledger key: the same new drafts, as shown, give the same key.
+
+    A re-run of the same work (a retry, a rescheduled or crashed run) finds the decision taken
+    for it instead of asking again; different drafts are a different review.
+    """
+    shown = sorted(
+        (planned.draft.dedup_key, shown_edit(planned).model_dump_json())
+        for planned in plan.having("create")
+    )
+    digest = hashlib.sha256(json.dumps(shown, ensure_ascii=False).encode("utf-8")).hexdigest()
+    return f"ticket-creation:review:{digest[:32]}"
+
+
+def refusal(reviewer: str, requester: str | None, policy: ReviewPolicy) -> str | None:
+    """Why `reviewer` may not decide this review, or None when they may.
+
+    Args:
+        reviewer: the name the reviewer gave.
+        requester: the actor whose run asks (`user:alice` for a CLI run; None or a
+            deployment when no person is known).
+        policy: the configured approvers.
+    """
+    name = reviewer.strip().casefold()
+    if not name:
+        return "the reviewer gave no name"
+    if policy.approvers and name not in {a.casefold() for a in policy.approvers}:
+        return "the reviewer is not on the approvers list"
+    if (
+        not policy.allow_self_approval
+        and requester is not None
+        and requester.startswith("user:")
+        and requester.removeprefix("user:").casefold() == name
+    ):
+        return "the reviewer asked for this run and may not approve it"
+    return None
 
 
 def poll_seconds(timeout_seconds: float) -> float:

@@ -113,6 +113,7 @@ def test_a_review_decision_rejects_edits_and_records() -> None:
     drafts = [draft(n, k) for n, k in ((1, "a"), (2, "b"), (3, "c"), (4, "d"))]
     plan = plan_drafts(drafts, {drafts[3].label: "OPS-1"}, {})
     decision = ReviewDecision(
+        reviewer="kim",
         reject=["d2", "event:t:c", "d4", "nope"],
         edits=[
             DraftEdit(draft="d1", summary="새 요약\n연락처 010-1234-5678", priority="Highest"),
@@ -136,13 +137,18 @@ def test_a_review_decision_rejects_edits_and_records() -> None:
         "rejected": ["d2", "d3"],
         "edited": {"d1": ["summary", "priority"]},
         "unknown": ["d4", "nope"],  # d4 is a comment, not a draft awaiting review
+        "reviewer": "kim",
+        "decided_earlier": False,
+        "key": None,
     }
 
 
 def test_approve_false_rejects_every_new_issue() -> None:
     plan = plan_drafts([draft(1, "a"), draft(2, "b")], {}, {})
 
-    reviewed, outcome = apply_decision(plan, ReviewDecision(approve=False), {"m": Privacy()})
+    reviewed, outcome = apply_decision(
+        plan, ReviewDecision(reviewer="kim", approve=False), {"m": Privacy()}
+    )
 
     assert [p.action for p in reviewed.drafts] == ["rejected", "rejected"]
     assert (outcome.approved, outcome.rejected) == ([], ["d1", "d2"])

@@ -108,6 +108,8 @@ def test_review_rejecting_2_of_5_creates_3_with_the_edits(jira: JiraState) -> No
         resume_flow_run(
             run.id,
             run_input={
+                "reviewer": "kim",
+                "reason": "d2 and d4 are duplicates of OPS-7",
                 "reject": ["d2", "event:alert.fired:alert-4", "d9"],
                 "edits": [
                     {"draft": "d1", "summary": "결제 API 오류 (검토됨)", "priority": "Highest"}
@@ -124,7 +126,11 @@ def test_review_rejecting_2_of_5_creates_3_with_the_edits(jira: JiraState) -> No
         "rejected": ["d2", "d4"],
         "edited": {"d1": ["summary", "priority"]},
         "unknown": ["d9"],
+        "reviewer": "kim",
+        "decided_earlier": False,
+        "key": result["review"]["key"],  # checked below
     }
+    assert result["review"]["key"].startswith("ticket-creation:review:")
     issues = jira.issues()
     assert [(i.summary, i.priority) for i in issues] == [
         ("결제 API 오류 (검토됨)", "Highest"),

@@ -59,7 +59,7 @@ def test_the_form_and_its_description_show_each_new_drafts_summary_and_priority(
 ) -> None:
     form = review_form(plan, form_text(plan))
 
-    shown = [edit.model_dump() for edit in form().edits]
+    shown = [edit.model_dump() for edit in form(reviewer="kim").edits]
     assert shown == [
         {
             "draft": "d1",
@@ -101,7 +101,7 @@ def test_the_form_is_saved_with_korean_text_as_is(plan: Plan, prefect_api: str) 
 def test_a_form_sent_back_as_shown_changes_nothing(plan: Plan) -> None:
     form = review_form(plan, form_text(plan))
 
-    reviewed, outcome = apply_decision(plan, form(), PRIVACY)
+    reviewed, outcome = apply_decision(plan, form(reviewer="kim"), PRIVACY)
 
     assert outcome.edited == {}
     assert outcome.approved == ["d1", "d2"]
@@ -111,10 +111,12 @@ def test_a_form_sent_back_as_shown_changes_nothing(plan: Plan) -> None:
 
 def test_a_changed_priority_in_the_form_is_the_only_edit(plan: Plan) -> None:
     form = review_form(plan, form_text(plan))
-    edits = [edit.model_dump() for edit in form().edits]
+    edits = [edit.model_dump() for edit in form(reviewer="kim").edits]
     edits[1]["priority"] = "Medium"
 
-    reviewed, outcome = apply_decision(plan, form(edits=edits, reject=["d1"]), PRIVACY)
+    reviewed, outcome = apply_decision(
+        plan, form(reviewer="kim", edits=edits, reject=["d1"]), PRIVACY
+    )
 
     assert outcome.edited == {"d2": ["priority"]}
     assert (outcome.approved, outcome.rejected) == (["d2"], ["d1"])
