@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    ArtifactCollectionFilter,
+    ArtifactCollectionFilterKey,
+)
 from sqlalchemy import delete, update
 from typer.testing import CliRunner
 
-from moltbot.audit import cli_actor, run_actor
+from moltbot.audit import artifact_key, cli_actor, run_actor
 from moltbot.cli import app
 from moltbot.state.audit import AuditTrail, audit_table
 from moltbot.state.ledger import Ledger
@@ -65,6 +72,21 @@ def test_a_cli_run_is_recorded_with_its_user_and_outcome(
     assert "no.csv" in rows[1]["detail"]
     changed = [row for row in entries() if row["action"] == "config changed"]
     assert len(changed) == 1 and changed[0]["target"] == "moltbot.toml"
+    # Each run publishes the day's trail: the UI shows it under the day's artifact key.
+    day = datetime.fromisoformat(rows[-1]["at"]).astimezone(ZoneInfo("Asia/Seoul")).date()
+    with get_client(sync_client=True) as client:
+        [artifact] = client.read_latest_artifacts(
+            artifact_filter=ArtifactCollectionFilter(
+                key=ArtifactCollectionFilterKey(any_=[artifact_key(day)])
+            )
+        )
+    table = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
+    assert [(row["action"], row["outcome"]) for row in table] == [
+        ("config changed", "ok"),
+        ("run", "completed (dry run)"),
+        ("run", "failed"),
+    ]
+    assert f"{len(table)} entries" in artifact.description
 
 
 def test_verify_names_the_first_bad_row_and_exits_1() -> None:
