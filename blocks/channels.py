@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import smtplib
@@ -16,14 +17,23 @@ import httpx
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
+from blocks.rotation import SecretSetAt, SecretStamped
 from moltbot.errors import DeliveryError
 from moltbot.messages import Message
+from moltbot.ratelimits import RateLimiter, rate_gate
 from moltbot.retrying import retry_after_seconds
 
 _SLACK_ERROR_BODY_LIMIT = 200
 
 
-class SlackIncomingWebhook(Block):
+@functools.cache
+def _default_tls_context() -> ssl.SSLContext:
+    """httpx's default TLS settings, built once: loading the CA bundle anew costs every post
+    about 50 ms of CPU."""
+    return httpx.create_ssl_context()
+
+
+class SlackIncomingWebhook(SecretStamped, Block):
     """Posts messages to a Slack incoming webhook as Block Kit JSON.
 
     Unlike Prefect's `SlackWebhook` (apprise), which silently sends nothing to a URL that is not
@@ -40,6 +50,7 @@ class SlackIncomingWebhook(Block):
 
     url: SecretStr = Field(description="Incoming webhook URL (https://hooks.slack.com/services/…).")
     timeout_seconds: float = Field(default=10.0, gt=0, description="Timeout of one request.")
+    secret_set_at: SecretSetAt = None
 
     def payload(self, message: Message) -> dict[str, object]:
         """The JSON body `send` posts for `message` (a dry run previews exactly this).
@@ -53,22 +64,43 @@ class SlackIncomingWebhook(Block):
             payload["blocks"] = message.slack_blocks
         return payload
 
-    def send(self, message: Message) -> str | None:
+    def send(self, message: Message, *, rate_limiter: RateLimiter | None = None) -> str | None:
         """Post `message`; return None (Slack webhooks answer a bare `ok`, no message id).
+
+        The post first waits for the webhook's shared rate limit (``[rate_limits.slack]``, one
+        message a second by default; see `moltbot.ratelimits`).
+
+        Args:
+            message: what to post.
+            rate_limiter: the limiter to wait at (default: the configured one, real time).
 
         Raises:
             DeliveryError: transient for 429/5xx/connection errors, permanent for other 4xx.
         """
+        url = self.url.get_secret_value()
+        gate = rate_gate("slack", url, rate_limiter)
+        if gate is not None:
+            gate.wait()
         try:
             response = httpx.post(
-                self.url.get_secret_value(),
+                url,
                 json=self.payload(message),
                 timeout=self.timeout_seconds,
+                verify=_default_tls_context(),
             )
         except httpx.TransportError as exc:
             # The exception text can include the URL, and the URL is the secret: name the type only.
+            # Only a connection never made is known not to have posted; after a timeout or a
+            # connection closed without an answer the post may have arrived all the same.
+            never_sent = isinstance(
+                exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout
+            )
             raise DeliveryError(
-                f"Slack webhook unreachable ({type(exc).__name__})", transient=True
+                f"Slack webhook unreachable ({type(exc).__name__})"
+                if never_sent
+                else f"Slack webhook gave no answer ({type(exc).__name__})",
+                transient=True,
+                maybe_applied=not never_sent,
             ) from None
         if response.is_success:
             return None
@@ -81,7 +113,7 @@ class SlackIncomingWebhook(Block):
         )
 
 
-class EmailChannel(Block):
+class EmailChannel(SecretStamped, Block):
     """Sends messages as multipart e-mail (text + HTML, images inline) over SMTP.
 
     Attributes:
@@ -108,6 +140,7 @@ class EmailChannel(Block):
     sender: str = Field(description="From address.")
     recipients: list[str] = Field(min_length=1, description="To addresses.")
     timeout_seconds: float = Field(default=30.0, gt=0, description="SMTP socket timeout.")
+    secret_set_at: SecretSetAt = None
 
     def build_email(self, message: Message) -> EmailMessage:
         """Build the MIME message: text part, HTML part with inline images, other attachments."""
@@ -144,13 +177,16 @@ class EmailChannel(Block):
 
         Raises:
             DeliveryError: transient for 4xx SMTP replies and connection errors, permanent for
-                5xx replies and failed authentication.
+                5xx replies and failed authentication; `maybe_applied` when the connection was
+                lost after the message was handed over (the server may have taken it).
         """
         email = self.build_email(message)
+        handed_over = False
         try:
             with self._connect() as smtp:
                 if self.username and self.password is not None:
                     smtp.login(self.username, self.password.get_secret_value())
+                handed_over = True
                 smtp.send_message(email)
         except smtplib.SMTPAuthenticationError as exc:
             raise DeliveryError(
@@ -173,6 +209,13 @@ class EmailChannel(Block):
                 status=exc.smtp_code,
             ) from None
         except (smtplib.SMTPException, OSError) as exc:
+            if handed_over:
+                # No reply to the message: the server may have queued it before the line broke.
+                raise DeliveryError(
+                    f"SMTP server gave no reply to the message ({type(exc).__name__})",
+                    transient=True,
+                    maybe_applied=True,
+                ) from None
             raise DeliveryError(
                 f"SMTP server unreachable ({type(exc).__name__})", transient=True
             ) from None

@@ -13,8 +13,10 @@ from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
+from blocks.rotation import SecretSetAt, SecretStamped
 from moltbot.errors import ServiceError
 from moltbot.masking import mask_text, register_model_secrets
+from moltbot.ratelimits import RateLimitedAdapter, RateLimiter, rate_gate
 from moltbot.retrying import RetryPolicy, call_with_retries, retry_after_seconds
 
 T = TypeVar("T")
@@ -25,7 +27,7 @@ _MAX_CONNECT_TIMEOUT = 5.0
 _ERROR_TEXT_LIMIT = 500
 
 
-class JiraCredentials(Block):
+class JiraCredentials(SecretStamped, Block):
     """A Jira Cloud site, account e-mail and API token, giving a `jira.JIRA` client.
 
     Retries live in one layer, ours: the client's own `ResilientSession` is built with
@@ -62,6 +64,7 @@ class JiraCredentials(Block):
         description="Retries of a transient failure (429, 5xx, network); "
         "default: MOLTBOT_RETRY_ATTEMPTS - 1.",
     )
+    secret_set_at: SecretSetAt = None
 
     def label(self, block_name: str | None = None) -> str:
         """How messages name this block: ``Jira block 'sandbox-jira'``."""
@@ -77,24 +80,33 @@ class JiraCredentials(Block):
             return policy
         return replace(policy, attempts=self.max_retries + 1)
 
-    def get_client(self, *, block_name: str | None = None) -> JIRA:
+    def get_client(
+        self, *, block_name: str | None = None, rate_limiter: RateLimiter | None = None
+    ) -> JIRA:
         """A `jira.JIRA` client for the site, after one ``GET serverInfo`` (retried).
 
         The server info tells the client it talks to Jira Cloud, so searches use
-        ``search/jql`` (the old ``search`` answers 410 on Cloud).
+        ``search/jql`` (the old ``search`` answers 410 on Cloud). Every request, that one
+        included, first waits for the site's shared rate limit (``[rate_limits.jira]``; see
+        `moltbot.ratelimits`): Jira limits per site, whichever account calls.
 
         Args:
             block_name: name for messages when the block was not loaded by name.
+            rate_limiter: the limiter to wait at (default: the configured one, real time).
 
         Raises:
             ServiceError: wrong credentials (401), a server that is down or not Jira Cloud.
         """
         register_model_secrets(self)
         timeout = (min(self.timeout_seconds, _MAX_CONNECT_TIMEOUT), self.timeout_seconds)
+        server = self.server_url.rstrip("/")
+        gate = rate_gate("jira", server, rate_limiter)
 
         def connect() -> JIRA:
+            if gate is not None:
+                gate.wait()  # for the serverInfo request the constructor sends
             return JIRA(
-                server=self.server_url.rstrip("/"),
+                server=server,
                 basic_auth=(self.email, self.api_token.get_secret_value()),
                 max_retries=0,
                 timeout=timeout,
@@ -103,6 +115,11 @@ class JiraCredentials(Block):
             )
 
         client = self.call(connect, action="connect", block_name=block_name)
+        if gate is not None:
+            # jira builds its session inside the constructor: limit the requests after it.
+            adapter = RateLimitedAdapter(gate)
+            client._session.mount("https://", adapter)
+            client._session.mount("http://", adapter)
         if client.deploymentType != "Cloud":
             raise ServiceError(
                 f"{self.label(block_name)}: the server reports deployment type "

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import logging
 
+import httpx
 import notion_client
 from notion_client.client import RetryOptions
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr, field_validator
 
+from blocks.rotation import SecretSetAt, SecretStamped
 from moltbot.masking import register_model_secrets
+from moltbot.ratelimits import RateLimiter, rate_gate
 
 # The client's default console logger gains one more stream handler for every client built;
 # moltbot's own logger goes through the masking handlers instead.
 _CLIENT_LOGGER = logging.getLogger("moltbot.notion.client")
 
 
-class NotionCredentials(Block):
+class NotionCredentials(SecretStamped, Block):
     """A Notion internal-integration token and the API it is meant for.
 
     `base_url` points at the real API by default; the sandbox saves a block pointing at itself
@@ -49,6 +52,7 @@ class NotionCredentials(Block):
     timeout_seconds: float = Field(
         default=30.0, gt=0, le=300, description="Timeout of one request, in seconds."
     )
+    secret_set_at: SecretSetAt = None
 
     @field_validator("base_url")
     @classmethod
@@ -57,8 +61,15 @@ class NotionCredentials(Block):
         value = value.strip().rstrip("/")
         return value.removesuffix("/v1")
 
-    def get_client(self, *, retry: RetryOptions | bool = False) -> notion_client.Client:
+    def get_client(
+        self, *, retry: RetryOptions | bool = False, rate_limiter: RateLimiter | None = None
+    ) -> notion_client.Client:
         """A `notion_client.Client` for this token and base URL, with a bounded timeout.
+
+        Every request (retries too) first waits for the token's shared rate limit
+        (``[rate_limits.notion]``, 3 a second by default; see `moltbot.ratelimits`). Use the
+        client as it is, not in a ``with`` block: notion-client's ``__enter__`` swaps in a
+        plain httpx client without the limit.
 
         The client's own retries are off by default: moltbot's tasks retry every call through
         `moltbot.retrying.call_with_retries`, one policy from the settings for every service,
@@ -69,13 +80,19 @@ class NotionCredentials(Block):
 
         Args:
             retry: the client's retry options, or False for none.
+            rate_limiter: the limiter to wait at (default: the configured one, real time).
 
         Returns:
             A synchronous client; close it with ``client.close()`` or let it be collected.
         """
         register_model_secrets(self)
+        token = self.token.get_secret_value()
+        gate = rate_gate("notion", token, rate_limiter)
+        hooks = {"request": [gate.httpx_hook]} if gate is not None else {}
         return notion_client.Client(
-            auth=self.token.get_secret_value(),
+            # notion-client sets the base URL, timeout and headers on the httpx client it is given.
+            client=httpx.Client(event_hooks=hooks),
+            auth=token,
             base_url=self.base_url,
             timeout_ms=int(self.timeout_seconds * 1000),
             retry=retry,

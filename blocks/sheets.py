@@ -15,7 +15,9 @@ from prefect.blocks.fields import SecretDict
 from pydantic import Field
 from requests import Response
 
+from blocks.rotation import SecretSetAt, SecretStamped
 from moltbot.masking import register_model_secrets
+from moltbot.ratelimits import RateGate, RateLimiter, rate_gate
 
 # Every URL gspread builds starts with one of these (Sheets v4, Drive v3 and its upload path).
 _GOOGLE_HOSTS = re.compile(r"^https://(?:sheets|www)\.googleapis\.com")
@@ -34,12 +36,20 @@ class RewritingHTTPClient(gspread.HTTPClient):
     sandbox), otherwise requests go to Google unchanged. The plain client is used on purpose:
     `gspread.BackOffHTTPClient` ignores ``Retry-After`` and sleeps up to 128 s, while moltbot's
     tasks retry with `moltbot.retrying.call_with_retries`, the one retry layer.
+
+    Each request first waits at the service account's read gate (GET) or write gate (any
+    other method), Google counting the two quotas apart; None lets it go at once.
     """
 
     api_base_url: str | None = None
+    read_gate: RateGate | None = None
+    write_gate: RateGate | None = None
 
     def request(self, method: str, endpoint: str, *args: Any, **kwargs: Any) -> Response:
         """Send one request, to `api_base_url` instead of Google when it is set."""
+        gate = self.read_gate if method.upper() == "GET" else self.write_gate
+        if gate is not None:
+            gate.wait()
         return super().request(
             method, rewrite_google_url(endpoint, self.api_base_url), *args, **kwargs
         )
@@ -52,7 +62,7 @@ def rewrite_google_url(url: str, api_base_url: str | None) -> str:
     return _GOOGLE_HOSTS.sub(lambda _: api_base_url.rstrip("/"), url, count=1)
 
 
-class GoogleSheetsCredentials(Block):
+class GoogleSheetsCredentials(SecretStamped, Block):
     """A Google service account for Sheets, and where the Sheets API lives.
 
     The service account's JSON key is kept as a secret; share each spreadsheet with its
@@ -87,8 +97,9 @@ class GoogleSheetsCredentials(Block):
         description="Base URL instead of Google's (the sandbox: http://127.0.0.1:8765/sheets).",
     )
     timeout_seconds: float = Field(default=30.0, gt=0, description="Timeout of one request.")
+    secret_set_at: SecretSetAt = None
 
-    def get_client(self) -> gspread.Client:
+    def get_client(self, *, rate_limiter: RateLimiter | None = None) -> gspread.Client:
         """A gspread client authenticated as the service account, with bounded timeouts.
 
         Every request has a connect timeout of at most 5 s and a read timeout of
@@ -98,6 +109,10 @@ class GoogleSheetsCredentials(Block):
         token once on a 401. The access token is fetched on first use and reused by later clients
         of the same key in this process, so reading a sheet costs one request once the token is
         held. The key's secrets are registered with the log masker.
+
+        Every API request first waits for the service account's shared read or write limit
+        (``[rate_limits.sheets_read]`` / ``sheets_write``; see `moltbot.ratelimits`), Google's
+        quotas being per user: `rate_limiter` replaces the configured limiter (tests).
         """
         register_model_secrets(self)
         info = self.service_account_info.get_secret_value()
@@ -105,6 +120,10 @@ class GoogleSheetsCredentials(Block):
         http = client.http_client
         if isinstance(http, RewritingHTTPClient):
             http.api_base_url = self.api_base_url
+            # The quota user is the service account; an unnamed key falls back to the whole key.
+            user = str(info.get("client_email") or json.dumps(info, sort_keys=True))
+            http.read_gate = rate_gate("sheets_read", user, rate_limiter)
+            http.write_gate = rate_gate("sheets_write", user, rate_limiter)
         http.set_timeout((min(self.timeout_seconds, _CONNECT_TIMEOUT_CAP), self.timeout_seconds))
         return client
 

@@ -7,15 +7,17 @@ from typing import Literal
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
+from blocks.rotation import SecretSetAt, SecretStamped
 from moltbot.masking import register_model_secrets
 
 
-class WebhookSource(Block):
+class WebhookSource(SecretStamped, Block):
     """How the webhook gateway verifies one sender's requests (`POST /hooks/<source>`).
 
     The gateway loads each configured source's block once at start-up, so requests stay
-    verifiable while the Prefect API is down. The secret is registered with the log masker as
-    soon as the block is loaded or built.
+    verifiable while the Prefect API is down; with `MOLTBOT_SECRET_CACHE_KEY` set it also keeps
+    an encrypted copy, so it can start while the API is down. The secret is registered with the
+    log masker as soon as the block is loaded or built.
 
     Attributes:
         signing_secret: the shared secret the sender signs with (Stripe's `whsec_…`, the
@@ -33,6 +35,7 @@ class WebhookSource(Block):
         description="Signature scheme: 'stripe' (t=…,v1=… with a timestamp) or 'github' "
         "(X-Hub-Signature-256: sha256=…)."
     )
+    secret_set_at: SecretSetAt = None
 
     def block_initialization(self) -> None:
         """Register the secret with the log masker (runs when the block is loaded or built)."""

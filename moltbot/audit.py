@@ -56,6 +56,11 @@ def run_actor(
     if auto_scheduled or ("schedule" in tag_set and deployment):
         return f"deployment:{deployment or 'unknown'} (schedule)"
     if "webhook" in tag_set:
+        # The gateway tags its runs `webhook:<source>` (see moltbot.webhooks.dispatcher).
+        source = source or next(
+            (tag.removeprefix("webhook:") for tag in sorted(tag_set) if tag.startswith("webhook:")),
+            None,
+        )
         return f"webhook:{source}" if source else "webhook"
     if "cli" in tag_set or "demo" in tag_set or deployment is None:
         return cli_actor()
@@ -173,14 +178,14 @@ def audit_flow_run(flow: Any, flow_run: Any, state: Any) -> None:
         detail = None if state.is_completed() else (state.message or None)
         row = record(
             AuditAction.RUN,
-            f"flow run {flow_run.name} ({flow_run.id})",
+            f"{flow_run.name} (flow run {flow_run.id})",
             actor=actor,
             automation=flow.name,
             parameters=run_parameters(parameters),
             outcome=outcome,
             detail=detail,
         )
-        publish_day(row.at.astimezone(_zone()).date())
+        publish_day(row.at.astimezone(audit_zone()).date())
     except Exception as exc:
         logger.warning("could not write the audit entry of this run: %s", type(exc).__name__)
 
@@ -208,7 +213,8 @@ def _deployment_name(flow_name: str, flow_run: Any) -> str | None:
         return str(deployment_id)
 
 
-def _zone() -> ZoneInfo:
+def audit_zone() -> ZoneInfo:
+    """The timezone audit days and times are shown in (the `timezone` setting)."""
     return ZoneInfo(get_settings().timezone)
 
 
@@ -248,7 +254,7 @@ def publish_day(day: date) -> str | None:
     """
     from prefect.artifacts import create_table_artifact
 
-    zone = _zone()
+    zone = audit_zone()
     start, end = day_bounds(day, zone)
     ledger, trail = open_trail()
     try:

@@ -64,16 +64,24 @@ def _target(data: dict[str, Any]) -> str | None:
 
 
 def saved_blocks() -> list[dict[str, str | None]]:
-    """Name, type slug and (non-secret) target of every saved moltbot block, sorted by name."""
+    """Name, type slug, (non-secret) target and when the secret was set (`blocks.rotation`:
+    from the block's stamp or, lacking one, the document's last update) of every saved moltbot
+    block, sorted by name."""
+    from blocks.rotation import secret_set_at
+
     documents = saved_block_documents(moltbot_block_types())
-    listed = [
-        {
-            "name": document.name,
-            "type": document.block_type.slug if document.block_type else None,
-            "target": _target(document.data),
-        }
-        for document in documents
-    ]
+    listed = []
+    for document in documents:
+        set_at, set_from = secret_set_at(document)
+        listed.append(
+            {
+                "name": document.name,
+                "type": document.block_type.slug if document.block_type else None,
+                "target": _target(document.data),
+                "secret_set_at": set_at.isoformat(timespec="seconds") if set_at else None,
+                "secret_set_from": set_from,
+            }
+        )
     return sorted(listed, key=lambda entry: (entry["name"] or "", entry["type"] or ""))
 
 

@@ -474,6 +474,68 @@ def _audit_deployments(specs: list[Any], *, pool: str) -> None:
         )
 
 
+@app.command("prune")
+def prune(
+    older_than: Annotated[
+        str | None,
+        typer.Option(help="Remove what finished longer ago than this: 90d, 12h, 2w."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count per store what would go; remove nothing.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """Remove finished ledger effects, settled webhook inbox entries, outbox files and audit
+    entries older than --older-than (what a run or a person still needs is kept; the audit
+    chain stays verifiable)."""
+    from datetime import UTC, datetime
+
+    from moltbot.audit import cli_actor
+    from moltbot.config.settings import get_settings
+    from moltbot.retention import cutoff_for, prune_stores, retention_stores
+    from moltbot.state.audit import AuditAction, AuditTrail
+    from moltbot.state.ledger import Ledger
+
+    if older_than is None:
+        raise fail("give the age: --older-than 90d (units m, h, d, w)")
+    try:
+        cutoff = cutoff_for(older_than, now=datetime.now(UTC))
+    except InputError as exc:
+        raise fail(str(exc)) from None
+    settings = get_settings()
+    with Ledger.from_settings(settings) as ledger:
+        results = prune_stores(retention_stores(ledger, settings), cutoff, dry_run=dry_run)
+        if not dry_run:
+            AuditTrail(ledger).record(
+                AuditAction.PRUNE,
+                f"state finished before {cutoff.isoformat(timespec='seconds')}",
+                actor=cli_actor(),
+                parameters={result.store: result.count for result in results},
+                outcome="ok",
+            )
+    if as_json:
+        document = {
+            "older_than": older_than,
+            "cutoff": cutoff.isoformat(timespec="seconds"),
+            "dry_run": dry_run,
+            "stores": [result.as_dict() for result in results],
+        }
+        print(json.dumps(document, ensure_ascii=False))
+        return
+    from rich.table import Table
+
+    from moltbot.i18n import cli_text, in_locale
+
+    store, would_remove, removed, kept = cli_text("prune_columns")
+    table = Table(store, would_remove if dry_run else removed, kept)
+    for result in results:
+        label = in_locale(result.labels) if "en" in result.labels else result.store
+        table.add_row(label, str(result.count), str(result.kept))
+    console.print(table)
+    summary = cli_text("prune_summary")[0 if dry_run else 1]
+    say(summary.format(cutoff=f"{cutoff:%Y-%m-%d %H:%M} UTC", age=older_than))
+
+
 blocks_app = typer.Typer(help="Prefect blocks of moltbot: register their types, list saved ones.")
 app.add_typer(blocks_app, name="blocks")
 
@@ -498,11 +560,22 @@ def blocks_list(
         ),
     ] = False,
 ) -> None:
-    """List saved block documents of moltbot's types (secrets are never shown)."""
+    """List saved block documents of moltbot's types (secrets are never shown), with the age
+    of each secret; one older than `MOLTBOT_SECRET_ROTATION_DAYS` is flagged for rotation."""
+    from datetime import UTC, datetime
+
+    from blocks.rotation import secret_age_days
     from moltbot.blockdocs import saved_blocks
+    from moltbot.config.settings import get_settings
 
     connect_prefect()
-    documents = saved_blocks()
+    documents: list[dict[str, Any]] = list(saved_blocks())
+    now, rotation_days = datetime.now(UTC), get_settings().secret_rotation_days
+    for document in documents:
+        set_at = document["secret_set_at"]
+        age = secret_age_days(datetime.fromisoformat(set_at) if set_at else None, now=now)
+        document["secret_age_days"] = age
+        document["rotate_secret"] = age is not None and age > rotation_days
     if check_hosts:
         from moltbot.blockcheck import flag_unreachable
 
@@ -512,14 +585,30 @@ def blocks_list(
         return
     from rich.table import Table
 
-    table = Table("name", "type", "points at", *(["host"] if check_hosts else []))
+    columns = ("name", "type", "points at", "secret age", *(["host"] if check_hosts else []))
+    table = Table(*columns)
     for document in documents:
-        row = [document["name"], document["type"], document["target"] or ""]
+        row = [document["name"], document["type"], document["target"] or "", _secret_age(document)]
         if check_hosts:
             answers = document["host_answers"]
             row.append({True: "answers", False: "[red]does not answer[/red]"}.get(answers, ""))
         table.add_row(*row)
     console.print(table)
+    stale = sum(1 for document in documents if document["rotate_secret"])
+    if stale:
+        say(
+            f"{stale} secret(s) older than {rotation_days} days (MOLTBOT_SECRET_ROTATION_DAYS): "
+            "issue a new one, save the block again, then revoke the old one."
+        )
+
+
+def _secret_age(document: dict[str, Any]) -> str:
+    """`12 d`; `≥12 d` when only the document's last update is known; flagged when stale."""
+    age = document["secret_age_days"]
+    if age is None:
+        return ""
+    text = f"{'≥' if document['secret_set_from'] == 'document' else ''}{age} d"
+    return f"[red]{text}: rotate[/red]" if document["rotate_secret"] else text
 
 
 @blocks_app.command("test")
@@ -796,10 +885,10 @@ def audit(
     finally:
         ledger.close()
     if publish and rows:
-        from moltbot.audit import _zone
+        from moltbot.audit import audit_zone
 
         connect_prefect()
-        for day in sorted({row.at.astimezone(_zone()).date() for row in rows}):
+        for day in sorted({row.at.astimezone(audit_zone()).date() for row in rows}):
             publish_day(day)
     if as_json:
         document: dict[str, Any] = {"entries": [row.as_dict() for row in rows]}
@@ -836,17 +925,19 @@ def _audit_problem(verification: Any) -> str | None:
 def _print_audit(rows: list[Any], cli_text: Any) -> None:
     from rich.table import Table
 
-    from moltbot.audit import _zone
+    from moltbot.audit import audit_zone
+    from moltbot.i18n import audit_actions
 
-    zone = _zone()
+    zone = audit_zone()
+    # The automation is in every run's name and effect's key: the JSON form has it apart.
     table = Table(*cli_text("audit_columns"))
+    actions = dict(zip(audit_actions("en"), cli_text("audit_actions"), strict=True))
     for row in rows:
         table.add_row(
             str(row.seq),
-            row.at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S"),
+            row.at.astimezone(zone).strftime("%m-%d %H:%M:%S"),
             escape(row.actor),
-            row.action,
-            row.automation or "",
+            actions.get(row.action, row.action),
             escape(row.target),
             row.outcome,
             escape(row.detail or ""),

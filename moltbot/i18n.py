@@ -31,8 +31,42 @@ _TEXTS: dict[str, dict[str, tuple[str, ...]]] = {
         "ko": ("Prefect UI: {url}   로그: {log}", "이 실행들의 Prefect 로그: {log}"),
     },
     "audit_columns": {
-        "en": ("#", "time", "actor", "action", "automation", "target", "outcome", "detail"),
-        "ko": ("#", "시각", "행위자", "동작", "자동화", "대상", "결과", "비고"),
+        "en": ("#", "time", "actor", "action", "target", "outcome", "detail"),
+        "ko": ("#", "시각", "행위자", "동작", "대상", "결과", "비고"),
+    },
+    # The actions of `moltbot.state.audit.AuditAction`, in that order (the table shows them in
+    # the locale; the trail and --json keep the English words).
+    "audit_actions": {
+        "en": (
+            "run",
+            "approve",
+            "reject",
+            "edit",
+            "review timed out",
+            "approval refused",
+            "replay",
+            "resolve",
+            "deploy",
+            "config changed",
+            "block saved",
+            "webhook",
+            "prune",
+        ),
+        "ko": (
+            "실행",
+            "승인",
+            "반려",
+            "수정",
+            "검토 시간 초과",
+            "승인 거부",
+            "재전송",
+            "판정",
+            "배포",
+            "설정 변경",
+            "블록 저장",
+            "웹훅",
+            "정리",
+        ),
     },
     "audit_empty": {
         "en": ("The audit trail holds no entries yet.",),
@@ -87,6 +121,21 @@ _TEXTS: dict[str, dict[str, tuple[str, ...]]] = {
         "en": ("The ledger holds no effects yet.",),
         "ko": ("원장에 기록된 작업이 아직 없습니다.",),
     },
+    # `moltbot prune`: the table's columns in a dry run and for real, then the line under it.
+    "prune_columns": {
+        "en": ("store", "would remove", "removed", "kept (still needed)"),
+        "ko": ("저장소", "삭제 예정", "삭제함", "보존 (아직 필요)"),
+    },
+    "prune_summary": {
+        "en": (
+            "Finished before {cutoff} (older than {age}). Dry run: nothing was removed.",
+            "Finished before {cutoff} (older than {age}).",
+        ),
+        "ko": (
+            "{cutoff} 이전에 끝난 항목 ({age} 초과). 미리 보기: 아무것도 삭제하지 않았습니다.",
+            "{cutoff} 이전에 끝난 항목 ({age} 초과).",
+        ),
+    },
 }
 
 
@@ -98,3 +147,8 @@ def in_locale(by_locale: Mapping[str, T]) -> T:
 def cli_text(name: str) -> tuple[str, ...]:
     """The texts called `name` in `MOLTBOT_LOCALE` (English when the locale has none)."""
     return in_locale(_TEXTS[name])
+
+
+def audit_actions(locale: str) -> tuple[str, ...]:
+    """The audit trail's action words in `locale` (see `audit_actions` in the texts)."""
+    return _TEXTS["audit_actions"][locale]

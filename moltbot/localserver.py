@@ -27,6 +27,13 @@ START_DEADLINE_SECONDS = 120.0
 STOP_DEADLINE_SECONDS = 20.0
 # Telemetry stays off for the server moltbot starts, whatever the shell says.
 SERVER_ENVIRONMENT = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
+# Retention the local server gets unless the environment says otherwise: Prefect 3.9 keeps flow
+# runs, their logs and artifacts forever by default (its vacuum only deletes events); these turn
+# the flow-run vacuum on with Prefect's own 90-day period, so run parameters and logs age out.
+RETENTION_DEFAULTS = {
+    "PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED": "events,flow_runs",
+    "PREFECT_SERVER_SERVICES_DB_VACUUM_RETENTION_PERIOD": "7776000",
+}
 
 
 class ServerError(MoltbotError):
@@ -133,6 +140,7 @@ class LocalServer:
         self.directory.mkdir(parents=True, exist_ok=True)
         port = _free_port(DEFAULT_PORT)
         environment = {
+            **RETENTION_DEFAULTS,
             **os.environ,
             **SERVER_ENVIRONMENT,
             "PREFECT_HOME": str(self.directory.resolve()),

@@ -17,6 +17,7 @@ from gspread.utils import absolute_range_name, rowcol_to_a1
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
+from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from blocks.sheets import GoogleSheetsCredentials
 from moltbot.errors import InputError, ServiceError
@@ -41,8 +42,9 @@ def classify_sheets_error(exc: Exception, block: str) -> ServiceError | None:
     """Turn what gspread and google-auth raise into a `ServiceError` naming the block.
 
     Transient: 408, 429, 5xx, a token endpoint failure google-auth calls retryable, no answer
-    (connection refused or dropped, timeout). Everything else is permanent. Returns None for
-    exceptions that are not service failures (bugs), which the caller re-raises.
+    (connection refused or dropped, timeout). Everything else is permanent. A 5xx, a timeout or
+    a connection lost while waiting for the answer may have been applied (`maybe_applied`).
+    Returns None for exceptions that are not service failures (bugs), which the caller re-raises.
     """
     prefix = f"Google Sheets block {block!r}"
     if isinstance(exc, gspread.exceptions.APIError):
@@ -71,8 +73,27 @@ def classify_sheets_error(exc: Exception, block: str) -> ServiceError | None:
         )
         late = " in time" if isinstance(cause, requests.Timeout) else ""
         what = f"no answer from the Sheets API{late}"
-        return ServiceError(f"{prefix}: {what} ({type(cause).__name__})", transient=True)
+        return ServiceError(
+            f"{prefix}: {what} ({type(cause).__name__})",
+            transient=True,
+            # A token request changes nothing; an API request whose answer was lost may have.
+            maybe_applied=isinstance(exc, requests.RequestException) and _may_have_arrived(exc),
+        )
     return None
+
+
+def _may_have_arrived(exc: requests.RequestException) -> bool:
+    """Whether a request that got no answer may have reached the API all the same: not when
+    the connection was never made, yes after a timeout or a connection lost while waiting."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return False
+    if isinstance(exc, requests.ConnectionError):
+        reason = exc.args[0] if exc.args else None
+        never_made = isinstance(reason, MaxRetryError) and isinstance(
+            reason.reason, NewConnectionError
+        )
+        return not never_made
+    return isinstance(exc, requests.ReadTimeout | requests.exceptions.ChunkedEncodingError)
 
 
 def _call(
@@ -239,6 +260,7 @@ def append_rows(
                 "so they were not sent again",
                 transient=False,
                 status=failure.status,
+                maybe_applied=True,
             ) from exc
 
     with _naming_bad_input(http, spreadsheet_id, worksheet, block, policy):

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 
 @pytest.fixture(autouse=True)
 def moltbot_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test gets its own MOLTBOT_HOME and working directory, and fast retry delays."""
+    """Every test gets its own MOLTBOT_HOME and working directory, fast retry delays, and no
+    client-side rate limits (tests/effects/test_rate_limits.py turns them on)."""
     for name in list(os.environ):
         if name.startswith("MOLTBOT_"):
             monkeypatch.delenv(name)
@@ -28,6 +29,8 @@ def moltbot_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("MOLTBOT_HOME", str(home))
     monkeypatch.setenv("MOLTBOT_RETRY_BASE_DELAY", "0.01")
     monkeypatch.setenv("MOLTBOT_RETRY_MAX_DELAY", "0.05")
+    # One Slack post a second would make every test that posts twice sleep for real.
+    monkeypatch.setenv("MOLTBOT_RATE_LIMITS", '{"enabled": false}')
     monkeypatch.chdir(tmp_path)
     return home
 

@@ -14,6 +14,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from moltbot.config.ratelimits import RateLimits
 from moltbot.errors import InputError
 
 
@@ -68,6 +69,15 @@ class Settings(BaseSettings):
     )
     breaker_cooldown_seconds: float = Field(
         default=300.0, ge=0, description="How long an open circuit skips its channel."
+    )
+    secret_rotation_days: int = Field(
+        default=90,
+        ge=1,
+        description="`moltbot blocks list` flags a block whose secret is older than this.",
+    )
+    rate_limits: RateLimits = Field(
+        default_factory=RateLimits,
+        description="Client-side limits per external API and credential ([rate_limits]).",
     )
 
     @field_validator("timezone")

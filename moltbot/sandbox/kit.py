@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal, NoReturn, Self
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -49,7 +49,9 @@ class LoggedRequest:
         query: the raw query string.
         status: the status answered; 0 when the connection was dropped.
         received_at: when it arrived (UTC).
-        fault: the kind of injected fault that answered it, or None for a normal answer.
+        fault: the kind of injected fault that answered it (``status_after_apply`` and
+            ``drop_after_apply`` for one that answered after the handler ran), or None for a
+            normal answer.
     """
 
     method: str
@@ -82,6 +84,9 @@ class RouteFault:
         retry_after: ``Retry-After`` seconds sent with the answer, if any.
         seconds: how long ``hang`` and ``slow`` wait.
         message: the error message in the service's error body.
+        after_apply: ``status`` and ``drop`` only: the handler runs first (the change is
+            made), then its success answer is replaced by the error or the dropped connection,
+            like a request whose answer was lost on the way back.
     """
 
     kind: FaultKind = "status"
@@ -93,6 +98,7 @@ class RouteFault:
     retry_after: int | None = None
     seconds: float = DEFAULT_HANG_SECONDS
     message: str | None = None
+    after_apply: bool = False
     _pattern: re.Pattern[str] | None = field(default=None, repr=False, compare=False)
 
     def matches(self, method: str, path: str) -> bool:
@@ -124,6 +130,7 @@ class FaultRequest(BaseModel):
     retry_after: int | None = Field(default=None, ge=0)
     seconds: float = Field(default=DEFAULT_HANG_SECONDS, ge=0)
     message: str | None = None
+    after_apply: bool = False
 
 
 class EmulatorCore:
@@ -201,19 +208,25 @@ class EmulatorCore:
         retry_after: int | None = None,
         seconds: float = DEFAULT_HANG_SECONDS,
         message: str | None = None,
+        after_apply: bool = False,
     ) -> RouteFault:
         """Make matching requests fail: the next `count` of them, or a random share of them.
 
         ``count=None`` keeps the fault until `clear_faults`; with ``probability`` below 1 only
         that share of matching requests is hit (each hit uses one of `count`). A 429 without
         `retry_after` sends ``Retry-After: 1``, as the real services always name a wait.
+        With `after_apply` a ``status`` or ``drop`` fault lets the handler run first and
+        replaces its success answer (a request the handler refuses keeps its own answer).
 
         Raises:
             ValueError: an unknown kind, a status outside 4xx/5xx, a count below 1, a
-                probability outside (0, 1] or a negative wait.
+                probability outside (0, 1], a negative wait, or `after_apply` with a kind
+                other than ``status`` and ``drop``.
         """
         if kind not in FAULT_KINDS:
             raise ValueError(f"fault kind must be one of {', '.join(FAULT_KINDS)}, got {kind!r}")
+        if after_apply and kind not in ("status", "drop"):
+            raise ValueError(f"after_apply goes with kind status or drop, not {kind!r}")
         if kind == "status" and not 400 <= status <= 599:
             raise ValueError(f"fault status must be 4xx or 5xx, got {status}")
         if count is not None and count < 1:
@@ -236,10 +249,17 @@ class EmulatorCore:
             retry_after=retry_after,
             seconds=seconds,
             message=message,
+            after_apply=after_apply,
         )
         with self._lock:
             self._faults.append(fault)
         return replace(fault)
+
+    def reseed(self, seed: int | None) -> None:
+        """Restart the random draws of probabilistic faults from `seed` (a long-lived sandbox
+        gives each test the same draws)."""
+        with self._lock:
+            self._random = random.Random(seed)
 
     def take_fault(self, method: str, path: str) -> RouteFault | None:
         """The fault that answers this request, using up one of its uses; None to answer normally.
@@ -351,25 +371,17 @@ class EmulatorMiddleware:
             self.core.record(logged, generation)
 
         fault = self.core.take_fault(method, path)
+        if fault is not None and fault.after_apply:
+            await self._answer_after_apply(fault, scope, receive, send, log)
+            return
         if fault is not None and fault.kind in ("hang", "slow"):
             await asyncio.sleep(fault.seconds)
         if fault is not None and fault.kind == "drop":
             log(0, "drop")
-            # uvicorn marks the answer as started, then fails on a status it has no phrase for,
-            # before writing a byte; an error after the start makes it close the connection.
-            # The client sees a connection closed without any answer, as after a crash.
-            try:
-                await send({"type": "http.response.start", "status": 999, "headers": []})
-            except Exception as exc:
-                raise DroppedConnection(f"{self.core.name}: connection dropped on purpose") from exc
-            raise DroppedConnection(f"{self.core.name}: connection dropped on purpose")
+            await self._drop(send)
         if fault is not None and fault.kind in ("status", "hang"):
-            message = fault.message or self.core.default_message(fault.status)
-            response = self.error_response(fault.status, message)
-            if fault.retry_after is not None:
-                response.headers["Retry-After"] = str(fault.retry_after)
             log(fault.status, fault.kind)
-            await response(scope, receive, send)
+            await self._fault_response(fault)(scope, receive, send)
             return
 
         fault_kind = "slow" if fault is not None else None
@@ -389,6 +401,55 @@ class EmulatorMiddleware:
         finally:
             if not logged:
                 log(500, fault_kind)
+
+    def _fault_response(self, fault: RouteFault) -> Response:
+        message = fault.message or self.core.default_message(fault.status)
+        response = self.error_response(fault.status, message)
+        if fault.retry_after is not None:
+            response.headers["Retry-After"] = str(fault.retry_after)
+        return response
+
+    async def _drop(self, send: Send) -> NoReturn:
+        # uvicorn marks the answer as started, then fails on a status it has no phrase for,
+        # before writing a byte; an error after the start makes it close the connection.
+        # The client sees a connection closed without any answer, as after a crash.
+        try:
+            await send({"type": "http.response.start", "status": 999, "headers": []})
+        except Exception as exc:
+            raise DroppedConnection(f"{self.core.name}: connection dropped on purpose") from exc
+        raise DroppedConnection(f"{self.core.name}: connection dropped on purpose")
+
+    async def _answer_after_apply(
+        self,
+        fault: RouteFault,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        log: Callable[[int, str | None], None],
+    ) -> None:
+        """Run the handler (its change is made), then lose its success answer: answer the
+        fault's error or drop the connection. A refusal (not 2xx) is answered as it is."""
+        held: list[Message] = []
+
+        async def hold(message: Message) -> None:
+            held.append(message)
+
+        try:
+            await self.app(scope, receive, hold)
+        except Exception:
+            log(500, None)
+            raise
+        status = next((m["status"] for m in held if m["type"] == "http.response.start"), 500)
+        if not 200 <= status < 300:
+            log(status, None)
+            for message in held:
+                await send(message)
+            return
+        if fault.kind == "drop":
+            log(0, "drop_after_apply")
+            await self._drop(send)
+        log(fault.status, "status_after_apply")
+        await self._fault_response(fault)(scope, receive, send)
 
 
 _DEFAULT_MESSAGES = {
@@ -461,6 +522,7 @@ def install_emulator(app: FastAPI, core: EmulatorCore, error_response: ErrorResp
                 retry_after=request.retry_after,
                 seconds=request.seconds,
                 message=request.message,
+                after_apply=request.after_apply,
             )
         except ValueError as exc:
             return JSONResponse({"error": str(exc)}, status_code=422)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import hmac
+import random
 import socket
+import threading
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.policy import default as default_policy
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
@@ -28,6 +31,12 @@ DEFAULT_FAULT_REPLIES: dict[int, str] = {
     552: "5.3.4 Message too big",
     554: "5.6.0 Transaction failed",
 }
+
+
+SmtpFaultKind = Literal["reply", "drop"]
+"""``reply`` answers ``DATA`` with an error code; ``drop`` closes the connection instead."""
+# What `RejectedMail.reply` says for a ``DATA`` whose connection was dropped without a reply.
+DROPPED_REPLY = "(connection dropped without a reply)"
 
 
 class SandboxError(MoltbotError, OSError):
@@ -68,6 +77,8 @@ class ReceivedMail:
         message: the parsed message (``email.policy.default``, so headers are decoded).
         raw: the bytes received after ``DATA``.
         received_at: when the sink accepted it (UTC).
+        reply_lost: accepted, then the connection was dropped before the ``250`` reply (an
+            injected fault): the sender cannot know the mail arrived.
     """
 
     mail_from: str
@@ -75,6 +86,7 @@ class ReceivedMail:
     message: EmailMessage
     raw: bytes
     received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    reply_lost: bool = False
 
     @property
     def subject(self) -> str:
@@ -88,6 +100,15 @@ class ReceivedMail:
         return None if body is None else body.get_content()
 
 
+@dataclass
+class _SmtpFault:
+    kind: SmtpFaultKind
+    reply: str
+    after_accept: bool
+    remaining: int | None
+    probability: float
+
+
 @dataclass(frozen=True)
 class RejectedMail:
     """A ``DATA`` command the sink refused because of an injected fault.
@@ -95,7 +116,7 @@ class RejectedMail:
     Attributes:
         mail_from: envelope sender.
         rcpt_tos: envelope recipients.
-        reply: the SMTP reply sent, e.g. ``451 4.3.0 Try again later``.
+        reply: the SMTP reply sent, e.g. ``451 4.3.0 Try again later``, or `DROPPED_REPLY`.
     """
 
     mail_from: str
@@ -128,6 +149,7 @@ class SmtpSink(StartedWhileEntered):
         username: when given with ``password``, AUTH (LOGIN or PLAIN) is required, over plain
             TCP, like prefect-email's ``smtp_type="INSECURE"``.
         password: the password to accept.
+        seed: seed of the random draws of probabilistic faults, for repeatable tests.
 
     Attributes:
         port: the port listened on (known after `start` when chosen automatically).
@@ -141,6 +163,8 @@ class SmtpSink(StartedWhileEntered):
         port: int | None = None,
         username: str | None = None,
         password: str | None = None,
+        *,
+        seed: int | None = None,
     ) -> None:
         if (username is None) != (password is None):
             raise ValueError("give both username and password, or neither")
@@ -150,7 +174,10 @@ class SmtpSink(StartedWhileEntered):
             None if username is None else (username.encode(), str(password).encode())
         )
         self._controller: _SocketController | None = None
-        self._journal: RequestJournal[ReceivedMail, RejectedMail, str] = RequestJournal()
+        self._journal: RequestJournal[ReceivedMail, RejectedMail, None] = RequestJournal()
+        self._faults_lock = threading.Lock()
+        self._faults: deque[_SmtpFault] = deque()
+        self._random = random.Random(seed)
 
     @property
     def port(self) -> int:
@@ -206,19 +233,66 @@ class SmtpSink(StartedWhileEntered):
     def clear(self) -> None:
         """Forget received and rejected mail and pending faults."""
         self._journal.clear()
+        with self._faults_lock:
+            self._faults.clear()
 
-    def inject_fault(self, code: int = 451, count: int = 1, message: str | None = None) -> None:
-        """Make the next ``count`` ``DATA`` commands answer ``code`` instead of accepting mail.
+    def inject_fault(
+        self,
+        code: int = 451,
+        count: int | None = 1,
+        message: str | None = None,
+        *,
+        kind: SmtpFaultKind = "reply",
+        after_accept: bool = False,
+        probability: float = 1.0,
+    ) -> None:
+        """Make the next ``count`` ``DATA`` commands fail instead of accepting mail.
 
-        4xx codes are transient (clients should retry), 5xx permanent. Faults queue up.
+        ``reply`` answers ``code`` (4xx transient, clients should retry; 5xx permanent);
+        ``drop`` closes the connection without a reply, and with `after_accept` it first
+        accepts the mail (it is in `messages`, marked `reply_lost`), the case where a sender
+        cannot know. ``count=None`` keeps the fault until `clear`; with `probability` below 1
+        only that share of ``DATA`` commands is hit (each hit uses one of `count`). Faults are
+        tried in the order they were injected.
+
+        Raises:
+            ValueError: a code outside 4xx/5xx, a count below 1, a probability outside (0, 1],
+                or `after_accept` with a ``reply``.
         """
         if not 400 <= code <= 599:
             raise ValueError(f"SMTP fault code must be 4xx or 5xx, got {code}")
+        if count is not None and count < 1:
+            raise ValueError(f"fault count must be at least 1, got {count}")
+        if not 0 < probability <= 1:
+            raise ValueError(f"fault probability must be in (0, 1], got {probability}")
+        if after_accept and kind != "drop":
+            raise ValueError("after_accept goes with kind drop (a reply after accepting is a 250)")
         text = message or DEFAULT_FAULT_REPLIES.get(code, "Requested action not taken")
-        self._journal.add_fault(f"{code} {text}", count)
+        fault = _SmtpFault(kind, f"{code} {text}", after_accept, count, probability)
+        with self._faults_lock:
+            self._faults.append(fault)
 
-    def _take_fault(self) -> str | None:
-        return self._journal.take_fault()
+    def clear_faults(self) -> None:
+        """Drop every pending fault; received and rejected mail stay."""
+        with self._faults_lock:
+            self._faults.clear()
+
+    def reseed(self, seed: int | None) -> None:
+        """Restart the random draws of probabilistic faults from `seed`."""
+        with self._faults_lock:
+            self._random = random.Random(seed)
+
+    def _take_fault(self) -> _SmtpFault | None:
+        with self._faults_lock:
+            for fault in self._faults:
+                if fault.probability < 1 and self._random.random() >= fault.probability:
+                    continue
+                if fault.remaining is not None:
+                    fault.remaining -= 1
+                    if fault.remaining == 0:
+                        self._faults.remove(fault)
+                return fault
+        return None
 
     def _record(self, mail: ReceivedMail | RejectedMail) -> None:
         if isinstance(mail, ReceivedMail):
@@ -249,14 +323,27 @@ class _Handler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         mail_from = envelope.mail_from or ""
         rcpt_tos = list(envelope.rcpt_tos)
-        reply = self._sink._take_fault()
-        if reply is not None:
+        fault = self._sink._take_fault()
+        if fault is not None and not fault.after_accept:
+            reply = fault.reply if fault.kind == "reply" else DROPPED_REPLY
             self._sink._record(RejectedMail(mail_from, rcpt_tos, reply))
-            return reply
+            if fault.kind == "drop":
+                _drop_connection(server)
+            return fault.reply
         raw = envelope.original_content or b""
         # SMTP puts CRLF on every line; parse with Python's "\n" so bodies compare equal to what
         # the sender passed to set_content(). policy.default decodes RFC 2047 (Korean) headers.
         parser = BytesParser(policy=default_policy)
         message = cast(EmailMessage, parser.parsebytes(raw.replace(b"\r\n", b"\n")))
-        self._sink._record(ReceivedMail(mail_from, rcpt_tos, message, raw))
+        lost = fault is not None
+        self._sink._record(ReceivedMail(mail_from, rcpt_tos, message, raw, reply_lost=lost))
+        if lost:
+            _drop_connection(server)
         return "250 2.0.0 OK: queued"
+
+
+def _drop_connection(server: SMTP) -> None:
+    """Close the client's connection at once; the reply aiosmtpd then writes goes nowhere, so
+    the client sees the connection closed while it waits for one."""
+    if server.transport is not None:
+        server.transport.abort()

@@ -7,14 +7,14 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Column, Integer, String, Table, Text, delete, insert, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from moltbot.masking import mask_text
-from moltbot.state.ledger import Ledger, UTCDateTime, ensure_table, metadata
+from moltbot.state.ledger import UTCDateTime, ensure_table, metadata
 
 # The hash a chain starts from: the first row ever written links to it.
 GENESIS = "0" * 64
@@ -54,6 +54,13 @@ audit_anchor_table = Table(
     Column("pruned_hash", String(64), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
 )
+
+
+class OnLedger(Protocol):
+    """Anything that works on the ledger's database: the ledger itself, the webhook inbox."""
+
+    @property
+    def engine(self) -> Engine: ...
 
 
 class AuditAction:
@@ -217,10 +224,11 @@ class AuditTrail:
     (CLI, workers, the gateway) each get the next number, none forks the chain.
 
     Args:
-        ledger: the open ledger whose database holds the trail.
+        ledger: the open ledger whose database holds the trail (or the webhook inbox, on the
+            same database).
     """
 
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: OnLedger) -> None:
         self._engine = ledger.engine
         ensure_table(self._engine, audit_table)
         ensure_table(self._engine, audit_anchor_table)

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     Column,
+    Engine,
     Index,
     Integer,
     Row,
@@ -120,6 +121,11 @@ class Inbox:
     def __init__(self, ledger: Ledger) -> None:
         self._engine = ledger.engine
         ensure_table(self._engine, inbox_table)
+
+    @property
+    def engine(self) -> Engine:
+        """The ledger's engine (the audit trail of dispatches shares it)."""
+        return self._engine
 
     def accept(
         self,

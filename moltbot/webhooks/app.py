@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -16,19 +15,22 @@ from fastapi.responses import JSONResponse
 from pydantic import SecretStr
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from moltbot.masking import mask_text
-from moltbot.state.inbox import Inbox
+from moltbot.state.audit import AuditAction, AuditTrail
+from moltbot.state.inbox import Inbox, InboxEntry
 from moltbot.webhooks.config import GatewayConfig
+from moltbot.webhooks.deadlines import CallLater, deadline, loop_call_later
 from moltbot.webhooks.dispatcher import Dispatcher
 from moltbot.webhooks.events import EventError, normalize_event, parse_json_object
 from moltbot.webhooks.signatures import Scheme, SignatureError, verify_signature
 
 MAX_BODY_BYTES = 1024 * 1024
+"""Largest request body accepted (1 MiB); Stripe and GitHub send far less."""
 # Webhook senders post small bodies at once; a body still arriving after this is a slow client
 # holding a connection (and a worker of the event loop's attention) open.
 BODY_TIMEOUT_SECONDS = 10.0
-"""Largest request body accepted (1 MiB); Stripe and GitHub send far less."""
 
 logger = logging.getLogger("moltbot.webhooks")
 
@@ -58,6 +60,7 @@ def create_gateway_app(
     clock: Callable[[], float] = time.time,
     max_body_bytes: int = MAX_BODY_BYTES,
     body_timeout_seconds: float = BODY_TIMEOUT_SECONDS,
+    call_later: CallLater = loop_call_later,
 ) -> FastAPI:
     """The gateway as an ASGI app.
 
@@ -80,7 +83,8 @@ def create_gateway_app(
         clock: the current Unix time (for the Stripe timestamp check and `received_at`).
         max_body_bytes: the body limit.
         body_timeout_seconds: how long the whole body may take to arrive; a client that
-            trickles it gets 408 and holds nothing longer.
+            trickles it gets 408 and its connection is closed.
+        call_later: the timer of the body deadline (tests pass one they fire themselves).
     """
 
     @asynccontextmanager
@@ -117,13 +121,21 @@ def create_gateway_app(
                 return _error(413, f"body larger than {max_body_bytes} bytes")
         body = bytearray()
         try:
-            async with asyncio.timeout(body_timeout_seconds):
+            async with deadline(body_timeout_seconds, call_later):
                 async for chunk in request.stream():
                     body += chunk
                     if len(body) > max_body_bytes:
                         return _error(413, f"body larger than {max_body_bytes} bytes")
         except TimeoutError:
-            return _error(408, f"body not received within {body_timeout_seconds:g} s")
+            # The rest of the body may still come: the connection cannot serve another request.
+            return _error(
+                408,
+                f"body not received within {body_timeout_seconds:g} s",
+                headers={"Connection": "close"},
+            )
+        except ClientDisconnect:
+            # The sender went away mid-body: nothing to store and nobody to answer.
+            return _error(400, "client disconnected")
         now = clock()
         try:
             verify_signature(
@@ -155,6 +167,9 @@ def create_gateway_app(
             return _error(503, "inbox unavailable, retry later")
         if not created:
             return JSONResponse({"id": entry.id, "status": "duplicate"}, status_code=200)
+        identity = request.headers.get(config.identity_header) if config.identity_header else None
+        if identity:
+            await run_in_threadpool(_audit_accepted, inbox, entry, source, identity)
         if routed and dispatcher is not None:
             dispatcher.wake()
         return JSONResponse({"id": entry.id, "status": "accepted"}, status_code=202)
@@ -181,12 +196,26 @@ def create_gateway_app(
     return app
 
 
+def _audit_accepted(inbox: Inbox, entry: InboxEntry, source: str, identity: str) -> None:
+    """Record who (as the reverse proxy says) sent an accepted webhook."""
+    try:
+        AuditTrail(inbox).record(
+            AuditAction.WEBHOOK,
+            f"inbox entry {entry.id} ({entry.type})",
+            actor=f"webhook:{source} via {identity}",
+            outcome="accepted",
+        )
+    except SQLAlchemyError as exc:
+        # The entry is stored and will be dispatched (and audited then); the sender is answered.
+        logger.error("webhook inbox %s: no audit entry: %s", entry.id, type(exc).__name__)
+
+
 def _dispatcher_state(dispatcher: Dispatcher | None) -> str:
     if dispatcher is None:
         return "off"
     return "running" if dispatcher.running else "stopped"
 
 
-def _error(status: int, reason: str) -> JSONResponse:
+def _error(status: int, reason: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
     # Short and fixed: never the body, a header or a secret.
-    return JSONResponse({"error": reason}, status_code=status)
+    return JSONResponse({"error": reason}, status_code=status, headers=headers)

@@ -29,6 +29,10 @@ _PLACEHOLDER = re.compile(
 _DEPLOYMENT_TAG = "deployment target"
 _EVENT_TAG = "event target"
 
+# A webhook sender posts one event per request over a few connections at a time; twenty leaves
+# room for a burst, while one client can no longer hold the gateway's connections by the thousand.
+DEFAULT_MAX_CONNECTIONS_PER_CLIENT = 20
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -202,11 +206,28 @@ class GatewayConfig(_Strict):
         routes: event type -> targets; every target of the type's route gets the event.
         default: the target of every type without a route; None (`default = "ignore"` in the
             file) accepts such events into the inbox and marks them `ignored`.
+        max_connections_per_client: open connections one client address may hold at once; one
+            more is answered 503 and closed at once (behind a reverse proxy every connection
+            comes from the proxy's address, so the proxy must cap per client instead).
+        identity_header: the request header in which a reverse proxy in front of the gateway
+            passes the authenticated caller (e.g. `X-Forwarded-User`); when set, each accepted
+            webhook is an audit entry naming it. Only set it behind such a proxy: a client
+            reaching the gateway directly could send any value.
     """
 
     sources: dict[str, SourceConfig] = Field(default_factory=_default_sources)
     routes: dict[str, list[Target]] = Field(default_factory=_default_routes)
     default: Target | None = Field(default_factory=EventTarget)
+    max_connections_per_client: int = Field(
+        default=DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+        ge=1,
+        description="Open connections one client address may hold; more are refused (503).",
+    )
+    identity_header: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9-]{1,64}$",
+        description="Header a reverse proxy sets to the caller's identity (audited per webhook).",
+    )
 
     @field_validator("sources")
     @classmethod

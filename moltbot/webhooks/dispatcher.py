@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,6 +16,7 @@ import httpx
 
 from moltbot.masking import mask_text
 from moltbot.runlabels import run_tags
+from moltbot.state.audit import AuditAction, AuditTrail
 from moltbot.state.inbox import Inbox, InboxEntry
 from moltbot.webhooks.config import DeploymentTarget, EventTarget, GatewayConfig
 
@@ -26,6 +27,7 @@ logger = logging.getLogger("moltbot.webhooks")
 _EVENT_NAMESPACE = uuid.UUID("5b3f8a56-3c1e-4f0e-9a47-6d2b1f0c9e21")
 
 RUN_TAGS = ("moltbot-webhook",)
+SOURCE_TAG_PREFIX = "webhook:"
 """Tags of every flow run the gateway creates, to find them in the Prefect UI."""
 
 
@@ -199,6 +201,7 @@ class Dispatcher:
                 None,
             )
             self.inbox.mark_dispatched(entry.id, flow_run_id=flow_run_id, results=results)
+            self._audit(entry, targets, flow_run_id)
             dispatched += 1
         return DispatchCounts(
             dispatched=dispatched, retrying=retrying, failed=failed, ignored=ignored
@@ -230,6 +233,30 @@ class Dispatcher:
                     entry.flow_run_id,
                 )
         return again, given_up
+
+    def _audit(
+        self,
+        entry: InboxEntry,
+        targets: Sequence[DeploymentTarget | EventTarget],
+        flow_run_id: str | None,
+    ) -> None:
+        """One audit entry per dispatched webhook: its source is the actor."""
+        automation = next(
+            (t.deployment.split("/", 1)[0] for t in targets if isinstance(t, DeploymentTarget)),
+            None,
+        )
+        try:
+            AuditTrail(self.inbox).record(
+                AuditAction.WEBHOOK,
+                f"inbox entry {entry.id} ({entry.type})"
+                + (f" -> flow run {flow_run_id}" if flow_run_id else ""),
+                actor=f"webhook:{entry.source}",
+                automation=automation,
+                outcome="dispatched",
+            )
+        except Exception as exc:
+            # The entry is dispatched and its run records itself; a missing line is logged.
+            logger.warning("webhook inbox %s: no audit entry (%s)", entry.id, type(exc).__name__)
 
     def _dispatch_to(
         self, target: DeploymentTarget | EventTarget, entry: InboxEntry
@@ -285,10 +312,18 @@ class Dispatcher:
         reconciled = 0.0
         while not self._stop.is_set():
             self._wake.clear()
-            try:
-                if time.monotonic() - reconciled >= self.reconcile_seconds:
-                    reconciled = time.monotonic()
+            if time.monotonic() - reconciled >= self.reconcile_seconds:
+                reconciled = time.monotonic()
+                try:
                     self.redispatch_crashed()
+                except Exception as exc:
+                    # The Prefect API is down (or the inbox is): crashed runs are looked for
+                    # again next time, and the pending entries still get their pass now.
+                    logger.warning(
+                        "webhook dispatcher cannot look for crashed runs: %s",
+                        mask_text(f"{type(exc).__name__}: {exc}"),
+                    )
+            try:
                 counts = self.dispatch_pending()
             except Exception as exc:
                 # The inbox database is unreachable: keep trying, the entries are safe in it.
@@ -315,6 +350,8 @@ def _run_deployment(target: DeploymentTarget, entry: InboxEntry) -> str:
         tags=[
             *RUN_TAGS,
             *run_tags(automation, dry_run=parameters.get("dry_run") is True, origin="webhook"),
+            # The run's audit entry names its source as the actor.
+            f"{SOURCE_TAG_PREFIX}{entry.source}",
         ],
     )
     return str(flow_run.id)

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.fernet import Fernet
 
 from blocks import WebhookSource
 from moltbot.sandbox import Sandbox
@@ -193,6 +194,63 @@ def test_webhooks_taken_while_prefect_is_down_are_dispatched_exactly_once_when_i
     )
     # The alert route's Prefect event, once per webhook as well.
     assert len(events) == 20
+
+
+def test_a_gateway_restarted_while_prefect_is_down_accepts_and_dispatches_once_it_is_back(
+    tmp_path: Path,
+) -> None:
+    server = PrefectServer(tmp_path / "server")
+    server.start()
+    home = tmp_path / "home"
+    try:
+        with server.as_current():
+            save_webhook_sources()
+        write_config(tmp_path)
+        env = server.env(
+            MOLTBOT_HOME=str(home), MOLTBOT_SECRET_CACHE_KEY=Fernet.generate_key().decode()
+        )
+        deployed = subprocess.run(
+            moltbot_command("deploy", "--pool", "hooks", "--only", "ticket-creation"),
+            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180, check=False,
+        )  # fmt: skip
+        assert deployed.returncode == 0, deployed.stderr
+        deployment_id = read_deployment(server.api_url, "ticket-creation/default")["id"]
+        # A start with Prefect up loads the blocks and leaves their encrypted copy behind.
+        first, first_url = gateway_process(tmp_path, env)
+        with first:
+            wait_for(lambda: health(first_url), what=f"the gateway ({_log(tmp_path)})")
+        cached = (home / "webhook-secrets.fernet").read_bytes()
+        server.stop()
+
+        restarted, url = gateway_process(tmp_path, env)
+        with restarted as process:
+            wait_for(lambda: health(url), what=f"the gateway restarted ({_log(tmp_path)})")
+            events = [
+                payment_failed(f"evt_down_{number}", f"C-{number:05d}") for number in range(5)
+            ]
+            answers = [post_signed(url, event) for event in events]
+            duplicate = post_signed(url, events[0])
+            while_down = health(url)
+            server.start()
+            back = wait_for(
+                lambda: _settled(url, 5), what=f"5 dispatched inbox entries ({_log(tmp_path)})"
+            )
+            assert process.poll() is None, _log(tmp_path)
+        runs = flow_runs(server.api_url, deployment_id=deployment_id)
+    finally:
+        server.stop()
+
+    assert SECRET.encode() not in cached and b"whsec_e2e" not in cached
+    assert "from the local secret cache" in _log(tmp_path)
+    assert [answer.status_code for answer in answers] == [202] * 5
+    assert duplicate.status_code == 200 and duplicate.json()["id"] == answers[0].json()["id"]
+    assert while_down["inbox"]["pending"] == 5
+    assert back["inbox"] == {"pending": 0, "dispatched": 5, "failed": 0, "ignored": 0}
+    # One run per webhook, each with its own inbox entry: none lost, none doubled.
+    assert len(runs) == 5
+    assert sorted(run["parameters"]["inbox_ids"][0] for run in runs) == sorted(
+        answer.json()["id"] for answer in answers
+    )
 
 
 def _alert_events(api: str, count: int) -> list[dict[str, Any]] | None:

@@ -31,6 +31,7 @@ from moltbot.sandbox.notion import SANDBOX_DIGEST_DATA_SOURCE_ID, SANDBOX_DIGEST
 from moltbot.state.ledger import EffectStatus, Ledger
 from moltbot.state.watermarks import Watermark, WatermarkStore
 from tasks.notion import block_fingerprint
+from tests.ledger_checks import assert_only_the_failed_run_is_audited
 
 pytestmark = pytest.mark.slow
 
@@ -534,7 +535,7 @@ def test_bad_input_fails_clearly_before_any_effect(
 
     assert message in str(raised.value)
     assert pages(sandbox) == [] and sandbox.state.slack.attempts == 0
-    assert not (moltbot_home / "ledger.sqlite3").exists()
+    assert_only_the_failed_run_is_audited(moltbot_home)
 
 
 def test_a_database_without_the_digest_properties_is_bad_input(channels, sandbox, moltbot_home):
@@ -545,7 +546,7 @@ def test_a_database_without_the_digest_properties_is_bad_input(channels, sandbox
         run(spreadsheet_id, notion_database_id=database_id)
 
     assert sandbox.state.notion.core.count("POST", PAGES) == 0
-    assert not (moltbot_home / "ledger.sqlite3").exists()
+    assert_only_the_failed_run_is_audited(moltbot_home)
 
 
 def test_a_sheet_without_a_header_is_bad_input(channels, sandbox, moltbot_home):

@@ -30,6 +30,7 @@ from moltbot.state.ledger import EffectStatus, Ledger
 from tasks.effects import channel_destinations, message_intents
 from tasks.item_state import read_item_states
 from tasks.sources import read_table
+from tests.ledger_checks import assert_only_the_failed_run_is_audited
 
 pytestmark = pytest.mark.slow
 
@@ -461,7 +462,7 @@ def test_bad_input_fails_clearly_before_any_effect(
 
     assert message in str(raised.value)
     assert sandbox.state.slack.attempts == 0
-    assert not (moltbot_home / "ledger.sqlite3").exists()
+    assert_only_the_failed_run_is_audited(moltbot_home)
 
 
 def test_stock_read_from_a_sheet_in_one_request_with_sheet_row_numbers(

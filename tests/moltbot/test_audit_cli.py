@@ -44,6 +44,7 @@ def entries(*extra: str) -> list[dict]:
     [
         (["daily-report", "schedule"], "daily-report/daily", True, f"{DAILY} (schedule)"),
         (["ticket-creation", "webhook"], "ticket-creation/webhook", False, "webhook"),
+        (["webhook", "webhook:stripe"], "ticket-creation/webhook", False, "webhook:stripe"),
         (["daily-report", "cli"], None, False, cli_actor()),
         (["daily-report"], "daily-report/daily", False, DAILY),
     ],
@@ -108,7 +109,7 @@ def test_verify_names_the_first_bad_row_and_exits_1() -> None:
     assert json.loads(altered.stdout)["verify"]["first_bad"] == 2
     assert "row 2 was altered" in altered.stderr
     assert korean.exit_code == 1 and "2번 행이 변경되었습니다" in korean.stderr
-    assert "행위자" in korean.stdout
+    assert "행위자" in korean.stdout and "실행" in korean.stdout
     ledger.close()
 
 

@@ -100,3 +100,19 @@ def test_status_of_a_home_without_a_server(tmp_path: Path) -> None:
 
     assert not status.running and status.record is None
     assert LocalServer(tmp_path / "prefect").stop() is None
+
+
+def test_the_local_servers_retention_turns_the_flow_run_vacuum_on(monkeypatch) -> None:
+    """Prefect itself reads the variables the local server is started with."""
+    from datetime import timedelta
+
+    from prefect.settings import Settings
+
+    from moltbot.localserver import RETENTION_DEFAULTS
+
+    for name, value in RETENTION_DEFAULTS.items():
+        monkeypatch.setenv(name, value)
+    vacuum = Settings().server.services.db_vacuum
+
+    assert vacuum.enabled == {"events", "flow_runs"}
+    assert vacuum.retention_period == timedelta(days=90)

@@ -12,6 +12,7 @@ import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
 
+from moltbot.state.audit import AuditTrail
 from moltbot.state.inbox import Inbox, InboxStatus
 from moltbot.state.ledger import Ledger
 from moltbot.webhooks.app import MAX_BODY_BYTES, SourceVerifier, create_gateway_app
@@ -257,3 +258,34 @@ def test_no_interactive_docs_and_only_post_on_hooks(app: FastAPI) -> None:
     assert call(app, "GET", "/docs").status_code == 404
     assert call(app, "GET", "/openapi.json").status_code == 404
     assert call(app, "GET", "/hooks/stripe").status_code == 405
+
+
+def test_behind_a_proxy_the_identity_it_passes_is_audited_per_accepted_webhook(
+    inbox: Inbox, clock: Clock
+) -> None:
+    config = GatewayConfig.from_table({"identity_header": "X-Forwarded-User"})
+    app = create_gateway_app(config, inbox, VERIFIERS, clock=clock)
+    body = body_of(PAYMENT)
+    headers = {**stripe_headers(body), "X-Forwarded-User": "billing-bot"}
+
+    first = call(app, "POST", "/hooks/stripe", content=body, headers=headers)
+    again = call(app, "POST", "/hooks/stripe", content=body, headers=headers)
+
+    assert (first.status_code, again.status_code) == (202, 200)
+    [row] = AuditTrail(inbox).rows()  # the duplicate adds nothing
+    assert (row.actor, row.action, row.outcome) == (
+        "webhook:stripe via billing-bot",
+        "webhook",
+        "accepted",
+    )
+    assert row.target == f"inbox entry {first.json()['id']} (payment.failed)"
+
+
+def test_without_an_identity_header_configured_nothing_is_audited_at_the_door(
+    app: FastAPI, inbox: Inbox
+) -> None:
+    body = body_of(PAYMENT)
+    headers = {**stripe_headers(body), "X-Forwarded-User": "someone"}
+
+    assert call(app, "POST", "/hooks/stripe", content=body, headers=headers).status_code == 202
+    assert AuditTrail(inbox).rows() == []

@@ -21,6 +21,7 @@ from prefect.events.filters import EventFilter, EventIDFilter, EventOccurredFilt
 from prefect.settings import PREFECT_API_URL
 from prefect.settings.context import temporary_settings
 
+from moltbot.state.audit import AuditTrail
 from moltbot.state.inbox import Inbox, InboxStatus
 from moltbot.state.ledger import Ledger
 from moltbot.webhooks.config import DeploymentTarget, EventTarget, GatewayConfig
@@ -116,10 +117,18 @@ def test_pending_entries_become_one_run_each_with_the_event_in_korean(
             run.parameters["events"][0]["payload"]["object"]["memo"] == "카드 한도 초과 — 결제 실패"
         )
         assert run.idempotency_key == f"{entry.id}:{deployment}"
-        assert set(RUN_TAGS) <= set(run.tags)
+        assert {*RUN_TAGS, "webhook", "webhook:stripe"} <= set(run.tags)
     # Nothing is due any more: a second pass creates nothing.
     assert dispatcher.dispatch_pending() == DispatchCounts()
     assert len(runs_of(deployment)) == 3
+    audited = AuditTrail(inbox).rows()
+    assert [(row.actor, row.action, row.outcome) for row in audited] == [
+        ("webhook:stripe", "webhook", "dispatched")
+    ] * 3
+    assert {row.target for row in audited} == {
+        f"inbox entry {sent.id} (payment.failed) -> flow run {inbox.get(sent.id).flow_run_id}"
+        for sent in entries
+    }
 
 
 def test_two_concurrent_passes_create_each_run_exactly_once(inbox: Inbox, deployment: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
@@ -27,7 +28,8 @@ from moltbot.masking import mask_text
 from moltbot.state.inbox import Inbox, InboxStatus
 from moltbot.state.ledger import Ledger
 from moltbot.webhooks.config import GatewayConfig
-from moltbot.webhooks.gateway import build_gateway, load_verifiers
+from moltbot.webhooks.gateway import build_gateway
+from moltbot.webhooks.secrets import load_gateway_secrets
 from moltbot.webhooks.signatures import sign_stripe
 
 
@@ -95,7 +97,7 @@ def test_missing_blocks_stop_the_gateway_naming_all_of_them(
 
 
 def test_a_block_with_another_scheme_than_configured_is_refused(
-    prefect_api: str, names: dict[str, str]
+    prefect_api: str, names: dict[str, str], tmp_path: Path
 ) -> None:
     WebhookSource(signing_secret=SecretStr("gh-secret-1234"), scheme="github").save(names["github"])
     config = GatewayConfig.from_table(
@@ -103,29 +105,38 @@ def test_a_block_with_another_scheme_than_configured_is_refused(
     )
 
     with pytest.raises(InputError, match="source 'stripe' expects scheme 'stripe' but block"):
-        load_verifiers(config)
+        load_gateway_secrets(config, home=tmp_path)
 
 
-def test_without_a_prefect_api_url_the_gateway_does_not_start(prefect_api: str) -> None:
+def test_without_a_prefect_api_url_the_gateway_does_not_start(
+    prefect_api: str, tmp_path: Path
+) -> None:
     with (
         temporary_settings(restore_defaults={PREFECT_API_URL}),
         pytest.raises(InputError, match="set PREFECT_API_URL"),
     ):
-        load_verifiers(GatewayConfig.from_table(None))
+        load_gateway_secrets(GatewayConfig.from_table(None), home=tmp_path)
 
 
-def test_an_unreachable_prefect_api_at_start_is_a_service_error(prefect_api: str) -> None:
+def test_an_unreachable_prefect_api_at_start_without_other_secrets_is_a_service_error(
+    prefect_api: str, tmp_path: Path
+) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{probe.getsockname()[1]}/api"
 
     with (
         temporary_settings(updates={PREFECT_API_URL: closed}),
-        pytest.raises(
-            ServiceError, match=r"the Prefect API at \S+ is unreachable \(ConnectError\)"
-        ),
+        pytest.raises(ServiceError) as raised,
     ):
-        load_verifiers(GatewayConfig.from_table(None))
+        load_gateway_secrets(GatewayConfig.from_table(None), home=tmp_path, environ={})
+
+    assert re.search(r"the Prefect API at \S+ is unreachable \(ConnectError\)", str(raised.value))
+    # What would have let it start.
+    assert str(raised.value).endswith(
+        "set MOLTBOT_SECRET_CACHE_KEY to keep an encrypted copy of the blocks at each start, "
+        "or set MOLTBOT_WEBHOOK_SECRET_STRIPE, MOLTBOT_WEBHOOK_SECRET_GITHUB"
+    )
 
 
 @pytest.fixture

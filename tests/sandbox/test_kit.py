@@ -171,6 +171,24 @@ def test_drop_closes_the_connection_without_an_answer(emulator) -> None:
     assert httpx.get(f"{url}/v1/items/b").status_code == 200
 
 
+def test_after_apply_runs_the_handler_then_loses_its_answer(emulator) -> None:
+    url, core, handled = emulator
+    core.inject_fault(500, method="POST", after_apply=True, count=2)
+    core.inject_fault(kind="drop", after_apply=True)
+    lost = httpx.post(f"{url}/v1/items")
+    refused = httpx.post(f"{url}/v1/elsewhere")  # not applied: its own answer goes back
+    with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+        httpx.get(f"{url}/v1/items/a")
+
+    assert (lost.status_code, refused.status_code) == (500, 404)
+    assert handled == ["created", "a"]
+    assert [(r.status, r.fault) for r in core.requests] == [
+        (500, "status_after_apply"),
+        (404, None),
+        (0, "drop_after_apply"),
+    ]
+
+
 def test_control_routes_list_add_and_clear_without_being_logged(emulator) -> None:
     url, core, _ = emulator
     added = httpx.post(f"{url}/_sandbox/faults", json={"status": 429, "path": "items", "count": 1})
@@ -193,6 +211,7 @@ def test_control_routes_list_add_and_clear_without_being_logged(emulator) -> Non
         ({"count": 0}, "at least 1"),
         ({"probability": 1.5}, "probability"),
         ({"kind": "hang", "seconds": -1}, "negative"),
+        ({"kind": "slow", "after_apply": True}, "after_apply"),
     ],
 )
 def test_bad_faults_are_refused(arguments: dict, message: str) -> None:

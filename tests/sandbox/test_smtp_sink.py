@@ -139,6 +139,38 @@ def test_permanent_fault_count_is_honoured(sink: SmtpSink):
     assert [m.subject for m in sink.messages] == ["try 2"]
 
 
+def test_drop_closes_the_connection_with_or_without_the_mail(sink: SmtpSink):
+    sink.inject_fault(kind="drop")
+    sink.inject_fault(kind="drop", after_accept=True)
+
+    for subject in ("dropped", "accepted"):
+        with _client(sink) as smtp, pytest.raises(smtplib.SMTPServerDisconnected):
+            smtp.send_message(_message(subject))
+
+    assert [(m.subject, m.reply_lost) for m in sink.messages] == [("accepted", True)]
+    assert [r.reply for r in sink.rejected] == ["(connection dropped without a reply)"]
+
+
+def test_a_random_share_of_faults_repeats_with_the_seed(sink: SmtpSink):
+    def codes() -> list[int]:
+        sink.clear()
+        sink.reseed(3)
+        sink.inject_fault(451, count=None, probability=0.3)
+        answered = []
+        with _client(sink) as smtp:
+            for number in range(40):
+                try:
+                    smtp.send_message(_message(f"try {number}"))
+                    answered.append(250)
+                except smtplib.SMTPDataError as exc:
+                    answered.append(exc.smtp_code)
+        return answered
+
+    first = codes()
+    assert 0 < first.count(451) < 40
+    assert codes() == first
+
+
 @pytest.mark.parametrize("code", [250, 399, 600])
 def test_inject_fault_refuses_non_error_codes(sink: SmtpSink, code: int):
     with pytest.raises(ValueError):
