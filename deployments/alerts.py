@@ -67,6 +67,8 @@ def ops_block_document_id(name: str) -> UUID:
     from prefect.blocks.abstract import NotificationBlock
     from prefect.blocks.core import Block
 
+    from moltbot.masking import register_model_secrets
+
     try:
         block = Block.load(name) if "/" in name else _load_notification_block(name)
     except ValueError:
@@ -74,6 +76,7 @@ def ops_block_document_id(name: str) -> UUID:
             f"no notification block {name!r} for failure alerts (save one, e.g. a "
             "CustomWebhookNotificationBlock; `uv run moltbot sandbox` saves 'sandbox-ops')"
         ) from None
+    register_model_secrets(block)  # loaded into this process: its secret fields are masked here
     if not isinstance(block, NotificationBlock) or block._block_document_id is None:
         raise InputError(f"block {name!r} cannot send notifications")
     return block._block_document_id

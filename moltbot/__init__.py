@@ -7,4 +7,11 @@ import os
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
+# Every process that imports moltbot (the CLI, and a flow run that `serve` or a worker starts in a
+# process of its own) masks secrets and personal data in every log record, the ones Prefect ships
+# to its API included.
+from moltbot.masking import install_record_masking
+
+install_record_masking()
+
 __version__ = "0.1.0"

@@ -6,7 +6,17 @@ from typing import Self
 
 
 class MoltbotError(Exception):
-    """Base class of moltbot's own errors; messages never contain secrets or personal data."""
+    """Base class of moltbot's own errors; messages never contain secrets or personal data.
+
+    Text arguments are masked when the error is made: the message becomes the run's state
+    message and event in the Prefect API, the audit row and the CLI's line, none of which pass
+    through log masking.
+    """
+
+    def __init__(self, *args: object) -> None:
+        from moltbot.masking import mask_text
+
+        super().__init__(*(mask_text(arg) if isinstance(arg, str) else arg for arg in args))
 
 
 class InputError(MoltbotError):

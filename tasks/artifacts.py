@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import math
 import numbers
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -16,6 +17,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from moltbot.formatting import format_money, format_number, format_pct
+from moltbot.masking import mask_text
 
 ColumnKind = Literal["text", "money", "number", "pct", "date", "datetime", "flag"]
 """How a table cell is shown: as is, an amount in the currency, a number with thousands
@@ -120,9 +122,27 @@ def data_uri(content: bytes, content_type: str) -> str:
     return f"data:{content_type};base64,{base64.b64encode(content).decode('ascii')}"
 
 
+# An image embedded as a data URI holds no text to mask, and masking could only corrupt it.
+_DATA_URI = re.compile(r"data:[\w.+\-]+/[\w.+\-]+;base64,[A-Za-z0-9+/=]+")
+
+
+def masked_markdown(markdown: str) -> str:
+    """`markdown` with secrets and personal data masked; embedded images are left whole."""
+    pieces: list[str] = []
+    start = 0
+    for image in _DATA_URI.finditer(markdown):
+        pieces += [mask_text(markdown[start : image.start()]), image[0]]
+        start = image.end()
+    pieces.append(mask_text(markdown[start:]))
+    return "".join(pieces)
+
+
 @task(name="publish-markdown", cache_policy=NO_CACHE)
 def publish_markdown(key: str | None, markdown: str, description: str | None = None) -> str:
     """Publish a markdown artifact; return its id.
+
+    Secrets and personal data are masked in the content and the caption (`mask_text`): the
+    run page is no place a route sends them.
 
     Args:
         key: lowercase letters, digits and dashes; keyed artifacts are versioned in the UI's
@@ -130,7 +150,10 @@ def publish_markdown(key: str | None, markdown: str, description: str | None = N
         markdown: the content.
         description: a one-line caption.
     """
-    return str(create_markdown_artifact(markdown=markdown, key=key, description=description))
+    caption = mask_text(description) if description else description
+    return str(
+        create_markdown_artifact(markdown=masked_markdown(markdown), key=key, description=caption)
+    )
 
 
 @task(name="publish-table", cache_policy=NO_CACHE)
@@ -139,6 +162,12 @@ def publish_table(
 ) -> str:
     """Publish a table artifact of `rows` (see `publish_markdown` for `key`); return its id.
 
-    Give it `readable_rows`, not raw records: the UI shows cells exactly as given.
+    Give it `readable_rows`, not raw records: the UI shows cells exactly as given. Text cells
+    and the caption are masked, as in `publish_markdown`.
     """
-    return str(create_table_artifact(table=rows, key=key, description=description))
+    masked = [
+        {name: mask_text(value) if isinstance(value, str) else value for name, value in row.items()}
+        for row in rows
+    ]
+    caption = mask_text(description) if description else description
+    return str(create_table_artifact(table=masked, key=key, description=caption))

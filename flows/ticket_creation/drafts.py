@@ -16,15 +16,7 @@ import pandas as pd
 
 from flows.ticket_creation.mapping import Choice, NamedFields, Privacy, Template, TicketMapping
 from moltbot.errors import InputError
-from moltbot.masking import (
-    _EMAIL,
-    _PHONE_GROUPED,
-    _PHONE_INTERNATIONAL,
-    _PHONE_KOREAN_MOBILE,
-    MASK,
-    _mask_phone,
-    mask_text,
-)
+from moltbot.masking import mask_text
 from moltbot.textfiles import read_text_file
 from tasks.jira import dedup_label
 
@@ -474,18 +466,12 @@ def _cut(text: str, limit: int) -> str:
 
 
 def apply_privacy(text: str, privacy: Privacy) -> str:
-    """Mask e-mail addresses and phone numbers in ticket text as the mapping says.
+    """Mask ticket text: e-mail addresses and phone numbers as the mapping says, the rest always.
 
     ``keep-domain`` turns ``kim@example.com`` into ``***@example.com``, ``mask`` into ``***``;
     phone numbers (``010-1234-5678``, ``+82 10 1234 5678``, ``01012345678``) become ``***``.
-    Dates, amounts and order ids are left alone (the patterns of `moltbot.masking`).
+    Resident registration, card and bank account numbers, tokens and secrets are masked
+    whatever the mapping says: Jira is no place for them. Dates, amounts and order ids are left
+    alone (the patterns of `moltbot.masking`).
     """
-    if privacy.email == "keep-domain":
-        text = _EMAIL.sub(rf"{MASK}@\g<domain>", text)
-    elif privacy.email == "mask":
-        text = _EMAIL.sub(MASK, text)
-    if privacy.phone == "mask":
-        text = _PHONE_INTERNATIONAL.sub(_mask_phone, text)
-        text = _PHONE_KOREAN_MOBILE.sub(MASK, text)
-        text = _PHONE_GROUPED.sub(_mask_phone, text)
-    return text
+    return mask_text(text, emails=privacy.email, phones=privacy.phone == "mask")

@@ -274,8 +274,23 @@ def test_secret_dict_entries_that_are_secrets_are_masked_addresses_are_not() -> 
         ("jira ATATT3xFfGF0abcdefghijklmnopqrstu", "jira ***"),
         (
             '{"private_key": "-----BEGIN PRIVATE KEY-----\\nMIIEv\\n-----END PRIVATE KEY-----\\n"}',
-            '{"private_key": "***\\n"}',
+            '{"private_key": "***"}',
         ),
+        # A service-account key file's secret entries, and a key quoted under another name.
+        ('"private_key_id": "3f9a0c2b"', '"private_key_id": "***"'),
+        (
+            "key -----BEGIN RSA PRIVATE KEY-----\nMIIEv\n-----END RSA PRIVATE KEY----- end",
+            "key *** end",
+        ),
+        # A key cut short by a length limit: its body goes all the same.
+        ('body {"k": "-----BEGIN PRIVATE KEY-----\\nMIIEvQIBADANBgkq', 'body {"k": "***'),
+        ("google ya29.a0AfH6SMBx3kq9Rz0bYtW8-vLq", "google ***"),
+        ("maps AIzaSyA1b2C3d4E5f6G7h8I9j0KlMnOpQrStUvW", "maps ***"),
+        ("slack xoxp-1234567890-abcdefghij", "slack ***"),
+        ("slack xapp-1-A0123456789-abcdef", "slack ***"),
+        ("slack xoxe.xoxp-1-Mi0yLTEyMzQ1Njc4", "slack ***"),
+        ("amex 3782 822463 10005", "amex ***"),
+        ("외국인등록번호 850315-5123456", "외국인등록번호 ***"),
     ],
 )
 def test_korean_identity_numbers_cards_and_token_shapes_are_masked(text: str, masked: str) -> None:
@@ -295,3 +310,206 @@ def test_korean_identity_numbers_cards_and_token_shapes_are_masked(text: str, ma
 )
 def test_ids_amounts_and_dates_stay_readable(text: str) -> None:
     assert mask_text(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("환불 계좌: 국민은행 123456-01-234567", "환불 계좌: 국민은행 ***"),
+        ("계좌번호 110-773-124680 (예금주 김민수)", "계좌번호 *** (예금주 김민수)"),
+        ("신한은행 110 773 124680으로", "신한은행 ***으로"),
+        ("예금주: 김민수, 3333-01-2345678", "예금주: 김민수, ***"),
+        ("refund to account no. 1234 5678 9012", "refund to account no. ***"),
+        ("Account number: 00123456789", "Account number: ***"),
+        ("acct #98765432", "acct #***"),
+    ],
+)
+def test_labelled_bank_account_numbers_are_masked_the_label_stays(text: str, masked: str) -> None:
+    assert mask_text(text) == masked
+    assert mask_text(masked) == masked
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "은행 점검 2026-11-24 09:00",  # a date after the label
+        "계좌 3개, 총 1,234,567원",  # a count and an amount
+        "account 712020:00000000-0000-4000-8000-00000000a002",  # a Jira account id
+        "12345678 units, no label",  # a number without a label
+    ],
+)
+def test_unlabelled_numbers_and_dates_near_a_label_stay(text: str) -> None:
+    assert mask_text(text) == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "010-1234-5678",
+        "010 1234 5678",
+        "010-1234 5678",
+        "01012345678",
+        "010.1234.5678",
+        "02-123-4567",
+        "(02) 123-4567",
+        "(031)123-4567",
+        "0212345678",
+        "031-1234-5678",
+        "0311234567",
+        "070-1234-5678",
+        "0505-123-4567",
+        "+82-2-123-4567",
+        "+82 10-1234-5678",
+    ],
+)
+def test_korean_mobile_and_landline_numbers_are_masked_in_every_form(text: str) -> None:
+    assert mask_text(f"연락처 {text} 입니다") == "연락처 *** 입니다"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1588-1234",  # a company's representative number: not personal
+        "02.12.2026",
+        "0.2123456789",
+        "ORD-0212345678",
+        "2026-11-24 02:12:34",
+    ],
+)
+def test_numbers_that_only_look_korean_stay(text: str) -> None:
+    assert mask_text(text) == text
+
+
+def test_email_keeps_its_domain_also_when_url_encoded() -> None:
+    assert mask_text("GET /users?email=canary.lee%40example.co.kr&x=1") == (
+        "GET /users?email=***%40example.co.kr&x=1"
+    )
+
+
+@pytest.mark.parametrize(
+    ("emails", "phones", "expected"),
+    [
+        ("keep-domain", True, "***@acme.kr, ***, card ***"),
+        ("mask", True, "***, ***, card ***"),
+        ("keep", False, "kim@acme.kr, 010-1234-5678, card ***"),
+    ],
+)
+def test_routes_may_keep_addresses_and_phones_never_cards(
+    emails: str, phones: bool, expected: str
+) -> None:
+    text = "kim@acme.kr, 010-1234-5678, card 4111 1111 1111 1111"
+
+    assert mask_text(text, emails=emails, phones=phones) == expected
+
+
+def test_records_are_masked_when_created_whatever_handles_them() -> None:
+    from moltbot.masking import install_record_masking
+
+    install_record_masking()  # import moltbot did it already: a second call changes nothing
+    stream = io.StringIO()
+    # A bare handler, as Prefect adds its API handler after moltbot is imported: no filter.
+    handler = logging.StreamHandler(stream)
+    logger = logging.getLogger(f"moltbot.test.{uuid.uuid4().hex}")
+    logger.propagate = False
+    logger.addHandler(handler)
+    try:
+        logger.warning("refund %s to 계좌 110-773-124680", "lee@example.com")
+        try:
+            raise RuntimeError("rrn 900101-1234567")
+        except RuntimeError:
+            logger.exception("failed for %s", "010-1234-5678")
+    finally:
+        logger.removeHandler(handler)
+
+    output = stream.getvalue()
+    assert output.startswith("refund ***@example.com to 계좌 ***\nfailed for ***\n")
+    assert "RuntimeError: rrn ***" in output
+    for leaked in ("lee@", "110-773-124680", "010-1234-5678", "900101-1234567"):
+        assert leaked not in output
+
+
+def test_records_keep_their_arguments_when_there_is_nothing_to_mask() -> None:
+    record = logging.getLogger("moltbot.test").makeRecord(
+        "moltbot.test", logging.INFO, __file__, 1, '%s "%s %s"', ("127.0.0.1", "GET", "/"), None
+    )
+
+    assert record.args == ("127.0.0.1", "GET", "/")  # uvicorn's access formatter needs them
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("kim@example.com으로 보내 주세요", "***@example.com으로 보내 주세요"),
+        ("010-1234-5678로 연락", "***로 연락"),
+        ("번호010-1234-5678", "번호***"),
+        ("900101-1234567입니다", "***입니다"),
+        ("카드4111111111111111입니다", "카드***입니다"),
+        ("토큰ntn_1234567890abcdefghijABCDE을", "토큰***을"),
+    ],
+)
+def test_korean_words_written_against_the_value_do_not_hide_it(text: str, masked: str) -> None:
+    # Hangul counts as a word character in Python's regular expressions: the patterns' word
+    # boundaries are ASCII ones, or a particle such as 으로 would keep the address readable.
+    assert mask_text(text) == masked
+
+
+def test_a_secret_url_registers_its_token_parts_too() -> None:
+    token = f"{uuid.uuid4().hex[:24]}"
+    register_secret(
+        f"https://hooks.example.org/services/T0001/B0002/{token}?sig=ab12cd34ef56gh78ij"
+    )
+    register_secret(f"https://bot:pw-{token[:6]}@chat.example.org/hook")
+
+    assert mask_text(f"upstream failed for {token}") == "upstream failed for ***"
+    assert mask_text("sig ab12cd34ef56gh78ij") == "sig ***"
+    assert mask_text(f"login pw-{token[:6]} refused") == "login *** refused"
+    assert mask_text("services T0001 B0002 at hooks.example.org") == (
+        "services T0001 B0002 at hooks.example.org"
+    )
+
+
+def test_moltbot_errors_are_masked_when_made() -> None:
+    from moltbot.errors import DeliveryFailed, InputError, ServiceError
+
+    refused = ServiceError.for_status("Jira answered 400: customer kim@example.com", 400)
+    failed = DeliveryFailed("1 failure: card 4111 1111 1111 1111", {"deliveries": []})
+
+    # The message is the run's state message, event and audit row: no log filter sees it.
+    assert str(InputError("row 3: 900101-1234567 is not a date")) == "row 3: *** is not a date"
+    assert str(refused) == "Jira answered 400: customer ***@example.com"
+    assert (refused.status, refused.transient) == (400, False)
+    assert str(failed) == "1 failure: card ***" and failed.result == {"deliveries": []}
+
+
+def test_a_process_that_imports_a_flow_masks_what_prefect_ships_to_its_api() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    # What a flow run started by `serve` or a worker does first: import the flow's module, then
+    # log through Prefect's run loggers, whose API handler no moltbot command set up.
+    script = """
+import logging
+import flows.daily_report.flow
+import prefect.main
+from prefect.logging.handlers import APILogHandler
+
+[api] = logging.getLogger("prefect.flow_runs").handlers
+assert isinstance(api, APILogHandler) and not api.filters
+logger = logging.getLogger("prefect.flow_runs")
+record = logger.makeRecord(
+    logger.name, logging.INFO, "flow.py", 1, "to %s", ("kim@example.com",), None
+)
+print(api.format(record))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parents[2],
+        timeout=120,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "to ***@example.com\n"

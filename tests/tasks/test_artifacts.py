@@ -8,7 +8,13 @@ from datetime import UTC, date, datetime
 import numpy as np
 import pytest
 
-from tasks.artifacts import TableColumn, data_uri, format_cell, readable_rows
+from tasks.artifacts import (
+    TableColumn,
+    data_uri,
+    format_cell,
+    masked_markdown,
+    readable_rows,
+)
 
 COLUMNS = (
     TableColumn("product", "Product", "상품"),
@@ -94,3 +100,14 @@ def test_data_uri_holds_the_bytes():
     prefix = "data:image/png;base64,"
     assert uri.startswith(prefix)
     assert base64.b64decode(uri.removeprefix(prefix)) == png
+
+
+def test_markdown_is_masked_and_its_embedded_images_are_left_whole():
+    # Base64 that masking would otherwise cut: its digits read as a (Luhn-valid) card number.
+    image = "data:image/png;base64,iVBORw0KGgo+0101234/4111111111111111=="
+    text = "연락처 010-1234-5678, kim@example.com"
+    markdown = f"# 보고\n{text}\n\n![chart]({image})\n끝 900101-1234567"
+
+    assert masked_markdown(markdown) == (
+        f"# 보고\n연락처 ***, ***@example.com\n\n![chart]({image})\n끝 ***"
+    )
