@@ -397,7 +397,7 @@ def subprocess_cli(outputs: Outputs, name: str, params: dict[str, Any], api: str
     environment = os.environ | {"PREFECT_API_URL": api, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
         [sys.executable, "-m", "moltbot.cli", *arguments(name, params)],
-        capture_output=True, text=True, env=environment, timeout=300, check=False,
+        capture_output=True, text=True, env=environment, check=False,
     )  # fmt: skip
     outputs.stdout.append(done.stdout)
     outputs.stderr.append(done.stderr)
@@ -462,7 +462,8 @@ def run_form_digest(outputs: Outputs, sandbox: Sandbox) -> None:
     notion.core.inject_fault(400, count=None, method="POST", path=r"^/v1/pages$", message=echo)
     assert cli(outputs, "form-digest", digest).exit_code == 1
     notion.core.clear_faults()
-    assert cli(outputs, "form-digest", digest).exit_code == 0
+    done = cli(outputs, "form-digest", digest)
+    assert done.exit_code == 0, done.stderr
 
 
 def run_ticket_creation(outputs: Outputs, sandbox: Sandbox, folder: Path) -> None:

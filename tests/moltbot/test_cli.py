@@ -14,6 +14,8 @@ from typer.testing import CliRunner
 
 from moltbot.cli import app, parse_params
 from moltbot.registry import automations
+from moltbot.sandbox import Sandbox
+from moltbot.sandbox.blocks import save_sandbox_blocks
 from tests.flows.test_daily_report_flow import EXPECTED_KPIS, ORDERS_CSV
 
 runner = CliRunner()
@@ -258,7 +260,7 @@ def test_every_command_is_documented_in_the_readme() -> None:
 
 
 def test_sandbox_command_serves_every_emulator_and_saves_its_blocks(
-    tmp_path: Path, prefect_api: str
+    tmp_path: Path, prefect_api: str, sandbox_server: Sandbox
 ) -> None:
     import signal
     import socket
@@ -296,6 +298,9 @@ def test_sandbox_command_serves_every_emulator_and_saves_its_blocks(
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=20)
+        # The command saved the session's block names pointing at its own sandbox, now gone:
+        # point them back at the session sandbox the later tests use.
+        save_sandbox_blocks(sandbox_server)
 
     base = f"http://127.0.0.1:{ports[0]}"
     assert lines[0] == f"sandbox listening on {base}"
