@@ -243,7 +243,12 @@ def canary_blocks(
     from prefect.blocks.system import Secret
 
     from blocks import EmailChannel, JiraCredentials, NotionCredentials, SlackIncomingWebhook
+    from moltbot.sandbox.blocks import save_sandbox_blocks
     from moltbot.sandbox.jira import SANDBOX_JIRA_EMAIL
+
+    # Earlier tests (the demo's, the sandbox command's) save the same block names pointing at
+    # sandboxes of their own, stopped since: point them at this session's sandbox again.
+    save_sandbox_blocks(sandbox)
 
     SlackIncomingWebhook(url=slack_url(sandbox)).save("canary-slack", overwrite=True)
     mail = {
