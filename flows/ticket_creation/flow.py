@@ -93,8 +93,7 @@ from moltbot.runlabels import (
     local_minute,
 )
 from moltbot.state.audit import AuditAction
-from moltbot.state.ledger import Ledger
-from moltbot.state.reviews import APPROVED, REJECTED, TIMED_OUT, ReviewStore
+from moltbot.state.reviews import APPROVED, REJECTED, TIMED_OUT
 from moltbot.state.watermarks import Watermark, WatermarkMoved
 from tasks.artifacts import TableColumn, publish_markdown, publish_table, readable_rows
 from tasks.effects import (
@@ -107,6 +106,7 @@ from tasks.effects import (
 )
 from tasks.inbox import read_inbox_events
 from tasks.jira import find_labelled_issues
+from tasks.reviews import ask_review, decide_review
 from tasks.sheets import load_worksheet
 from tasks.watermarks import advance_watermark, hold_watermark, read_watermark
 
@@ -582,75 +582,71 @@ def _review(
     policy = _review_policy()
     key = review_key(plan)
     requester = _requester()
-    with Ledger.from_settings() as ledger:
-        store = ReviewStore(ledger)
-        asked = store.ask(
-            key, automation=AUTOMATION, requester=requester, flow_run_id=_flow_run_id()
-        )
-        if asked.decided and asked.decision is not None:
-            logger.info(
-                "These drafts were reviewed already (%s by %s): applying that decision, "
-                "not asking again",
-                asked.status,
-                asked.reviewer,
-            )
-            decision = ReviewDecision(**asked.decision)
-            reviewed, outcome = apply_decision(plan, decision, privacy)
-            return reviewed, replace(outcome, decided_earlier=True, key=key)
-
-        rows = draft_rows(plan, {}, timezone)
-        publish_table(
-            ARTIFACT_KEYS["drafts"],
-            quote(_readable(rows[:ARTIFACT_MAX_ROWS], locale)),
-            description=description,
-        )
-        form = review_form(plan, review_request(rows, locale=locale, timeout=timeout))
+    asked = ask_review(key, automation=AUTOMATION, requester=requester, flow_run_id=_flow_run_id())
+    if asked.decided and asked.decision is not None:
         logger.info(
-            "Waiting up to %d s for a review of %d draft(s)", timeout, len(plan.having("create"))
+            "These drafts were reviewed already (%s by %s): applying that decision, "
+            "not asking again",
+            asked.status,
+            asked.reviewer,
         )
-        deadline = time.monotonic() + timeout
-        for attempt in count():
-            remaining = max(0.0, deadline - time.monotonic())
-            try:
-                if remaining <= 0:
-                    raise FlowPauseTimeout("no time left for the review")
-                answer = pause_flow_run(
-                    wait_for_input=form,
-                    timeout=math.ceil(remaining),
-                    poll_interval=poll_seconds(timeout),
-                    key=f"review-{attempt}",
-                )
-            except FlowPauseTimeout:
-                store.decide(key, status=TIMED_OUT, reviewer=None, reason=None, decision=None)
-                audit_record(
-                    AuditAction.REVIEW_TIMEOUT,
-                    f"review {key}",
-                    actor="moltbot",
-                    automation=AUTOMATION,
-                    outcome="nothing created",
-                    detail=f"no allowed answer within {timeout} s",
-                )
-                logger.warning("Review timed out after %d s: nothing will be created", timeout)
-                return plan, ReviewOutcome(status="timed_out", key=key)
-            refused = refusal(answer.reviewer, requester, policy)
-            if refused is None:
-                break
-            audit_record(
-                AuditAction.APPROVAL_REFUSED,
-                f"review {key}",
-                actor=f"reviewer:{answer.reviewer.strip()}",
-                automation=AUTOMATION,
-                outcome="refused",
-                detail=refused,
+        decision = ReviewDecision(**asked.decision)
+        reviewed, outcome = apply_decision(plan, decision, privacy)
+        return reviewed, replace(outcome, decided_earlier=True, key=key)
+
+    rows = draft_rows(plan, {}, timezone)
+    publish_table(
+        ARTIFACT_KEYS["drafts"],
+        quote(_readable(rows[:ARTIFACT_MAX_ROWS], locale)),
+        description=description,
+    )
+    form = review_form(plan, review_request(rows, locale=locale, timeout=timeout))
+    logger.info(
+        "Waiting up to %d s for a review of %d draft(s)", timeout, len(plan.having("create"))
+    )
+    deadline = time.monotonic() + timeout
+    for attempt in count():
+        remaining = max(0.0, deadline - time.monotonic())
+        try:
+            if remaining <= 0:
+                raise FlowPauseTimeout("no time left for the review")
+            answer = pause_flow_run(
+                wait_for_input=form,
+                timeout=math.ceil(remaining),
+                poll_interval=poll_seconds(timeout),
+                key=f"review-{attempt}",
             )
-            logger.warning("Review answer refused: %s; waiting for another answer", refused)
-        stored = store.decide(
-            key,
-            status=APPROVED if answer.approve else REJECTED,
-            reviewer=mask_text(answer.reviewer.strip()),
-            reason=mask_text(answer.reason) or None,
-            decision=answer.model_dump(mode="json", include=set(DECISION_FIELDS) | {"reviewer"}),
+        except FlowPauseTimeout:
+            decide_review(key, status=TIMED_OUT, reviewer=None, reason=None, decision=None)
+            audit_record(
+                AuditAction.REVIEW_TIMEOUT,
+                f"review {key}",
+                actor="moltbot",
+                automation=AUTOMATION,
+                outcome="nothing created",
+                detail=f"no allowed answer within {timeout} s",
+            )
+            logger.warning("Review timed out after %d s: nothing will be created", timeout)
+            return plan, ReviewOutcome(status="timed_out", key=key)
+        refused = refusal(answer.reviewer, requester, policy)
+        if refused is None:
+            break
+        audit_record(
+            AuditAction.APPROVAL_REFUSED,
+            f"review {key}",
+            actor=f"reviewer:{answer.reviewer.strip()}",
+            automation=AUTOMATION,
+            outcome="refused",
+            detail=refused,
         )
+        logger.warning("Review answer refused: %s; waiting for another answer", refused)
+    stored = decide_review(
+        key,
+        status=APPROVED if answer.approve else REJECTED,
+        reviewer=mask_text(answer.reviewer.strip()),
+        reason=mask_text(answer.reason) or None,
+        decision=answer.model_dump(mode="json", include=set(DECISION_FIELDS) | {"reviewer"}),
+    )
     if stored.decision is not None and stored.reviewer != mask_text(answer.reviewer.strip()):
         # Another run of the same drafts was answered first: its decision holds for both.
         answer = ReviewDecision(**stored.decision)
