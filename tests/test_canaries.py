@@ -37,6 +37,7 @@ from typer.testing import CliRunner
 from moltbot.cli import app
 from moltbot.sandbox import Sandbox
 from moltbot.sandbox.smtp import SmtpSink
+from tests.e2e.servers import HANG_GUARD_SECONDS
 
 pytestmark = pytest.mark.slow
 
@@ -604,7 +605,8 @@ def stored_events(client: Any, since: datetime, run_ids: list[Any]) -> list[Any]
     from prefect.events.filters import EventFilter, EventOccurredFilter
 
     wanted = {f"prefect.flow-run.{run_id}" for run_id in run_ids}
-    deadline = time.monotonic() + 30
+    # The shared hang guard bounds a server that never stores them; no tuned wait.
+    deadline = time.monotonic() + HANG_GUARD_SECONDS
     while True:
         query = EventFilter(occurred=EventOccurredFilter(since=since))
         page = client.read_events(filter=query, limit=50)

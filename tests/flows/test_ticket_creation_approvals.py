@@ -19,6 +19,7 @@ from moltbot.sandbox.jira import JiraState
 from moltbot.state.audit import AuditTrail
 from moltbot.state.ledger import Ledger
 from moltbot.state.reviews import APPROVED, ReviewStore
+from tests.e2e.servers import HANG_GUARD_SECONDS
 from tests.flows.test_ticket_creation_review import (
     JIRA,
     MAPPING,
@@ -99,7 +100,7 @@ def test_a_refused_answer_is_recorded_and_the_run_waits_for_an_approver(
             second.id,
             run_input={"reviewer": "kim", "reason": "d2 is noise", "reject": ["d2"]},
         )
-        result = future.result(timeout=60)
+        result = future.result(timeout=HANG_GUARD_SECONDS)
 
     assert [c["draft"] for c in result["created"]] == ["d1"]
     assert len(jira.issues()) == 1
@@ -130,7 +131,7 @@ def test_the_requester_cannot_approve_their_own_cli_run(jira: JiraState) -> None
         resume_flow_run(first.id, run_input={"reviewer": os_user()})
         second = paused_run(tag, future)
         resume_flow_run(second.id, run_input={"reviewer": "kim"})
-        result = future.result(timeout=60)
+        result = future.result(timeout=HANG_GUARD_SECONDS)
 
     assert result["review"]["reviewer"] == "kim" and len(jira.issues()) == 1
     refused = [row for row in audit_rows() if row.action == "approval refused"]

@@ -17,6 +17,7 @@ from moltbot.masking import (
     mask_text,
     register_secret,
 )
+from tests.e2e.servers import HANG_GUARD_SECONDS
 
 
 @pytest.mark.parametrize(
@@ -507,7 +508,7 @@ print(api.format(record))
         capture_output=True,
         text=True,
         cwd=Path(__file__).parents[2],
-        timeout=120,
+        timeout=HANG_GUARD_SECONDS,
         check=False,
     )
 
