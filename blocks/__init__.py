@@ -7,6 +7,7 @@ from blocks.channels import (
     OutboxChannel,
     SlackIncomingWebhook,
 )
+from blocks.http import HttpHeaders
 from blocks.jira import JiraCredentials
 from blocks.notion import NotionCredentials
 from blocks.sheets import GoogleSheetsCredentials
@@ -16,6 +17,7 @@ __all__ = [
     "CHANNEL_BLOCK_TYPES",
     "EmailChannel",
     "GoogleSheetsCredentials",
+    "HttpHeaders",
     "JiraCredentials",
     "NotionCredentials",
     "OutboxChannel",

@@ -107,6 +107,19 @@ TEXTS: dict[str, dict[str, str]] = {
         "at_risk": "at risk",
         "recovered": "recovered",
         "reminder": "reminder",
+        "down": "down",
+        "health_line": "service-health: shop and api checked {checks} times, api switched off for "
+        "3 checks -> ",
+        "health_quiet": "service-health: {services} services checked, no change since the last "
+        "check: nothing to send",
+        "reconcile_line": "reconcile: {expected} items that should have produced an effect, "
+        "{omissions} omissions",
+        "spike_line": "error-spike: sample log, {lines} new lines, {errors} errors -> "
+        "{spikes} change(s): {sent}",
+        "payments_duplicate": "payment-failures: the {events} signed Stripe failures were "
+        "already received (gateway: 200 duplicate) and their window alerted: nothing new",
+        "payments_line": "payment-failures: {accepted} signed Stripe failures of one customer "
+        "accepted -> Jira {tickets} · 5-minute alert: {sent}",
     },
     "ko": {
         "intro": "샘플 데이터 {sample} · 샌드박스(Sheets, Notion, Jira, Slack, SMTP) {sandbox} "
@@ -141,6 +154,17 @@ TEXTS: dict[str, dict[str, str]] = {
         "at_risk": "위험",
         "recovered": "회복",
         "reminder": "재알림",
+        "down": "다운",
+        "health_line": "service-health: shop, api를 {checks}번 점검, api를 3번 연속 끔 -> ",
+        "health_quiet": "service-health: 서비스 {services}개 점검, 지난 점검 이후 변화가 없어 "
+        "보낼 것이 없습니다",
+        "reconcile_line": "reconcile: 효과가 있어야 할 항목 {expected}건, 누락 {omissions}건",
+        "spike_line": "error-spike: 샘플 로그 새 줄 {lines}개, 오류 {errors}건 -> 변화 {spikes}건: "
+        "{sent}",
+        "payments_duplicate": "payment-failures: 서명된 Stripe 결제 실패 {events}건은 이미 "
+        "받았고(게이트웨이: 200 duplicate) 해당 구간 알림도 보냈습니다: 새로운 것 없음",
+        "payments_line": "payment-failures: 한 고객의 서명된 Stripe 결제 실패 {accepted}건 접수 "
+        "-> Jira {tickets} · 5분 알림: {sent}",
     },
 }
 
@@ -358,6 +382,12 @@ def run_demo(console: Console, ui_url: str) -> int:
         console: where to print.
         ui_url: the Prefect UI of the server the runs are recorded by.
     """
+    from demo.monitoring import (
+        run_error_spike_demo,
+        run_payments_demo,
+        run_reconcile_demo,
+        run_service_health_demo,
+    )
     from flows.daily_report.flow import daily_report
     from flows.daily_report.render import report_file_stem
     from moltbot.audit import record_blocks_saved
@@ -387,6 +417,10 @@ def run_demo(console: Console, ui_url: str) -> int:
         run_inventory_demo(console, settings, sample)
         run_form_digest_demo(console, settings, sandbox)
         run_ticket_demo(console, settings)
+        run_payments_demo(console, settings, channels)
+        run_error_spike_demo(console, settings, channels)
+        run_service_health_demo(console, settings, sandbox, channels)
+        run_reconcile_demo(console)
         inbox = save_static_inbox(sandbox, settings.home / "inbox")
     say(console, text("inbox", path=inbox))
     say(console, text("report_run", url=f"{ui_url}/runs/flow-run/{report_run}"))

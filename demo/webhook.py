@@ -14,7 +14,17 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
+from moltbot.state.inbox import Inbox, InboxEntry
+from moltbot.state.ledger import Ledger
+
 DEMO_DEPLOYMENT = "ticket-creation/demo"
+PAYMENTS_DEPLOYMENT = "payment-failures/demo"
+# The demo's gateway: the generic event opens a ticket at once (the ticket-creation leg); Stripe's
+# failures go to payment-failures, which batches them and opens a ticket for a repeated customer.
+DEMO_ROUTES = {
+    "payment.failed": DEMO_DEPLOYMENT,
+    "payment_intent.payment_failed": PAYMENTS_DEPLOYMENT,
+}
 DEMO_SOURCE = "demo-shop"
 # The same event id on every demo: the second demo shows the gateway answering "duplicate".
 DEMO_EVENT_ID = "evt_demo_payment_0001"
@@ -59,16 +69,16 @@ def payment_failed_event(created: int) -> dict[str, Any]:
     }
 
 
-def register_demo_deployment(jira_block: str) -> None:
-    """Register `ticket-creation/demo` (no schedule; the gateway starts its runs)."""
+def register_demo_deployment(jira_block: str, automation: str = "ticket-creation") -> None:
+    """Register `<automation>/demo` (no schedule; the gateway starts its runs)."""
     from moltbot.registry import get_automation
 
-    flow = get_automation("ticket-creation").load_flow()
+    flow = get_automation(automation).load_flow()
     deployment = flow.to_deployment(
-        name=DEMO_DEPLOYMENT.split("/")[1],
+        name="demo",
         parameters={"jira_block": jira_block},
         tags=["moltbot", "demo"],
-        description="The demo's ticket-creation runs, started by its signed webhook.",
+        description=f"The demo's {automation} runs, started by its signed webhooks.",
     )
     deployment.apply()
 
@@ -86,10 +96,11 @@ def running_gateway(ledger_url: str, secret: str) -> Iterator[str]:
         {
             "sources": {DEMO_SOURCE: {"block": "demo-webhook", "scheme": "stripe"}},
             "routes": {
-                "payment.failed": {
-                    "deployment": DEMO_DEPLOYMENT,
+                event_type: {
+                    "deployment": deployment,
                     "parameters": {"inbox_ids": ["{{ inbox_id }}"]},
                 }
+                for event_type, deployment in DEMO_ROUTES.items()
             },
         }
     )
@@ -121,39 +132,50 @@ def run_webhook_demo(ledger_url: str, jira_block: str) -> WebhookDemo:
     (the customer's details stay out of the run's parameters). A worker would pick the run up;
     the demo runs it here with Prefect's engine, so no worker has to be started.
     """
-    from moltbot.state.inbox import Inbox
-    from moltbot.state.ledger import Ledger
-    from moltbot.webhooks.signatures import sign_stripe
-
     register_demo_deployment(jira_block)
     secret = f"whsec_demo_{secrets.token_hex(8)}"
-    body = json.dumps(payment_failed_event(int(time.time())), ensure_ascii=False).encode()
     with running_gateway(ledger_url, secret) as url, Ledger(ledger_url) as ledger:
-        answer = httpx.post(
-            f"{url}/hooks/{DEMO_SOURCE}",
-            content=body,
-            headers={
-                "Stripe-Signature": sign_stripe(body, secret, int(time.time())),
-                "Content-Type": "application/json",
-            },
-        )
-        document = answer.json()
-        if answer.status_code != 202:
-            return WebhookDemo(answer.status_code, document.get("status", ""), None, [], None)
-        inbox = Inbox(ledger)
-        deadline = time.monotonic() + DISPATCH_SECONDS
-        while (entry := inbox.get(document["id"])) is None or entry.flow_run_id is None:
-            if entry is not None and entry.status == "failed":
-                raise RuntimeError(f"the gateway could not start the run: {entry.error}")
-            if time.monotonic() > deadline:
-                raise RuntimeError("the gateway's dispatcher did not start the run")
-            time.sleep(0.1)
-    result = execute_flow_run(entry.flow_run_id)
+        answer, entry = post_event(url, secret, payment_failed_event(int(time.time())), ledger)
+    if entry is None:
+        return WebhookDemo(answer.status_code, answer.json().get("status", ""), None, [], None)
+    result = execute_flow_run(entry.flow_run_id, "ticket-creation")
     keys = [issue["key"] for issue in result.get("created", [])]
     return WebhookDemo(answer.status_code, "accepted", entry.flow_run_id, keys, result)
 
 
-def execute_flow_run(flow_run_id: str) -> dict[str, Any]:
+def post_event(
+    url: str, secret: str, event: dict[str, Any], ledger: Ledger
+) -> tuple[httpx.Response, InboxEntry | None]:
+    """Post `event` signed to the demo source; wait until the dispatcher created its run.
+
+    Returns:
+        The gateway's answer, and the inbox entry with its flow run (None unless accepted).
+    """
+    from moltbot.webhooks.signatures import sign_stripe
+
+    body = json.dumps(event, ensure_ascii=False).encode()
+    answer = httpx.post(
+        f"{url}/hooks/{DEMO_SOURCE}",
+        content=body,
+        headers={
+            "Stripe-Signature": sign_stripe(body, secret, int(time.time())),
+            "Content-Type": "application/json",
+        },
+    )
+    if answer.status_code != 202:
+        return answer, None
+    inbox = Inbox(ledger)
+    deadline = time.monotonic() + DISPATCH_SECONDS
+    while (entry := inbox.get(answer.json()["id"])) is None or entry.flow_run_id is None:
+        if entry is not None and entry.status == "failed":
+            raise RuntimeError(f"the gateway could not start the run: {entry.error}")
+        if time.monotonic() > deadline:
+            raise RuntimeError("the gateway's dispatcher did not start the run")
+        time.sleep(0.1)
+    return answer, entry
+
+
+def execute_flow_run(flow_run_id: str, automation: str) -> dict[str, Any]:
     """Run a flow run the server created (as a worker would), in this process; its result."""
     from prefect.client.orchestration import get_client
     from prefect.flow_engine import run_flow
@@ -162,6 +184,6 @@ def execute_flow_run(flow_run_id: str) -> dict[str, Any]:
 
     with get_client(sync_client=True) as client:
         flow_run = client.read_flow_run(flow_run_id)
-    flow = get_automation("ticket-creation").load_flow()
+    flow = get_automation(automation).load_flow()
     state = run_flow(flow, flow_run=flow_run, parameters=flow_run.parameters, return_type="state")
     return state.result()

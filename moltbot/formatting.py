@@ -18,6 +18,11 @@ def format_number(value: float | int | None, locale: str = "en", decimals: int =
     return f"{value:,.{decimals}f}"
 
 
+def minor_unit_digits(currency: str) -> int:
+    """Decimal digits of `currency`'s minor unit: 0 for KRW, JPY… (no minor unit), else 2."""
+    return 0 if currency.upper() in _ZERO_DECIMAL_CURRENCIES else 2
+
+
 def format_money(value: float | int | None, currency: str = "KRW", locale: str = "en") -> str:
     """`1234567` KRW -> `₩1,234,567` (en) or `1,234,567원` (ko); USD keeps cents."""
     if value is None:

@@ -11,10 +11,7 @@ ENTRY = Automation(
     # queues: the ledger keys make a queued run find the issues already created.
     collision_strategy="ENQUEUE",
     default_routes={"info": ("outbox",)},
-    webhook_routes={
-        # No `mapping`: ticket-creation picks the mapping whose `event_types` has the type.
-        # The inbox id, not the event: run parameters are shown to anyone with the Prefect UI,
-        # and a payment event carries customer details; the flow reads the event from the inbox.
-        "payment.failed": {"inbox_ids": ["{{ inbox_id }}"]},
-    },
+    # No webhook route of its own: `payment.failed` goes to payment-failures, which opens a
+    # ticket through this flow once a customer fails repeatedly (not one per failure). A
+    # `[webhooks.routes]` entry can still send any event type here (with `inbox_ids`).
 )

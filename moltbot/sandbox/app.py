@@ -14,6 +14,7 @@ from moltbot.sandbox.jira import JiraState, create_jira_app
 from moltbot.sandbox.notion import NotionState, create_notion_app
 from moltbot.sandbox.sheets import SheetsState, create_sheets_app
 from moltbot.sandbox.slack import SlackState, create_slack_app
+from moltbot.sandbox.targets import TargetsState, create_targets_app
 
 
 @dataclass
@@ -25,12 +26,14 @@ class SandboxState:
         sheets: the Google Sheets emulator's spreadsheets, request log and faults.
         notion: the Notion emulator's databases, pages, request log and faults.
         jira: the Jira emulator's projects, issues, request log and faults.
+        targets: the switchable HTTP targets (up, down, slow, drop) health checks call.
     """
 
     slack: SlackState = field(default_factory=SlackState)
     sheets: SheetsState = field(default_factory=SheetsState)
     notion: NotionState = field(default_factory=NotionState)
     jira: JiraState = field(default_factory=JiraState)
+    targets: TargetsState = field(default_factory=TargetsState)
 
     def reset(self) -> None:
         """Back to the seeded state in every emulator (for use between tests)."""
@@ -38,6 +41,7 @@ class SandboxState:
         self.sheets.reset()
         self.notion.reset()
         self.jira.reset()
+        self.targets.reset()
 
 
 class Service(NamedTuple):
@@ -60,6 +64,7 @@ SERVICES: tuple[Service, ...] = (
     Service("sheets", "/sheets", lambda s: create_sheets_app(s.sheets)),
     Service("notion", "/notion", lambda s: create_notion_app(s.notion)),
     Service("jira", "/jira", lambda s: create_jira_app(s.jira)),
+    Service("targets", "/targets", lambda s: create_targets_app(s.targets)),
 )
 
 

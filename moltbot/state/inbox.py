@@ -193,6 +193,20 @@ class Inbox:
         with self._engine.connect() as conn:
             return [_as_entry(row) for row in conn.execute(statement)]
 
+    def entries_since(self, since: datetime) -> list[InboxEntry]:
+        """Entries changed since `since` and every pending one, oldest first; not ignored ones."""
+        table = inbox_table
+        statement = (
+            select(table)
+            .where(
+                table.c.status != InboxStatus.IGNORED.value,
+                (table.c.updated_at >= since) | (table.c.status == InboxStatus.PENDING.value),
+            )
+            .order_by(table.c.received_at, table.c.id)
+        )
+        with self._engine.connect() as conn:
+            return [_as_entry(row) for row in conn.execute(statement)]
+
     def due(self, now: datetime, *, limit: int) -> list[InboxEntry]:
         """Pending entries whose `next_attempt_at` has come, in the order they were received."""
         table = inbox_table
@@ -292,6 +306,19 @@ class Inbox:
         """Give up on a pending entry: `failed`, with the error (masked)."""
         self._finish(
             entry_id,
+            status=InboxStatus.FAILED.value,
+            next_attempt_at=None,
+            error=clean_error(error),
+        )
+
+    def reject(self, entry_id: str, *, error: str) -> bool:
+        """Mark an entry `failed` because the run reading it could not use its event (pending
+        or dispatched, never an ignored one), with the error (masked)."""
+        return self._update(
+            (
+                inbox_table.c.id == entry_id,
+                inbox_table.c.status.in_((InboxStatus.PENDING.value, InboxStatus.DISPATCHED.value)),
+            ),
             status=InboxStatus.FAILED.value,
             next_attempt_at=None,
             error=clean_error(error),

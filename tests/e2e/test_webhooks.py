@@ -42,10 +42,13 @@ def save_webhook_sources() -> None:
 
 
 def write_config(folder: Path) -> None:
-    """The shipped ticket mappings, plus the ticket-creation deployment's Jira block."""
+    """The shipped ticket mappings, the ticket-creation deployment's Jira block, and a route
+    of `payment.failed` to ticket-creation (by default it goes to payment-failures)."""
     (folder / "moltbot.toml").write_text(
         REPO_CONFIG.read_text(encoding="utf-8")
-        + '\n[deployments.ticket-creation]\nparameters = { jira_block = "sandbox-jira" }\n',
+        + '\n[deployments.ticket-creation]\nparameters = { jira_block = "sandbox-jira" }\n'
+        + '\n[webhooks.routes]\n"payment.failed" = [{ deployment = "ticket-creation/default" }, '
+        + '{ event = "moltbot.alert.{type}" }]\n',
         encoding="utf-8",
     )
 
@@ -241,7 +244,8 @@ def test_a_gateway_restarted_while_prefect_is_down_accepts_and_dispatches_once_i
         server.stop()
 
     assert SECRET.encode() not in cached and b"whsec_e2e" not in cached
-    assert "from the local secret cache" in _log(tmp_path)
+    # The whole log: `_log` keeps only its end, and this line comes first.
+    assert "from the local secret cache" in (tmp_path / "gateway.log").read_text(errors="replace")
     assert [answer.status_code for answer in answers] == [202] * 5
     assert duplicate.status_code == 200 and duplicate.json()["id"] == answers[0].json()["id"]
     assert while_down["inbox"]["pending"] == 5

@@ -20,6 +20,10 @@ def test_the_registry_order_is_the_documented_one() -> None:
         "inventory-alert",
         "form-digest",
         "ticket-creation",
+        "service-health",
+        "error-spike",
+        "payment-failures",
+        "reconcile",
     ]
 
 

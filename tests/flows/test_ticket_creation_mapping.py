@@ -41,6 +41,7 @@ def test_the_shipped_mappings_load() -> None:
     assert {name: m.source for name, m in mappings.items()} == {
         "support-form": "form",
         "payment-failed": "events",
+        "payment-repeated": "events",
         "error-spike": "events",
     }
     form = mappings["support-form"]
@@ -50,6 +51,8 @@ def test_the_shipped_mappings_load() -> None:
     assert form.privacy == Privacy(email="keep-domain", phone="mask")
     assert mappings["payment-failed"].event_types == ("payment.failed",)
     assert mappings["error-spike"].privacy.email == "mask"
+    assert mappings["payment-repeated"].event_types == ("payment.repeated",)
+    assert mappings["payment-repeated"].privacy.email == "mask"
 
 
 def test_a_minimal_mapping_has_defaults(tmp_path: Path) -> None:

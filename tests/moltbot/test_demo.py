@@ -52,13 +52,15 @@ def test_demo_delivers_once_then_reports_everything_done(
     ui = prefect_api.removesuffix("/api")
     assert f"The daily-report run in the Prefect UI: {ui}/runs/flow-run/" in second.stdout
     # One screen apart from the tables; Prefect's INFO lines went to the log file.
-    assert len(prose_lines(first.stdout)) <= 16, prose_lines(first.stdout)
+    assert len(prose_lines(first.stdout)) <= 20, prose_lines(first.stdout)
     assert "Finished in state" not in first.stdout + first.stderr
     assert "Finished in state Completed" in (moltbot_home / "logs" / "moltbot.log").read_text()
     for output in (first.stdout + first.stderr, second.stdout + second.stderr):
         assert "Traceback" not in output
         assert "ERROR" not in output
-        assert "error" not in output.lower().replace("no error", "")
+        # The error-spike leg's own words ("error-spike", "24 errors") are not errors.
+        words = re.sub(r"error-spike|\d+ errors", "", output.lower().replace("no error", ""))
+        assert "error" not in words
     # The outbox command reads the state the demo left: every effect done, none to replay.
     listed = subprocess.run(
         [sys.executable, "-m", "moltbot.cli", "outbox", "list", "--json"],
@@ -67,7 +69,15 @@ def test_demo_delivers_once_then_reports_everything_done(
     entries = json.loads(listed.stdout)
     assert entries and {entry["status"] for entry in entries} == {"done"}
     automations = {e["automation"] for e in entries}
-    assert {"daily-report", "inventory-alert", "form-digest", "ticket-creation"} <= automations
+    assert {
+        "daily-report",
+        "inventory-alert",
+        "form-digest",
+        "ticket-creation",
+        "payment-failures",
+        "error-spike",
+        "service-health",
+    } <= automations
     wide = {**os.environ, "COLUMNS": "200"}
     table = subprocess.run(
         [sys.executable, "-m", "moltbot.cli", "--locale", "ko", "outbox", "list"],
@@ -109,6 +119,30 @@ def test_demo_delivers_once_then_reports_everything_done(
         first.stdout
     )
     assert "already received (gateway: 200 duplicate)" in second.stdout
+
+    # Monitoring: three Stripe failures of one customer open one ticket and one window alert;
+    # the sample log's burst of errors alerts once; a service down for three checks alerts
+    # once and recovers; reconcile finds every expected effect. The second demo adds nothing.
+    assert (
+        "payment-failures: 3 signed Stripe failures of one customer accepted -> Jira OPS-2 · "
+        "5-minute alert: demo-slack sent, outbox sent"
+    ) in first.stdout
+    assert "the 3 signed Stripe failures were already received" in second.stdout
+    assert "error-spike: sample log, 34 new lines, 24 errors -> 1 change(s): demo-slack sent" in (
+        first.stdout
+    )
+    assert "error-spike: sample log, 0 new lines, 0 errors -> 0 change(s): nothing to send" in (
+        second.stdout
+    )
+    assert (
+        "api switched off for 3 checks -> down: demo-slack sent, outbox sent · recovered: "
+        "demo-slack sent, outbox sent"
+    ) in first.stdout
+    assert "service-health: 2 services checked, no change since the last check" in second.stdout
+    for output in (first.stdout, second.stdout):
+        assert re.search(
+            r"reconcile: \d+ items that should have produced an effect, 0 omissions", output
+        )
 
     # The static copy of the sandbox's inbox shows what arrived where.
     assert "OPS-1" in inbox_page and "결제 실패" in inbox_page

@@ -20,7 +20,7 @@ EVENT = {
 }
 
 
-def test_defaults_route_payment_failed_to_ticket_creation_and_an_alert() -> None:
+def test_defaults_route_payment_failed_to_payment_failures_and_an_alert() -> None:
     config = GatewayConfig.from_table(None)
 
     assert {name: source.block for name, source in config.sources.items()} == {
@@ -29,7 +29,7 @@ def test_defaults_route_payment_failed_to_ticket_creation_and_an_alert() -> None
     }
     ticket, alert = config.targets_for("payment.failed")
     assert isinstance(ticket, DeploymentTarget)
-    assert ticket.deployment == "ticket-creation/default"
+    assert ticket.deployment == "payment-failures/default"
     # The inbox id, not the event: the payload stays out of the run's parameters (the UI).
     assert ticket.render_parameters(EVENT, "stripe", "inbox-1") == {"inbox_ids": ["inbox-1"]}
     assert isinstance(alert, EventTarget)
@@ -123,14 +123,19 @@ def test_bad_tables_are_one_line_input_errors_naming_the_key(table: dict, messag
     assert "\n" not in text
 
 
-def test_the_default_payment_route_fits_the_ticket_creation_flow_signature() -> None:
-    from flows.ticket_creation.flow import ticket_creation
+@pytest.mark.parametrize(
+    "event_type", ["payment.failed", "payment_intent.payment_failed", "charge.failed"]
+)
+def test_the_default_payment_routes_fit_the_payment_failures_flow_signature(
+    event_type: str,
+) -> None:
+    from flows.payment_failures.flow import payment_failures
 
-    [ticket, _alert] = GatewayConfig.from_table(None).targets_for("payment.failed")
-    parameters = ticket.render_parameters(EVENT, "stripe", "inbox-1")
+    [target, *_alert] = GatewayConfig.from_table(None).targets_for(event_type)
+    parameters = target.render_parameters(EVENT, "stripe", "inbox-1")
 
-    assert ticket_creation.name == ticket.deployment.split("/")[0]
-    assert ticket_creation.validate_parameters(parameters)["inbox_ids"] == ["inbox-1"]
+    assert payment_failures.name == target.deployment.split("/")[0]
+    assert payment_failures.validate_parameters(parameters)["inbox_ids"] == ["inbox-1"]
 
 
 def test_the_shipped_moltbot_toml_gives_a_valid_gateway_config(tmp_path: Path) -> None:
