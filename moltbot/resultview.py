@@ -52,6 +52,31 @@ _WORDS: dict[str, dict[str, str]] = {
         "dead": "dead letter",
         "in_doubt": "in doubt",
         "held": "held by another run",
+        "service": "service",
+        "state": "state",
+        "status": "HTTP status",
+        "latency": "latency (ms)",
+        "failures": "failures in a row",
+        "reason": "reason",
+        "source": "source",
+        "window_errors": "errors, last window",
+        "current_errors": "errors, this window",
+        "baseline": "baseline",
+        "threshold": "threshold",
+        "spiking": "spiking",
+        "yes": "yes",
+        "lines_read": "new lines read",
+        "events": "events read",
+        "recorded": "recorded",
+        "duplicates": "duplicates",
+        "alerts": "window alerts",
+        "summaries": "daily summaries",
+        "tickets": "tickets",
+        "automation": "automation",
+        "expected": "expected",
+        "omissions": "omissions",
+        "rate": "omission rate",
+        "new": "new",
     },
     "ko": {
         "kpi": "지표",
@@ -94,6 +119,31 @@ _WORDS: dict[str, dict[str, str]] = {
         "dead": "데드 레터",
         "in_doubt": "확인 필요",
         "held": "다른 실행이 처리 중",
+        "service": "서비스",
+        "state": "상태",
+        "status": "HTTP 상태",
+        "latency": "응답 시간(ms)",
+        "failures": "연속 실패",
+        "reason": "사유",
+        "source": "소스",
+        "window_errors": "직전 구간 오류",
+        "current_errors": "현재 구간 오류",
+        "baseline": "기준값",
+        "threshold": "임계값",
+        "spiking": "급증 중",
+        "yes": "예",
+        "lines_read": "새로 읽은 줄",
+        "events": "읽은 이벤트",
+        "recorded": "기록",
+        "duplicates": "중복",
+        "alerts": "구간 알림",
+        "summaries": "일일 요약",
+        "tickets": "티켓",
+        "automation": "자동화",
+        "expected": "대상",
+        "omissions": "누락",
+        "rate": "누락률",
+        "new": "새 누락",
     },
 }
 
@@ -180,6 +230,14 @@ def result_view(name: str, result: dict[str, Any], *, currency: str, locale: str
         parts.append(_form_lines(result, locale))
     elif name == "ticket-creation" and "created" in result:
         parts.append(_ticket_line(result, locale))
+    elif name == "service-health" and "checks" in result:
+        parts.append(_health_table(result, locale))
+    elif name == "error-spike" and "sources" in result:
+        parts.append(_spike_table(result, locale))
+    elif name == "payment-failures" and "recorded" in result:
+        parts.append(_payments_line(result, locale))
+    elif name == "reconcile" and "omission_rate" in result:
+        parts.append(_omissions_table(result, locale))
     table = deliveries_table(result, locale=locale)
     if table is not None:
         parts.append(table)
@@ -240,3 +298,78 @@ def _ticket_line(result: dict[str, Any], locale: str) -> RenderableType:
     for issue in result["created"][:10]:
         lines.append(f"  {issue.get('key', '')} {issue.get('summary', '')}".rstrip())
     return Text("\n".join(lines))
+
+
+_STATE_STYLES = {"UP": "green", "DEGRADED": "yellow", "DOWN": "red"}
+
+
+def _health_table(result: dict[str, Any], locale: str) -> RenderableType:
+    w = words(locale)
+    counts = " · ".join(f"{count} {state}" for state, count in result["counts"].items() if count)
+    table = Table(title=f"service-health: {counts}")
+    for column in ("service", "state", "status", "latency", "failures", "reason"):
+        table.add_column(w[column])
+    for check in result["checks"]:
+        table.add_row(
+            str(check["service"]),
+            Text(str(check["state"]), style=_STATE_STYLES.get(str(check["state"]), "")),
+            "" if check.get("status_code") is None else str(check["status_code"]),
+            "" if check.get("latency_ms") is None else format_number(check["latency_ms"]),
+            str(check.get("failures") or 0),
+            str(check.get("reason") or ""),
+        )
+    return table
+
+
+def _spike_table(result: dict[str, Any], locale: str) -> RenderableType:
+    w = words(locale)
+    read = result.get("read") or {}
+    table = Table(title=f"error-spike: {format_number(read.get('lines', 0))} {w['lines_read']}")
+    for column in ("source", "window_errors", "current_errors", "baseline", "threshold"):
+        table.add_column(w[column], justify="left" if column == "source" else "right")
+    table.add_column(w["spiking"])
+    for source in result["sources"]:
+        table.add_row(
+            str(source["source"]),
+            format_number(source.get("previous_count") or 0),
+            format_number(source.get("current_count") or 0),
+            "" if source.get("baseline") is None else format_number(source["baseline"], decimals=1),
+            "" if source.get("threshold") is None else format_number(source["threshold"]),
+            Text(w["yes"], style="red") if source.get("spiking") else w["no"],
+        )
+    return table
+
+
+def _payments_line(result: dict[str, Any], locale: str) -> RenderableType:
+    w = words(locale)
+    counts = [
+        f"{result['events_read']} {w['events']}",
+        f"{result['recorded']} {w['recorded']}",
+        f"{result['duplicates']} {w['duplicates']}",
+        f"{len(result['rejected'])} {w['rejected']}",
+        f"{len(result['alerts'])} {w['alerts']}",
+        f"{len(result['summaries'])} {w['summaries']}",
+        f"{len(result['tickets'])} {w['tickets']}",
+    ]
+    return Text(f"payment-failures: {' · '.join(counts)}")
+
+
+def _omissions_table(result: dict[str, Any], locale: str) -> RenderableType:
+    w = words(locale)
+    title = (
+        f"reconcile: {result['omissions_total']} {w['omissions']} · "
+        f"{result['new_omissions']} {w['new']}"
+    )
+    table = Table(title=title)
+    table.add_column(w["automation"])
+    for column in ("expected", "omissions", "rate"):
+        table.add_column(w[column], justify="right")
+    for automation, rate in result["omission_rate"].items():
+        style = "red" if rate["omissions"] else ""
+        table.add_row(
+            automation,
+            format_number(rate["expected"]),
+            Text(format_number(rate["omissions"]), style=style),
+            f"{rate['rate'] * 100:.1f}%",
+        )
+    return table
