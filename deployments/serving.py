@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from deployments.alerts import (
     AlertSetup,
     DetectorSetup,
+    MissedRunWatch,
+    duration_words,
     ensure_crash_detector,
     ensure_failure_alerts,
+    ensure_missed_run_alerts,
+    pause_missed_run_alerts,
 )
 from deployments.specs import DeploymentSpec
 from moltbot.errors import InputError
@@ -46,6 +51,79 @@ def setup_failure_alerts(ops_block: str | None, report: Report) -> AlertSetup | 
     verb = "created" if setup.created else "updated"
     report(f"failure alerts: {verb} automation {setup.automation_id} -> block {ops_block!r}")
     return setup
+
+
+def missed_run_watches(
+    specs: list[DeploymentSpec],
+    deployment_ids: Mapping[str, UUID],
+    after: datetime | None = None,
+) -> list[MissedRunWatch]:
+    """A missed-run watch for every deployment that runs on a schedule (not paused).
+
+    Its window is the schedule's longest gap between runs (`DeploymentSpec.longest_gap`) plus
+    the deployment's `grace_minutes`.
+
+    Args:
+        specs: the deployments.
+        deployment_ids: `flow/deployment` -> its id on the server, for the scheduled ones.
+        after: where the cron's gaps are looked for from (default: now).
+    """
+    watches = []
+    for spec in specs:
+        gap = spec.longest_gap(after) if spec.runs_on_schedule else None
+        if gap is None:
+            continue
+        watches.append(
+            MissedRunWatch(
+                deployment_id=deployment_ids[spec.full_name],
+                deployment=spec.full_name,
+                cron=None if spec.interval_seconds is not None else spec.cron,
+                timezone=spec.timezone,
+                longest_gap=gap,
+                grace=timedelta(minutes=spec.grace_minutes),
+            )
+        )
+    return watches
+
+
+def setup_missed_run_alerts(
+    specs: list[DeploymentSpec],
+    deployment_ids: Mapping[str, UUID],
+    ops_block: str | None,
+    report: Report,
+) -> list[MissedRunWatch]:
+    """Create or update the missed-run alert of every scheduled deployment; the watches set up.
+
+    Without an ops block it says that they are off: the alert has nowhere to go.
+
+    Raises:
+        InputError: an ops block was named but cannot be used.
+    """
+    from moltbot.config.settings import get_settings
+    from moltbot.i18n import cli_text
+
+    off, nothing, summary, one, _ = cli_text("missed_run_report")
+    if not ops_block:
+        report(off)
+        return []
+    locale = get_settings().locale
+    watches = missed_run_watches(specs, deployment_ids)
+    setup = ensure_missed_run_alerts(watches, ops_block, locale)
+    if not watches and not setup.deleted:
+        report(nothing)
+        return []
+    counts = len(setup.created), len(setup.updated), len(setup.deleted)
+    report(summary.format(created=counts[0], updated=counts[1], deleted=counts[2], block=ops_block))
+    for watch in watches:
+        report(
+            one.format(
+                deployment=watch.deployment,
+                window=duration_words(watch.within, locale),
+                gap=duration_words(watch.longest_gap, locale),
+                grace=duration_words(watch.grace, locale),
+            )
+        )
+    return watches
 
 
 def heartbeat_seconds(settings: Settings | None = None) -> int:
@@ -160,6 +238,14 @@ def serve_deployments(
     heartbeat = heartbeat_seconds()
     setup_crash_detection(heartbeat, report)
     deployments = [spec.to_runner_deployment() for spec in specs]
+    # The missed-run alerts name the deployments' ids, so the scheduled ones are registered
+    # now; `serve` registers them again (an update) when it starts.
+    scheduled_ids = {
+        spec.full_name: deployment.apply()
+        for spec, deployment in zip(specs, deployments, strict=True)
+        if ops_block and spec.runs_on_schedule
+    }
+    watches = setup_missed_run_alerts(specs, scheduled_ids, ops_block, report)
     for spec in specs:
         report(describe(spec))
     report(f"serving {len(specs)} deployment(s) in this process; next runs:")
@@ -168,6 +254,13 @@ def serve_deployments(
     report("Ctrl-C stops serving and pauses the schedules (run `uv run moltbot serve` to resume).")
     # The runner puts the frequency into each run's environment, over the served process's.
     serve(*deployments, limit=limit, print_starting_message=False, heartbeat_seconds=heartbeat)
+    if watches:
+        # Prefect paused the schedules: no run is missed on purpose while nothing serves them.
+        # A serve process that dies without this step leaves the alerts on, as it should.
+        pause_missed_run_alerts([watch.name for watch in watches])
+        from moltbot.i18n import cli_text
+
+        report(cli_text("missed_run_report")[4].format(count=len(watches)))
 
 
 def ensure_process_pool(pool: str) -> bool:
@@ -218,6 +311,8 @@ def deploy_to_pool(
         deployment_id = deployment.apply()
         ids.append(str(deployment_id))
         report(describe(spec))
+    deployment_ids = {spec.full_name: UUID(str(id_)) for spec, id_ in zip(specs, ids, strict=True)}
+    setup_missed_run_alerts(specs, deployment_ids, ops_block, report)
     from prefect.settings import get_current_settings
 
     api = get_current_settings().api.url

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -22,6 +24,16 @@ if TYPE_CHECKING:
 DEPLOYMENT_NAME = "default"
 MOLTBOT_TAG = "moltbot"
 """Every moltbot deployment, hence every run it creates, has this tag: failure alerts match it."""
+# A cron's longest gap is looked for among this many fire times, at most this far ahead: enough
+# for the weekly pattern of an every-few-minutes cron, and two fire times of a yearly cron.
+GAP_FIRE_TIMES = 1000
+GAP_HORIZON = timedelta(days=800)
+DEFAULT_GRACE_MINUTES = 10.0
+"""How late a scheduled run may complete before its missed-run alert fires (`grace_minutes`).
+
+It covers the run's own duration and the worker's pick-up delay. Ten minutes fits moltbot's
+automations, which take seconds to a few minutes; a longer automation sets its own.
+"""
 
 
 class RunPolicy(BaseModel):
@@ -57,6 +69,12 @@ class DeploymentSettings(BaseModel):
     tags: list[str] = Field(default_factory=list, description="Tags added to `moltbot`.")
     concurrency_limit: int | None = Field(default=None, ge=1)
     collision_strategy: CollisionStrategy | None = None
+    grace_minutes: float | None = Field(
+        default=None,
+        ge=0,
+        allow_inf_nan=False,
+        description="Minutes a scheduled run may be late before the missed-run alert fires.",
+    )
 
 
 @dataclass(frozen=True)
@@ -76,6 +94,7 @@ class DeploymentSpec:
         missing_parameters: what its runs would lack, in words (a required flow parameter with
             no default here, or a required choice such as a stock source); such a deployment is
             created paused, since every scheduled run would fail.
+        grace_minutes: how late a scheduled run may complete before ops are told it was missed.
     """
 
     automation: Automation
@@ -88,6 +107,12 @@ class DeploymentSpec:
     version: str
     paused: bool
     missing_parameters: tuple[str, ...] = field(default=())
+    grace_minutes: float = DEFAULT_GRACE_MINUTES
+
+    @property
+    def runs_on_schedule(self) -> bool:
+        """Whether the server creates runs by itself: a cron or an interval, not paused."""
+        return not self.paused and (self.interval_seconds is not None or self.cron is not None)
 
     @property
     def name(self) -> str:
@@ -150,7 +175,39 @@ class DeploymentSpec:
             "version": self.version,
             "paused": self.paused,
             "missing_parameters": list(self.missing_parameters),
+            "grace_minutes": self.grace_minutes,
         }
+
+    def longest_gap(self, after: datetime | None = None) -> timedelta | None:
+        """The longest time between two consecutive scheduled runs (None: no schedule).
+
+        An interval schedule's gap is its interval. A cron's is the longest gap among its next
+        `GAP_FIRE_TIMES` fire times (at most `GAP_HORIZON` ahead), in its own timezone: a
+        weekday cron's is the weekend, a daily one's is 25 hours on the night the clocks go
+        back. A cron that fires less than twice in that horizon has none. The dates come from
+        Prefect's own cron schedule, so they are the server's.
+
+        Args:
+            after: where to start looking (default: now).
+        """
+        import asyncio
+
+        from prefect.server.schemas.schedules import CronSchedule
+
+        if self.interval_seconds is not None:
+            return timedelta(seconds=self.interval_seconds)
+        if self.cron is None:
+            return None
+        start = after or datetime.now(ZoneInfo(self.timezone))
+        schedule = CronSchedule(cron=self.cron, timezone=self.timezone)
+        dates = asyncio.run(
+            schedule.get_dates(n=GAP_FIRE_TIMES, start=start, end=start + GAP_HORIZON)
+        )
+        gaps = [
+            timedelta(seconds=(later - earlier).total_seconds())
+            for earlier, later in itertools.pairwise(dates)
+        ]
+        return max(gaps, default=None)
 
 
 def code_version(root: Path | None = None) -> str:
@@ -268,6 +325,9 @@ def build_specs(
                 version=version,
                 paused=bool(entry.paused) or bool(missing),
                 missing_parameters=missing,
+                grace_minutes=(
+                    DEFAULT_GRACE_MINUTES if entry.grace_minutes is None else entry.grace_minutes
+                ),
             )
         )
     return specs

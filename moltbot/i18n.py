@@ -136,6 +136,27 @@ _TEXTS: dict[str, dict[str, tuple[str, ...]]] = {
             "{cutoff} 이전에 끝난 항목 ({age} 초과).",
         ),
     },
+    # `moltbot serve` / `deploy`: the missed-run alerts (deployments/alerts.py), in the order off,
+    # nothing to watch, set up, one watched deployment, paused when serving stops.
+    "missed_run_report": {
+        "en": (
+            "missed-run alerts: off (no ops block)",
+            "missed-run alerts: no deployment runs on a schedule",
+            "missed-run alerts: {created} created, {updated} updated, {deleted} stale removed"
+            " -> block {block}",
+            "  {deployment}: ops are told once when no run completes within {window}"
+            " ({gap} + {grace} grace)",
+            "missed-run alerts: paused with the schedules ({count})",
+        ),
+        "ko": (
+            "누락 실행 알림: 꺼짐 (ops 블록 없음)",
+            "누락 실행 알림: 일정으로 실행되는 배포가 없습니다",
+            "누락 실행 알림: {created}개 생성, {updated}개 갱신, {deleted}개 정리 -> 블록 {block}",
+            "  {deployment}: {window} 안에 완료된 실행이 없으면 ops에 한 번 알립니다"
+            " ({gap} + 유예 {grace})",
+            "누락 실행 알림: 일정과 함께 일시 중지 ({count}개)",
+        ),
+    },
 }
 
 
