@@ -84,10 +84,15 @@ def missing_params(automation: Automation, params: dict[str, Any]) -> list[tuple
         for name, parameter in signature.parameters.items()
         if parameter.default is inspect.Parameter.empty and name not in params
     ]
+    config = None
+    if any(choice.config_table for choice in automation.required_choices):
+        from moltbot.config.project import ProjectConfig
+
+        config = ProjectConfig.load().data
     missing += [
         (choice.groups[0][0], f"{choice.what}: {choice.words()}")
         for choice in automation.required_choices
-        if not choice.satisfied_by(params)
+        if not choice.satisfied_by(params, config)
     ]
     return missing
 

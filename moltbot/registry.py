@@ -26,20 +26,36 @@ class RequiredChoice:
     Attributes:
         what: what the group gives, in words (`a stock source`).
         groups: the alternatives, each a tuple of parameter names given together.
+        config_table: a moltbot.toml table (dotted, `monitoring.services`) that gives the same
+            when it has at least one entry, for automations configured there.
     """
 
     what: str
     groups: tuple[tuple[str, ...], ...]
+    config_table: str | None = None
 
-    def satisfied_by(self, parameters: Mapping[str, Any]) -> bool:
-        """True when some group has every one of its parameters set (not None, not empty)."""
-        return any(
+    def satisfied_by(
+        self, parameters: Mapping[str, Any], config: Mapping[str, Any] | None = None
+    ) -> bool:
+        """True when some group has every one of its parameters set (not None, not empty), or
+        `config` (the parsed moltbot.toml) has entries in `config_table`."""
+        if any(
             all(parameters.get(name) not in (None, "") for name in group) for group in self.groups
-        )
+        ):
+            return True
+        if self.config_table is None or config is None:
+            return False
+        table: Any = config
+        for key in self.config_table.split("."):
+            table = table.get(key) if isinstance(table, Mapping) else None
+        return isinstance(table, Mapping) and bool(table)
 
     def words(self) -> str:
         """`source, or sheets_block + spreadsheet_id + worksheet`."""
-        return ", or ".join(" + ".join(group) for group in self.groups)
+        words = ", or ".join(" + ".join(group) for group in self.groups)
+        if self.config_table:
+            words += f" (or [{self.config_table}.<name>] tables in moltbot.toml)"
+        return words
 
 
 @dataclass(frozen=True)
@@ -101,7 +117,11 @@ class Automation:
                 for event_type, parameters in self.webhook_routes.items()
             },
             "required_choices": [
-                {"what": choice.what, "groups": [list(group) for group in choice.groups]}
+                {
+                    "what": choice.what,
+                    "groups": [list(group) for group in choice.groups],
+                    "config_table": choice.config_table,
+                }
                 for choice in self.required_choices
             ],
         }

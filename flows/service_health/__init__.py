@@ -1,6 +1,6 @@
 """The service-health automation: HTTP endpoints -> UP, DEGRADED, DOWN -> alerts on changes."""
 
-from moltbot.registry import Automation
+from moltbot.registry import Automation, RequiredChoice
 
 ENTRY = Automation(
     name="service-health",
@@ -16,4 +16,8 @@ ENTRY = Automation(
         "degraded": ("outbox",),
         "recovered": ("outbox",),
     },
+    # Without services a run every minute would only fail: the deployment is created paused.
+    required_choices=(
+        RequiredChoice("services to check", (("services",),), config_table="monitoring.services"),
+    ),
 )

@@ -407,13 +407,20 @@ def test_deploy_check_names_what_each_paused_deployment_needs(tmp_path: Path) ->
         "spreadsheet_id + worksheet to [deployments.inventory-alert.parameters]" in out
     )
     assert "add source to [deployments.daily-report.parameters]" in out
+    assert (
+        "add services to check: services (or [monitoring.services.<name>] tables in "
+        "moltbot.toml) to [deployments.service-health.parameters]" in out
+    )
+    assert "add log sources: sources to [deployments.error-spike.parameters]" in out
     assert "would be registered paused" in result.stderr
 
     (tmp_path / "moltbot.toml").write_text(
         "[deployments.daily-report]\nparameters = { source = 'orders.csv' }\n"
         "[deployments.inventory-alert]\nparameters = { sheets_block = 's', "
         "spreadsheet_id = 'x', worksheet = 'Stock' }\n"
-        "[deployments.form-digest]\nenabled = false\n",
+        "[deployments.form-digest]\nenabled = false\n"
+        "[deployments.error-spike.parameters.sources.app]\npaths = 'app.log'\n"
+        "[monitoring.services.shop]\nurl = 'https://shop.example.com/health'\n",
         encoding="utf-8",
     )
     ready = runner.invoke(app, ["deploy", "--check"])
