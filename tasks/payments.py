@@ -11,7 +11,7 @@ from prefect.cache_policies import NO_CACHE
 from moltbot.errors import InputError
 from moltbot.state.inbox import Inbox, InboxEntry
 from moltbot.state.ledger import Ledger
-from moltbot.state.payments import PaymentRecord, PaymentStore
+from moltbot.state.payments import PaymentRecord, PaymentStore, pseudonym_secret
 
 
 @task(name="read-payment-webhooks", cache_policy=NO_CACHE)
@@ -65,3 +65,10 @@ def read_payments(
             recorded_since=recorded_since,
             customer_keys=None if customer_keys is None else list(customer_keys),
         )
+
+
+def customer_pseudonym_secret(now: datetime) -> bytes:
+    """The ledger's key of customers' keyed hashes, made on first use (never a task result:
+    Prefect must not hold it)."""
+    with Ledger.from_settings() as ledger:
+        return pseudonym_secret(ledger, now=now)

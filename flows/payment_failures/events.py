@@ -44,6 +44,7 @@ def payment_record(
     source: str,
     inbox_id: str | None,
     default_currency: str,
+    pseudonym_secret: bytes,
 ) -> PaymentRecord:
     """The record of one normalised webhook event `{"id", "type", "occurred_at", "payload"}`.
 
@@ -52,6 +53,7 @@ def payment_record(
         source: the gateway source it came through.
         inbox_id: its inbox entry.
         default_currency: the currency of a generic event that names none.
+        pseudonym_secret: the key of customers' keyed hashes (`customer_key`).
 
     Raises:
         PaymentEventError: an unknown type, or a missing or mistyped field.
@@ -66,9 +68,9 @@ def payment_record(
         raise PaymentEventError("'payload' must be an object")
     outcome: Outcome = "failed" if kind in FAILURE_TYPES else "succeeded"
     if kind in (*STRIPE_FAILURES, *STRIPE_SUCCESSES):
-        fields = _stripe(kind, payload)
+        fields = _stripe(kind, payload, pseudonym_secret)
     else:
-        fields = _generic(payload, default_currency, occurred)
+        fields = _generic(payload, default_currency, occurred, pseudonym_secret)
     occurred = fields.pop("occurred_at", occurred)
     record = PaymentRecord(
         source=source,
@@ -88,7 +90,7 @@ def payment_record(
 # --------------------------------------------------------------------------- Stripe
 
 
-def _stripe(kind: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+def _stripe(kind: str, payload: Mapping[str, Any], secret: bytes) -> dict[str, Any]:
     obj = payload.get("object")
     if not isinstance(obj, Mapping):
         raise PaymentEventError("'payload.object' must be an object (Stripe's data.object)")
@@ -121,7 +123,7 @@ def _stripe(kind: str, payload: Mapping[str, Any]) -> dict[str, Any]:
         "amount_minor": amount,
         "currency": currency,
         "reason": _reason(reason),
-        **_customer(customer, email),
+        **_customer(customer, email, secret),
     }
 
 
@@ -134,7 +136,9 @@ def _minor_amount(value: Any, field: str) -> int:
 # --------------------------------------------------------------------------- generic
 
 
-def _generic(payload: Mapping[str, Any], default_currency: str, occurred: datetime) -> dict:
+def _generic(
+    payload: Mapping[str, Any], default_currency: str, occurred: datetime, secret: bytes
+) -> dict:
     currency = (
         _currency(payload["currency"], "payload.currency")
         if payload.get("currency") is not None
@@ -154,6 +158,7 @@ def _generic(payload: Mapping[str, Any], default_currency: str, occurred: dateti
         **_customer(
             _optional_text(payload.get("customer_id"), "payload.customer_id"),
             _optional_text(payload.get("customer_email"), "payload.customer_email"),
+            secret,
         ),
     }
     if payload.get("occurred_at") is not None:
@@ -179,12 +184,12 @@ def _major_to_minor(value: Any, currency: str, field: str) -> int:
 # --------------------------------------------------------------------------- fields
 
 
-def _customer(customer_id: str | None, email: str | None) -> dict[str, str | None]:
+def _customer(customer_id: str | None, email: str | None, secret: bytes) -> dict[str, str | None]:
     """The customer's key (hash of the id, else the e-mail) and a masked label."""
     identity = customer_id or email
     if identity is None:
         return {"customer_key": None, "customer_label": None}
-    key = customer_key(identity)
+    key = customer_key(identity, secret)
     if email:
         shown = mask_text(email.strip(), emails="keep-domain")
     else:

@@ -52,7 +52,13 @@ from moltbot.state.payments import PaymentRecord
 from moltbot.state.watermarks import WatermarkMoved
 from tasks.artifacts import TableColumn, publish_markdown, publish_table, readable_rows
 from tasks.effects import channel_destinations, deliver, read_effects, routes_for, unsettled
-from tasks.payments import read_inbox_entries, read_payments, record_payments, reject_inbox_entries
+from tasks.payments import (
+    customer_pseudonym_secret,
+    read_inbox_entries,
+    read_payments,
+    record_payments,
+    reject_inbox_entries,
+)
 from tasks.watermarks import advance_watermark, read_watermark
 
 SEVERITIES = ("alert", "summary")
@@ -178,6 +184,7 @@ def normalise_entries(
     """
     records: list[PaymentRecord] = []
     errors: dict[str, str] = {}
+    secret = customer_pseudonym_secret(datetime.now(UTC))
     for entry in entries:
         try:
             records.append(
@@ -186,6 +193,7 @@ def normalise_entries(
                     source=entry.source,
                     inbox_id=entry.id,
                     default_currency=default_currency,
+                    pseudonym_secret=secret,
                 )
             )
         except PaymentEventError as exc:

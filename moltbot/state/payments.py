@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
+import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -55,10 +57,47 @@ payments_table = Table(
 )
 
 
-def customer_key(identity: str) -> str:
-    """A stable short hash of a customer id or e-mail (`kim@x.com` and `KIM@x.com` match)."""
+pseudonym_keys_table = Table(
+    "pseudonym_keys",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    # Random bytes (hex), made once per ledger: every process sharing the ledger keys alike.
+    Column("secret", String(128), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+CUSTOMER_PSEUDONYM = "customer"
+
+
+def customer_key(identity: str, secret: bytes) -> str:
+    """A stable short keyed hash of a customer id or e-mail (`kim@x.com` and `KIM@x.com` match).
+
+    Keyed (HMAC-SHA256 with the ledger's own random secret), so a person who sees the key in a
+    run result, an artifact or a reconcile report cannot confirm a guessed e-mail by hashing it.
+    """
     normalised = identity.strip().casefold()
-    return hashlib.sha256(f"customer\x1f{normalised}".encode()).hexdigest()[:20]
+    return hmac.new(secret, normalised.encode(), hashlib.sha256).hexdigest()[:20]
+
+
+def pseudonym_secret(ledger: Ledger, name: str = CUSTOMER_PSEUDONYM, *, now: datetime) -> bytes:
+    """The ledger's secret for pseudonyms called `name`, made on first use.
+
+    Two processes making it at once both read back the one that was inserted first.
+    """
+    engine = ledger.engine
+    ensure_table(engine, pseudonym_keys_table)
+    table = pseudonym_keys_table
+    with engine.begin() as conn:
+        found = conn.execute(select(table.c.secret).where(table.c.name == name)).scalar()
+        if found is None:
+            try:
+                with conn.begin_nested():
+                    values = {"name": name, "secret": secrets.token_hex(32), "created_at": now}
+                    conn.execute(insert(table).values(**values))
+            except IntegrityError:
+                pass
+            found = conn.execute(select(table.c.secret).where(table.c.name == name)).scalar_one()
+    return bytes.fromhex(found)
 
 
 @dataclass(frozen=True)

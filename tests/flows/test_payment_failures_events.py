@@ -10,6 +10,7 @@ from flows.payment_failures.events import PaymentEventError, payment_record
 from moltbot.state.payments import customer_key
 
 WHEN = "2026-11-24T01:00:00+00:00"
+SECRET = bytes(range(32))
 
 
 def event(kind: str, payload: dict) -> dict:
@@ -18,7 +19,7 @@ def event(kind: str, payload: dict) -> dict:
 
 def record(kind: str, payload: dict):
     return payment_record(event(kind, payload), source="stripe", inbox_id="i1",
-                          default_currency="KRW")  # fmt: skip
+                          default_currency="KRW", pseudonym_secret=SECRET)  # fmt: skip
 
 
 def test_a_payment_intent_failure_takes_its_decline_code_charge_and_customer() -> None:
@@ -42,7 +43,7 @@ def test_a_payment_intent_failure_takes_its_decline_code_charge_and_customer() -
 
     assert (got.outcome, got.provider, got.attempt) == ("failed", "stripe", "ch_1")
     assert (got.amount_minor, got.currency, got.reason) == (1999, "USD", "insufficient_funds")
-    assert got.customer_key == customer_key("cus_NffrFeUfNV2Hib")
+    assert got.customer_key == customer_key("cus_NffrFeUfNV2Hib", SECRET)
     assert got.customer_label == f"***@example.com #{got.customer_key[:6]}"
     assert got.occurred_at == datetime(2026, 11, 24, 1, tzinfo=UTC)
 
@@ -65,7 +66,7 @@ def test_a_charge_failure_is_the_same_attempt_and_customer_as_its_intent() -> No
     assert (got.attempt, got.amount_minor, got.currency, got.reason) == (
         "ch_1", 45000, "KRW", "card_declined"
     )  # fmt: skip
-    assert got.customer_key == customer_key("cus_NffrFeUfNV2Hib")
+    assert got.customer_key == customer_key("cus_NffrFeUfNV2Hib", SECRET)
     assert got.customer_label.startswith("cus_…2Hib #")
 
 
@@ -90,7 +91,7 @@ def test_a_generic_event_keys_its_customer_by_e_mail_whatever_the_case() -> None
     one = record("payment.failed", {"customer_email": "kim@example.com", "amount": 1})
     two = record("payment.failed", {"customer_email": " KIM@Example.com", "amount": 1})
 
-    assert one.customer_key == two.customer_key == customer_key("kim@example.com")
+    assert one.customer_key == two.customer_key == customer_key("kim@example.com", SECRET)
     assert "kim" not in one.customer_label
 
 
@@ -118,3 +119,26 @@ def test_an_unreadable_event_is_named_by_its_field_never_its_value(
         record(kind, payload)
 
     assert "lots" not in str(raised.value)
+
+
+def test_the_customer_key_is_keyed_so_a_guess_cannot_be_confirmed_without_the_secret() -> None:
+    import hashlib
+
+    plain = hashlib.sha256(b"kim@example.com").hexdigest()
+
+    assert customer_key("kim@example.com", SECRET) != customer_key("kim@example.com", b"x" * 32)
+    assert customer_key("kim@example.com", SECRET) not in plain
+
+
+def test_the_ledger_makes_its_pseudonym_secret_once(tmp_path) -> None:
+    from moltbot.state.ledger import Ledger
+    from moltbot.state.payments import pseudonym_secret
+
+    now = datetime(2026, 12, 4, tzinfo=UTC)
+    with Ledger(f"sqlite:///{tmp_path / 'ledger.db'}") as ledger:
+        first = pseudonym_secret(ledger, now=now)
+        again = pseudonym_secret(ledger, now=now)
+    with Ledger(f"sqlite:///{tmp_path / 'ledger.db'}") as ledger:
+        reopened = pseudonym_secret(ledger, now=now)
+
+    assert len(first) == 32 and first == again == reopened

@@ -68,7 +68,10 @@ def test_unknown_automation_exits_2_naming_the_choices() -> None:
 
     assert result.exit_code == 2
     assert result.stdout == ""
-    choices = "(choose from: daily-report, inventory-alert, form-digest, ticket-creation)"
+    choices = (
+        "(choose from: daily-report, inventory-alert, form-digest, ticket-creation, "
+        "service-health, error-spike, payment-failures, reconcile)"
+    )
     assert f"unknown automation 'weekly-horoscope' {choices}" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
