@@ -250,6 +250,39 @@ def test_a_table_source_is_counted_in_the_database(tmp_path, channels, sandbox):
     assert "***@example.com" in alert and EMAIL not in alert
 
 
+def test_a_postgresql_table_source_is_counted_in_the_database(
+    channels, sandbox, postgres_database_url
+):
+    engine = sqlalchemy.create_engine(postgres_database_url)
+    at = window_start(datetime.now(UTC)) + timedelta(seconds=1)
+    with engine.begin() as conn:
+        conn.execute(
+            text('CREATE TABLE app_logs (created_at TIMESTAMPTZ, "level" TEXT, message TEXT)')
+        )
+        conn.execute(
+            text("INSERT INTO app_logs VALUES (:at, :level, :message)"),
+            [{"at": at, "level": "error" if n % 2 else "CRITICAL",
+              "message": f"db timeout after {100 + n} ms for {EMAIL}"} for n in range(12)]
+            + [{"at": at, "level": "INFO", "message": "fine"} for _ in range(50)]
+            + [{"at": at - timedelta(days=30), "level": "ERROR", "message": "old"}],
+        )  # fmt: skip
+    engine.dispose()
+    table = {"pg": {"url": postgres_database_url, "table": "app_logs",
+                    "timestamp_column": "created_at"}}  # fmt: skip
+
+    first = error_spike(sources=table, channels=["slack-errors"])
+    second = error_spike(sources=table, channels=["slack-errors"])
+
+    [spike] = first["transitions"]
+    assert (spike["source"], spike["count"]) == ("pg", 12)
+    assert [(s["signature"], s["errors"]) for s in spike["signatures"]] == [
+        ("db timeout after <n> ms for <email>", 12)
+    ]
+    assert second["transitions"] == []
+    [alert] = posts(sandbox, channels)
+    assert EMAIL not in alert
+
+
 def test_plain_lines_read_with_a_regex(tmp_path, channels, sandbox):
     log = tmp_path / "logs" / "nginx-error.log"
     at = window_start(datetime.now(UTC)) + timedelta(seconds=1)
