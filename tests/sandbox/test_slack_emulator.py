@@ -299,6 +299,7 @@ def test_root_lists_mounted_services(client: httpx.Client):
                 {"name": "sheets", "prefix": "/sheets"},
                 {"name": "notion", "prefix": "/notion"},
                 {"name": "jira", "prefix": "/jira"},
+                {"name": "targets", "prefix": "/targets"},
             ]
         }
 
