@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -58,3 +59,46 @@ def render_template(template_root: Path, locale: str, name: str, **context: Any)
             f"unsupported locale {locale!r} (choose from {', '.join(SUPPORTED_LOCALES)})"
         )
     return _environment(template_root, locale).get_template(name).render(**context)
+
+
+@dataclass(frozen=True)
+class RenderedAlert:
+    """An alert in every form a channel takes: title, Markdown, HTML e-mail, Slack blocks."""
+
+    title: str
+    markdown: str
+    html: str
+    slack_blocks: list[dict[str, Any]]
+
+
+def render_alert(
+    templates: Path, locale: str, items_template: str = "slack_items.mrkdwn.j2", **context: Any
+) -> RenderedAlert:
+    """Render an alert from an automation's standard templates.
+
+    They are `title.txt.j2`, `slack_summary.mrkdwn.j2`, the item lines (`items_template`, one
+    Slack line each), `slack_footer.mrkdwn.j2`, `alert.md.j2` and `email.html.j2`; the last two
+    also see `title`. The Slack blocks are a header, the summary, the item lines packed into as
+    few sections as Slack allows, and the footer as context.
+    """
+    from moltbot.messages import SLACK_SECTION_LIMIT, slack_sections
+
+    title = render_template(templates, locale, "title.txt.j2", **context).strip()
+    summary = render_template(templates, locale, "slack_summary.mrkdwn.j2", **context).strip()
+    lines = render_template(templates, locale, items_template, **context)
+    footer = render_template(templates, locale, "slack_footer.mrkdwn.j2", **context).strip()
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": title[:150], "emoji": True}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": summary[:SLACK_SECTION_LIMIT]}},
+        *slack_sections([line for line in lines.splitlines() if line.strip()]),
+        {
+            "type": "context",
+            "elements": [{"type": "mrkdwn", "text": footer[:SLACK_SECTION_LIMIT]}],
+        },
+    ]
+    return RenderedAlert(
+        title=title,
+        markdown=render_template(templates, locale, "alert.md.j2", title=title, **context),
+        html=render_template(templates, locale, "email.html.j2", title=title, **context),
+        slack_blocks=blocks,
+    )

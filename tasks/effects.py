@@ -174,6 +174,29 @@ def deliver(
     )
 
 
+def deliver_by_severity(
+    messages: Mapping[str, Message],
+    routes: Mapping[str, Sequence[Route]],
+    destinations: Mapping[str, Executor],
+    *,
+    dry_run: bool = False,
+) -> tuple[list[dict[str, Any]], set[str]]:
+    """Deliver each severity's message on that severity's routes.
+
+    Returns:
+        The result rows (each with its `severity`), and the severities whose every delivery
+        is settled (done or already done): the ones whose state a flow may now save.
+    """
+    deliveries: list[dict[str, Any]] = []
+    delivered: set[str] = set()
+    for severity, message in messages.items():
+        rows = deliver(message, routes[severity], destinations, dry_run=dry_run)
+        deliveries.extend({"severity": severity, **row} for row in rows)
+        if not unsettled(rows):
+            delivered.add(severity)
+    return deliveries, delivered
+
+
 def unsettled(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """The outcome rows whose effect is not done (failed, dead, in doubt, held)."""
     return [row for row in rows if row["status"] not in SETTLED]

@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 
 from flows.error_spike.spikes import TopSignature, Transition, WindowCheck
 from moltbot.masking import mask_text
-from moltbot.messages import SLACK_SECTION_LIMIT, Message, Severity, slack_sections
-from moltbot.templating import render_template
+from moltbot.messages import Message, Severity
+from moltbot.templating import render_alert
 
 AUTOMATION = "error-spike"
 TEMPLATES = Path(__file__).parent / "templates"
@@ -70,18 +70,8 @@ def build_message(
         "signatures": [{**asdict(item), "sample": mask_text(item.sample)} for item in signatures],
         "more": more_signatures,
     }
-    title = render_template(TEMPLATES, locale, "title.txt.j2", **context).strip()
-    summary = render_template(TEMPLATES, locale, "slack_summary.mrkdwn.j2", **context).strip()
-    lines = render_template(TEMPLATES, locale, "slack_signatures.mrkdwn.j2", **context)
-    footer = render_template(TEMPLATES, locale, "slack_footer.mrkdwn.j2", **context).strip()
-    markdown = render_template(TEMPLATES, locale, "alert.md.j2", title=title, **context)
-    html = render_template(TEMPLATES, locale, "email.html.j2", title=title, **context)
-    blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": title[:150], "emoji": True}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": summary[:SLACK_SECTION_LIMIT]}},
-        *slack_sections([line for line in lines.splitlines() if line.strip()]),
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": footer}]},
-    ]
+    alert = render_alert(TEMPLATES, locale, items_template="slack_signatures.mrkdwn.j2", **context)
+    title, markdown, html, blocks = alert.title, alert.markdown, alert.html, alert.slack_blocks
     stamp = datetime.fromtimestamp(transition.spike_start, UTC).strftime("%Y%m%dT%H%M")
     return Message(
         key=transition.key,

@@ -41,7 +41,7 @@ from moltbot.runlabels import (
 )
 from moltbot.templating import render_template
 from tasks.artifacts import TableColumn, publish_markdown, publish_table, readable_rows
-from tasks.effects import channel_destinations, deliver, routes_for, unsettled
+from tasks.effects import channel_destinations, deliver_by_severity, routes_for
 from tasks.item_state import read_item_states, save_item_states
 from tasks.sheets import load_worksheet
 from tasks.sources import load_table, refuse_inline_password, source_label
@@ -392,18 +392,10 @@ def inventory_alert(
         ", ".join(f"{len(items)} {name}" for name, items in plan.alerts.items()) or "none",
     )
 
-    deliveries: list[dict[str, Any]] = []
-    for severity, message in messages.items():
-        rows = deliver(message, routes[severity], destinations, dry_run=dry_run)
-        deliveries.extend({"severity": severity, **row} for row in rows)
+    deliveries, delivered = deliver_by_severity(messages, routes, destinations, dry_run=dry_run)
 
     saved = 0
     if not dry_run:
-        delivered = {
-            severity
-            for severity in messages
-            if not unsettled(row for row in deliveries if row["severity"] == severity)
-        }
         committed = plan.writes["severity"].isna() | plan.writes["severity"].isin(delivered)
         writes = plan.writes[committed.to_numpy()]
         if not writes.empty:

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 
 from flows.inventory_alert.states import alert_digest
-from moltbot.messages import SLACK_SECTION_LIMIT, Attachment, Message, Severity, slack_sections
-from moltbot.templating import render_template
+from moltbot.messages import Attachment, Message, Severity
+from moltbot.templating import render_alert
 
 AUTOMATION = "inventory-alert"
 TEMPLATES = Path(__file__).parent / "templates"
@@ -132,21 +132,8 @@ def build_alert_message(
         "run_date": local_date,
         "csv_file": f"{stem}.csv",
     }
-    title = render_template(TEMPLATES, locale, "title.txt.j2", **context).strip()
-    summary = render_template(TEMPLATES, locale, "slack_summary.mrkdwn.j2", **context).strip()
-    item_lines = render_template(TEMPLATES, locale, "slack_items.mrkdwn.j2", **context)
-    footer = render_template(TEMPLATES, locale, "slack_footer.mrkdwn.j2", **context).strip()
-    markdown = render_template(TEMPLATES, locale, "alert.md.j2", title=title, **context)
-    html = render_template(TEMPLATES, locale, "email.html.j2", title=title, **context)
-    blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": title[:150], "emoji": True}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": summary[:SLACK_SECTION_LIMIT]}},
-        *slack_sections([line for line in item_lines.splitlines() if line.strip()]),
-        {
-            "type": "context",
-            "elements": [{"type": "mrkdwn", "text": footer[:SLACK_SECTION_LIMIT]}],
-        },
-    ]
+    alert = render_alert(TEMPLATES, locale, **context)
+    title, markdown, html, blocks = alert.title, alert.markdown, alert.html, alert.slack_blocks
     return Message(
         key=message_key(severity, digest),
         automation=AUTOMATION,

@@ -32,7 +32,7 @@ from moltbot.runlabels import artifact_description, flow_run_namer, label_curren
 from moltbot.state.service_health import ServiceHealth
 from moltbot.templating import render_template
 from tasks.artifacts import TableColumn, publish_markdown, publish_table, readable_rows
-from tasks.effects import channel_destinations, deliver, routes_for, unsettled
+from tasks.effects import channel_destinations, deliver_by_severity, routes_for
 from tasks.http_checks import CheckResult, check_services
 from tasks.service_health import read_service_health, save_service_health
 
@@ -244,18 +244,10 @@ def service_health(
         ", ".join(f"{len(items)} {name}" for name, items in plan.alerts.items()) or "none",
     )
 
-    deliveries: list[dict[str, Any]] = []
-    for severity, message in messages.items():
-        rows = deliver(message, routes[severity], destinations, dry_run=dry_run)
-        deliveries.extend({"severity": severity, **row} for row in rows)
+    deliveries, delivered = deliver_by_severity(messages, routes, destinations, dry_run=dry_run)
 
     saved = 0
     if not dry_run:
-        delivered = {
-            severity
-            for severity in messages
-            if not unsettled(row for row in deliveries if row["severity"] == severity)
-        }
         writes = [state for state, severity in plan.writes if severity in (None, *delivered)]
         if writes:
             saved = save_service_health(AUTOMATION, writes, now)

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from flows.service_health.plan import Severity, Transition, alert_digest
-from moltbot.messages import SLACK_SECTION_LIMIT, Message, slack_sections
+from moltbot.messages import Message
 from moltbot.messages import Severity as MessageSeverity
 from moltbot.runlabels import local_minute
-from moltbot.templating import render_template
+from moltbot.templating import render_alert
 
 AUTOMATION = "service-health"
 TEMPLATES = Path(__file__).parent / "templates"
@@ -85,21 +85,8 @@ def build_alert_message(
         "checked": checked,
         "timezone": timezone,
     }
-    title = render_template(TEMPLATES, locale, "title.txt.j2", **context).strip()
-    summary = render_template(TEMPLATES, locale, "slack_summary.mrkdwn.j2", **context).strip()
-    item_lines = render_template(TEMPLATES, locale, "slack_items.mrkdwn.j2", **context)
-    footer = render_template(TEMPLATES, locale, "slack_footer.mrkdwn.j2", **context).strip()
-    markdown = render_template(TEMPLATES, locale, "alert.md.j2", title=title, **context)
-    html = render_template(TEMPLATES, locale, "email.html.j2", title=title, **context)
-    blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": title[:150], "emoji": True}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": summary[:SLACK_SECTION_LIMIT]}},
-        *slack_sections([line for line in item_lines.splitlines() if line.strip()]),
-        {
-            "type": "context",
-            "elements": [{"type": "mrkdwn", "text": footer[:SLACK_SECTION_LIMIT]}],
-        },
-    ]
+    alert = render_alert(TEMPLATES, locale, **context)
+    title, markdown, html, blocks = alert.title, alert.markdown, alert.html, alert.slack_blocks
     return Message(
         key=message_key(severity, digest),
         automation=AUTOMATION,
