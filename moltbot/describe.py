@@ -97,13 +97,14 @@ def describe_automation(automation: Automation) -> dict[str, Any]:
 
 
 def render_description(description: dict[str, Any]) -> list[RenderableType]:
-    """`describe_automation`'s document as terminal output."""
-    parts: list[RenderableType] = [
-        Text.assemble((description["name"], "bold"), f": {description['description']}"),
-        Text(f"schedule: {description['schedule_words']}"),
-    ]
+    """`describe_automation`'s document as terminal output (in `MOLTBOT_LOCALE`)."""
     from moltbot.i18n import cli_text
 
+    schedule, needs, default_routes, example = cli_text("show_lines")
+    parts: list[RenderableType] = [
+        Text.assemble((description["name"], "bold"), f": {description['description']}"),
+        Text(schedule.format(schedule=description["schedule_words"])),
+    ]
     *columns, title, required = cli_text("show_columns")
     table = Table(*columns, title=title)
     for parameter in description["parameters"]:
@@ -112,13 +113,17 @@ def render_description(description: dict[str, Any]) -> list[RenderableType]:
             if parameter["required"]
             else ("" if parameter["default"] is None else json.dumps(parameter["default"]))
         )
-        table.add_row(parameter["name"], parameter["expected"], default, parameter["meaning"])
+        # Text, not markup: a meaning may name a TOML table (`[routes.<name>]`).
+        table.add_row(
+            *(Text(cell) for cell in (parameter["name"], parameter["expected"], default)),
+            Text(parameter["meaning"]),
+        )
     parts.append(table)
     for choice in description["required_choices"]:
-        parts.append(Text(f"needs {choice}"))
+        parts.append(Text(needs.format(choice=choice)))
     routes = "; ".join(
         f"{severity}: {' > '.join(chain)}" for severity, chain in description["routes"].items()
     )
-    parts.append(Text(f"default routes: {routes} (override in [routes] of moltbot.toml)"))
-    parts.append(Text(f"example: {description['example']}"))
+    parts.append(Text(default_routes.format(routes=routes)))
+    parts.append(Text(example.format(example=description["example"])))
     return parts

@@ -26,6 +26,21 @@ _TEXTS: dict[str, dict[str, tuple[str, ...]]] = {
         "en": ("parameter", "expected", "default", "meaning", "parameters", "required"),
         "ko": ("파라미터", "형식", "기본값", "의미", "파라미터", "필수"),
     },
+    # `moltbot show`: the lines around the parameter table.
+    "show_lines": {
+        "en": (
+            "schedule: {schedule}",
+            "needs {choice}",
+            "default routes: {routes} (override in [routes] of moltbot.toml)",
+            "example: {example}",
+        ),
+        "ko": (
+            "일정: {schedule}",
+            "필요: {choice}",
+            "기본 경로: {routes} (moltbot.toml의 [routes]에서 바꿀 수 있음)",
+            "예: {example}",
+        ),
+    },
     "run_footer": {
         "en": ("Prefect UI: {url}   log: {log}", "Prefect's logs of these runs: {log}"),
         "ko": ("Prefect UI: {url}   로그: {log}", "이 실행들의 Prefect 로그: {log}"),

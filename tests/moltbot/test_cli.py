@@ -360,6 +360,20 @@ def test_version_and_short_help() -> None:
     assert helped.exit_code == 0 and "--param" in helped.stdout
 
 
+def test_show_in_korean_keeps_the_toml_tables_a_meaning_names() -> None:
+    result = runner.invoke(
+        app, ["--locale", "ko", "show", "payment-failures"], env={"COLUMNS": "250"}
+    )
+
+    assert result.exit_code == 0, result.stderr
+    out = " ".join(result.stdout.split())
+    assert "일정: 5분마다 (Asia/Seoul)" in out
+    assert "`[ticket_creation.mappings.<name>]`" in out
+    assert "`[routes.payment-failures]`" in out
+    assert "기본 경로: alert: outbox; summary: outbox" in out
+    assert "예: uv run moltbot run payment-failures" in out
+
+
 def test_show_lists_parameters_schedule_in_words_and_an_example() -> None:
     result = runner.invoke(app, ["show", "inventory-alert"], env={"COLUMNS": "200"})
 
