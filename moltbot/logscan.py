@@ -222,7 +222,13 @@ class Tally:
         # card number may survive normalisation); they repeat, so each is masked once.
         signature = self._masked.get(normalised)
         if signature is None:
-            signature = self._masked[normalised] = mask_text(normalised)
+            # Secrets are masked in the message before it is normalised: a placeholder can
+            # split one (`token=<hex>-rest`) where masking no longer sees it whole. Addresses
+            # and phone numbers are left to the normalisers (`<email>`, `<n>`). The messages
+            # of one signature differ only where normalised away, so the first one will do.
+            kept = mask_text(message, emails="keep", phones=False)
+            signature = mask_text(signature_of(kept) or OTHER_SIGNATURE)
+            self._masked[normalised] = signature
         key = (window, signature)
         if key not in self.signatures:
             if self._per_window.get(window, 0) >= MAX_SIGNATURES_PER_WINDOW:

@@ -8,7 +8,7 @@ import stat
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -20,6 +20,7 @@ from moltbot.state.audit import AuditTrail
 from moltbot.state.inbox import InboxStatus, inbox_table
 from moltbot.state.item_state import item_states_table
 from moltbot.state.ledger import EffectStatus, Ledger, UTCDateTime, effects_table, ensure_table
+from moltbot.state.payments import payments_table
 from moltbot.state.watermarks import watermarks_table
 
 # Keys per DELETE statement: well under SQLite's and PostgreSQL's bind-parameter limits.
@@ -94,14 +95,62 @@ def prune_stores(
 
 def retention_stores(ledger: Ledger, settings: Settings) -> list[RetentionStore]:
     """The stores moltbot prunes: finished ledger effects, settled webhook inbox entries, outbox
-    files and the oldest audit entries. Watermarks, item states and channel circuits are
-    current state and are never pruned."""
+    files, the oldest audit entries and old payment events. Watermarks, item states and channel
+    circuits are current state and are never pruned."""
+    now = datetime.now(UTC)
     return [
         FinishedEffects(ledger),
         FinishedInboxEntries(ledger),
         OutboxFiles(settings.outbox_dir),
         AuditRows(ledger),
+        OldPaymentEvents(ledger, now=now),
     ]
+
+
+PAYMENT_HISTORY_KEPT = timedelta(days=3)
+"""payment-failures counts a customer's failures over a day and summarises yesterday."""
+
+
+class OldPaymentEvents(RetentionStore):
+    """payment-failures' recorded events (masked, customers as keyed hashes) older than the
+    cut-off by when they happened, but never the last `PAYMENT_HISTORY_KEPT`, which the
+    automation still reads: those are kept. (error-spike deletes its own counts past its
+    baseline on every run.)"""
+
+    name = "payment_events"
+    labels: ClassVar[Mapping[str, str]] = {
+        "en": "payment-failures: payment events",
+        "ko": "payment-failures: 결제 이벤트",
+    }
+
+    def __init__(self, ledger: Ledger, *, now: datetime) -> None:
+        self._engine = ledger.engine
+        self._floor = now - PAYMENT_HISTORY_KEPT
+        ensure_table(self._engine, payments_table)
+
+    def _count(self, *conditions: Any) -> int:
+        statement = select(func.count()).select_from(payments_table).where(*conditions)
+        with self._engine.connect() as conn:
+            return conn.execute(statement).scalar_one()
+
+    def count(self, cutoff: datetime) -> int:
+        """Events that happened before `cutoff` and before the kept history."""
+        return self._count(payments_table.c.occurred_at < min(cutoff, self._floor))
+
+    def kept(self, cutoff: datetime) -> int:
+        """Events before `cutoff` kept because the automation still reads them."""
+        if cutoff <= self._floor:
+            return 0
+        column = payments_table.c.occurred_at
+        return self._count(column >= self._floor, column < cutoff)
+
+    def prune(self, cutoff: datetime) -> int:
+        """Delete the events before `cutoff` and before the kept history."""
+        limit = min(cutoff, self._floor)
+        with self._engine.begin() as conn:
+            return conn.execute(
+                delete(payments_table).where(payments_table.c.occurred_at < limit)
+            ).rowcount
 
 
 class AuditRows(RetentionStore):

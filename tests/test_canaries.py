@@ -1,20 +1,24 @@
 """Canaries: known secrets and personal data fed to every automation, then searched everywhere.
 
 Known secret values sit in the blocks (the sandbox's tokens, key and webhook URLs, and canary
-ones of our own); canary e-mail addresses, Korean phone numbers, a resident registration number,
-a card number and a bank account go in form answers, event payloads, a webhook inbox entry and
-files that are not UTF-8. Every automation runs, through the CLI as a user runs it, including
-failing runs (401, 400, 5xx, bad input), and one run goes through a process of its own as
-`serve` and workers start it. Then every place a value could end up is read back: stdout and
-stderr, the log file, Prefect's logs, flow runs (parameters, state messages), artifacts and
-events through the API, every text column of every table of the ledger database, the outbox
-files, and what every sandbox service stored. A canary may appear only where a route allows it
-(a free-text answer in e-mail, Notion, the outbox and the digest artifact); the summary printed
-says how much of each place was read.
+ones of our own, a health check's secret header among them); canary e-mail addresses, Korean
+phone numbers, a resident registration number, a card number and a bank account go in form
+answers, event payloads, a webhook inbox entry, files that are not UTF-8, the error lines of
+log files, signed Stripe events posted to the webhook gateway, and a health page that echoes
+them. Every automation runs, through the CLI as a user runs it, including failing runs (401,
+400, 5xx, bad input, a service down), and one run goes through a process of its own as `serve`
+and workers start it; reconcile runs last, over everything the others recorded. Then every
+place a value could end up is read back: stdout and stderr, the log file, Prefect's logs, flow
+runs (parameters, state messages), artifacts and events through the API, every text column of
+every table of the ledger database, the outbox files, and what every sandbox service stored
+(the health targets' request log included). A canary may appear only where a route allows it
+(a free-text answer in e-mail, Notion, the outbox and the digest artifact; an event as received
+in the webhook inbox); the summary printed says how much of each place was read.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -29,6 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy
@@ -43,6 +48,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).parents[1]
 RUN = uuid.uuid4().hex[:10]
+SEOUL = ZoneInfo("Asia/Seoul")
 
 # --------------------------------------------------------------------------- canaries
 
@@ -106,6 +112,16 @@ WRONG_SMTP_PASSWORD = f"smtp-wrong-{RUN}-canary"
 NOTION_WRONG_TOKEN = f"notion-wrong-{RUN}-canary"
 JIRA_WRONG_TOKEN = f"jira-wrong-{RUN}-canary"
 DB_PASSWORD = f"dbpw-{RUN}-canary"
+# A health check's secret header (an HttpHeaders block) and the Stripe signing secret the
+# gateway verifies with.
+HEADER_SECRET = f"hdr-{RUN}-canary-key"
+STRIPE_SIGNING_SECRET = f"whsec_{RUN}canary"
+# A token an application wrote into its error log: hex digits, then letters only. An error
+# signature replaces the hex part with `<hex>`; only masking the token whole keeps its tail out.
+LOG_TOKEN_TAIL = "LogTokenTail" + RUN.translate(str.maketrans("0123456789", "ghijklmnop"))
+LOG_TOKEN = f"9f3a2b7c-{LOG_TOKEN_TAIL}"
+# A Stripe customer id: it names the customer at Stripe, so it stays in the inbox too.
+CUSTOMER_ID = f"cus_CanaryLee{RUN}"
 
 
 def personal_canaries() -> list[Canary]:
@@ -121,6 +137,8 @@ def personal_canaries() -> list[Canary]:
         Canary("card number", CARD, inbox),
         Canary("card number, grouped", CARD_GROUPED, inbox),
         Canary("bank account", ACCOUNT, inbox),
+        Canary("stripe customer id", CUSTOMER_ID, inbox),
+        Canary("token in an application's error log (its tail)", LOG_TOKEN_TAIL),
         Canary("free-text answer", FREE_MARKER, (*FREE_TEXT_PLACES, *ARTIFACT_PLACES)),
         Canary("phone in a free-text answer", FREE_PHONE, FREE_TEXT_PLACES),
         Canary("e-mail in a free-text answer", FREE_EMAIL_LOCAL, FREE_TEXT_PLACES),
@@ -148,6 +166,8 @@ def secret_canaries(sandbox: Sandbox) -> list[Canary]:
         Canary("service account private key", key_lines[1]),
         Canary("service account key id", account["private_key_id"]),
         Canary("database password (Secret block)", DB_PASSWORD),
+        Canary("health check header (HttpHeaders block)", HEADER_SECRET),
+        Canary("stripe signing secret", STRIPE_SIGNING_SECRET),
     ]
 
 
@@ -243,7 +263,13 @@ def canary_blocks(
     """Channel and credentials blocks holding canary secrets (good ones and wrong ones)."""
     from prefect.blocks.system import Secret
 
-    from blocks import EmailChannel, JiraCredentials, NotionCredentials, SlackIncomingWebhook
+    from blocks import (
+        EmailChannel,
+        HttpHeaders,
+        JiraCredentials,
+        NotionCredentials,
+        SlackIncomingWebhook,
+    )
     from moltbot.sandbox.blocks import save_sandbox_blocks
     from moltbot.sandbox.jira import SANDBOX_JIRA_EMAIL
 
@@ -271,6 +297,7 @@ def canary_blocks(
     Secret(value=f"postgresql://shop:{DB_PASSWORD}@127.0.0.1:9/sales").save(
         "canary-db", overwrite=True
     )
+    HttpHeaders(headers={"X-Api-Key": HEADER_SECRET}).save("canary-headers", overwrite=True)
     shutil.copy(ROOT / "moltbot.toml", tmp_path / "moltbot.toml")
 
 
@@ -367,6 +394,74 @@ def events_file(
 ) -> Path:
     lines = [json.dumps(payment_event(n), ensure_ascii=False) for n in numbers]
     return write(directory / name, "\n".join(lines) + "\n", encoding)
+
+
+def error_log_lines(at: datetime) -> tuple[str, str]:
+    """A JSON-lines log and a plain one whose error messages carry canaries (and fields the
+    flow never reads that carry more), with info lines between them."""
+    stamp = at.isoformat()
+    messages = [
+        f"payment failed for {CANARY_EMAIL} ({MOBILE}), card {CARD_GROUPED}",
+        f"refund to 환불 계좌 신한은행 {ACCOUNT} failed: 주민번호 {RRN}, 연락처 {MOBILE_PACKED}",
+        f"card {CARD} declined for {EMAIL_LOCAL}@example.com, token={LOG_TOKEN}",
+        f"webhook refused: Authorization: Bearer {LOG_TOKEN}",
+        f"callback to {LANDLINE} and {LANDLINE_BRACKETED} timed out after 1500 ms",
+    ]
+    records = []
+    for message in messages:
+        records.append({"timestamp": stamp, "level": "INFO", "message": f"retrying {CANARY_EMAIL}"})
+        records.append(
+            {"timestamp": stamp, "level": "ERROR", "message": message,
+             "user": {"email": CANARY_EMAIL, "phone": MOBILE, "rrn": RRN}, "card": CARD}
+        )  # fmt: skip
+    json_lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    plain = [f"{at:%Y-%m-%d %H:%M:%S} ERROR [batch] {message}" for message in messages[1:]]
+    plain.insert(1, f"{at:%Y-%m-%d %H:%M:%S} INFO [batch] sent to {CANARY_EMAIL}")
+    return json_lines, "\n".join(plain) + "\n"
+
+
+def stripe_failures(base: datetime) -> list[dict[str, Any]]:
+    """Three failed payment intents of one customer (canaries in the customer's e-mail, id,
+    billing details, metadata and the error message), the `charge.failed` of the first (the
+    same attempt), and a generic failure whose reason code carries a card and an RRN."""
+    details = {"email": CANARY_EMAIL, "name": "이민수", "phone": MOBILE,
+               "address": {"line1": f"계좌 {ACCOUNT}"}}  # fmt: skip
+    events: list[dict[str, Any]] = []
+    for n in (1, 2, 3):
+        error = {
+            "charge": f"ch_canary_{RUN}_{n}", "code": "card_declined",
+            "decline_code": "insufficient_funds", "type": "card_error",
+            "message": f"Card {CARD_GROUPED} of {CANARY_EMAIL} was declined",
+            "payment_method": {"id": f"pm_canary_{n}", "billing_details": details},
+        }  # fmt: skip
+        intent = {
+            "id": f"pi_canary_{RUN}_{n}", "object": "payment_intent", "amount": 45000,
+            "currency": "krw", "customer": CUSTOMER_ID, "receipt_email": CANARY_EMAIL,
+            "latest_charge": f"ch_canary_{RUN}_{n}", "last_payment_error": error,
+            "metadata": {"rrn": RRN, "phone": MOBILE_PACKED, "landline": LANDLINE_BRACKETED},
+            "status": "requires_payment_method",
+        }  # fmt: skip
+        at = base + timedelta(seconds=30 * n)
+        kind = "payment_intent.payment_failed"
+        events.append(stripe_event(f"pi_failed_{n}", kind, at, {"object": intent}))
+    charge = {
+        "id": f"ch_canary_{RUN}_1", "object": "charge", "amount": 45000, "currency": "krw",
+        "customer": CUSTOMER_ID, "payment_intent": f"pi_canary_{RUN}_1",
+        "failure_code": "card_declined", "failure_message": f"card {CARD} declined",
+        "billing_details": {**details, "phone": LANDLINE}, "status": "failed",
+    }  # fmt: skip
+    at = base + timedelta(seconds=40)
+    events.append(stripe_event("ch_failed_1", "charge.failed", at, {"object": charge}))
+    at, generic = base + timedelta(seconds=50), payment_event(6)["payload"]
+    events.append(stripe_event("generic_6", "payment.failed", at, generic))
+    return events
+
+
+def stripe_event(name: str, kind: str, at: datetime, data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": f"evt_canary_{RUN}_{name}", "object": "event", "type": kind,
+        "created": int(at.timestamp()), "data": data,
+    }  # fmt: skip
 
 
 # --------------------------------------------------------------------------- running
@@ -530,6 +625,133 @@ def run_in_engine_process(flow: Any, parameters: dict[str, Any]) -> None:
     process.join()
 
 
+def run_error_spike(outputs: Outputs, folder: Path) -> None:
+    """A JSON-lines log and a plain one, both spiking: one alert each, samples masked."""
+    logs = folder / "app-logs"
+    logs.mkdir()
+    json_lines, plain = error_log_lines(datetime.now(UTC))
+    write(logs / "checkout.log", json_lines)
+    write(logs / "batch.log", plain)
+    pattern = r"^(?P<timestamp>\S+ \S+) (?P<level>[A-Z]+) \[\w+\] (?P<message>.*)$"
+    sources = {
+        "checkout": {"paths": str(logs / "checkout.log*")},
+        "batch": {"paths": [str(logs / "batch.log")], "format": "regex", "pattern": pattern,
+                  "timezone": "UTC"},
+    }  # fmt: skip
+    channels = ["canary-slack", "canary-email", "outbox"]
+    params = {"sources": sources, "min_count": 3, "channels": channels}
+    done = cli(outputs, "error-spike", params, "--json")
+    assert done.exit_code == 0, done.stderr
+    transitions = json.loads(done.stdout)["transitions"]
+    assert sorted((t["source"], t["severity"]) for t in transitions) == [
+        ("batch", "spike"),
+        ("checkout", "spike"),
+    ]
+    # Every error message carried a canary: every sample shown was masked.
+    samples = [item["sample"] for t in transitions for item in t["signatures"]]
+    assert len(samples) == 9 and all("***" in sample for sample in samples), samples
+
+
+async def post_signed(app: Any, events: list[dict[str, Any]], clock: int) -> list[str]:
+    """Post each event to the gateway app signed as Stripe signs it; their inbox ids. The first
+    once more, under a new id and signed with another secret, is refused (401)."""
+    import httpx
+
+    from moltbot.webhooks.signatures import sign_stripe
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+
+        async def post(event: dict[str, Any], secret: str) -> httpx.Response:
+            body = json.dumps(event, ensure_ascii=False).encode()
+            headers = {"Stripe-Signature": sign_stripe(body, secret, clock)}
+            return await client.post("/hooks/stripe", content=body, headers=headers)
+
+        ids = []
+        for event in events:
+            answer = await post(event, STRIPE_SIGNING_SECRET)
+            assert answer.status_code == 202, answer.text
+            ids.append(answer.json()["id"])
+        forged = await post(events[0] | {"id": f"evt_forged_{RUN}"}, "whsec_forged")
+        assert forged.status_code == 401, forged.text
+    return ids
+
+
+def run_payment_failures(outputs: Outputs, sandbox: Sandbox) -> None:
+    """Signed Stripe events through the gateway into the inbox; a webhook run records them and
+    opens the repeated customer's ticket (ticket-creation as a subflow, on the sandbox Jira);
+    a scheduled run just after midnight alerts their window and sends their day's summary."""
+    from pydantic import SecretStr
+
+    from moltbot.state.inbox import Inbox
+    from moltbot.state.ledger import Ledger
+    from moltbot.webhooks.app import SourceVerifier, create_gateway_app
+    from moltbot.webhooks.config import GatewayConfig
+
+    received = int(time.time())
+    today = datetime.now(SEOUL).replace(hour=0, minute=0, second=0, microsecond=0)
+    failed_at = (today - timedelta(hours=14)).astimezone(UTC)  # yesterday 10:00 in Seoul
+    verifier = SourceVerifier(scheme="stripe", secret=SecretStr(STRIPE_SIGNING_SECRET))
+    with Ledger.from_settings() as ledger:
+        gateway = create_gateway_app(
+            GatewayConfig.from_project(), Inbox(ledger), {"stripe": verifier},
+            clock=lambda: float(received),
+        )  # fmt: skip
+        ids = asyncio.run(post_signed(gateway, stripe_failures(failed_at), received))
+        assert Inbox(ledger).find("stripe", f"evt_forged_{RUN}") is None
+    channels = {"alert": ["canary-slack", "canary-email"], "summary": ["outbox"]}
+    common = {"jira_block": "sandbox-jira", "channels_by_severity": channels}
+    webhook = {**common, "inbox_ids": ids, "now": (failed_at + timedelta(minutes=3)).isoformat()}
+    done = cli(outputs, "payment-failures", webhook, "--json")
+    assert done.exit_code == 0, done.stderr
+    [ticket] = json.loads(done.stdout)["tickets"]
+    assert (ticket["status"], ticket["failures"]) == ("created", 3)
+    [issue] = [issue for issue in sandbox.state.jira.issues("OPS") if issue.key == ticket["issue"]]
+    assert issue.summary.startswith("반복 결제 실패: 고객 ***@example.com #"), issue.summary
+    scheduled = {**common, "now": (today + timedelta(minutes=1)).isoformat()}
+    done = cli(outputs, "payment-failures", scheduled, "--json")
+    assert done.exit_code == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert [alert["failures"] for alert in result["alerts"]] == [4]
+    assert [summary["failures"] for summary in result["summaries"]] == [4]
+
+
+def run_service_health(outputs: Outputs, sandbox: Sandbox) -> None:
+    """Two services sent the secret header: one answers with a page echoing it and a customer's
+    e-mail, the other is down (503, echoing the same) for three checks, so it goes DOWN."""
+    targets = sandbox.state.targets
+    echo = f"{CANARY_EMAIL} X-Api-Key={HEADER_SECRET}"
+    # A request without the header whole is answered 401: a 200 or 503 says it arrived.
+    wanted = {"X-Api-Key": HEADER_SECRET}
+    targets.set("canary-api", "up", body=f"OK {echo}", required_headers=wanted)
+    targets.set("canary-web", "down", body=f"down: {echo}", required_headers=wanted)
+    services = {
+        name: {"url": f"{sandbox.base_url}/targets/{name}", "headers_block": "canary-headers",
+               "contains": "OK"}
+        for name in ("canary-api", "canary-web")
+    }  # fmt: skip
+    channels = {"down": ["canary-slack", "canary-email", "outbox"]}
+    params = {"services": services, "channels_by_severity": channels}
+    transitions = []
+    for _ in range(3):
+        done = cli(outputs, "service-health", params, "--json")
+        assert done.exit_code == 0, done.stderr
+        transitions.append(json.loads(done.stdout)["transitions"])
+    assert [[(t["service"], t["severity"]) for t in run] for run in transitions] == [
+        [], [], [("canary-web", "down")]
+    ]  # fmt: skip
+    assert [r.status for r in targets.requests_to("canary-api")] == [200] * 3
+    assert [r.status for r in targets.requests_to("canary-web")] == [503] * 3
+
+
+def run_reconcile(outputs: Outputs) -> dict[str, Any]:
+    """Last: everything the other runs recorded, compared with what should have been; its
+    result (omissions are ids, keys and hashes)."""
+    done = cli(outputs, "reconcile", {"channels": ["canary-slack", "outbox"]}, "--json")
+    assert done.exit_code == 0, done.stderr
+    return json.loads(done.stdout)
+
+
 # --------------------------------------------------------------------------- reading back
 
 
@@ -678,6 +900,8 @@ def read_sandbox(scanner: Scanner, sandbox: Sandbox, sinks: Iterable[SmtpSink]) 
         comments = [comment.body for comment in issue.comments]
         text = as_text([issue.summary, issue.description, issue.labels, comments])
         scanner.scan("jira", f"{text}\n{as_text(issue.properties)}", issue.key)
+    for request in sandbox.state.targets.requests:
+        scanner.scan("targets", as_text(request.to_dict()), request.target)
 
 
 # --------------------------------------------------------------------------- the test
@@ -701,6 +925,10 @@ def test_no_canary_reaches_a_place_no_route_sends_it(
     run_form_digest(outputs, sandbox)
     run_ticket_creation(outputs, sandbox, tmp_path)
     engine_inbox_id = run_webhook_route(outputs, prefect_api)
+    run_error_spike(outputs, tmp_path)
+    run_payment_failures(outputs, sandbox)
+    run_service_health(outputs, sandbox)
+    reconciled = run_reconcile(outputs)
 
     captured = capfd.readouterr()  # Prefect's console, and the spawned process's output
     scanner = Scanner([*personal_canaries(), *secret_canaries(sandbox)])
@@ -718,11 +946,26 @@ def test_no_canary_reaches_a_place_no_route_sends_it(
     print("exit codes:", *(f"{code} {name}" for code, name in outputs.exits), sep="\n  ")
 
     assert scanner.leaks == [], "\n".join(scanner.leaks)
-    # Every run counted: 17 through the CLI, one started as `serve` starts runs.
-    assert len(runs) == len(outputs.exits) + 1
+    # Every run counted: 24 through the CLI, one started as `serve` starts runs, and the
+    # ticket-creation subflow of payment-failures.
+    assert len(runs) == len(outputs.exits) + 2
     [engine_run] = [run for run in runs if run.parameters.get("inbox_ids") == [engine_inbox_id]]
     assert engine_run.state is not None and engine_run.state.is_failed()
     # The scan finds what it looks for: free text went where routes send it, events stay in
     # the inbox, and the daily report's orders (with a customer column) never left the CSV.
     for place in ("smtp", "notion", "outbox", "artifacts", "ledger:webhook_inbox.event"):
         assert scanner.places[place].allowed > 0, place
+    # The monitoring automations stored what they read, masked or hashed: error signatures and
+    # samples, payment events (customer hash and label), service states; the targets' log.
+    for place in (
+        "ledger:error_signatures.sample",
+        "ledger:payment_events.customer_label",
+        "ledger:payment_events.customer_key",
+        "ledger:service_health.state",
+        "targets",
+    ):
+        assert scanner.places[place].records > 0, place
+    # Reconcile found every one of their effects recorded.
+    for name in ("error-spike", "payment-failures", "service-health"):
+        rate = reconciled["omission_rate"][name]
+        assert (rate["expected"] > 0, rate["omissions"]) == (True, 0), name

@@ -20,6 +20,7 @@ from moltbot.errors import InputError
 from moltbot.retention import (
     FinishedEffects,
     FinishedInboxEntries,
+    OldPaymentEvents,
     OutboxFiles,
     cutoff_for,
     logical_item,
@@ -278,6 +279,7 @@ def test_cli_dry_run_then_prune_in_json(moltbot_home: Path) -> None:
         {"store": "webhook_inbox", "count": 0, "kept": 0},
         {"store": "outbox_files", "count": 1, "kept": 0},
         {"store": "audit", "count": 1, "kept": 0},
+        {"store": "payment_events", "count": 0, "kept": 0},
     ]
     assert len(left_after_dry_run) == 3
     assert real.exit_code == 0, real.output
@@ -323,12 +325,45 @@ def test_cli_bad_age_is_one_line_and_exit_2(arguments: list[str], reason: str) -
     assert reason in line
 
 
-def test_the_default_stores_are_the_ledger_inbox_outbox_folder_and_audit(
+def test_the_default_stores_are_the_ledger_inbox_outbox_folder_audit_and_payments(
     moltbot_home: Path,
 ) -> None:
     settings = get_settings()
     with Ledger.from_settings(settings) as ledger:
         stores = retention_stores(ledger, settings)
 
-    assert [store.name for store in stores] == ["effects", "webhook_inbox", "outbox_files", "audit"]
+    assert [store.name for store in stores] == [
+        "effects",
+        "webhook_inbox",
+        "outbox_files",
+        "audit",
+        "payment_events",
+    ]
     assert isinstance(stores[2], OutboxFiles) and stores[2].folder == settings.outbox_dir
+
+
+def test_payment_events_go_by_when_they_happened_but_the_last_days_stay(ledger: Ledger) -> None:
+    from moltbot.state.payments import PaymentRecord, PaymentStore
+
+    now = datetime(2026, 12, 4, 9, tzinfo=UTC)
+    ages = {"old": 120, "month": 30, "yesterday": 1}
+    PaymentStore(ledger).record(
+        [
+            PaymentRecord(
+                source="stripe", event_id=name, provider="stripe", attempt=name,
+                outcome="failed", customer_key="c0ffee", customer_label="***@example.com #c0ffee",
+                amount_minor=1000, currency="KRW", reason="card_declined",
+                occurred_at=now - timedelta(days=days),
+            )
+            for name, days in ages.items()
+        ],
+        now=now,
+    )  # fmt: skip
+    store = OldPaymentEvents(ledger, now=now)
+
+    # 90 days: only the 120-day-old event; 1 hour: everything but the last three days.
+    assert (store.count(now - timedelta(days=90)), store.kept(now - timedelta(days=90))) == (1, 0)
+    assert (store.count(now - timedelta(hours=1)), store.kept(now - timedelta(hours=1))) == (2, 1)
+    assert store.prune(now - timedelta(hours=1)) == 2
+    left = PaymentStore(ledger).between(now - timedelta(days=365), now)
+    assert [record.event_id for record in left] == ["yesterday"]
