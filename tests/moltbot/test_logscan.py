@@ -386,3 +386,21 @@ def test_signatures_and_samples_are_masked_before_they_are_kept():
     assert signature == "auth failed: password=*** for <email>"
     assert tally.samples[signature] == "auth failed: password=*** for ***@example.com"
     assert tally.signatures[(int(NOW.timestamp()) // WINDOW, signature)] == 2
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "upstream refused token=9f3a2b7c-SecretTail42 for kim@example.com",
+        "upstream refused Authorization: Bearer 9f3a2b7c-SecretTail42",
+    ],
+)
+def test_a_token_a_placeholder_would_split_is_masked_whole(message):
+    # Normalising first would leave `token=<hex>-SecretTail42`, which masking no longer sees
+    # as one value: the tail of the secret would be kept in the signature.
+    tally = Tally(WINDOW)
+    tally.add(NOW.timestamp(), message)
+
+    [(_, signature)] = tally.signatures
+    assert "SecretTail42" not in signature and "9f3a2b7c" not in signature
+    assert "SecretTail42" not in tally.samples[signature]
