@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -168,14 +169,22 @@ def test_cli_refuses_a_file_that_is_not_utf8_in_one_line(
     prefect_api: str, tmp_path: Path, caplog: pytest.LogCaptureFixture, make
 ) -> None:
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
-    from prefect.client.schemas.sorting import FlowRunSort
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterExpectedStartTime,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
     from prefect.logging.handlers import APILogHandler
 
     shutil.copy(ROOT / "moltbot.toml", tmp_path / "moltbot.toml")
     path = make(tmp_path / "events.jsonl")
-    with get_client(sync_client=True) as client:
-        before = {run.id for run in client.read_flow_runs(limit=200)}
+    # The session's server holds hundreds of runs by now: this test's run is the ticket-creation
+    # run expected to start after this moment (a refused run never starts: no start time), and
+    # ticket-creation has no schedule that could have made runs for later.
+    started = datetime.now(UTC)
 
     caplog.set_level(logging.DEBUG)
     result = CliRunner().invoke(
@@ -196,8 +205,11 @@ def test_cli_refuses_a_file_that_is_not_utf8_in_one_line(
     assert [w for w in leaks(log_file.read_text(encoding="utf-8")) if w != "Traceback"] == []
     APILogHandler().flush()
     with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=200)
-        [run] = [run for run in runs if run.id not in before]
+        after = FlowRunFilterExpectedStartTime(after_=started)
+        [run] = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["ticket-creation"])),
+            flow_run_filter=FlowRunFilter(expected_start_time=after),
+        )
         logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))
     api_text = "\n".join(log.message for log in logs)
     assert "not valid utf-8 at byte" in api_text
