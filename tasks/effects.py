@@ -20,6 +20,7 @@ from moltbot.effects.perform import preview
 from moltbot.effects.preview import preview_lines
 from moltbot.effects.routes import RoutesConfig, RouteSpec, resolve_routes
 from moltbot.effects.runtime import runtime_from_settings
+from moltbot.errors import InputError
 from moltbot.messages import Message
 from moltbot.registry import Automation
 from moltbot.state.ledger import EffectStatus, Ledger
@@ -200,6 +201,34 @@ def deliver_by_severity(
 def unsettled(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """The outcome rows whose effect is not done (failed, dead, in doubt, held)."""
     return [row for row in rows if row["status"] not in SETTLED]
+
+
+def routes_by_severity(
+    automation: Automation,
+    channels_by_severity: Mapping[str, Any],
+    severities: Sequence[str],
+) -> dict[str, list[Route]]:
+    """The routes of each severity a `channels_by_severity` parameter names (an empty list
+    silences that severity); severities it leaves out are not in the result.
+
+    Raises:
+        InputError: not a mapping, an unknown severity, or a value that is not a list of routes.
+    """
+    if not isinstance(channels_by_severity, Mapping):
+        raise InputError("channels_by_severity must map severities to lists of channel names")
+    unknown = sorted(set(channels_by_severity) - set(severities))
+    if unknown:
+        raise InputError(
+            f"channels_by_severity: unknown severity {', '.join(map(repr, unknown))} "
+            f"(use {', '.join(severities)})"
+        )
+    given: dict[str, list[Route]] = {}
+    for severity, specs in channels_by_severity.items():
+        name = f"channels_by_severity[{severity!r}]"
+        if not isinstance(specs, list):
+            raise InputError(f"{name} must be a list of channel names")
+        given[severity] = routes_for(automation, severity, specs, name=name) if specs else []
+    return given
 
 
 def routes_for(

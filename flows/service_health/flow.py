@@ -32,7 +32,12 @@ from moltbot.runlabels import artifact_description, flow_run_namer, label_curren
 from moltbot.state.service_health import ServiceHealth
 from moltbot.templating import render_template
 from tasks.artifacts import TableColumn, publish_markdown, publish_table, readable_rows
-from tasks.effects import channel_destinations, deliver_by_severity, routes_for
+from tasks.effects import (
+    channel_destinations,
+    deliver_by_severity,
+    routes_by_severity,
+    routes_for,
+)
 from tasks.http_checks import CheckResult, check_services
 from tasks.service_health import read_service_health, save_service_health
 
@@ -90,20 +95,7 @@ def resolve_routes(channels_by_severity: dict[str, Any] | None) -> dict[Severity
     """
     if channels_by_severity is None:
         return {severity: routes_for(ENTRY, severity, None) for severity in SEVERITIES}
-    if not isinstance(channels_by_severity, dict):
-        raise InputError("channels_by_severity must map severities to lists of channel names")
-    unknown = sorted(set(channels_by_severity) - set(SEVERITIES))
-    if unknown:
-        raise InputError(
-            f"channels_by_severity: unknown severity {', '.join(map(repr, unknown))} "
-            f"(use {', '.join(SEVERITIES)})"
-        )
-    given: dict[str, list[Route]] = {}
-    for severity, specs in channels_by_severity.items():
-        name = f"channels_by_severity[{severity!r}]"
-        if not isinstance(specs, list):
-            raise InputError(f"{name} must be a list of channel names")
-        given[severity] = routes_for(ENTRY, severity, specs, name=name) if specs else []
+    given = routes_by_severity(ENTRY, channels_by_severity, SEVERITIES)
     down = given["down"] if "down" in given else routes_for(ENTRY, "down", None)
     return {
         "down": down,
