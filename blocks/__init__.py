@@ -7,20 +7,33 @@ from blocks.channels import (
     OutboxChannel,
     SlackIncomingWebhook,
 )
+from blocks.dooray import DoorayIncomingHook
 from blocks.http import HttpHeaders
+from blocks.jandi import JandiIncomingWebhook
 from blocks.jira import JiraCredentials
+from blocks.kakaowork import KakaoWorkBot
+from blocks.naverworks import NaverWorksBot
 from blocks.notion import NotionCredentials
 from blocks.sheets import GoogleSheetsCredentials
+from blocks.slack_bot import SlackBot
+from blocks.sms import SolapiSms, TwilioSms
 from blocks.webhooks import WebhookSource
 
 __all__ = [
     "CHANNEL_BLOCK_TYPES",
+    "DoorayIncomingHook",
     "EmailChannel",
     "GoogleSheetsCredentials",
     "HttpHeaders",
+    "JandiIncomingWebhook",
     "JiraCredentials",
+    "KakaoWorkBot",
+    "NaverWorksBot",
     "NotionCredentials",
     "OutboxChannel",
+    "SlackBot",
     "SlackIncomingWebhook",
+    "SolapiSms",
+    "TwilioSms",
     "WebhookSource",
 ]

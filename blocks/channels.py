@@ -17,7 +17,13 @@ import httpx
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
+from blocks.dooray import DoorayIncomingHook
+from blocks.jandi import JandiIncomingWebhook
+from blocks.kakaowork import KakaoWorkBot
+from blocks.naverworks import NaverWorksBot
 from blocks.rotation import SecretSetAt, SecretStamped
+from blocks.slack_bot import SlackBot
+from blocks.sms import SolapiSms, TwilioSms
 from moltbot.errors import DeliveryError
 from moltbot.messages import Message
 from moltbot.ratelimits import RateLimiter, rate_gate
@@ -309,4 +315,15 @@ def _write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
-CHANNEL_BLOCK_TYPES: tuple[type[Block], ...] = (SlackIncomingWebhook, EmailChannel, OutboxChannel)
+CHANNEL_BLOCK_TYPES: tuple[type[Block], ...] = (
+    SlackIncomingWebhook,
+    SlackBot,
+    EmailChannel,
+    OutboxChannel,
+    KakaoWorkBot,
+    NaverWorksBot,
+    TwilioSms,
+    SolapiSms,
+    JandiIncomingWebhook,
+    DoorayIncomingHook,
+)

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
         JiraCredentials,
         NotionCredentials,
         SlackIncomingWebhook,
+        SolapiSms,
+        TwilioSms,
     )
 
 # A check should fail fast on a host that does not answer; the block's own timeout still bounds
@@ -35,6 +37,7 @@ _DEFAULT_PORTS = {"http": 80, "https": 443, "smtp": 25, "smtps": 465}
 _GOOGLE_SHEETS_URL = "https://sheets.googleapis.com"
 _GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
 _CUSTOM_WEBHOOK_SLUG = "custom-webhook"
+_TWILIO_API_URL = "https://api.twilio.com"
 
 SEND_HINT = "uv run moltbot blocks test {name} --send"
 """The command that sends a test message through a chat webhook block."""
@@ -110,12 +113,19 @@ def _check_loaded(
     from prefect.blocks.notifications import CustomWebhookNotificationBlock
 
     from blocks import (
+        DoorayIncomingHook,
         EmailChannel,
         GoogleSheetsCredentials,
+        JandiIncomingWebhook,
         JiraCredentials,
+        KakaoWorkBot,
+        NaverWorksBot,
         NotionCredentials,
         OutboxChannel,
+        SlackBot,
         SlackIncomingWebhook,
+        SolapiSms,
+        TwilioSms,
     )
 
     target = block_target(block)
@@ -126,8 +136,18 @@ def _check_loaded(
         (EmailChannel, lambda: _check_email(block)),
         (SlackIncomingWebhook, lambda: _post_to_slack(block)),
         (CustomWebhookNotificationBlock, lambda: _post_to_custom_webhook(block)),
+        (JandiIncomingWebhook, lambda: _post_to_chat_webhook(block, "JANDI")),
+        (DoorayIncomingHook, lambda: _post_to_chat_webhook(block, "Dooray!")),
+        (TwilioSms, lambda: _check_twilio(block)),
+        (SolapiSms, lambda: _check_solapi(block)),
+        # A bot has an authenticated no-op: a user lookup (KakaoWork) or a token (NAVER WORKS).
+        (KakaoWorkBot, lambda: block.check()),
+        (NaverWorksBot, lambda: block.check()),
+        # A Slack bot: auth.test (the token), then conversations.info (the channel).
+        (SlackBot, lambda: block.check()),
     ]
-    if isinstance(block, SlackIncomingWebhook | CustomWebhookNotificationBlock) and not send:
+    webhooks = (SlackIncomingWebhook, CustomWebhookNotificationBlock)
+    if isinstance(block, (*webhooks, JandiIncomingWebhook, DoorayIncomingHook)) and not send:
         return BlockCheck(
             name=name,
             block_type=slug,
@@ -246,9 +266,14 @@ def block_target(block: Block) -> str | None:
         EmailChannel,
         GoogleSheetsCredentials,
         JiraCredentials,
+        KakaoWorkBot,
+        NaverWorksBot,
         NotionCredentials,
         OutboxChannel,
+        SlackBot,
         SlackIncomingWebhook,
+        SolapiSms,
+        TwilioSms,
     )
 
     if isinstance(block, GoogleSheetsCredentials):
@@ -261,10 +286,24 @@ def block_target(block: Block) -> str | None:
         return f"smtp://{block.smtp_host}:{block.smtp_port}"
     if isinstance(block, SlackIncomingWebhook):
         return redacted_url(block.url.get_secret_value())
+    if isinstance(block, SlackBot):
+        return f"{_plain_url(block.base_url)} #{block.channel}"
     if isinstance(block, CustomWebhookNotificationBlock):
         return redacted_url(block.url)
     if isinstance(block, OutboxChannel):
         return str(block.target_folder())
+    if isinstance(block, TwilioSms):
+        return _plain_url(block.base_url or _TWILIO_API_URL)
+    if isinstance(block, SolapiSms):
+        return _plain_url(block.base_url)
+    if isinstance(block, KakaoWorkBot):
+        return _plain_url(block.base_url)
+    if isinstance(block, NaverWorksBot):
+        return _plain_url(block.api_base)
+    from blocks import DoorayIncomingHook, JandiIncomingWebhook
+
+    if isinstance(block, JandiIncomingWebhook | DoorayIncomingHook):
+        return redacted_url(block.url.get_secret_value())
     return None
 
 
@@ -505,6 +544,60 @@ def _check_jira(block: JiraCredentials, name: str) -> str:
     return f"Jira accepted {block.email} (account {account!r})"
 
 
+def _check_twilio(block: TwilioSms) -> str:
+    # Fetching the account is Twilio's cheapest authenticated call; it texts nobody.
+    import requests
+    from twilio.base.exceptions import TwilioException
+
+    client = block.get_client()
+    try:
+        account = client.api.v2010.accounts(block.account_sid).fetch()
+    except TwilioException as exc:
+        status = int(getattr(exc, "status", 0) or 0)
+        code = getattr(exc, "code", None)
+        if status == 401 or code == 20003:
+            raise _Failed(
+                f"Twilio refused the credentials (401, error 20003); check the block's "
+                f"account_sid and auth_token (or API key) for {block.account_sid}"
+            ) from None
+        raise _Failed(_status_line(status or 500, f"error {code}", "auth_token")) from None
+    except requests.RequestException as exc:
+        api = block.base_url or _TWILIO_API_URL
+        raise _Failed(
+            _not_answering(parse_address(api), block.timeout_seconds, "base_url")
+            or _transport_line(exc, block.timeout_seconds)
+        ) from None
+    return (
+        f"Twilio accepted the credentials of account {block.account_sid} "
+        f"(status {account.status!r}); no message was sent"
+    )
+
+
+def _check_solapi(block: SolapiSms) -> str:
+    # The balance is Solapi's cheapest signed call; it texts nobody.
+    import httpx
+
+    try:
+        balance = block.get_client().get_balance()
+    except httpx.TransportError as exc:
+        raise _Failed(
+            _not_answering(parse_address(block.base_url), _CONNECT_TIMEOUT_CAP, "base_url")
+            or _transport_line(exc, None)
+        ) from None
+    except Exception as exc:
+        if type(exc) is not Exception or not exc.args:
+            raise
+        code = _one_line(str(exc.args[0]))
+        raise _Failed(
+            f"Solapi refused the check ({code}); check the block's api_key and api_secret "
+            "(and this host's clock)"
+        ) from None
+    return (
+        f"Solapi accepted the API key (balance {balance.balance:,.0f}, point "
+        f"{balance.point:,.0f}); no message was sent"
+    )
+
+
 def _check_email(block: EmailChannel) -> str:
     address = (block.smtp_host, block.smtp_port)
     step = "connect"
@@ -588,6 +681,26 @@ def _post_to_slack(block: SlackIncomingWebhook) -> str:
             ) from None
         raise _Failed(_webhook_status_line(failure.status, _one_line(str(failure)))) from None
     return "posted one test message; Slack answered ok"
+
+
+def _post_to_chat_webhook(block: Block, provider: str) -> str:
+    # A JANDI or Dooray! webhook: its own `send`, so the test post is what alerts look like.
+    from moltbot.errors import DeliveryError
+    from moltbot.messages import Message
+
+    text = _test_message_text()
+    message = Message(key="moltbot-block-test", automation="moltbot", title=text, text=text)
+    try:
+        block.send(message)  # type: ignore[attr-defined]
+    except DeliveryError as failure:
+        if failure.status is None:
+            url = block.url.get_secret_value()  # type: ignore[attr-defined]
+            raise _Failed(
+                _not_answering(parse_address(url), _CONNECT_TIMEOUT_CAP, "url")
+                or _one_line(str(failure))
+            ) from None
+        raise _Failed(_webhook_status_line(failure.status, _one_line(str(failure)))) from None
+    return f"posted one test message; {provider} answered with success"
 
 
 def _post_to_custom_webhook(block: Block) -> str:

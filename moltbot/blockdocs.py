@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from prefect.client.schemas.objects import BlockDocument
 
 # The field that says where a block points, in the order they are tried; none is a secret.
-_TARGET_FIELDS = ("server_url", "base_url", "api_base_url", "smtp_host", "folder")
+_TARGET_FIELDS = ("server_url", "base_url", "api_base_url", "api_base", "smtp_host", "folder")
 
 
 def moltbot_block_types() -> list[type[Block]]:

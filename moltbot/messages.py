@@ -65,6 +65,17 @@ class Message(BaseModel):
     file_stem: str | None = Field(
         default=None, description="Base name for files the outbox writes (default: from key)."
     )
+    follow_up_of: str | None = Field(
+        default=None,
+        description=(
+            "The `key` of an earlier message this one follows up (an alert's recovery): a "
+            "channel with threads posts it as a reply to that message where it went there."
+        ),
+    )
+    resolves: bool = Field(
+        default=False,
+        description="With `follow_up_of`: this ends what the original reported (mark it so).",
+    )
 
     def chat_text(self) -> str:
         """The plain-text form a chat post carries beside its blocks (notifications, search).

@@ -19,12 +19,30 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 # - Jira Cloud, developer.atlassian.com/cloud/jira/platform/rate-limiting: API-token traffic is
 #   held by unpublished burst limits per tenant and endpoint (a token bucket), and writes to one
 #   issue are limited too; 5 a second with bursts of 10 is far below anything reported.
+# - Twilio, twilio.com/docs/api/errors/20429: too many concurrent requests answer 429/20429;
+#   Twilio queues messages and sends them at the sender's rate (a long code 1 a second). An
+#   alert texts a few on-call numbers: 1 a second with bursts of 3.
+# - Solapi publishes no request limit (solapi/documents); one request carries every
+#   recipient of an alert, so 1 a second with bursts of 3 is ample.
+# - KakaoWork publishes no limit ("excessive use may be limited without notice",
+#   docs.kakaoi.ai/kakao_work/webapireference/commonguide/): 2 a second with bursts of 5.
+# - NAVER WORKS, developers.worksmobile.com/en/docs/rate-limits: 240 requests a minute per API
+#   (60 on the free plan); 200 a minute with bursts of 10 stays under the paid limit.
+# - JANDI (support.jandi.com/en/articles/6352697) and Dooray! publish no webhook limit: 20 a
+#   minute with bursts of 5 per webhook URL is more than a room can read, and stays under the
+#   60 a minute the sandbox assumes for both.
 DEFAULT_RATE_LIMITS: dict[str, dict[str, float]] = {
     "notion": {"per_second": 3.0, "burst": 10},
     "sheets_read": {"per_minute": 50.0, "burst": 10},
     "sheets_write": {"per_minute": 50.0, "burst": 10},
     "slack": {"per_second": 1.0, "burst": 1},
     "jira": {"per_second": 5.0, "burst": 10},
+    "kakaowork": {"per_second": 2.0, "burst": 5},
+    "naverworks": {"per_minute": 200.0, "burst": 10},
+    "twilio": {"per_second": 1.0, "burst": 3},
+    "solapi": {"per_second": 1.0, "burst": 3},
+    "jandi": {"per_minute": 20.0, "burst": 5},
+    "dooray": {"per_minute": 20.0, "burst": 5},
 }
 _RATE_KEYS = ("per_second", "per_minute")
 
@@ -70,8 +88,14 @@ class RateLimits(BaseModel):
     notion: ServiceRateLimit = Field(description="Notion, per integration token.")
     sheets_read: ServiceRateLimit = Field(description="Sheets reads, per service account.")
     sheets_write: ServiceRateLimit = Field(description="Sheets writes, per service account.")
-    slack: ServiceRateLimit = Field(description="Slack, per incoming-webhook URL.")
+    slack: ServiceRateLimit = Field(description="Slack, per webhook URL or bot channel.")
     jira: ServiceRateLimit = Field(description="Jira Cloud, per site.")
+    kakaowork: ServiceRateLimit = Field(description="KakaoWork bots, per app key.")
+    naverworks: ServiceRateLimit = Field(description="NAVER WORKS bots, per app (client id).")
+    twilio: ServiceRateLimit = Field(description="Twilio Messages, per account.")
+    solapi: ServiceRateLimit = Field(description="Solapi, per API key.")
+    jandi: ServiceRateLimit = Field(description="JANDI, per incoming-webhook URL.")
+    dooray: ServiceRateLimit = Field(description="Dooray!, per incoming-hook URL.")
 
     @model_validator(mode="before")
     @classmethod

@@ -87,7 +87,14 @@ class ChannelExecutor:
 
     def apply(self, intents: Sequence[Intent]) -> dict[str, Applied | ServiceError]:
         """Send each message; a `DeliveryError` is the channel's answer, anything else a bug."""
-        return apply_each(intents, lambda intent: self.channel.send(intent.payload))
+        return apply_each(intents, self._send)
+
+    def _send(self, intent: Intent) -> str | None:
+        # A follow-up whose original went out here: a channel with threads replies to it.
+        send_follow_up = getattr(self.channel, "send_follow_up", None)
+        if intent.original_remote_id is not None and send_follow_up is not None:
+            return send_follow_up(intent.payload, intent.original_remote_id)  # type: ignore[no-any-return]
+        return self.channel.send(intent.payload)
 
     def look_up(self, intents: Sequence[Intent]) -> dict[str, str]:
         """A chat post or an e-mail cannot be looked up."""
@@ -123,6 +130,7 @@ def message_intent(message: Message, route: Route) -> Intent:
         payload=message,
         route=route,
         label=message.title,
+        follow_up_of=message.follow_up_of,
     )
 
 

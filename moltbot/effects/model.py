@@ -71,6 +71,11 @@ class Intent:
             occurrence key), claimed and recorded alongside.
         known_remote_id: the effect is known to exist remotely already (found by the caller's
             own search): record it, perform nothing.
+        follow_up_of: the logical key of an earlier effect this one follows up (an alert's
+            recovery follows the alert): `perform` looks up what that effect became on each
+            destination it tries and passes it on as `original_remote_id`.
+        original_remote_id: the remote id `follow_up_of` got on the destination now applying
+            this intent (set by `perform`; None where the original did not go).
     """
 
     key: str
@@ -82,6 +87,8 @@ class Intent:
     label: str = ""
     companion_keys: tuple[str, ...] = ()
     known_remote_id: str | None = None
+    follow_up_of: str | None = None
+    original_remote_id: str | None = None
 
 
 class Preview(BaseModel):

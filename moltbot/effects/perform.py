@@ -6,7 +6,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from moltbot.effects.breaker import CircuitBreaker
@@ -334,6 +334,7 @@ class _Performance:
                 self._note_tried(intent, link, f"skipped: circuit open until {until}")
             logger.warning("%s: circuit open, %d effect(s) skip it", link, len(batch))
             return list(batch)
+        batch = [self._with_original(intent, link) for intent in batch]
         onward: list[Intent] = []
         size = max(executor.batch_size, 1)
         for start in range(0, len(batch), size):
@@ -348,6 +349,13 @@ class _Performance:
                 elif self._settle_failure(intent, link, executor, answer):
                     onward.append(intent)
         return onward
+
+    def _with_original(self, intent: Intent, link: str) -> Intent:
+        """A follow-up carries the remote id its original got on `link` (None: not there)."""
+        if intent.follow_up_of is None:
+            return intent
+        original = self.ledger.remote_id_via(intent.follow_up_of, link)
+        return replace(intent, original_remote_id=original)
 
     def _attempt(
         self, executor: Executor, chunk: list[Intent]

@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import quote
 
 from blocks.channels import EmailChannel, OutboxChannel, SlackIncomingWebhook, safe_file_stem
+from blocks.slack_bot import SlackBot
 from moltbot.effects.model import Intent, Outcome, Preview
 from moltbot.masking import mask_text
 
@@ -128,7 +129,7 @@ def channel_preview(name: str, channel: object, intent: Intent) -> Preview | Non
     preview). Each channel block's own rendering makes it: the Slack webhook's JSON body, the
     e-mail's MIME message, the outbox's files."""
     message = intent.payload
-    if isinstance(channel, SlackIncomingWebhook):
+    if isinstance(channel, SlackIncomingWebhook | SlackBot):
         return make_preview(name, "slack", slack_lines(channel.payload(message)))
     if isinstance(channel, EmailChannel):
         return email_preview(name, channel.build_email(message), intent)
@@ -140,6 +141,9 @@ def channel_preview(name: str, channel: object, intent: Intent) -> Preview | Non
             for file_name, data in channel.files(message).items()
         ]
         return make_preview(name, "outbox", lines)
+    preview_lines = getattr(channel, "preview_lines", None)
+    if callable(preview_lines):  # SMS blocks: the shortened text and what it costs
+        return make_preview(name, type(channel).__name__, preview_lines(message))
     return None
 
 

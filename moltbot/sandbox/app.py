@@ -9,12 +9,18 @@ from typing import NamedTuple
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
+from moltbot.sandbox.dooray import DoorayState, create_dooray_app
 from moltbot.sandbox.inbox import MailSource, install_inbox
+from moltbot.sandbox.jandi import JandiState, create_jandi_app
 from moltbot.sandbox.jira import JiraState, create_jira_app
+from moltbot.sandbox.kakaowork import KakaoWorkState, create_kakaowork_app
+from moltbot.sandbox.naverworks import NaverWorksState, create_naverworks_app
 from moltbot.sandbox.notion import NotionState, create_notion_app
 from moltbot.sandbox.sheets import SheetsState, create_sheets_app
 from moltbot.sandbox.slack import SlackState, create_slack_app
+from moltbot.sandbox.solapi import SolapiState, create_solapi_app
 from moltbot.sandbox.targets import TargetsState, create_targets_app
+from moltbot.sandbox.twilio import TwilioState, create_twilio_app
 
 
 @dataclass
@@ -27,6 +33,12 @@ class SandboxState:
         notion: the Notion emulator's databases, pages, request log and faults.
         jira: the Jira emulator's projects, issues, request log and faults.
         targets: the switchable HTTP targets (up, down, slow, drop) health checks call.
+        twilio: the Twilio Messages emulator's messages, refusals and faults.
+        solapi: the Solapi emulator's messages, signatures, clock and faults.
+        kakaowork: the KakaoWork Web API emulator's users, rooms, messages and faults.
+        naverworks: the NAVER WORKS emulator's apps, tokens, bot messages and faults.
+        jandi: the JANDI incoming-webhook emulator's webhooks, posts, faults and limit.
+        dooray: the Dooray! incoming-hook emulator's hooks, posts, faults and limit.
     """
 
     slack: SlackState = field(default_factory=SlackState)
@@ -34,6 +46,12 @@ class SandboxState:
     notion: NotionState = field(default_factory=NotionState)
     jira: JiraState = field(default_factory=JiraState)
     targets: TargetsState = field(default_factory=TargetsState)
+    twilio: TwilioState = field(default_factory=TwilioState)
+    solapi: SolapiState = field(default_factory=SolapiState)
+    kakaowork: KakaoWorkState = field(default_factory=KakaoWorkState)
+    naverworks: NaverWorksState = field(default_factory=NaverWorksState)
+    jandi: JandiState = field(default_factory=JandiState)
+    dooray: DoorayState = field(default_factory=DoorayState)
 
     def reset(self) -> None:
         """Back to the seeded state in every emulator (for use between tests)."""
@@ -42,6 +60,12 @@ class SandboxState:
         self.notion.reset()
         self.jira.reset()
         self.targets.reset()
+        self.kakaowork.reset()
+        self.naverworks.reset()
+        self.jandi.reset()
+        self.dooray.reset()
+        self.twilio.reset()
+        self.solapi.reset()
 
 
 class Service(NamedTuple):
@@ -65,6 +89,12 @@ SERVICES: tuple[Service, ...] = (
     Service("notion", "/notion", lambda s: create_notion_app(s.notion)),
     Service("jira", "/jira", lambda s: create_jira_app(s.jira)),
     Service("targets", "/targets", lambda s: create_targets_app(s.targets)),
+    Service("kakaowork", "/kakaowork", lambda s: create_kakaowork_app(s.kakaowork)),
+    Service("naverworks", "/naverworks", lambda s: create_naverworks_app(s.naverworks)),
+    Service("jandi", "/jandi", lambda s: create_jandi_app(s.jandi)),
+    Service("dooray", "/dooray", lambda s: create_dooray_app(s.dooray)),
+    Service("twilio", "/twilio", lambda s: create_twilio_app(s.twilio)),
+    Service("solapi", "/solapi", lambda s: create_solapi_app(s.solapi)),
 )
 
 

@@ -82,6 +82,14 @@ class Sandbox(StartedWhileEntered):
         path = self.state.slack.register_webhook(webhook_path(name))
         return f"{self.base_url}/slack{path}"
 
+    def jandi_webhook_url(self, name: str = "demo") -> str:
+        """Full JANDI incoming-webhook URL for ``name``, registered (as `slack_webhook_url`)."""
+        return f"{self.base_url}/jandi{self.state.jandi.register_webhook(name)}"
+
+    def dooray_hook_url(self, name: str = "demo") -> str:
+        """Full Dooray! incoming-hook URL for ``name``, registered (as `slack_webhook_url`)."""
+        return f"{self.base_url}/dooray{self.state.dooray.register_hook(name)}"
+
     @property
     def sandbox_webhook_url(self) -> str:
         """The fixed Slack webhook URL of the saved `sandbox-slack` block."""

@@ -1,4 +1,4 @@
-"""Slack incoming-webhook emulator: wire format, in-memory post log and fault injection."""
+"""Slack emulator: incoming webhooks (wire format, post log, faults) and the bot Web API."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from moltbot.sandbox.kit import CONTROL_PREFIX, EmulatorCore, RouteFault, install_emulator
 from moltbot.sandbox.recording import RequestJournal
+from moltbot.sandbox.slack_web import SlackWebState, install_web_api
 
 SANDBOX_TEAM = "T0SANDBOX"
 SANDBOX_BOT = "B0SANDBOX"
@@ -143,6 +144,7 @@ class SlackState:
         pending_faults: faults not yet used up, in the order they are tried.
         core: the request log and route faults every emulator shares; `inject_fault` is the
             Slack-shaped shortcut to it.
+        web: the Web API side (bot tokens, channels, messages under ``/api/``).
     """
 
     def __init__(self) -> None:
@@ -150,6 +152,7 @@ class SlackState:
         self._lock = threading.Lock()
         self._journal: RequestJournal[SlackPost, RejectedPost, None] = RequestJournal()
         self._webhooks: set[str] = {SANDBOX_WEBHOOK_PATH, SANDBOX_OPS_WEBHOOK_PATH}
+        self.web = SlackWebState(self.core)
 
     @property
     def posts(self) -> list[SlackPost]:
@@ -240,6 +243,7 @@ class SlackState:
         """Back to the start: no posts, rejections or faults; only the fixed webhooks accepted."""
         self._journal.clear()
         self.core.reset()
+        self.web.reset()
         with self._lock:
             self._webhooks = {SANDBOX_WEBHOOK_PATH, SANDBOX_OPS_WEBHOOK_PATH}
 
@@ -298,7 +302,7 @@ def _error_response(status: int, message: str) -> Response:
 
 def create_slack_app(state: SlackState) -> FastAPI:
     """Build the Slack sub-app (mounted under ``/slack``) serving ``state``."""
-    app = FastAPI(title="moltbot sandbox: Slack incoming webhooks")
+    app = FastAPI(title="moltbot sandbox: Slack incoming webhooks and Web API")
 
     @app.post("/services/{team}/{bot}/{token}")
     async def incoming_webhook(team: str, bot: str, token: str, request: Request) -> Response:
@@ -323,6 +327,7 @@ def create_slack_app(state: SlackState) -> FastAPI:
         state._record_post(SlackPost(path, payload, now, headers))
         return PlainTextResponse("ok")
 
+    install_web_api(app, state.web)
     install_emulator(app, state.core, _error_response)
 
     @app.get(f"{CONTROL_PREFIX}/posts")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections.abc import Callable, Mapping
@@ -447,6 +448,16 @@ class Ledger:
         with self.engine.connect() as conn:
             return [_as_effect(row) for row in conn.execute(statement)]
 
+    def remote_id_via(self, logical_key: str, via: str) -> str | None:
+        """The remote id of the done effect `<logical_key>:<route name>` that destination `via`
+        took (a message's id on one channel: where its follow-up replies); None if none did."""
+        found = [
+            effect
+            for effect in self.effects(key_prefix=f"{logical_key}:", status=EffectStatus.DONE)
+            if effect.via == via and effect.remote_id and _logical_key(effect) == logical_key
+        ]
+        return found[-1].remote_id if found else None
+
     def close(self) -> None:
         """Close the pooled database connections."""
         self._engine.dispose()
@@ -502,6 +513,13 @@ class Ledger:
                 raise KeyError(key)
             row = conn.execute(select(effects_table).where(effects_table.c.key == key)).one()
         return _as_effect(row)
+
+
+def _logical_key(effect: Effect) -> str:
+    """A message effect's key without its route's name (`message_intent` appends it)."""
+    links = json.loads(effect.route) if effect.route else []
+    suffix = f":{links[0]}" if links else f":{effect.key.rsplit(':', 1)[-1]}"
+    return effect.key.removesuffix(suffix)
 
 
 def _now() -> datetime:

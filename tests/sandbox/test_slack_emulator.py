@@ -300,6 +300,12 @@ def test_root_lists_mounted_services(client: httpx.Client):
                 {"name": "notion", "prefix": "/notion"},
                 {"name": "jira", "prefix": "/jira"},
                 {"name": "targets", "prefix": "/targets"},
+                {"name": "kakaowork", "prefix": "/kakaowork"},
+                {"name": "naverworks", "prefix": "/naverworks"},
+                {"name": "jandi", "prefix": "/jandi"},
+                {"name": "dooray", "prefix": "/dooray"},
+                {"name": "twilio", "prefix": "/twilio"},
+                {"name": "solapi", "prefix": "/solapi"},
             ]
         }
 
