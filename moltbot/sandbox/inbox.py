@@ -1139,11 +1139,39 @@ def _notion_pages(state: SandboxState) -> list[dict[str, Any]]:
     return [p for p in reversed(state.notion.pages()) if p["id"] != SANDBOX_ROOT_PAGE_ID]
 
 
+def _messenger_messages(state: SandboxState) -> list[tuple[str, str, str, datetime | None]]:
+    """What the chat and SMS emulators other than Slack's webhooks received, newest first:
+    (service, where it went, its text, when)."""
+    received: list[tuple[str, str, str, datetime | None]] = []
+    for service, hooks in (("JANDI", state.jandi), ("Dooray!", state.dooray)):
+        for post in hooks.posts:
+            text = post.payload.get("body") or post.payload.get("text") or ""
+            where = post.payload.get("email") or post.path.rsplit("/", 1)[0]
+            received.append((service, str(where), str(text), post.received_at))
+    for message in state.slack.web.messages:
+        where = f"#{message.channel}" + (" (thread reply)" if message.thread_ts else "")
+        received.append(("Slack bot", where, message.text, getattr(message, "received_at", None)))
+    for message in state.kakaowork.messages:
+        text = "\n".join(message.block_texts()) or message.text
+        received.append(("KakaoWork", message.conversation_id, text, message.received_at))
+    for message in state.naverworks.messages:
+        where = message.channel_id or message.user_id or ""
+        received.append(("NAVER WORKS", where, message.text(), message.received_at))
+    for message in state.twilio.messages:
+        received.append(("SMS (Twilio)", message.to, message.body, message.received_at))
+    for message in state.solapi.messages:
+        where = f"{message.to} ({message.type})"
+        received.append(("SMS (Solapi)", where, message.text, message.received_at))
+    epoch = datetime.min.replace(tzinfo=UTC)
+    return sorted(received, key=lambda row: row[3] or epoch, reverse=True)
+
+
 def _index(state: SandboxState, mail: MailSource | None, links: _Links) -> str:
     posts = state.slack.posts
     mails = list(mail.messages) if mail is not None else []
     pages = _notion_pages(state)
     issues = state.jira.issues()
+    chats = _messenger_messages(state)
     tabs = Markup('<nav class="tabs">{}</nav>').format(
         _join(
             Markup('<a href="#{}">{} ({})</a>').format(anchor, name, count)
@@ -1152,11 +1180,12 @@ def _index(state: SandboxState, mail: MailSource | None, links: _Links) -> str:
                 ("mail", "E-mails", len(mails)),
                 ("notion", "Notion", len(pages)),
                 ("jira", "Jira", len(issues)),
+                ("messengers", "Messengers and SMS", len(chats)),
             )
         )
     )
     heading = Markup("<h1>moltbot sandbox inbox</h1>")
-    if not (posts or mails or pages or issues):
+    if not (posts or mails or pages or issues or chats):
         empty = Markup(
             '<section class="empty"><h2>Nothing received yet</h2>'
             "<p>When an automation posts to Slack, sends an e-mail, writes a Notion page or opens "
@@ -1241,6 +1270,23 @@ def _index(state: SandboxState, mail: MailSource | None, links: _Links) -> str:
                 ).format(jira_rows),
                 len(issues),
                 "No Jira issues yet.",
+            ),
+            section(
+                "messengers",
+                "Messengers and SMS",
+                Markup(
+                    "<table><tr><th>Received</th><th>Service</th><th>To</th><th>Text</th></tr>"
+                    "{}</table>"
+                ).format(
+                    _join(
+                        Markup(
+                            '<tr><td>{}</td><td>{}</td><td>{}</td><td class="prewrap">{}</td></tr>'
+                        ).format(_when(when), service, where, _linkified(text, links))
+                        for service, where, text, when in chats
+                    )
+                ),
+                len(chats),
+                "No messenger or SMS message yet.",
             ),
         ]
     )

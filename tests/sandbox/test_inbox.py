@@ -384,3 +384,29 @@ def test_static_copy_of_a_stopped_sandbox_points_sandbox_links_at_its_files(tmp_
             f"notion-{SANDBOX_ROOT_PAGE_ID.replace('-', '')}.html",
         ]
     )
+
+
+def test_messenger_and_sms_messages_are_listed_escaped(sandbox: Sandbox, http: httpx.Client):
+    from twilio.rest import Client as TwilioClient
+
+    from moltbot.sandbox.twilio import (
+        SANDBOX_ACCOUNT_SID,
+        SANDBOX_AUTH_TOKEN,
+        SANDBOX_FROM_NUMBER,
+    )
+
+    jandi = httpx.post(
+        sandbox.jandi_webhook_url("ops"),
+        json={"body": "재고 부족: <b>텀블러</b>"},
+        headers={"Accept": "application/vnd.tosslab.jandi-v2+json"},
+    )
+    twilio = TwilioClient(SANDBOX_ACCOUNT_SID, SANDBOX_AUTH_TOKEN)
+    twilio.api.base_url = f"{sandbox.base_url}/twilio"
+    twilio.messages.create(to="+821012345678", from_=SANDBOX_FROM_NUMBER, body="서버 다운: api")
+
+    body = http.get("/").text
+
+    assert jandi.status_code == 200
+    assert "Messengers and SMS (2)" in body
+    assert "재고 부족: &lt;b&gt;텀블러&lt;/b&gt;" in body and "<b>텀블러" not in body
+    assert "SMS (Twilio)" in body and "+821012345678" in body and "서버 다운: api" in body
