@@ -21,6 +21,28 @@ def demo_services(sandbox: Any) -> dict[str, dict[str, Any]]:
     }
 
 
+DEMO_KAKAOWORK_BLOCK = "demo-kakaowork"
+DEMO_JANDI_BLOCK = "demo-jandi"
+
+
+def save_messenger_channels(sandbox: Any) -> tuple[str, str]:
+    """Save a KakaoWork bot whose app key the sandbox refuses (revoked) and a JANDI webhook on
+    this sandbox; return their names, the fallback chain (KakaoWork first)."""
+    from blocks import JandiIncomingWebhook, KakaoWorkBot
+    from moltbot.audit import save_block
+
+    save_block(
+        KakaoWorkBot(
+            app_key="revoked-demo-app-key",
+            base_url=f"{sandbox.base_url}/kakaowork",
+            emails=["oncall@moltbot.test"],
+        ),
+        DEMO_KAKAOWORK_BLOCK,
+    )
+    save_block(JandiIncomingWebhook(url=sandbox.jandi_webhook_url("oncall")), DEMO_JANDI_BLOCK)
+    return DEMO_KAKAOWORK_BLOCK, DEMO_JANDI_BLOCK
+
+
 def _demo_states_known(settings: Settings) -> bool:
     from flows.service_health.render import AUTOMATION
     from moltbot.state.ledger import Ledger
@@ -45,7 +67,9 @@ def run_service_health_demo(
 
     targets = sandbox.state.targets
     services = demo_services(sandbox)
-    routes = {"down": [channels[0], "outbox"]}
+    # The on-call room is on KakaoWork, whose app key was revoked: each alert falls back to
+    # JANDI along the same route (and goes to the outbox too).
+    routes = {"down": [list(save_messenger_channels(sandbox)), "outbox"]}
     # (what `api` does before the check) per check: up, three failures, up again.
     modes = ["up"] if _demo_states_known(settings) else ["up", "down", "down", "down", "up"]
     sent: dict[str, list[str]] = {}
@@ -58,9 +82,11 @@ def run_service_health_demo(
             )
         result = ServiceHealthResult.model_validate(state.result())
         for delivery in result.deliveries:
-            sent.setdefault(delivery.severity or "", []).append(
-                f"{delivery.channel} {_word(delivery.status)}"
-            )
+            took = f"{delivery.channel} {_word(delivery.status)}"
+            if delivery.via and delivery.via != delivery.channel:
+                took = text("fell_back", first=delivery.channel, via=delivery.via)
+                took += f" {_word(delivery.status)}"
+            sent.setdefault(delivery.severity or "", []).append(took)
     if len(modes) == 1:
         say(console, text("health_quiet", services=len(services)))
     else:

@@ -98,7 +98,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "webhook": "webhook: signed payment.failed -> gateway 202 -> ticket-creation run -> "
         "Jira {keys}",
         "no_issue": "no issue",
-        "inbox": "What the sandbox received (Slack, e-mail, Notion, Jira): {path}",
+        "inbox": "What the sandbox received (Slack, e-mail, Notion, Jira, messengers): {path}",
         "report_run": "The daily-report run in the Prefect UI: {url}",
         "again": "Run the demo again: the ledger remembers, nothing is sent twice.",
         "ok": "ok",
@@ -108,6 +108,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "recovered": "recovered",
         "reminder": "reminder",
         "down": "down",
+        "fell_back": "{first} refused -> {via}",
         "health_line": "service-health: shop and api checked {checks} times, api switched off for "
         "3 checks -> ",
         "health_quiet": "service-health: {services} services checked, no change since the last "
@@ -145,7 +146,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "webhook": "웹훅: 서명된 payment.failed -> 게이트웨이 202 -> ticket-creation 실행 -> "
         "Jira {keys}",
         "no_issue": "이슈 없음",
-        "inbox": "샌드박스가 받은 것(Slack, 메일, Notion, Jira): {path}",
+        "inbox": "샌드박스가 받은 것(Slack, 메일, Notion, Jira, 메신저): {path}",
         "report_run": "Prefect UI의 daily-report 실행: {url}",
         "again": "데모를 다시 실행해 보세요: 원장이 기억하므로 아무것도 두 번 보내지 않습니다.",
         "ok": "정상",
@@ -155,6 +156,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "recovered": "회복",
         "reminder": "재알림",
         "down": "다운",
+        "fell_back": "{first} 거부 -> {via}",
         "health_line": "service-health: shop, api를 {checks}번 점검, api를 3번 연속 끔 -> ",
         "health_quiet": "service-health: 서비스 {services}개 점검, 지난 점검 이후 변화가 없어 "
         "보낼 것이 없습니다",

@@ -134,9 +134,10 @@ def test_demo_delivers_once_then_reports_everything_done(
     assert "error-spike: sample log, 0 new lines, 0 errors -> 0 change(s): nothing to send" in (
         second.stdout
     )
+    # The on-call KakaoWork bot's key is revoked: both alerts fall back to JANDI on their route.
     assert (
-        "api switched off for 3 checks -> down: demo-slack sent, outbox sent · recovered: "
-        "demo-slack sent, outbox sent"
+        "api switched off for 3 checks -> down: demo-kakaowork refused -> demo-jandi sent, "
+        "outbox sent · recovered: demo-kakaowork refused -> demo-jandi sent, outbox sent"
     ) in first.stdout
     assert "service-health: 2 services checked, no change since the last check" in second.stdout
     for output in (first.stdout, second.stdout):
@@ -148,6 +149,7 @@ def test_demo_delivers_once_then_reports_everything_done(
     assert "OPS-1" in inbox_page and "결제 실패" in inbox_page
     assert "moltbot digests" in inbox_page or "form-digest" in inbox_page.lower()
     assert "demo-slack" in inbox_page or "Slack" in inbox_page
+    assert "Messengers and SMS (2)" in inbox_page and "JANDI" in inbox_page
 
 
 @pytest.mark.parametrize(
