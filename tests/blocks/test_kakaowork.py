@@ -12,16 +12,15 @@ from blocks import KakaoWorkBot
 from blocks.kakaowork import forget_conversations
 from moltbot.blockcheck import check_block
 from moltbot.blockdocs import saved_blocks
-from moltbot.effects import ChannelExecutor, EffectsRuntime, Route, perform
+from moltbot.effects import EffectsRuntime, Route, perform
 from moltbot.effects.executors import message_intent
 from moltbot.effects.preview import channel_preview
 from moltbot.errors import DeliveryError
 from moltbot.messages import Message
-from moltbot.retrying import RetryPolicy
 from moltbot.sandbox import Sandbox
-from moltbot.sandbox.blocks import sandbox_email_channel
 from moltbot.sandbox.kakaowork import SANDBOX_KAKAOWORK_APP_KEY, SANDBOX_KAKAOWORK_CONVERSATION
 from moltbot.state.ledger import Ledger
+from tests.blocks.runtimes import channel_then_email
 
 OPS = "ops@moltbot.test"
 ROUTE = Route(("team-kakaowork", "ops-email"))
@@ -89,20 +88,7 @@ def make_runtime(sandbox: Sandbox, tmp_path: Path, waits: list[float]):
     sink); sleeps are recorded, and `on_sleep` lets a test move an emulator's clock."""
 
     def build(bot: KakaoWorkBot, on_sleep=lambda seconds: None) -> EffectsRuntime:
-        def sleep(seconds: float) -> None:
-            waits.append(seconds)
-            on_sleep(seconds)
-
-        return EffectsRuntime(
-            ledger=ledger,
-            executors={
-                "team-kakaowork": ChannelExecutor("team-kakaowork", bot),
-                "ops-email": ChannelExecutor("ops-email", sandbox_email_channel(sandbox)),
-            },
-            retry=RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.02),
-            hold_wait_seconds=0,
-            sleep=sleep,
-        )
+        return channel_then_email(ledger, sandbox, "team-kakaowork", bot, waits, on_sleep)
 
     with Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite3'}") as ledger:
         yield build

@@ -12,14 +12,12 @@ import pytest
 from blocks import NaverWorksBot
 from blocks.naverworks import TOKEN_RENEW_MARGIN_SECONDS, AccessTokenCache
 from moltbot.blockcheck import check_block
-from moltbot.effects import ChannelExecutor, EffectsRuntime, Route, perform
+from moltbot.effects import EffectsRuntime, Route, perform
 from moltbot.effects.executors import message_intent
 from moltbot.effects.preview import channel_preview
 from moltbot.errors import DeliveryError
 from moltbot.messages import Message
-from moltbot.retrying import RetryPolicy
 from moltbot.sandbox import Sandbox
-from moltbot.sandbox.blocks import sandbox_email_channel
 from moltbot.sandbox.naverworks import (
     SANDBOX_CHANNEL_ID,
     SANDBOX_USER_ID,
@@ -28,6 +26,7 @@ from moltbot.sandbox.naverworks import (
     sandbox_naverworks_fields,
 )
 from moltbot.state.ledger import Ledger
+from tests.blocks.runtimes import channel_then_email
 
 ROUTE = Route(("team-works", "ops-email"))
 
@@ -85,20 +84,7 @@ def make_runtime(sandbox: Sandbox, tmp_path: Path, waits: list[float]):
     """Runtimes over a real ledger: team-works (the emulator), then ops-email (SMTP sink)."""
 
     def build(bot: NaverWorksBot, on_sleep=lambda seconds: None) -> EffectsRuntime:
-        def sleep(seconds: float) -> None:
-            waits.append(seconds)
-            on_sleep(seconds)
-
-        return EffectsRuntime(
-            ledger=ledger,
-            executors={
-                "team-works": ChannelExecutor("team-works", bot),
-                "ops-email": ChannelExecutor("ops-email", sandbox_email_channel(sandbox)),
-            },
-            retry=RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.02),
-            hold_wait_seconds=0,
-            sleep=sleep,
-        )
+        return channel_then_email(ledger, sandbox, "team-works", bot, waits, on_sleep)
 
     with Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite3'}") as ledger:
         yield build

@@ -10,16 +10,15 @@ import pytest
 from blocks import SlackBot
 from moltbot.blockcheck import check_block
 from moltbot.blockdocs import saved_blocks
-from moltbot.effects import ChannelExecutor, EffectsRuntime, Route, perform
+from moltbot.effects import EffectsRuntime, Route, perform
 from moltbot.effects.executors import dump_payload, load_payload, message_intent
 from moltbot.effects.preview import channel_preview
 from moltbot.errors import DeliveryError
 from moltbot.messages import Message
-from moltbot.retrying import RetryPolicy
 from moltbot.sandbox import Sandbox
-from moltbot.sandbox.blocks import sandbox_email_channel
 from moltbot.sandbox.slack_web import SANDBOX_BOT_TOKEN, SANDBOX_CHANNEL_ID
 from moltbot.state.ledger import Ledger
+from tests.blocks.runtimes import channel_then_email
 
 ROUTE = Route(("team-bot", "ops-email"))
 ALERT_TEXT = "*결제 API* 응답 없음 (HTTP 503)"
@@ -93,20 +92,7 @@ def make_runtime(sandbox: Sandbox, tmp_path: Path, waits: list[float]):
     sink); sleeps are recorded, and `on_sleep` lets a test move the emulator's clock."""
 
     def build(bot: SlackBot, on_sleep=lambda seconds: None) -> EffectsRuntime:
-        def sleep(seconds: float) -> None:
-            waits.append(seconds)
-            on_sleep(seconds)
-
-        return EffectsRuntime(
-            ledger=ledger,
-            executors={
-                "team-bot": ChannelExecutor("team-bot", bot),
-                "ops-email": ChannelExecutor("ops-email", sandbox_email_channel(sandbox)),
-            },
-            retry=RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.02),
-            hold_wait_seconds=0,
-            sleep=sleep,
-        )
+        return channel_then_email(ledger, sandbox, "team-bot", bot, waits, on_sleep)
 
     with Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite3'}") as ledger:
         yield build
