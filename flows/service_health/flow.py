@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -157,7 +157,38 @@ def plan_run(
         )
         for severity, items in plan.alerts.items()
     }
-    return plan, messages
+    return follow_ups(plan, messages, previous), messages
+
+
+def follow_ups(
+    plan: HealthPlan, messages: dict[Severity, Message], previous: dict[str, ServiceHealth]
+) -> HealthPlan:
+    """Tie alerts and recoveries together: a DOWN or DEGRADED state remembers its alert's key,
+    and a recovery message follows the alert of its first service that has one (`resolves`:
+    a channel with threads replies in the alert's thread and marks the alert resolved).
+
+    Returns:
+        The plan whose state writes carry their alert's key (the recovery message is updated
+        in `messages` in place).
+    """
+    recovered = messages.get("recovered")
+    if recovered is not None:
+        originals = [
+            previous[item.service].alert_key
+            for item in plan.alerts["recovered"]
+            if item.service in previous and previous[item.service].alert_key
+        ]
+        if originals:
+            messages["recovered"] = recovered.model_copy(
+                update={"follow_up_of": originals[0], "resolves": True}
+            )
+    writes = [
+        (replace(state, alert_key=messages[severity].key), severity)
+        if severity in ("down", "degraded") and severity in messages
+        else (state, severity)
+        for state, severity in plan.writes
+    ]
+    return replace(plan, writes=writes)
 
 
 # --------------------------------------------------------------------------- the flow

@@ -180,13 +180,15 @@ def _decide(
         failures = (stored.failures if stored is not None else 0) + 1
         down_since = (stored.down_since if stored is not None else None) or now
         if before == "DOWN":
-            return ServiceHealth(check.service, "DOWN", since, failures, down_since), None
+            kept = stored.alert_key if stored is not None else None
+            return ServiceHealth(check.service, "DOWN", since, failures, down_since, kept), None
         if failures >= spec.failures_to_down:
             return ServiceHealth(check.service, "DOWN", now, failures, down_since), "down"
         return ServiceHealth(check.service, before, since, failures, down_since), None
     after: HealthState = "DEGRADED" if outcome == "slow" else "UP"
     if after == before:
-        return ServiceHealth(check.service, after, since, 0, None), None
+        kept = stored.alert_key if stored is not None else None
+        return ServiceHealth(check.service, after, since, 0, None, kept), None
     changed = ServiceHealth(check.service, after, now, 0, None)
     if before in ("DOWN", "DEGRADED"):
         return changed, "recovered"

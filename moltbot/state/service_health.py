@@ -29,6 +29,9 @@ service_health_table = Table(
     # The first failed check of the current streak (None after a success): where an outage
     # began, so a recovery says how long the service was down.
     Column("down_since", UTCDateTime(), nullable=True),
+    # The key of the alert that reported the current DOWN or DEGRADED state (None while UP):
+    # its recovery follows it (a reply in the alert's thread where the channel has threads).
+    Column("alert_key", String(512), nullable=True),
     Column("updated_at", UTCDateTime(), nullable=False),
 )
 
@@ -43,6 +46,7 @@ class ServiceHealth:
         since: when it entered `state` (tz-aware).
         failures: consecutive failed checks.
         down_since: the first failed check of the current streak, None after a success.
+        alert_key: the key of the alert that reported the current DOWN or DEGRADED state.
     """
 
     service: str
@@ -50,6 +54,7 @@ class ServiceHealth:
     since: datetime
     failures: int = 0
     down_since: datetime | None = None
+    alert_key: str | None = None
 
 
 class ServiceHealthStore:
@@ -69,7 +74,12 @@ class ServiceHealthStore:
         """Every stored service of the automation, by name."""
         table = service_health_table
         statement = select(
-            table.c.service, table.c.state, table.c.since, table.c.failures, table.c.down_since
+            table.c.service,
+            table.c.state,
+            table.c.since,
+            table.c.failures,
+            table.c.down_since,
+            table.c.alert_key,
         ).where(table.c.automation == self.automation)
         with self._engine.connect() as conn:
             rows = conn.execute(statement).all()
@@ -80,6 +90,7 @@ class ServiceHealthStore:
                 since=row.since,
                 failures=row.failures,
                 down_since=row.down_since,
+                alert_key=row.alert_key,
             )
             for row in rows
         }
@@ -98,6 +109,7 @@ class ServiceHealthStore:
                 "since": health.since,
                 "failures": health.failures,
                 "down_since": health.down_since,
+                "alert_key": health.alert_key,
                 "updated_at": now,
             }
             for health in states
@@ -117,7 +129,7 @@ class ServiceHealthStore:
             index_elements=[service_health_table.c.automation, service_health_table.c.service],
             set_={
                 name: insert.excluded[name]
-                for name in ("state", "since", "failures", "down_since", "updated_at")
+                for name in ("state", "since", "failures", "down_since", "alert_key", "updated_at")
             },
         )
         with self._engine.begin() as conn:

@@ -285,3 +285,30 @@ def test_the_services_parameter_replaces_the_file(slack, sandbox):
 
     assert [c["service"] for c in result["checks"]] == ["other"]
     assert [r.method for r in sandbox.state.targets.requests] == ["HEAD"]
+
+
+def test_the_recovery_replies_in_the_alerts_thread_on_a_slack_bot(prefect_api, sandbox):
+    from blocks import SlackBot
+    from moltbot.sandbox.slack_web import SANDBOX_BOT_TOKEN, SANDBOX_CHANNEL_ID
+
+    SlackBot(
+        bot_token=SANDBOX_BOT_TOKEN,
+        channel=SANDBOX_CHANNEL_ID,
+        base_url=f"{sandbox.base_url}/slack/api/",
+    ).save("health-bot", overwrite=True)
+    write_config(sandbox, "api", extra="failures_to_down = 1\n")
+    bot_route = {"down": ["health-bot"]}
+
+    sandbox.state.targets.set("api", "down")
+    down = service_health(channels_by_severity=bot_route)
+    still = service_health(channels_by_severity=bot_route)
+    sandbox.state.targets.set("api", "up")
+    back = service_health(channels_by_severity=bot_route)
+
+    assert [len(r["transitions"]) for r in (down, still, back)] == [1, 0, 1]
+    alert, reply = sandbox.state.slack.web.messages_in(SANDBOX_CHANNEL_ID)
+    assert alert.thread_ts is None and reply.thread_ts == alert.ts
+    assert "Recovered: api" in reply.text
+    # The original alert now says it is over.
+    assert alert.edits == 1 and alert.text.startswith("✅ Resolved: ")
+    assert stored() == {"api": ("UP", 0)}
