@@ -468,4 +468,4 @@ def test_under_locale_ko_the_demo_speaks_korean(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("MOLTBOT_LOCALE", "ko")
     assert set(TEXTS["ko"]) == set(TEXTS["en"])
     assert text("first_run") == "inventory-alert 첫 실행"
-    assert text("inbox", path="x") == "샌드박스가 받은 것(Slack, 메일, Notion, Jira): x"
+    assert text("inbox", path="x") == "샌드박스가 받은 것(Slack, 메일, Notion, Jira, 메신저): x"
