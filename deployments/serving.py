@@ -253,14 +253,18 @@ def serve_deployments(
         report(f"  {spec.full_name:<28} {next_run_words(spec)}")
     report("Ctrl-C stops serving and pauses the schedules (run `uv run moltbot serve` to resume).")
     # The runner puts the frequency into each run's environment, over the served process's.
-    serve(*deployments, limit=limit, print_starting_message=False, heartbeat_seconds=heartbeat)
-    if watches:
-        # Prefect paused the schedules: no run is missed on purpose while nothing serves them.
-        # A serve process that dies without this step leaves the alerts on, as it should.
-        pause_missed_run_alerts([watch.name for watch in watches])
-        from moltbot.i18n import cli_text
+    try:
+        serve(*deployments, limit=limit, print_starting_message=False, heartbeat_seconds=heartbeat)
+    finally:
+        # Stopped on purpose (Ctrl-C, even one that came while the runner was still starting):
+        # no run is missed on purpose while nothing serves the schedules. A serve process that
+        # dies without this step (SIGKILL, a crash of the host) leaves the alerts on, as it
+        # should.
+        if watches:
+            pause_missed_run_alerts([watch.name for watch in watches])
+            from moltbot.i18n import cli_text
 
-        report(cli_text("missed_run_report")[4].format(count=len(watches)))
+            report(cli_text("missed_run_report")[4].format(count=len(watches)))
 
 
 def ensure_process_pool(pool: str) -> bool:

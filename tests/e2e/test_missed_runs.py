@@ -131,9 +131,17 @@ def test_serve_sets_up_the_missed_run_alert_and_pauses_it_with_the_schedules(
     serve = moltbot_command("serve", "--only", "ticket-creation", "--ops-block", "sandbox-ops")
     name = f"{MISSED_RUN_PREFIX}ticket-creation/default"
 
-    with background(serve, env=env, cwd=tmp_path, log=tmp_path / "serve.log"):
-        serving = wait_for(lambda: _automation_named(api, name), what="serve's missed-run alert")
-    log = (tmp_path / "serve.log").read_text(encoding="utf-8", errors="replace")
+    serve_log = tmp_path / "serve.log"
+
+    def serving_with_its_alert() -> dict[str, Any] | None:
+        # Ctrl-C only once serve is serving: an interrupt during its set-up is not a stop of
+        # the schedules, and nothing would be paused.
+        said = serve_log.read_text(encoding="utf-8", errors="replace")
+        return _automation_named(api, name) if "serving 1 deployment(s)" in said else None
+
+    with background(serve, env=env, cwd=tmp_path, log=serve_log):
+        serving = wait_for(serving_with_its_alert, what="serve serving, with its missed-run alert")
+    log = serve_log.read_text(encoding="utf-8", errors="replace")
 
     deployment = read_deployment(api, "ticket-creation/default")
     assert serving["enabled"]
