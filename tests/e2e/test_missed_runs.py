@@ -65,6 +65,11 @@ def leave_no_trace(prefect_server: PrefectServer, sandbox: Sandbox) -> Iterator[
     api = prefect_server.api_url
     with prefect_server.as_current():
         save_sandbox_blocks(sandbox)
+    # Missed-run watches another e2e test's serve left on this server would be "updated", not
+    # created, and could alert: this test starts without any.
+    for automation in _automations(api):
+        if automation["name"].startswith(MISSED_RUN_PREFIX):
+            httpx.delete(f"{api}/automations/{automation['id']}", timeout=10)
     automations_before = {a["id"] for a in _automations(api)}
     try:
         yield
