@@ -106,7 +106,8 @@ def test_jandi_faults_429_5xx_and_drop(sandbox: Sandbox):
 
     limited = httpx.post(url, json={"body": "a"}, headers=JANDI_HEADERS)
     failed = httpx.post(url, json={"body": "b"}, headers=JANDI_HEADERS)
-    with pytest.raises(httpx.RemoteProtocolError):
+    # A dropped connection reads as a protocol error or a reset, as the timing falls.
+    with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
         httpx.post(url, json={"body": "c"}, headers=JANDI_HEADERS)
     ok = httpx.post(url, json={"body": "d"}, headers=JANDI_HEADERS)
 

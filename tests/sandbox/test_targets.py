@@ -74,7 +74,8 @@ def test_control_route_switches_a_target_and_lists_the_log(sandbox: Sandbox) -> 
 def test_drop_closes_the_connection_without_an_answer(sandbox: Sandbox) -> None:
     sandbox.state.targets.set("api", "drop")
 
-    with pytest.raises(httpx.RemoteProtocolError):
+    # A dropped connection reads as a protocol error or a reset, as the timing falls.
+    with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
         httpx.get(url(sandbox, "api"))
 
     assert [r.status for r in sandbox.state.targets.requests_to("api")] == [0]
