@@ -99,8 +99,13 @@ def test_down_after_three_failures_once_then_one_recovery(slack, sandbox):
     assert len(sandbox.state.targets.requests_to("web")) == 6
 
 
-def test_a_slow_answer_is_degraded_once(slack, sandbox):
-    # The check's latency is at least the target's delay: above the threshold every time.
+def test_a_slow_answer_is_degraded_once(slack, sandbox, monkeypatch):
+    # One fake clock for the target's delay and the check's latency: nothing is waited out.
+    from tests.tasks.test_http_checks import Clock
+
+    clock = Clock()
+    monkeypatch.setattr("tasks.http_checks.LATENCY_CLOCK", clock)
+    monkeypatch.setattr(sandbox.state.targets, "sleep", clock.sleep)
     write_config(sandbox, "api", extra="latency_ms = 50\n")
     sandbox.state.targets.set("api", "slow", delay_ms=250)
 
