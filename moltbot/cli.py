@@ -848,6 +848,48 @@ def outbox_resolve(
     console.print(f"{key}: {entry.status}", soft_wrap=True)
 
 
+@outbox_app.command("ack")
+def outbox_ack(
+    key: Annotated[
+        str, typer.Argument(help="The urgent message's ledger key (or one of its steps').")
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """Acknowledge an urgent alert, as its link's button does: its escalation stops."""
+    import re
+    from datetime import UTC, datetime
+
+    from moltbot.audit import cli_actor
+    from moltbot.effects.escalation import record_ack
+    from moltbot.state.escalations import EscalationStore
+    from moltbot.state.ledger import Ledger
+
+    with Ledger.from_settings() as ledger:
+        store = EscalationStore(ledger)
+        # An escalation step's key (`<key>:escalation:<n>`) names the same alert.
+        escalation = store.get(key) or store.get(re.sub(r":escalation:\d+$", "", key))
+        if escalation is None:
+            raise fail(
+                f"no urgent alert awaiting acknowledgement with key {key!r} "
+                "(see `uv run moltbot outbox list`)"
+            )
+        changed = record_ack(ledger, escalation, by=cli_actor(), now=datetime.now(UTC))
+        after = store.get(escalation.key)
+    assert after is not None
+    status = "acknowledged" if changed else "already acknowledged"
+    if as_json:
+        document = {
+            "key": after.key,
+            "status": status,
+            "acked_by": after.acked_by,
+            "acked_at": after.acked_at.isoformat() if after.acked_at else None,
+            "steps": list(after.steps),
+        }
+        print(json.dumps(document, ensure_ascii=False))
+        return
+    console.print(f"{after.key}: {status} by {after.acked_by}", soft_wrap=True)
+
+
 @app.command("audit")
 def audit(
     since: Annotated[

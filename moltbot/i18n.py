@@ -66,6 +66,8 @@ _TEXTS: dict[str, dict[str, tuple[str, ...]]] = {
             "block saved",
             "webhook",
             "prune",
+            "escalate",
+            "acknowledge",
         ),
         "ko": (
             "실행",
@@ -81,6 +83,8 @@ _TEXTS: dict[str, dict[str, tuple[str, ...]]] = {
             "블록 저장",
             "웹훅",
             "정리",
+            "에스컬레이션",
+            "확인",
         ),
     },
     "audit_empty": {

@@ -76,6 +76,13 @@ class Message(BaseModel):
         default=False,
         description="With `follow_up_of`: this ends what the original reported (mark it so).",
     )
+    ack_url: str | None = Field(
+        default=None,
+        description=(
+            "The acknowledgement link of an urgent message that escalates (also in its text "
+            "and blocks): an SMS carries it as its link."
+        ),
+    )
 
     def chat_text(self) -> str:
         """The plain-text form a chat post carries beside its blocks (notifications, search).

@@ -266,7 +266,8 @@ def message_sms_parts(message: Message) -> tuple[str, str, str | None]:
     """Title, essentials and link of `message` for an SMS.
 
     The essentials are the chat text (what chat may show, never the e-mail text), with its
-    title line, mrkdwn marks and link syntax removed; the link is the first URL in it.
+    title line, mrkdwn marks and link syntax removed; the link is the message's acknowledgement
+    link, else the first URL in it.
     """
     text = message.chat_text()
     links = [match.group(1) for match in _SLACK_LINK.finditer(text)]
@@ -277,4 +278,6 @@ def message_sms_parts(message: Message) -> tuple[str, str, str | None]:
     text = text.replace("&amp;", "&")
     lines = [" ".join(line.split()) for line in text.splitlines()]
     lines = [line for line in lines if line and line != message.title.strip()]
-    return message.title, "\n".join(lines), links[0] if links else None
+    # An escalating alert's acknowledgement link comes first: on a phone it is what matters.
+    link = message.ack_url or (links[0] if links else None)
+    return message.title, "\n".join(lines), link

@@ -32,6 +32,7 @@ def _perform_effects(
     destinations: Mapping[str, Executor],
     force: bool,
     dry_run: bool,
+    quiet_and_escalation: bool = True,
 ) -> list[Outcome]:
     logger = get_run_logger()
     if dry_run:
@@ -39,7 +40,12 @@ def _perform_effects(
         _show_previews(outcomes)
     else:
         with Ledger.from_settings() as ledger:
-            runtime = runtime_from_settings(ledger, destinations, flow_run_id=flow_run.get_id())
+            runtime = runtime_from_settings(
+                ledger,
+                destinations,
+                flow_run_id=flow_run.get_id(),
+                quiet_and_escalation=quiet_and_escalation,
+            )
             outcomes = perform(intents, runtime, force=force)
     for outcome in outcomes:
         line = f"{outcome.kind} {outcome.label or outcome.key}: {outcome.status}"
@@ -75,6 +81,7 @@ def perform_effects(
     *,
     force: bool = False,
     dry_run: bool = False,
+    quiet_and_escalation: bool = True,
 ) -> list[Outcome]:
     """Perform `intents` through the effects layer, in one Prefect task run.
 
@@ -85,6 +92,8 @@ def perform_effects(
         dry_run: claim, apply and record nothing; every outcome is `dry_run`, with a
             preview of what its route's first destination would receive (logged, and shown
             on the run page as a markdown artifact).
+        quiet_and_escalation: messages follow `[quiet_hours]` and `[escalation]` (off only
+            for the on-call automation's digests and steps, which those rules produce).
 
     Returns:
         One outcome per intent, in order.
@@ -92,7 +101,9 @@ def perform_effects(
     if not intents:
         return []
     # quote: Prefect would otherwise walk every message and attachment looking for futures.
-    return _perform_effects(quote(list(intents)), quote(dict(destinations)), force, dry_run)
+    return _perform_effects(
+        quote(list(intents)), quote(dict(destinations)), force, dry_run, quiet_and_escalation
+    )
 
 
 @task(name="load-channels", cache_policy=NO_CACHE)

@@ -8,7 +8,7 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from moltbot.state.item_state import STATE_COLUMNS, ItemStateStore
+from moltbot.state.item_state import ItemStateStore
 from moltbot.state.ledger import Ledger
 
 
@@ -20,7 +20,8 @@ def read_item_states(automation: str) -> pd.DataFrame:
         automation: whose items (each automation keeps its own).
 
     Returns:
-        One row per item with the columns of `moltbot.state.item_state.STATE_COLUMNS`.
+        One row per item with the columns of `moltbot.state.item_state.STATE_COLUMNS` and
+        `ALERT_KEY`.
     """
     with Ledger.from_settings() as ledger:
         return ItemStateStore(ledger, automation).read()
@@ -32,11 +33,12 @@ def save_item_states(automation: str, writes: pd.DataFrame, now: datetime) -> in
 
     Args:
         automation: whose items.
-        writes: the changed rows, with at least the columns of `STATE_COLUMNS`.
+        writes: the changed rows, with at least the columns of `STATE_COLUMNS` (and
+            `ALERT_KEY` where the automation keeps it); other columns are ignored.
         now: the run's clock, stored as the rows' update time.
 
     Returns:
         How many rows were written.
     """
     with Ledger.from_settings() as ledger:
-        return ItemStateStore(ledger, automation).write(writes[list(STATE_COLUMNS)], now=now)
+        return ItemStateStore(ledger, automation).write(writes, now=now)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -39,6 +39,7 @@ from moltbot.runlabels import (
     label_current_run,
     local_minute,
 )
+from moltbot.state.item_state import ALERT_KEY
 from moltbot.templating import render_template
 from tasks.artifacts import TableColumn, publish_markdown, publish_table, readable_rows
 from tasks.effects import (
@@ -251,7 +252,46 @@ def plan_run(
         )
         for severity, items in plan.alerts.items()
     }
-    return plan, messages
+    return follow_ups(plan, messages)
+
+
+# The messages that follow up an earlier alert, and whether each ends what it reported.
+FOLLOW_UPS: dict[str, bool] = {"reminder": False, "recovered": True}
+
+
+def follow_ups(plan: Plan, messages: dict[str, Message]) -> tuple[Plan, dict[str, Message]]:
+    """Tie an item's alerts into one thread: out and low alerts are remembered in their items'
+    states, and reminders and recoveries follow them.
+
+    An out or low alert's rows to save get its message's key as `alert_key`. A reminder
+    follows the out alert of its first item (most urgent first) that has one; a recovery
+    follows the out or low alert of its first item that has one, and `resolves` it. A channel
+    with threads posts the follow-up as a reply to that alert where it went there (a Slack
+    bot also marks a resolved alert so); other channels send it as usual. Items stored before
+    alert keys were kept have none, and their follow-ups stand alone.
+
+    Returns:
+        The plan with the alert keys in its writes, and the messages with their follow-ups.
+    """
+    tied = dict(messages)
+    for severity, resolves in FOLLOW_UPS.items():
+        message = messages.get(severity)
+        if message is None:
+            continue
+        # Stored keys are only ever out or low alerts' (see `Plan.writes`), and an item still
+        # out was reported by an out alert: a reminder's items carry out alerts' keys.
+        keys = plan.alerts[severity][ALERT_KEY]
+        original = next((key for key in keys if isinstance(key, str) and key), None)
+        if original is not None:
+            tied[severity] = message.model_copy(
+                update={"follow_up_of": original, "resolves": resolves}
+            )
+    new_keys = {name: messages[name].key for name in ("out", "low") if name in messages}
+    reported = plan.writes["severity"].map(new_keys).astype(object)
+    kept = plan.writes[ALERT_KEY].astype(object)
+    alert_keys = reported.where(reported.notna(), kept)
+    writes = plan.writes.assign(**{ALERT_KEY: alert_keys.where(alert_keys.notna(), None)})
+    return replace(plan, writes=writes), tied
 
 
 # --------------------------------------------------------------------------- the flow
@@ -286,7 +326,9 @@ def inventory_alert(
        severity and a digest of its logical content: the sorted (sku, from, to, previous since)
        tuples of its transitions, or (sku, out since, cooldown period) of its reminders. The
        delivery layer adds the channel name, so the ledger key is automation + logical item +
-       channel.
+       channel. A reminder or recovery follows the alert that reported its first item
+       (`follow_ups`): a Slack bot posts it in that alert's thread, and a recovery marks the
+       alert resolved.
     4. Deliver through the effects layer: each message once per route of its severity (the
        first channel of the route that takes it; a route whose channels all fail is dead,
        announced to ops and replayed with `moltbot outbox replay`).

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 from flows.shared.orders import EXCLUDED_STATUSES
 from flows.shared.tables import rename_columns, require_columns, text_values
 from moltbot.errors import InputError
-from moltbot.state.item_state import STATE_COLUMNS, empty_states
+from moltbot.state.item_state import ALERT_KEY, STATE_COLUMNS, empty_states
 
 # The index name `tasks.sheets.read_worksheet` gives a worksheet: each row's sheet row number.
 SHEET_ROW_INDEX = "sheet_row"
@@ -336,11 +336,16 @@ class Plan:
     Attributes:
         alerts: per severity (`SEVERITIES`), the items it reports, most urgent first, with their
             figures plus `from`, `to`, `previous_since` (the stored `since` the key is built
-            from), `lasted_hours` (recoveries and reminders) and `period` (reminders). Severities
-            with nothing to say are absent.
-        writes: the stored rows to write (`STATE_COLUMNS`) plus `severity`: the message that
-            must be delivered before the row is saved (None for silent changes such as a new
-            item that is fine or out -> low).
+            from), `lasted_hours` (recoveries and reminders), `period` (reminders) and
+            `alert_key` (the stored key of the alert that reported the item's out or low state,
+            None if none: what a reminder or recovery follows up). Severities with nothing to
+            say are absent.
+        writes: the stored rows to write (`STATE_COLUMNS` and `alert_key`) plus `severity`:
+            the message that must be delivered before the row is saved (None for silent changes
+            such as a new item that is fine or out -> low). `alert_key` is the stored one while
+            the item stays out or low (a reminder and out -> low keep it) and None once it is
+            ok; an out or low alert's rows get its message's key later, once the messages (and
+            so their keys) exist (`flows.inventory_alert.flow.follow_ups`).
     """
 
     alerts: dict[str, pd.DataFrame]
@@ -363,8 +368,8 @@ def plan_alerts(
 
     Args:
         states: this run's items from `compute_states` (one row per SKU).
-        previous: stored states (`moltbot.state.item_state.STATE_COLUMNS`; items absent from
-            `states` are ignored and keep their rows).
+        previous: stored states (`moltbot.state.item_state.STATE_COLUMNS`, and `alert_key`
+            if known; items absent from `states` are ignored and keep their rows).
         now: the moment of this run (tz-aware); becomes `since` of every changed item.
         cooldown: time between reminders of an item still out.
 
@@ -375,6 +380,8 @@ def plan_alerts(
         raise InputError(f"cooldown must be positive, got {cooldown}")
     stamp = pd.Timestamp(now).tz_convert("UTC").as_unit("us")
     previous = empty_states() if previous is None else previous
+    if ALERT_KEY not in previous.columns:
+        previous = previous.assign(**{ALERT_KEY: None})
     stored = previous.rename(
         columns={
             "item_key": "sku",
@@ -382,6 +389,7 @@ def plan_alerts(
             "since": "prev_since",
             "episode_since": "prev_episode_since",
             "last_alerted_at": "prev_last_alerted_at",
+            ALERT_KEY: "prev_alert_key",
         }
     ).set_index("sku")
     joined = states.join(stored, on="sku", how="left")
@@ -409,6 +417,10 @@ def plan_alerts(
     # An episode starts when an item leaves ok and ends when it is ok again.
     new_episode = now_column.where(prev_state == OK, episode).where(joined["state"] != OK)
     write = changed | is_new | reminder
+    # The alert that reported the item's out or low state stays its thread until it is ok.
+    prev_alert_key = joined["prev_alert_key"].astype(object)
+    prev_alert_key = prev_alert_key.where(prev_alert_key.notna(), None)
+    alert_key = prev_alert_key.where(joined["state"] != OK, None)
     writes = pd.DataFrame(
         {
             "item_key": joined["sku"],
@@ -416,6 +428,7 @@ def plan_alerts(
             "since": now_column.where(changed | is_new, prev_since),
             "episode_since": new_episode,
             "last_alerted_at": now_column.where(alerted, joined["prev_last_alerted_at"]),
+            ALERT_KEY: alert_key,
             "severity": severity,
         }
     )[write]
@@ -431,6 +444,7 @@ def plan_alerts(
             "previous_since": prev_since[alerted],
             "lasted_hours": (stamp - episode[alerted]).dt.total_seconds() / 3600,
             "period": period[alerted],
+            ALERT_KEY: prev_alert_key[alerted],
         }
     )
     figures["to"] = figures["state"]
@@ -450,10 +464,16 @@ def plan_alerts(
                 lasted_hours=(stamp - selected["previous_since"]).dt.total_seconds() / 3600
             )
         alerts[name] = by_urgency(selected).reset_index(drop=True)
-    return Plan(alerts=alerts, writes=writes[[*STATE_COLUMNS, "severity"]])
+    return Plan(alerts=alerts, writes=writes[[*STATE_COLUMNS, ALERT_KEY, "severity"]])
 
 
-_STORED_EXTRA = ["prev_state", "prev_since", "prev_episode_since", "prev_last_alerted_at"]
+_STORED_EXTRA = [
+    "prev_state",
+    "prev_since",
+    "prev_episode_since",
+    "prev_last_alerted_at",
+    "prev_alert_key",
+]
 
 
 def alert_digest(severity: str, items: pd.DataFrame) -> str:

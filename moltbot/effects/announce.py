@@ -83,7 +83,14 @@ def attach_announcer(
 
     def announce(items: list[tuple[Intent, Outcome]]) -> None:
         missing = [link for link in ops_route.links if link not in runtime.executors]
-        ops = replace(runtime, announce=None, executors={**runtime.executors, **load(missing)})
+        # Announcements are urgent by nature: never held for quiet hours nor escalated again.
+        ops = replace(
+            runtime,
+            announce=None,
+            hold_until=None,
+            watch=None,
+            executors={**runtime.executors, **load(missing)},
+        )
         messages = ops_message(items, locale=locale)
         for outcome in perform([message_intent(m, ops_route) for m in messages], ops):
             if not outcome.settled:

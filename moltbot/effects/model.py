@@ -11,11 +11,14 @@ DeliveryPolicy = Literal["at_least_once", "at_most_once"]
 """What to do with an effect whose outcome is unknown and cannot be looked up: send it again
 (`at_least_once`, the default for alerts) or hold it for a person (`at_most_once`)."""
 
-OutcomeStatus = Literal["done", "already_done", "held", "in_doubt", "failed", "dead", "dry_run"]
+OutcomeStatus = Literal[
+    "done", "already_done", "queued", "held", "in_doubt", "failed", "dead", "dry_run"
+]
 """One vocabulary for every effect of every automation:
 
 - `done`: performed now (or found performed remotely after an interrupted attempt: `recovered`).
 - `already_done`: the ledger says an earlier run performed it; nothing was sent.
+- `queued`: a message held for the end of its route's quiet hours; a digest delivers it then.
 - `held`: another live run holds it right now; this run did not perform it.
 - `in_doubt`: it may have happened and cannot be checked; a person resolves it.
 - `failed`: it was refused or could not be settled; the next run tries again.
@@ -23,8 +26,9 @@ OutcomeStatus = Literal["done", "already_done", "held", "in_doubt", "failed", "d
 - `dry_run`: nothing was performed or recorded.
 """
 
-SETTLED: frozenset[str] = frozenset({"done", "already_done", "dry_run"})
-"""Outcomes after which the effect exists (or, in a dry run, would)."""
+SETTLED: frozenset[str] = frozenset({"done", "already_done", "queued", "dry_run"})
+"""Outcomes after which the effect exists, or is sure to (queued for the end of quiet hours; the
+ledger keeps it), or in a dry run would."""
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Protocol
 
 from moltbot.effects.breaker import CircuitBreaker
 from moltbot.effects.executors import Executor, dump_payload
@@ -22,6 +23,26 @@ logger = logging.getLogger("moltbot.effects")
 
 Announce = Callable[[list[tuple[Intent, Outcome]]], None]
 """Tells the ops channel about effects that became dead or in doubt (each key once)."""
+
+HoldUntil = Callable[[Intent, datetime], datetime | None]
+"""When an intent may be performed, if it must wait (a message during its route's quiet hours)."""
+
+
+class DeliveryWatch(Protocol):
+    """Follows messages that need more than delivery (an urgent alert awaiting acknowledgement:
+    `moltbot.effects.escalation.EscalationWatch`)."""
+
+    def prepare(self, intent: Intent) -> Intent:
+        """The intent as it is to be applied (its message carrying a link, say)."""
+        ...
+
+    def delivered(self, intent: Intent, link: str) -> None:
+        """`link` took the intent."""
+        ...
+
+    def undelivered(self, intent: Intent) -> None:
+        """No link of the route took it (dead)."""
+        ...
 
 
 @dataclass
@@ -41,6 +62,8 @@ class EffectsRuntime:
         announce: called with the effects that became dead or in doubt.
         clock: the current time (aware UTC).
         sleep: the wait function.
+        hold_until: when a message must wait for the end of quiet hours (None: none wait).
+        watch: follows urgent messages after delivery (None: nothing escalates).
     """
 
     ledger: Ledger
@@ -55,6 +78,8 @@ class EffectsRuntime:
     announce: Announce | None = None
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     sleep: Callable[[float], None] = time.sleep
+    hold_until: HoldUntil | None = None
+    watch: DeliveryWatch | None = None
 
 
 def perform(
@@ -73,11 +98,13 @@ def perform(
        destination allows it (found: recorded `done`, nothing applied). Where it cannot be
        looked up and the attempt died with its outcome unknown, an `at_most_once` route holds it
        `in_doubt` for a person; an `at_least_once` route sends it again.
-    3. Apply, in the executor's batches, on the first destination of the route whose circuit is
+    3. A message whose route is in quiet hours and whose severity may wait is recorded `queued`
+       with its payload (a digest delivers it when they end; see `moltbot.effects.quiet`).
+    4. Apply, in the executor's batches, on the first destination of the route whose circuit is
        closed; transient failures are retried there (honouring `Retry-After`), then the next
        destination is tried. A refusal of the effect itself (bad fields) is `failed`; a failure
        that may have applied is looked up (or, without a look-up, follows the route's policy).
-    4. Record each outcome. When every destination failed the effect is `dead`, and it and the
+    5. Record each outcome. When every destination failed the effect is `dead`, and it and the
        `in_doubt` ones are announced to ops once.
 
     Args:
@@ -151,7 +178,7 @@ class _Performance:
         for intent in known:
             self._record_known(intent)
         acquired = self._claim_all([i for i in intents if i.known_remote_id is None])
-        to_apply = self._recover(acquired)
+        to_apply = self._hold_quiet(self._recover(acquired))
         self._apply_along_routes(to_apply)
         if self.to_announce and self.rt.announce is not None:
             try:
@@ -296,6 +323,23 @@ class _Performance:
             found.update(executor.look_up(intents[start : start + executor.batch_size]))
         return found
 
+    def _hold_quiet(self, intents: list[Intent]) -> list[Intent]:
+        """Queue the messages that must wait for the end of quiet hours; return the others."""
+        if self.rt.hold_until is None:
+            return intents
+        now = self.rt.clock()
+        to_apply = []
+        for intent in intents:
+            due = self.rt.hold_until(intent, now)
+            if due is None:
+                to_apply.append(intent)
+                continue
+            for key in (intent.key, *intent.companion_keys):
+                effect = self.ledger.queue(key, due)
+            logger.info("%s: held for quiet hours until %s", intent.key, due.isoformat())
+            self.outcomes[intent.key] = _outcome(intent, "queued", attempts=effect.attempts)
+        return to_apply
+
     # ------------------------------------------------------------------ applying
 
     def _apply_along_routes(self, intents: list[Intent]) -> None:
@@ -334,7 +378,7 @@ class _Performance:
                 self._note_tried(intent, link, f"skipped: circuit open until {until}")
             logger.warning("%s: circuit open, %d effect(s) skip it", link, len(batch))
             return list(batch)
-        batch = [self._with_original(intent, link) for intent in batch]
+        batch = [self._prepared(intent, link) for intent in batch]
         onward: list[Intent] = []
         size = max(executor.batch_size, 1)
         for start in range(0, len(batch), size):
@@ -350,12 +394,15 @@ class _Performance:
                     onward.append(intent)
         return onward
 
-    def _with_original(self, intent: Intent, link: str) -> Intent:
-        """A follow-up carries the remote id its original got on `link` (None: not there)."""
-        if intent.follow_up_of is None:
-            return intent
-        original = self.ledger.remote_id_via(intent.follow_up_of, link)
-        return replace(intent, original_remote_id=original)
+    def _prepared(self, intent: Intent, link: str) -> Intent:
+        """The intent as `link` applies it: a follow-up carries the remote id its original got
+        there (None: not there); a watched message carries what its watch adds (a link)."""
+        if intent.follow_up_of is not None:
+            original = self.ledger.remote_id_via(intent.follow_up_of, link)
+            intent = replace(intent, original_remote_id=original)
+        if self.rt.watch is not None:
+            intent = self.rt.watch.prepare(intent)
+        return intent
 
     def _attempt(
         self, executor: Executor, chunk: list[Intent]
@@ -468,6 +515,8 @@ class _Performance:
         for key in (intent.key, *intent.companion_keys):
             self.ledger.complete(key, remote_id=remote_id, via=link, tried=tried)
         self.outcomes[intent.key] = self._done(intent, remote_id, via=link, recovered=recovered)
+        if self.rt.watch is not None:
+            self.rt.watch.delivered(intent, link)
 
     def _finish_failed(self, intent: Intent, error: str, *, transient: bool) -> None:
         self._finish_unsettled(intent, "failed", error, transient=transient)
@@ -480,6 +529,8 @@ class _Performance:
         error = "; ".join(f"{t.link}: {t.error}" for t in tried) or "no destination took it"
         logger.error("%s is dead: every destination failed (%s)", intent.key, mask_text(error))
         self._finish_unsettled(intent, "dead", error)
+        if self.rt.watch is not None:
+            self.rt.watch.undelivered(intent)
 
     def _finish_unsettled(
         self, intent: Intent, status: str, error: str, *, transient: bool = False
@@ -532,4 +583,6 @@ def recorded_outcome(intent: Intent, effect: Effect) -> Outcome:
         )
     if effect.status == EffectStatus.IN_DOUBT:
         return _outcome(intent, "in_doubt", error=effect.error, **common)
+    if effect.status == EffectStatus.QUEUED:
+        return _outcome(intent, "queued", **common)
     return _outcome(intent, "dead", error=effect.error, **common)

@@ -79,6 +79,8 @@ class AuditAction:
     BLOCK_SAVED = "block saved"
     WEBHOOK = "webhook"
     PRUNE = "prune"
+    ESCALATE = "escalate"
+    ACKNOWLEDGE = "acknowledge"
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,13 @@ import pandas as pd
 from sqlalchemy import Column, Engine, String, Table, select, type_coerce
 from sqlalchemy.dialects import postgresql, sqlite
 
-from moltbot.state.ledger import Ledger, UTCDateTime, ensure_table, metadata
+from moltbot.state.ledger import (
+    Ledger,
+    UTCDateTime,
+    add_missing_columns,
+    ensure_table,
+    metadata,
+)
 
 # Rows per INSERT … ON CONFLICT round trip: large enough that a first run over a million items is
 # a few hundred statements, small enough to stay under SQLite's and PostgreSQL's bind limits
@@ -19,7 +25,13 @@ from moltbot.state.ledger import Ledger, UTCDateTime, ensure_table, metadata
 WRITE_BATCH_ROWS = 20_000
 
 STATE_COLUMNS: tuple[str, ...] = ("item_key", "state", "since", "episode_since", "last_alerted_at")
-"""The columns `ItemStateStore.read` returns and `ItemStateStore.write` takes."""
+"""The columns `ItemStateStore.write` requires; `read` returns them and `ALERT_KEY`."""
+
+ALERT_KEY = "alert_key"
+"""The optional column naming the alert that reported an item's current state (None if none).
+
+`ItemStateStore.read` always returns it; `write` stores it when given and None otherwise, so
+automations that do not thread their alerts need not know about it."""
 
 _TIME_COLUMNS = ("since", "episode_since", "last_alerted_at")
 
@@ -37,6 +49,10 @@ item_states_table = Table(
     Column("episode_since", UTCDateTime(), nullable=True),
     # When the item was last alerted on (a transition or a reminder).
     Column("last_alerted_at", UTCDateTime(), nullable=True),
+    # The key of the alert message that reported the item's current state (None when none did,
+    # e.g. while normal): its reminders and its recovery follow it (replies in that alert's
+    # thread where the channel has threads). Added later: older tables gain it on opening.
+    Column(ALERT_KEY, String(512), nullable=True),
     Column("updated_at", UTCDateTime(), nullable=False),
 )
 
@@ -58,13 +74,15 @@ class ItemStateStore:
         self.automation = automation
         self._engine = ledger.engine
         ensure_table(self._engine, item_states_table)
+        add_missing_columns(self._engine, item_states_table, (ALERT_KEY,))
 
     def read(self) -> pd.DataFrame:
         """Every stored item of the automation.
 
         Returns:
             The `STATE_COLUMNS`: `item_key` and `state` as strings, the times as tz-aware UTC
-            `datetime64` (NaT where unset), in no particular order.
+            `datetime64` (NaT where unset), then `ALERT_KEY` (objects, None where unset), in no
+            particular order.
         """
         table = item_states_table
         # Timestamps come back as the driver gives them (text on SQLite, datetimes on PostgreSQL)
@@ -74,26 +92,29 @@ class ItemStateStore:
             table.c.item_key,
             table.c.state,
             *(type_coerce(table.c[name], String()).label(name) for name in _TIME_COLUMNS),
+            table.c[ALERT_KEY],
         ).where(table.c.automation == self.automation)
         with self._engine.connect() as conn:
             # The DBAPI cursor's plain tuples: a million SQLAlchemy Row objects cost a second.
             rows = conn.execute(statement).cursor.fetchall()
         if not rows:
             return empty_states()
-        raw = pd.DataFrame(rows, columns=list(STATE_COLUMNS), dtype=object)
+        raw = pd.DataFrame(rows, columns=[*STATE_COLUMNS, ALERT_KEY], dtype=object)
         frame = pd.DataFrame(
             {"item_key": raw["item_key"].astype("str"), "state": raw["state"].astype("str")}
         )
         for name in _TIME_COLUMNS:
             frame[name] = _utc_times(raw[name])
+        frame[ALERT_KEY] = raw[ALERT_KEY]
         return frame
 
     def write(self, states: pd.DataFrame, *, now: datetime) -> int:
         """Insert or update the given items' states; return how many rows were written.
 
         Args:
-            states: rows with the `STATE_COLUMNS` (times tz-aware, NaT for none); an item key
-                must appear at most once.
+            states: rows with the `STATE_COLUMNS` (times tz-aware, NaT for none) and
+                optionally `ALERT_KEY` (None where unset; stored as None when the column is
+                absent); an item key must appear at most once.
             now: the moment recorded as `updated_at`.
 
         Raises:
@@ -129,6 +150,7 @@ def empty_states() -> pd.DataFrame:
     )
     for name in _TIME_COLUMNS:
         frame[name] = pd.Series([], dtype="datetime64[us, UTC]")
+    frame[ALERT_KEY] = pd.Series([], dtype=object)
     return frame
 
 
@@ -157,7 +179,9 @@ def _upsert(engine: Engine) -> tuple[str, tuple[str, ...] | None]:
         insert = sqlite.insert(table)
     else:
         raise NotImplementedError(f"item states need SQLite or PostgreSQL, not {dialect}")
-    updated = {name: insert.excluded[name] for name in (*STATE_COLUMNS[1:], "updated_at")}
+    updated = {
+        name: insert.excluded[name] for name in (*STATE_COLUMNS[1:], ALERT_KEY, "updated_at")
+    }
     statement = insert.on_conflict_do_update(
         index_elements=[table.c.automation, table.c.item_key], set_=updated
     )
@@ -183,6 +207,7 @@ def _records(
         times = pd.Series(now, index=states.index) if name == "updated_at" else states[name]
         times = pd.to_datetime(times, utc=True)
         columns[name] = _sqlite_text(times) if as_text else _datetimes(times)
+    columns[ALERT_KEY] = _optional_text(states, ALERT_KEY)
     columns["automation"] = np.full(len(states), automation, dtype=object)
     names = order or tuple(columns)
     for start in range(0, len(states), WRITE_BATCH_ROWS):
@@ -190,6 +215,13 @@ def _records(
             *(columns[name][start : start + WRITE_BATCH_ROWS] for name in names), strict=True
         )
         yield list(rows) if order else [dict(zip(names, row, strict=True)) for row in rows]
+
+
+def _optional_text(states: pd.DataFrame, name: str) -> np.ndarray:
+    """A text column as objects, None where unset or where the frame lacks the column."""
+    if name not in states.columns:
+        return np.full(len(states), None, dtype=object)
+    return states[name].to_numpy(dtype=object, na_value=None)
 
 
 def _datetimes(times: pd.Series) -> np.ndarray:

@@ -105,23 +105,27 @@ effects_table = Table(
     Column("tried", Text, nullable=True),
     Column("payload", Text, nullable=True),
     Column("announced_at", UTCDateTime(), nullable=True),
+    # A message held for the end of quiet hours goes out then (status `queued`).
+    Column("due_at", UTCDateTime(), nullable=True),
     Index("ix_effects_automation_status", "automation", "status"),
 )
 
 # Columns a ledger created by an older moltbot lacks; `_upgrade_schema` adds them in place.
-_ADDED_COLUMNS = ("holder", "route", "policy", "via", "tried", "payload", "announced_at")
+_ADDED_COLUMNS = ("holder", "route", "policy", "via", "tried", "payload", "announced_at", "due_at")
 
 
 class EffectStatus(StrEnum):
     """Where an effect stands: claimed and in flight, done, failed (retryable), dead (every
-    destination failed: replay it), or in doubt (it may have happened and cannot be looked up:
-    a person resolves it)."""
+    destination failed: replay it), in doubt (it may have happened and cannot be looked up:
+    a person resolves it), or queued (a message held for the end of quiet hours, with its
+    payload: a digest delivers it at `due_at`)."""
 
     PENDING = "pending"
     DONE = "done"
     FAILED = "failed"
     DEAD = "dead"
     IN_DOUBT = "in_doubt"
+    QUEUED = "queued"
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,7 @@ class Effect:
     tried: str | None = None
     payload: str | None = None
     announced_at: datetime | None = None
+    due_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -375,6 +380,54 @@ class Ledger:
         # The remote id of an earlier success (before a forced re-run) is kept for the audit trail.
         return self._finish(key, **values)
 
+    def queue(self, key: str, due_at: datetime) -> Effect:
+        """Hold the claimed message `key` (its payload kept) until `due_at`: the end of quiet
+        hours, when a digest delivers it (`release_queued`).
+
+        Raises:
+            KeyError: No row for `key`.
+        """
+        return self._finish(key, status=EffectStatus.QUEUED.value, due_at=due_at, error=None)
+
+    def queued_due(self, now: datetime) -> list[Effect]:
+        """The queued effects whose `due_at` has come, oldest first."""
+        statement = (
+            select(effects_table)
+            .where(
+                effects_table.c.status == EffectStatus.QUEUED.value,
+                effects_table.c.due_at <= now,
+            )
+            .order_by(effects_table.c.created_at, effects_table.c.key)
+        )
+        with self.engine.connect() as conn:
+            return [_as_effect(row) for row in conn.execute(statement)]
+
+    def release_queued(self, keys: list[str], *, remote_id: str, via: str) -> int:
+        """Record queued messages done, delivered by the digest `remote_id` (its ledger key) on
+        `via`, in one transaction; rows no longer queued are left as they are.
+
+        Returns:
+            How many rows were released.
+        """
+        if not keys:
+            return 0
+        statement = (
+            update(effects_table)
+            .where(
+                effects_table.c.key.in_(keys),
+                effects_table.c.status == EffectStatus.QUEUED.value,
+            )
+            .values(
+                status=EffectStatus.DONE.value,
+                remote_id=remote_id,
+                via=via,
+                payload=None,
+                updated_at=_now(),
+            )
+        )
+        with self.engine.begin() as conn:
+            return conn.execute(statement).rowcount
+
     def mark_announced(self, key: str) -> bool:
         """Record that the ops channel was told about this dead or in-doubt effect.
 
@@ -563,6 +616,7 @@ def _as_row(effect: Effect) -> dict[str, Any]:
         "tried": effect.tried,
         "payload": effect.payload,
         "announced_at": effect.announced_at,
+        "due_at": effect.due_at,
     }
 
 
@@ -586,6 +640,7 @@ def _as_effect(row: Row[Any]) -> Effect:
         tried=row.tried,
         payload=row.payload,
         announced_at=row.announced_at,
+        due_at=row.due_at,
     )
 
 
@@ -627,16 +682,34 @@ def _create_schema(engine: Engine) -> None:
 
 def _upgrade_schema(engine: Engine) -> None:
     """Add the columns a ledger created by an older moltbot lacks (all nullable)."""
-    present = {column["name"] for column in inspect(engine).get_columns("effects")}
-    missing = [name for name in _ADDED_COLUMNS if name not in present]
-    if not missing:
-        return
+    add_missing_columns(engine, effects_table, _ADDED_COLUMNS)
+
+
+def add_missing_columns(engine: Engine, table: Table, names: tuple[str, ...]) -> None:
+    """Add the nullable columns `names` of `table` that a table created by an older moltbot
+    lacks (its rows read them as None)."""
     preparer = engine.dialect.identifier_preparer
-    with engine.begin() as conn:
-        for name in missing:
-            column = effects_table.c[name]
-            kind = column.type.compile(dialect=engine.dialect)
-            conn.execute(text(f"ALTER TABLE effects ADD COLUMN {preparer.quote(name)} {kind}"))
+    for attempt in range(3):
+        present = {column["name"] for column in inspect(engine).get_columns(table.name)}
+        missing = [name for name in names if name not in present]
+        if not missing:
+            return
+        try:
+            with engine.begin() as conn:
+                for name in missing:
+                    kind = table.c[name].type.compile(dialect=engine.dialect)
+                    conn.execute(
+                        text(
+                            f"ALTER TABLE {preparer.quote(table.name)} "
+                            f"ADD COLUMN {preparer.quote(name)} {kind}"
+                        )
+                    )
+            return
+        except DatabaseError:
+            # Two processes may both find a column missing; the loser's ALTER fails and its
+            # next look finds the column in place.
+            if attempt == 2:
+                raise
 
 
 def ensure_table(engine: Engine, table: Table) -> None:

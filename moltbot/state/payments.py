@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,6 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+from moltbot.state.keys import ledger_secret
 from moltbot.state.ledger import Ledger, UTCDateTime, ensure_table, metadata
 
 Outcome = Literal["failed", "succeeded"]
@@ -57,15 +57,6 @@ payments_table = Table(
 )
 
 
-pseudonym_keys_table = Table(
-    "pseudonym_keys",
-    metadata,
-    Column("name", String(64), primary_key=True),
-    # Random bytes (hex), made once per ledger: every process sharing the ledger keys alike.
-    Column("secret", String(128), nullable=False),
-    Column("created_at", UTCDateTime(), nullable=False),
-)
-
 CUSTOMER_PSEUDONYM = "customer"
 
 
@@ -80,24 +71,8 @@ def customer_key(identity: str, secret: bytes) -> str:
 
 
 def pseudonym_secret(ledger: Ledger, name: str = CUSTOMER_PSEUDONYM, *, now: datetime) -> bytes:
-    """The ledger's secret for pseudonyms called `name`, made on first use.
-
-    Two processes making it at once both read back the one that was inserted first.
-    """
-    engine = ledger.engine
-    ensure_table(engine, pseudonym_keys_table)
-    table = pseudonym_keys_table
-    with engine.begin() as conn:
-        found = conn.execute(select(table.c.secret).where(table.c.name == name)).scalar()
-        if found is None:
-            try:
-                with conn.begin_nested():
-                    values = {"name": name, "secret": secrets.token_hex(32), "created_at": now}
-                    conn.execute(insert(table).values(**values))
-            except IntegrityError:
-                pass
-            found = conn.execute(select(table.c.secret).where(table.c.name == name)).scalar_one()
-    return bytes.fromhex(found)
+    """The ledger's secret for pseudonyms called `name` (see `ledger_secret`)."""
+    return ledger_secret(ledger, name, now=now)
 
 
 @dataclass(frozen=True)

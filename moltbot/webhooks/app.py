@@ -1,4 +1,5 @@
-"""The gateway's HTTP surface: `POST /hooks/{source}` into the inbox, and `GET /healthz`."""
+"""The gateway's HTTP surface: `POST /hooks/{source}` into the inbox, `GET /healthz`, and the
+acknowledgement pages of escalating alerts."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from starlette.requests import ClientDisconnect
 from moltbot.masking import mask_text
 from moltbot.state.audit import AuditAction, AuditTrail
 from moltbot.state.inbox import Inbox, InboxEntry
+from moltbot.webhooks.acks import AckDesk, add_ack_routes
 from moltbot.webhooks.config import GatewayConfig
 from moltbot.webhooks.deadlines import CallLater, deadline, loop_call_later
 from moltbot.webhooks.dispatcher import Dispatcher
@@ -61,6 +63,7 @@ def create_gateway_app(
     max_body_bytes: int = MAX_BODY_BYTES,
     body_timeout_seconds: float = BODY_TIMEOUT_SECONDS,
     call_later: CallLater = loop_call_later,
+    acks: AckDesk | None = None,
 ) -> FastAPI:
     """The gateway as an ASGI app.
 
@@ -85,6 +88,8 @@ def create_gateway_app(
         body_timeout_seconds: how long the whole body may take to arrive; a client that
             trickles it gets 408 and its connection is closed.
         call_later: the timer of the body deadline (tests pass one they fire themselves).
+        acks: serves the acknowledgement links of escalating alerts (`/ack/{token}`, see
+            `add_ack_routes`); None: no such pages.
     """
 
     @asynccontextmanager
@@ -193,6 +198,8 @@ def create_gateway_app(
         }
         return JSONResponse(document)
 
+    if acks is not None:
+        add_ack_routes(app, acks)
     return app
 
 

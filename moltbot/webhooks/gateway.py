@@ -7,14 +7,17 @@ import copy
 import json
 import logging
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 from fastapi import FastAPI
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from moltbot.config.settings import get_settings
 from moltbot.masking import add_masking_filter, install_log_masking
 from moltbot.state.inbox import Inbox
 from moltbot.state.ledger import Ledger
+from moltbot.webhooks.acks import AckDesk, AckPathFilter
 from moltbot.webhooks.app import SourceVerifier, create_gateway_app
 from moltbot.webhooks.config import DEFAULT_MAX_CONNECTIONS_PER_CLIENT, GatewayConfig
 from moltbot.webhooks.deadlines import CallLater, TimerHandle, loop_call_later
@@ -149,14 +152,13 @@ def build_gateway(
     ledger = Ledger(ledger_url)
     inbox = Inbox(ledger)
     dispatcher = Dispatcher(inbox, config) if dispatch else None
+    acks = AckDesk(ledger, get_settings().locale, clock=lambda: datetime.now(UTC))
     return create_gateway_app(
-        config, inbox, verifiers, dispatcher=dispatcher, on_shutdown=ledger.close
+        config, inbox, verifiers, dispatcher=dispatcher, on_shutdown=ledger.close, acks=acks
     )
 
 
 def _home() -> Path:
-    from moltbot.config.settings import get_settings
-
     return get_settings().home
 
 
@@ -191,8 +193,6 @@ def serve_gateway(
     """
     import uvicorn
 
-    from moltbot.config.settings import get_settings
-
     settings = get_settings()
     secrets = load_gateway_secrets(config, home=settings.home)
     app = build_gateway(
@@ -220,6 +220,7 @@ def serve_gateway(
         for handler in logging.getLogger(name).handlers:
             add_masking_filter(handler)
     install_log_masking()
+    logging.getLogger("uvicorn.access").addFilter(AckPathFilter())
     origins = ", ".join(f"{source} from {origin}" for source, origin in secrets.origins.items())
     logger.info("webhook gateway: signing secrets: %s", origins)
     for warning in secrets.warnings:

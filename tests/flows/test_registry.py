@@ -24,6 +24,7 @@ def test_the_registry_order_is_the_documented_one() -> None:
         "error-spike",
         "payment-failures",
         "reconcile",
+        "on-call",
     ]
 
 

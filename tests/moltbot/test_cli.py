@@ -70,7 +70,7 @@ def test_unknown_automation_exits_2_naming_the_choices() -> None:
     assert result.stdout == ""
     choices = (
         "(choose from: daily-report, inventory-alert, form-digest, ticket-creation, "
-        "service-health, error-spike, payment-failures, reconcile)"
+        "service-health, error-spike, payment-failures, reconcile, on-call)"
     )
     assert f"unknown automation 'weekly-horoscope' {choices}" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -256,7 +256,8 @@ def test_every_command_is_documented_in_the_readme() -> None:
         "list", "show", "run", "demo", "sandbox", "serve", "deploy", "prune", "audit",
         "blocks register",
         "blocks list", "blocks test", "webhook serve", "outbox list", "outbox show",
-        "outbox replay", "outbox resolve", "server start", "server status", "server stop",
+        "outbox replay", "outbox resolve", "outbox ack", "server start", "server status",
+        "server stop",
     ]  # fmt: skip
     for command in commands:
         assert re.search(rf"moltbot {command}\b", readme), command

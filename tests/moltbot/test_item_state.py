@@ -48,7 +48,7 @@ def test_an_empty_store_reads_an_empty_typed_frame(ledger: Ledger) -> None:
     read = ItemStateStore(ledger, "inventory-alert").read()
 
     assert read.empty
-    assert list(read.columns) == list(STATE_COLUMNS)
+    assert list(read.columns) == [*STATE_COLUMNS, "alert_key"]
     assert read.dtypes.astype(str).to_dict() == empty_states().dtypes.astype(str).to_dict()
 
 
