@@ -52,6 +52,10 @@ _WORDS: dict[str, dict[str, str]] = {
         "dead": "dead letter",
         "in_doubt": "in doubt",
         "held": "held by another run",
+        "queued": "held for quiet hours",
+        "digests": "digests of held messages",
+        "released": "held messages delivered",
+        "escalations": "escalation steps",
         "service": "service",
         "state": "state",
         "status": "HTTP status",
@@ -119,6 +123,10 @@ _WORDS: dict[str, dict[str, str]] = {
         "dead": "데드 레터",
         "in_doubt": "확인 필요",
         "held": "다른 실행이 처리 중",
+        "queued": "방해 금지 시간이라 보류",
+        "digests": "보류 메시지 요약",
+        "released": "전달된 보류 메시지",
+        "escalations": "에스컬레이션 단계",
         "service": "서비스",
         "state": "상태",
         "status": "HTTP 상태",
@@ -201,7 +209,7 @@ def deliveries_table(result: dict[str, Any], *, locale: str) -> Table | None:
     table.add_column(w["outcome"])
     table.add_column(w["via"])
     table.add_column(w["note"], overflow="fold")
-    styles = {"done": "green", "already_done": "yellow", "dry_run": "cyan"}
+    styles = {"done": "green", "already_done": "yellow", "queued": "yellow", "dry_run": "cyan"}
     for delivery in deliveries:
         status = delivery["status"]
         cells = [delivery.get("channel") or delivery.get("target") or ""]
@@ -238,6 +246,8 @@ def result_view(name: str, result: dict[str, Any], *, currency: str, locale: str
         parts.append(_payments_line(result, locale))
     elif name == "reconcile" and "omission_rate" in result:
         parts.append(_omissions_table(result, locale))
+    elif name == "on-call" and "escalations" in result:
+        parts.append(_on_call_line(result, locale))
     table = deliveries_table(result, locale=locale)
     if table is not None:
         parts.append(table)
@@ -352,6 +362,16 @@ def _payments_line(result: dict[str, Any], locale: str) -> RenderableType:
         f"{len(result['tickets'])} {w['tickets']}",
     ]
     return Text(f"payment-failures: {' · '.join(counts)}")
+
+
+def _on_call_line(result: dict[str, Any], locale: str) -> RenderableType:
+    w = words(locale)
+    counts = [
+        f"{len(result['digests'])} {w['digests']}",
+        f"{result['released']} {w['released']}",
+        f"{len(result['escalations'])} {w['escalations']}",
+    ]
+    return Text(f"on-call: {' · '.join(counts)}")
 
 
 def _omissions_table(result: dict[str, Any], locale: str) -> RenderableType:

@@ -36,6 +36,7 @@ _EFFECT_COLUMNS = (
     effects_table.c.updated_at,
     effects_table.c.flow_run_id,
     effects_table.c.route,
+    effects_table.c.due_at,
 )
 
 

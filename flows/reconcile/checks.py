@@ -80,6 +80,10 @@ REASONS: dict[str, tuple[str, str]] = {
         "effect pending past the grace period",
         "유예 시간이 지나도록 작업이 진행 중",
     ),
+    "held_past_quiet_hours": (
+        "message still held after its quiet hours ended (is the on-call automation running?)",
+        "방해 금지 시간이 끝났는데도 메시지가 보류 중(on-call 자동화가 실행 중인지 확인)",
+    ),
 }
 """Every reason an omission can have: code -> (English, Korean)."""
 
@@ -93,7 +97,7 @@ ITEM_KINDS: dict[str, tuple[str, str]] = {
 """How omissions name their items: kind -> (English, Korean) with the item in place of {}."""
 
 # The worst first: an item with several bad effects is reported with the worst one.
-_EFFECT_PROBLEMS = ("dead", "in_doubt", "failed", "stale_pending")
+_EFFECT_PROBLEMS = ("dead", "in_doubt", "failed", "stale_pending", "held_past_quiet_hours")
 
 # Prefect state types: a run that has begun, and one that is over without completing.
 _ENDED_BADLY = {"FAILED", "CRASHED", "CANCELLED"}
@@ -114,6 +118,8 @@ class EffectRecord:
     updated_at: datetime
     flow_run_id: str | None = None
     route: str | None = None
+    # A message held for quiet hours: when they ended.
+    due_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -322,11 +328,14 @@ class Reconciliation:
 
 
 def effect_problem(effect: EffectRecord, *, now: datetime, grace: timedelta) -> str | None:
-    """The reason `effect` counts as an omission, or None (done, or pending within the grace)."""
+    """The reason `effect` counts as an omission, or None (done, pending within the grace, or
+    held for quiet hours that ended less than the grace ago)."""
     if effect.status in ("dead", "failed", "in_doubt"):
         return effect.status
     if effect.status == "pending" and now - effect.updated_at > grace:
         return "stale_pending"
+    if effect.status == "queued" and effect.due_at is not None and now - effect.due_at > grace:
+        return "held_past_quiet_hours"
     return None
 
 

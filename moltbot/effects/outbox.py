@@ -39,6 +39,8 @@ class OutboxEntry:
     created_at: str
     updated_at: str
     replayable: bool
+    # A message held for quiet hours: when they end and the on-call digest delivers it.
+    due_at: str | None = None
 
     @classmethod
     def of(cls, effect: Effect) -> OutboxEntry:
@@ -59,7 +61,10 @@ class OutboxEntry:
             flow_run_id=effect.flow_run_id,
             created_at=effect.created_at.isoformat(timespec="seconds"),
             updated_at=effect.updated_at.isoformat(timespec="seconds"),
-            replayable=effect.payload is not None and effect.route is not None,
+            replayable=effect.payload is not None
+            and effect.route is not None
+            and effect.status in REPLAYABLE,
+            due_at=effect.due_at.isoformat(timespec="seconds") if effect.due_at else None,
         )
 
     def as_dict(self) -> dict[str, Any]:

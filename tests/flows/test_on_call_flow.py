@@ -13,7 +13,8 @@ from blocks import SlackIncomingWebhook, TwilioSms
 from flows.on_call.flow import on_call
 from moltbot.effects import Route, perform
 from moltbot.effects.channels import channel_executors
-from moltbot.effects.executors import message_intent
+from moltbot.effects.executors import load_payload, message_intent
+from moltbot.effects.quiet import HeldMessage, plan_digests
 from moltbot.effects.runtime import runtime_from_settings
 from moltbot.messages import Message
 from moltbot.sandbox.twilio import SANDBOX_ACCOUNT_SID, SANDBOX_AUTH_TOKEN, SANDBOX_FROM_NUMBER
@@ -168,3 +169,30 @@ def test_an_acknowledgement_by_the_links_post_stops_the_escalation(channels, san
 
     assert acknowledged["escalations"] == []
     assert sandbox.state.twilio.messages_to(ONCALL) == []
+
+
+def test_a_crash_after_the_digest_went_releases_without_sending_it_again(
+    channels: str, sandbox
+) -> None:
+    route = Route(("oncall-slack",))
+    send_at(AT_23, [alert(f"SKU-{n}", "info") for n in range(3)], route)
+    # The run that sent the digest died before recording its members: only the digest is done.
+    with Ledger.from_settings() as ledger:
+        held = [
+            HeldMessage(e.key, load_payload("message", e.payload), route, e.due_at, e.created_at)
+            for e in ledger.queued_due(AT_08)
+        ]
+        [digest] = plan_digests(held, locale="en", timezone="Asia/Seoul")
+        runtime = runtime_from_settings(
+            ledger, channel_executors(["oncall-slack"]), quiet_and_escalation=False
+        )
+        [sent] = perform([message_intent(digest.message, digest.route)], runtime)
+    assert sent.status == "done"
+
+    after = on_call(now=AT_08 + timedelta(minutes=1))
+
+    assert [(d["messages"], d["status"]) for d in after["digests"]] == [(3, "already_done")]
+    assert after["released"] == 3
+    assert len(slack_texts(sandbox, channels)) == 1  # the digest, once
+    with Ledger.from_settings() as ledger:
+        assert ledger.effects(status=EffectStatus.QUEUED) == []

@@ -285,6 +285,24 @@ def test_other_effects_count_per_logical_item_and_reconcile_ignores_its_own() ->
     assert dict(result.expected) == {"daily-report": 3}
 
 
+def test_a_message_held_past_its_quiet_hours_is_an_omission() -> None:
+    from dataclasses import replace
+
+    held = effect("service-health:degraded:a1:slack-ops", "queued", at=NOW - timedelta(hours=9))
+    effects = [
+        replace(held, due_at=NOW - timedelta(hours=2)),  # quiet hours ended 2 h ago
+        replace(
+            held, key="service-health:degraded:b2:slack-ops", due_at=NOW - timedelta(minutes=5)
+        ),
+        replace(held, key="service-health:degraded:c3:slack-ops", due_at=NOW + timedelta(hours=1)),
+    ]
+    result = check_recorded_effects(effects, accounted=set(), now=NOW, grace=GRACE)
+    assert found(result.omissions) == [
+        ("service-health", "service-health:degraded:a1", "held_past_quiet_hours")
+    ]
+    assert "on-call" in result.omissions[0].reason_text("en")
+
+
 def test_reconcile_rates_filter_and_new_omissions() -> None:
     inputs = Inputs(
         effects=[
