@@ -45,17 +45,13 @@ def _timezone(value: Any) -> Any:
     return value
 
 
-class QuietRoute(BaseModel):
-    """One route's own quiet hours (every key optional: the `[quiet_hours]` value is used)."""
+class _QuietTimes(BaseModel):
+    """Start, end and timezone of quiet hours, each optional (a route takes the table's)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    enabled: bool = Field(default=True, description="false: this route has no quiet hours.")
     start: time | None = Field(default=None, description="When quiet hours begin (HH:MM).")
     end: time | None = Field(default=None, description="When they end (HH:MM).")
-    hold_below: Severity | None = Field(
-        default=None, description="Messages less urgent than this wait for the end."
-    )
     timezone: str | None = Field(default=None, description="IANA timezone of start and end.")
 
     @field_validator("start", "end", mode="before")
@@ -69,6 +65,17 @@ class QuietRoute(BaseModel):
         return _timezone(value)
 
 
+class QuietRoute(_QuietTimes):
+    """One route's own quiet hours (every key optional: the `[quiet_hours]` value is used)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(default=True, description="false: this route has no quiet hours.")
+    hold_below: Severity | None = Field(
+        default=None, description="Messages less urgent than this wait for the end."
+    )
+
+
 class QuietWindow(BaseModel):
     """The quiet hours in force on one route."""
 
@@ -80,7 +87,7 @@ class QuietWindow(BaseModel):
     timezone: str
 
 
-class QuietHoursConfig(BaseModel):
+class QuietHoursConfig(_QuietTimes):
     """The `[quiet_hours]` table of moltbot.toml.
 
     ```toml
@@ -101,25 +108,12 @@ class QuietHoursConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    start: time | None = Field(default=None, description="When quiet hours begin (HH:MM).")
-    end: time | None = Field(default=None, description="When they end (HH:MM).")
     hold_below: Severity = Field(
         default="critical", description="Messages less urgent than this wait for the end."
     )
-    timezone: str | None = Field(default=None, description="IANA timezone of start and end.")
     routes: dict[str, QuietRoute] = Field(
         default_factory=dict, description="Route (first channel) -> its own quiet hours."
     )
-
-    @field_validator("start", "end", mode="before")
-    @classmethod
-    def _times(cls, value: Any) -> Any:
-        return None if value is None else _clock_time(value)
-
-    @field_validator("timezone", mode="before")
-    @classmethod
-    def _zone(cls, value: Any) -> Any:
-        return _timezone(value)
 
     def window_for(self, route: str, default_timezone: str) -> QuietWindow | None:
         """The quiet hours of the route whose first channel is `route` (None: it has none)."""

@@ -178,37 +178,28 @@ class EscalationWatch:
 
     def delivered(self, intent: Intent, link: str) -> None:
         """The message's first delivery, on `link`: the next link is due in N minutes."""
+        self._first_step(intent, link)
+
+    def undelivered(self, intent: Intent) -> None:
+        """Every link failed (a dead letter, announced): nothing is left to escalate to."""
+        self._first_step(intent, None)
+
+    def _first_step(self, intent: Intent, link: str | None) -> None:
         if not self.applies_to(intent):
             return
-        after = self.config.after_for(intent.route.name)
-        assert after is not None
-        index = intent.route.links.index(link)
         now = self.clock()
-        more = index < len(intent.route.links) - 1
-        next_at = now + timedelta(minutes=after) if more else None
+        index = intent.route.links.index(link) if link is not None else None
+        after = self.config.after_for(intent.route.name) or self.config.after_minutes
+        more = index is not None and index < len(intent.route.links) - 1
         self.store.record_step(
             intent.key,
             from_step=-1,
             step=index,
             link=link,
-            outcome="done",
-            next_at=next_at,
+            outcome="done" if link is not None else "dead",
+            next_at=now + timedelta(minutes=after) if more else None,
             now=now,
         )
-
-    def undelivered(self, intent: Intent) -> None:
-        """Every link failed (a dead letter, announced): nothing is left to escalate to."""
-        if self.applies_to(intent):
-            now = self.clock()
-            self.store.record_step(
-                intent.key,
-                from_step=-1,
-                step=None,
-                link=None,
-                outcome="dead",
-                next_at=None,
-                now=now,
-            )
 
 
 @dataclass(frozen=True)

@@ -334,8 +334,9 @@ class _Performance:
             if due is None:
                 to_apply.append(intent)
                 continue
-            for key in (intent.key, *intent.companion_keys):
-                effect = self.ledger.queue(key, due)
+            for companion in intent.companion_keys:
+                self.ledger.queue(companion, due)
+            effect = self.ledger.queue(intent.key, due)
             logger.info("%s: held for quiet hours until %s", intent.key, due.isoformat())
             self.outcomes[intent.key] = _outcome(intent, "queued", attempts=effect.attempts)
         return to_apply

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from html import escape
+from typing import TypeVar
 
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
@@ -28,6 +29,7 @@ from moltbot.state.keys import ledger_secret
 from moltbot.state.ledger import Ledger
 
 logger = logging.getLogger("moltbot.webhooks")
+_T = TypeVar("_T")
 
 ACK_PATH_PATTERN = re.compile(rf"{re.escape(ACK_PATH)}[^\s\"?]+")
 """An acknowledgement path in a log line (the token is a capability: logs show `/ack/…`)."""
@@ -107,17 +109,23 @@ def add_ack_routes(app: FastAPI, desk: AckDesk) -> None:
     malformed token is 403, an expired one 410, an unknown one 404; none says more than that."""
     words = _WORDS.get(desk.locale, _WORDS["en"])
 
-    @app.get(ACK_PATH + "{token}", response_class=HTMLResponse)
-    async def confirm(token: str) -> HTMLResponse:
+    async def settle(action: Callable[[str], _T], token: str) -> _T | HTMLResponse:
+        """`action(token)` off the event loop, or the page saying why it cannot be done."""
         try:
-            escalation = await run_in_threadpool(desk.find, token)
+            return await run_in_threadpool(action, token)
         except AckTokenError as exc:
             return _refusal(words, exc)
         except LookupError:
             return _page(words, words["unknown"], status=404)
         except SQLAlchemyError as exc:
-            logger.error("acknowledgement page: ledger unavailable: %s", mask_text(str(exc)))
+            logger.error("acknowledgement: ledger unavailable: %s", mask_text(str(exc)))
             return _page(words, words["unavailable"], status=503)
+
+    @app.get(ACK_PATH + "{token}", response_class=HTMLResponse)
+    async def confirm(token: str) -> HTMLResponse:
+        escalation = await settle(desk.find, token)
+        if isinstance(escalation, HTMLResponse):
+            return escalation
         about = _about(words, escalation)
         if escalation.status == EscalationStatus.ACKNOWLEDGED:
             return _page(words, words["already"], about=about)
@@ -129,20 +137,14 @@ def add_ack_routes(app: FastAPI, desk: AckDesk) -> None:
 
     @app.post(ACK_PATH + "{token}", response_class=HTMLResponse)
     async def acknowledge(token: str) -> HTMLResponse:
-        try:
-            escalation, changed = await run_in_threadpool(desk.acknowledge, token)
-        except AckTokenError as exc:
-            return _refusal(words, exc)
-        except LookupError:
-            return _page(words, words["unknown"], status=404)
-        except SQLAlchemyError as exc:
-            logger.error("acknowledgement: ledger unavailable: %s", mask_text(str(exc)))
-            return _page(words, words["unavailable"], status=503)
+        answer = await settle(desk.acknowledge, token)
+        if isinstance(answer, HTMLResponse):
+            return answer
+        escalation, changed = answer
         if changed:
             logger.info("acknowledged by link: %s", escalation.key)
-        return _page(
-            words, words["done" if changed else "already"], about=_about(words, escalation)
-        )
+        text = words["done" if changed else "already"]
+        return _page(words, text, about=_about(words, escalation))
 
 
 def _refusal(words: dict[str, str], exc: AckTokenError) -> HTMLResponse:

@@ -17,6 +17,7 @@ from moltbot.messages import Message
 from moltbot.sandbox.slack_web import SANDBOX_BOT_TOKEN, SANDBOX_CHANNEL_ID
 from moltbot.state.item_state import ALERT_KEY, STATE_COLUMNS, ItemStateStore, empty_states
 from moltbot.state.ledger import EffectStatus, Ledger, UTCDateTime
+from tests.flows.test_inventory_alert_flow import backdate_states
 
 NOW = datetime(2026, 11, 24, 1, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -253,16 +254,6 @@ def write_stock(path: Path, on_hand: int) -> Path:
 def stored_states() -> pd.DataFrame:
     with Ledger.from_settings() as ledger:
         return ItemStateStore(ledger, "inventory-alert").read().set_index("item_key")
-
-
-def backdate_states(hours: float) -> None:
-    """Make every stored state look `hours` older, as if that much time had passed."""
-    with Ledger.from_settings() as ledger:
-        store = ItemStateStore(ledger, "inventory-alert")
-        frame = store.read()
-        for name in ("since", "episode_since", "last_alerted_at"):
-            frame[name] = frame[name] - timedelta(hours=hours)
-        store.write(frame, now=datetime.now(UTC))
 
 
 def done_keys(severity: str) -> list[str]:
