@@ -860,6 +860,7 @@ def outbox_ack(
     from datetime import UTC, datetime
 
     from moltbot.audit import cli_actor
+    from moltbot.config.settings import get_settings
     from moltbot.effects.escalation import record_ack
     from moltbot.state.escalations import EscalationStore
     from moltbot.state.ledger import Ledger
@@ -887,7 +888,11 @@ def outbox_ack(
         }
         print(json.dumps(document, ensure_ascii=False))
         return
-    console.print(f"{after.key}: {status} by {after.acked_by}", soft_wrap=True)
+    said = {
+        "en": f"{status} by {after.acked_by}",
+        "ko": f"{'확인함' if changed else '이미 확인됨'} ({after.acked_by})",
+    }
+    console.print(f"{after.key}: {said.get(get_settings().locale, said['en'])}", soft_wrap=True)
 
 
 @app.command("audit")

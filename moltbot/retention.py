@@ -17,6 +17,7 @@ from sqlalchemy import Connection, delete, func, select, type_coerce
 from moltbot.config.settings import Settings
 from moltbot.errors import InputError
 from moltbot.state.audit import AuditTrail
+from moltbot.state.escalations import EscalationStatus, EscalationStore, escalations_table
 from moltbot.state.inbox import InboxStatus, inbox_table
 from moltbot.state.item_state import item_states_table
 from moltbot.state.ledger import EffectStatus, Ledger, UTCDateTime, effects_table, ensure_table
@@ -95,8 +96,8 @@ def prune_stores(
 
 def retention_stores(ledger: Ledger, settings: Settings) -> list[RetentionStore]:
     """The stores moltbot prunes: finished ledger effects, settled webhook inbox entries, outbox
-    files, the oldest audit entries and old payment events. Watermarks, item states and channel
-    circuits are current state and are never pruned."""
+    files, the oldest audit entries, old payment events and settled escalations. Watermarks, item
+    states and channel circuits are current state and are never pruned."""
     now = datetime.now(UTC)
     return [
         FinishedEffects(ledger),
@@ -104,6 +105,7 @@ def retention_stores(ledger: Ledger, settings: Settings) -> list[RetentionStore]
         OutboxFiles(settings.outbox_dir),
         AuditRows(ledger),
         OldPaymentEvents(ledger, now=now),
+        SettledEscalations(ledger),
     ]
 
 
@@ -150,6 +152,39 @@ class OldPaymentEvents(RetentionStore):
         with self._engine.begin() as conn:
             return conn.execute(
                 delete(payments_table).where(payments_table.c.occurred_at < limit)
+            ).rowcount
+
+
+class SettledEscalations(RetentionStore):
+    """Escalations acknowledged or ended (their route ran out) before the cut-off; open ones
+    are still climbing their route and stay, however old."""
+
+    name = "escalations"
+    labels: ClassVar[Mapping[str, str]] = {
+        "en": "escalations: acknowledged or ended",
+        "ko": "에스컬레이션: 확인됐거나 끝남",
+    }
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._engine = EscalationStore(ledger).engine
+
+    def _settled_before(self, cutoff: datetime) -> Any:
+        table = escalations_table
+        return (table.c.status != EscalationStatus.OPEN.value) & (table.c.updated_at < cutoff)
+
+    def count(self, cutoff: datetime) -> int:
+        """Settled escalations last changed before `cutoff`."""
+        statement = (
+            select(func.count()).select_from(escalations_table).where(self._settled_before(cutoff))
+        )
+        with self._engine.connect() as conn:
+            return conn.execute(statement).scalar_one()
+
+    def prune(self, cutoff: datetime) -> int:
+        """Delete them."""
+        with self._engine.begin() as conn:
+            return conn.execute(
+                delete(escalations_table).where(self._settled_before(cutoff))
             ).rowcount
 
 

@@ -166,12 +166,14 @@ def test_outbox_ack_from_the_command_line(sandbox, escalating, ledger, monkeypat
     first = runner.invoke(app, ["outbox", "ack", f"{outcome.key}:escalation:1", "--json"])
     second = runner.invoke(app, ["outbox", "ack", outcome.key])
     unknown = runner.invoke(app, ["outbox", "ack", "no-such:key"])
+    korean = runner.invoke(app, ["--locale", "ko", "outbox", "ack", outcome.key])
 
     assert first.exit_code == 0, first.output
     document = json.loads(first.stdout)
     assert document["key"] == outcome.key and document["status"] == "acknowledged"
     assert document["acked_by"].startswith("user:")
     assert second.exit_code == 0 and "already acknowledged" in second.stdout
+    assert korean.exit_code == 0 and "이미 확인됨" in korean.stdout
     assert unknown.exit_code == 2
     assert "no urgent alert awaiting acknowledgement with key 'no-such:key'" in unknown.stderr
     with Ledger(str(ledger.engine.url)) as reopened:

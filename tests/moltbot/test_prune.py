@@ -22,12 +22,14 @@ from moltbot.retention import (
     FinishedInboxEntries,
     OldPaymentEvents,
     OutboxFiles,
+    SettledEscalations,
     cutoff_for,
     logical_item,
     prune_stores,
     retention_stores,
 )
 from moltbot.state.audit import AuditTrail
+from moltbot.state.escalations import EscalationStore
 from moltbot.state.inbox import Inbox, InboxStatus, inbox_table
 from moltbot.state.item_state import STATE_COLUMNS, ItemStateStore
 from moltbot.state.ledger import EffectStatus, Ledger, effects_table
@@ -280,6 +282,7 @@ def test_cli_dry_run_then_prune_in_json(moltbot_home: Path) -> None:
         {"store": "outbox_files", "count": 1, "kept": 0},
         {"store": "audit", "count": 1, "kept": 0},
         {"store": "payment_events", "count": 0, "kept": 0},
+        {"store": "escalations", "count": 0, "kept": 0},
     ]
     assert len(left_after_dry_run) == 3
     assert real.exit_code == 0, real.output
@@ -325,7 +328,7 @@ def test_cli_bad_age_is_one_line_and_exit_2(arguments: list[str], reason: str) -
     assert reason in line
 
 
-def test_the_default_stores_are_the_ledger_inbox_outbox_folder_audit_and_payments(
+def test_the_default_stores_are_the_ledger_inbox_outbox_folder_audit_payments_escalations(
     moltbot_home: Path,
 ) -> None:
     settings = get_settings()
@@ -338,6 +341,7 @@ def test_the_default_stores_are_the_ledger_inbox_outbox_folder_audit_and_payment
         "outbox_files",
         "audit",
         "payment_events",
+        "escalations",
     ]
     assert isinstance(stores[2], OutboxFiles) and stores[2].folder == settings.outbox_dir
 
@@ -367,3 +371,21 @@ def test_payment_events_go_by_when_they_happened_but_the_last_days_stay(ledger: 
     assert store.prune(now - timedelta(hours=1)) == 2
     left = PaymentStore(ledger).between(now - timedelta(days=365), now)
     assert [record.event_id for record in left] == ["yesterday"]
+
+
+def test_settled_escalations_go_and_open_ones_stay_however_old(ledger: Ledger) -> None:
+    store = EscalationStore(ledger)
+    old = datetime.now(UTC) - timedelta(days=100)
+    for key in ("acked", "ended", "open"):
+        store.open(key, automation="service-health", route=("slack", "sms"), payload="{}",
+                   expires_at=old + timedelta(days=1), now=old)  # fmt: skip
+    store.acknowledge("acked", by="link", now=old)
+    store.record_step("ended", from_step=-1, step=None, link=None, outcome="dead",
+                      next_at=None, now=old)  # fmt: skip
+    escalations = SettledEscalations(ledger)
+    cutoff = datetime.now(UTC) - timedelta(days=90)
+
+    assert escalations.count(cutoff) == 2
+    assert escalations.prune(cutoff) == 2
+    assert store.get("open") is not None
+    assert store.get("acked") is None and store.get("ended") is None
