@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -15,6 +17,30 @@ from moltbot.errors import ServiceError
 T = TypeVar("T")
 
 logger = logging.getLogger("moltbot.retrying")
+
+# The wait between attempts of every adapter that is not handed one: `time.sleep`, except inside
+# `recorded_sleeps` (tests see each wait, a `Retry-After` included, and wait for none).
+_SLEEP: ContextVar[Callable[[float], None]] = ContextVar("moltbot_retry_sleep", default=time.sleep)
+
+
+@contextmanager
+def recorded_sleeps() -> Iterator[list[float]]:
+    """Within the block, retries record their waits in the yielded list instead of sleeping.
+
+    Covers every `call_with_retries` without its own `sleep` in this thread and in threads
+    started from a copy of its context (Prefect's task runners copy it).
+    """
+    waits: list[float] = []
+    token = _SLEEP.set(waits.append)
+    try:
+        yield waits
+    finally:
+        _SLEEP.reset(token)
+
+
+def retry_sleep(seconds: float) -> None:
+    """Wait `seconds` between attempts (recorded instead inside `recorded_sleeps`)."""
+    _SLEEP.get()(seconds)
 
 
 @dataclass(frozen=True)
@@ -55,7 +81,7 @@ def call_with_retries(
     classify: Callable[[Exception], ServiceError | None],
     describe: str,
     policy: RetryPolicy | None = None,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] | None = None,
     before_retry: Callable[[ServiceError], None] | None = None,
 ) -> T:
     """Run `operation`, retrying the failures `classify` calls transient, and return its result.
@@ -67,7 +93,7 @@ def call_with_retries(
             re-raised untouched because it is a bug.
         describe: what is being done, for the retry log line (``sheets 'ops': read 'Orders'``).
         policy: backoff settings; `RetryPolicy.from_settings()` when None.
-        sleep: the wait function (tests pass a recorder).
+        sleep: the wait function; default `retry_sleep` (see `recorded_sleeps`).
         before_retry: called with the failure before each retry, e.g. to check whether a
             create that failed with a 5xx happened after all.
 
@@ -89,7 +115,7 @@ def call_with_retries(
             logger.warning(
                 "%s: attempt %d failed (%s); retrying in %.1fs", describe, attempt, failure, wait
             )
-            sleep(wait)
+            (sleep or retry_sleep)(wait)
             attempt += 1
             if before_retry is not None:
                 before_retry(failure)

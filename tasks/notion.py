@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -24,7 +23,7 @@ from prefect.cache_policies import NO_CACHE
 from blocks.notion import NotionCredentials
 from moltbot.errors import InputError, ServiceError
 from moltbot.masking import mask_text
-from moltbot.retrying import RetryPolicy, call_with_retries, retry_after_seconds
+from moltbot.retrying import RetryPolicy, call_with_retries, retry_after_seconds, retry_sleep
 
 T = TypeVar("T")
 
@@ -104,7 +103,7 @@ class NotionApi:
         base_url: the API root, for connection messages.
         timeout_seconds: the client's timeout, for timeout messages.
         policy: backoff settings; `RetryPolicy.from_settings()` when None.
-        sleep: the wait between attempts (tests may pass a recorder).
+        sleep: the wait between attempts (default `retry_sleep`: tests record it).
     """
 
     client: notion_client.Client
@@ -112,7 +111,7 @@ class NotionApi:
     base_url: str
     timeout_seconds: float
     policy: RetryPolicy | None = None
-    sleep: Callable[[float], None] = time.sleep
+    sleep: Callable[[float], None] = retry_sleep
 
     @classmethod
     def from_block(

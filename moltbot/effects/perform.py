@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -16,7 +15,7 @@ from moltbot.effects.holders import current_holder, holder_is_dead
 from moltbot.effects.model import Applied, Attempt, Intent, Outcome, Preview
 from moltbot.errors import InputError, InputRefused, ServiceError
 from moltbot.masking import mask_text
-from moltbot.retrying import RetryPolicy
+from moltbot.retrying import RetryPolicy, retry_sleep
 from moltbot.state.ledger import Effect, EffectStatus, Ledger
 
 logger = logging.getLogger("moltbot.effects")
@@ -61,7 +60,7 @@ class EffectsRuntime:
         hold_poll_seconds: how often to look again while waiting.
         announce: called with the effects that became dead or in doubt.
         clock: the current time (aware UTC).
-        sleep: the wait function.
+        sleep: the wait function (default `retry_sleep`: tests record it).
         hold_until: when a message must wait for the end of quiet hours (None: none wait).
         watch: follows urgent messages after delivery (None: nothing escalates).
     """
@@ -77,7 +76,7 @@ class EffectsRuntime:
     hold_poll_seconds: float = 2.0
     announce: Announce | None = None
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
-    sleep: Callable[[float], None] = time.sleep
+    sleep: Callable[[float], None] = retry_sleep
     hold_until: HoldUntil | None = None
     watch: DeliveryWatch | None = None
 

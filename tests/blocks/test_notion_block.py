@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from notion_client import APIResponseError
 from notion_client.client import RetryOptions
@@ -89,12 +87,12 @@ def test_client_retry_options_are_passed_through(
 def test_timeout_bounds_a_hanging_request(sandbox: Sandbox, notion: NotionState):
     credentials = notion_block(sandbox.base_url, timeout_seconds=0.3)
     notion.core.inject_fault(kind="hang", seconds=0.8)
-    started = time.monotonic()
 
     with pytest.raises(RequestTimeoutError):
         credentials.get_client().users.me()
 
-    assert time.monotonic() - started < 0.8
+    # The client gave up at its timeout: the emulator still holds the request.
+    assert notion.core.count() == 0
 
 
 def test_display_name_prefers_the_given_then_the_saved_name():

@@ -128,11 +128,9 @@ def test_probability_hits_a_share_and_is_repeatable_with_a_seed(emulator) -> Non
 def test_hang_outlasts_the_client_timeout_and_does_nothing(emulator) -> None:
     url, core, handled = emulator
     core.inject_fault(kind="hang", seconds=1.0)
-    started = time.monotonic()
     with pytest.raises(httpx.ReadTimeout):
         httpx.get(f"{url}/v1/items/a", timeout=0.3)
-    assert time.monotonic() - started < 0.9
-    time.sleep(0.9)
+    time.sleep(0.9)  # the emulator's own hang ends: it still did nothing
     assert handled == []
     assert [(r.status, r.fault) for r in core.requests] == [(504, "hang")]
 
