@@ -11,6 +11,12 @@ import pytest
 
 import moltbot  # noqa: F401  (Prefect telemetry defaults before Prefect starts a server)
 
+# pytest-xdist hands its workers the controller's terminal width as COLUMNS; rich would pin the
+# CLI's consoles to it when moltbot.cli is imported, and the tests that give their own COLUMNS
+# (wide tables on one line) would get it wrapped. Without it, each test's COLUMNS counts.
+os.environ.pop("COLUMNS", None)
+os.environ.pop("LINES", None)
+
 if TYPE_CHECKING:
     from blocks.jira import JiraCredentials
     from blocks.notion import NotionCredentials

@@ -20,11 +20,11 @@ from tests.e2e.servers import BIN, PrefectServer, background, flow_runs, moltbot
 pytestmark = pytest.mark.slow
 
 POOL = "moltbot-e2e"
-RUNS = 20
+RUNS = 8
 LAST_DAY = date(2026, 11, 23)
 
 
-def test_two_workers_on_one_process_pool_run_twenty_flow_runs_each_exactly_once(
+def test_two_workers_on_one_process_pool_run_eight_flow_runs_each_exactly_once(
     postgres_database_url: str, tmp_path: Path
 ) -> None:
     # One PostgreSQL cluster, two databases: Prefect's (asyncpg) and the ledger (psycopg).
@@ -58,7 +58,7 @@ def test_two_workers_on_one_process_pool_run_twenty_flow_runs_each_exactly_once(
         assert deployment["name"] == "daily-report/default"
 
         with server.as_current():
-            # The 20 runs are of a tiny flow: a moltbot flow's subprocess spends ~7 s importing
+            # The probe runs are of a tiny flow: a moltbot flow's subprocess spends ~7 s importing
             # pandas, Prefect and the clients, which would make this test minutes long on 2
             # cores. One real daily-report run proves moltbot's own deployment runs there too.
             probe.to_deployment(
