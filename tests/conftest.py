@@ -190,3 +190,12 @@ def postgres_database_url(postgres_server: str) -> str:
         connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
     engine.dispose()
     return f"{postgres_server}/{name}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`--dist loadgroup`, the default here) the end-to-end tests run on
+    one worker, one after another: they share that worker's real Prefect server, and the
+    other worker runs the rest meanwhile."""
+    for item in items:
+        if item.nodeid.startswith("tests/e2e/"):
+            item.add_marker(pytest.mark.xdist_group("e2e"))
