@@ -1,16 +1,19 @@
-"""The webhook inbox: every accepted request, committed before the gateway answers (one table)."""
+"""The webhook inbox: every accepted request, committed before the gateway answers, and the
+batches of entries the dispatcher hands to one flow run each."""
 
 from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
     Column,
+    Connection,
     Engine,
     Index,
     Integer,
@@ -19,6 +22,8 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    bindparam,
+    delete,
     func,
     insert,
     select,
@@ -46,13 +51,49 @@ inbox_table = Table(
     Column("next_attempt_at", UTCDateTime(), nullable=True),
     # The run of the first deployment target, for a quick look-up.
     Column("flow_run_id", String(64), nullable=True),
-    # JSON list of {"target", "id"}: every flow run id and event id the entry led to.
+    # JSON list of {"target", "id"[, "batch"][, "crashed", "state"]}: every flow run id and
+    # event id the entry led to.
     Column("results", Text, nullable=True),
     Column("error", Text, nullable=True),
     Column("updated_at", UTCDateTime(), nullable=False),
     # A sender's redelivery of the same event finds this row instead of creating another.
     UniqueConstraint("source", "event_id", name="uq_webhook_inbox_source_event"),
     Index("ix_webhook_inbox_status_next", "status", "next_attempt_at"),
+)
+
+
+batches_table = Table(
+    "webhook_batches",
+    metadata,
+    # A UUID; the Prefect idempotency key of the batch's run is derived from it.
+    Column("key", String(36), primary_key=True),
+    Column("deployment", String(255), nullable=False),
+    # open: no run recorded yet (being tried, or due again); started: its run was created.
+    Column("status", String(16), nullable=False),
+    # Tries to create its run so far (each claim counts one).
+    Column("attempts", Integer, nullable=False),
+    # When a dispatcher may try it next: its backoff, or the lease of a claim.
+    Column("next_attempt_at", UTCDateTime(), nullable=True),
+    # Earlier runs of its lone entry that failed or crashed (a batch of one only).
+    Column("reruns", Integer, nullable=False),
+    Column("flow_run_id", String(64), nullable=True),
+    Column("error", Text, nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Index("ix_webhook_batches_status_next", "status", "next_attempt_at"),
+)
+"""Batches whose run is not known to have ended yet; a settled batch's row is deleted (its
+entries keep the run and the batch key in their results)."""
+
+batch_entries_table = Table(
+    "webhook_batch_entries",
+    metadata,
+    # One row per entry and batched deployment: an entry is in at most one batch per deployment
+    # at a time, so two dispatchers cannot both put it in a batch (the second insert fails).
+    Column("entry_id", String(36), primary_key=True),
+    Column("deployment", String(255), primary_key=True),
+    Column("batch_key", String(36), nullable=False),
+    Index("ix_webhook_batch_entries_batch", "batch_key"),
 )
 
 
@@ -80,7 +121,9 @@ class InboxEntry:
         attempts: dispatch attempts so far.
         next_attempt_at: when it is due again (pending only).
         flow_run_id: the first deployment target's flow run, once dispatched.
-        results: `[{"target", "id"}]` of every run created and event emitted.
+        results: `[{"target", "id"}]` of every run created and event emitted; a batch's run
+            also names the `batch`; a run that crashed or failed and was replaced is marked
+            `crashed` (and, for a batch's, its `state`).
         error: the last dispatch error, masked.
         updated_at: when the row last changed.
     """
@@ -101,8 +144,60 @@ class InboxEntry:
 
     @property
     def crashed_runs(self) -> list[str]:
-        """The flow runs of this entry that crashed (each one led to a new dispatch)."""
-        return [result["id"] for result in self.results if result.get("crashed")]
+        """The entry's own flow runs (not batch runs) that crashed (each led to a new dispatch)."""
+        return [
+            result["id"]
+            for result in self.results
+            if result.get("crashed") and "batch" not in result
+        ]
+
+    @property
+    def live_results(self) -> dict[str, str]:
+        """Target label -> the run or event id it got, for the targets done (a run that crashed
+        or failed and was replaced does not count)."""
+        return {r["target"]: r["id"] for r in self.results if not r.get("crashed")}
+
+
+@dataclass(frozen=True)
+class InboxBatch:
+    """Inbox entries that one flow run of a deployment takes together (`inbox_ids`).
+
+    Attributes:
+        key: the batch key (a UUID), base of its run's Prefect idempotency key.
+        deployment: `"<flow name>/<deployment name>"`.
+        status: `open` (no run recorded yet) or `started`.
+        attempts: tries to create its run so far.
+        next_attempt_at: when it is due again (open only).
+        reruns: earlier runs of its lone entry that failed or crashed.
+        flow_run_id: its run, once started.
+        error: the last error creating its run, masked.
+        entry_ids: its entries, oldest first: the same every time its run is asked for.
+    """
+
+    key: str
+    deployment: str
+    status: BatchStatus
+    attempts: int
+    next_attempt_at: datetime | None
+    reruns: int
+    flow_run_id: str | None
+    error: str | None
+    entry_ids: tuple[str, ...]
+
+
+class BatchStatus(StrEnum):
+    """Where a batch stands."""
+
+    OPEN = "open"
+    STARTED = "started"
+
+
+Progress = Callable[[InboxEntry], tuple[bool, str | None]]
+"""For an entry with its results so far: whether every target of its route is done, and the
+run of its first deployment target (the dispatcher knows the routes, the inbox does not)."""
+
+# Ids per `IN (…)` list: well under every backend's limit on bound parameters.
+_IDS_PER_QUERY = 500
 
 
 class Inbox:
@@ -120,7 +215,8 @@ class Inbox:
 
     def __init__(self, ledger: Ledger) -> None:
         self._engine = ledger.engine
-        ensure_table(self._engine, inbox_table)
+        for table in (inbox_table, batches_table, batch_entries_table):
+            ensure_table(self._engine, table)
 
     @property
     def engine(self) -> Engine:
@@ -176,6 +272,16 @@ class Inbox:
     def get(self, entry_id: str) -> InboxEntry | None:
         """The entry with this inbox id, or None."""
         return self._one(select(inbox_table).where(inbox_table.c.id == entry_id))
+
+    def get_many(self, entry_ids: Iterable[str]) -> dict[str, InboxEntry]:
+        """The entries with these inbox ids (one query per 500 ids); unknown ids are left out."""
+        wanted = list(dict.fromkeys(entry_ids))
+        found: dict[str, InboxEntry] = {}
+        with self._engine.connect() as conn:
+            for chunk in _chunks(wanted):
+                statement = select(inbox_table).where(inbox_table.c.id.in_(chunk))
+                found.update((row.id, _as_entry(row)) for row in conn.execute(statement))
+        return found
 
     def find(self, source: str, event_id: str) -> InboxEntry | None:
         """The entry of `source`'s event `event_id`, or None."""
@@ -256,6 +362,37 @@ class Inbox:
             error=None,
         )
 
+    def record_results(
+        self,
+        entry_id: str,
+        results: list[dict[str, str]],
+        *,
+        progress: Progress,
+        due_at: datetime | None,
+    ) -> InboxEntry | None:
+        """Add the runs and events some targets of a pending entry got; it is `dispatched` once
+        `progress` finds every target done, else it stays pending, due again `due_at`.
+
+        Returns:
+            The entry as stored, or None when it is no longer pending (another dispatcher or
+            the run reading it recorded an outcome meanwhile).
+        """
+        now = datetime.now(UTC)
+        with self._engine.begin() as conn:
+            # Write first: on SQLite a transaction that reads, then writes, fails when another
+            # writer committed in between; taking the write lock first serialises them.
+            touched = conn.execute(
+                update(inbox_table)
+                .where(inbox_table.c.id == entry_id, _is_pending())
+                .values(updated_at=now)
+            )
+            if touched.rowcount != 1:
+                return None
+            [entry] = _locked_entries(conn, [entry_id])
+            values = _progress_values(entry, results, progress, due_at=due_at, now=now)
+            conn.execute(update(inbox_table).where(inbox_table.c.id == entry_id).values(**values))
+        return self.get(entry_id)
+
     def dispatched_to(self, flow_run_ids: list[str]) -> list[InboxEntry]:
         """The dispatched entries whose (first) flow run is one of `flow_run_ids`."""
         if not flow_run_ids:
@@ -328,6 +465,371 @@ class Inbox:
         """Record a pending entry as `ignored` (nothing is routed for its type any more)."""
         self._finish(entry_id, status=InboxStatus.IGNORED.value, next_attempt_at=None)
 
+    # Batches ----------------------------------------------------------------------------------
+
+    def batched_deployments(self, entry_ids: Iterable[str]) -> dict[str, set[str]]:
+        """Entry id -> the deployments whose batches (open or started) hold it."""
+        held: dict[str, set[str]] = {}
+        table = batch_entries_table
+        with self._engine.connect() as conn:
+            for chunk in _chunks(list(entry_ids)):
+                statement = select(table.c.entry_id, table.c.deployment).where(
+                    table.c.entry_id.in_(chunk)
+                )
+                for entry_id, deployment in conn.execute(statement):
+                    held.setdefault(entry_id, set()).add(deployment)
+        return held
+
+    def open_batch(
+        self,
+        deployment: str,
+        entry_ids: Sequence[str],
+        *,
+        now: datetime,
+        lease: timedelta,
+        settled_ids: Iterable[str] = (),
+    ) -> InboxBatch | None:
+        """Put pending entries in a new batch for `deployment`, claimed for its first try, in
+        one transaction: the batch's membership is stored before its run is asked for, so a
+        retry after a crash asks for the same run with the same ids.
+
+        Args:
+            deployment: the batched deployment.
+            entry_ids: its entries (each one attempt more).
+            now: the current time.
+            lease: how long the claim lasts.
+            settled_ids: those of `entry_ids` that have no other target left to dispatch: not
+                due again before the lease (their batches carry them).
+
+        Returns:
+            The batch, or None when another dispatcher batched or finished one of the entries
+            meanwhile (nothing is stored then).
+        """
+        key = str(uuid.uuid4())
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(
+                    insert(batches_table).values(
+                        **_new_batch(key, deployment, now=now, due=now + lease, attempts=1)
+                    )
+                )
+                # Membership first, in one order: of two dispatchers batching the same entry,
+                # the second waits for the first and then fails on its key, never deadlocks.
+                conn.execute(
+                    insert(batch_entries_table),
+                    [
+                        {"entry_id": entry_id, "deployment": deployment, "batch_key": key}
+                        for entry_id in sorted(entry_ids)
+                    ],
+                )
+                if _count_attempt(conn, entry_ids, now) != len(entry_ids):
+                    raise _Lost  # one is no longer pending: roll it all back
+                _hold_until(conn, settled_ids, now + lease)
+        except IntegrityError:
+            return None  # one of them is in another dispatcher's batch already
+        except _Lost:
+            return None
+        return self.batch(key)
+
+    def batch(self, key: str) -> InboxBatch | None:
+        """The batch with this key, or None (settled, or never made)."""
+        [found] = self._batches(select(batches_table).where(batches_table.c.key == key)) or [None]
+        return found
+
+    def due_batches(self, now: datetime, *, limit: int) -> list[InboxBatch]:
+        """Open batches due now (their backoff or claim is over), oldest first."""
+        table = batches_table
+        return self._batches(
+            select(table)
+            .where(table.c.status == BatchStatus.OPEN.value, table.c.next_attempt_at <= now)
+            .order_by(table.c.created_at, table.c.key)
+            .limit(limit)
+        )
+
+    def started_batches(self, *, limit: int) -> list[InboxBatch]:
+        """Batches whose run was created and is not known to have ended, oldest first."""
+        table = batches_table
+        return self._batches(
+            select(table)
+            .where(table.c.status == BatchStatus.STARTED.value)
+            .order_by(table.c.created_at, table.c.key)
+            .limit(limit)
+        )
+
+    def claim_batch(
+        self, batch: InboxBatch, *, now: datetime, lease: timedelta
+    ) -> InboxBatch | None:
+        """Take an open batch for one more try (a compare-and-set on its attempts; its pending
+        entries count one attempt more each).
+
+        Returns:
+            The claimed batch, or None when another dispatcher changed it since it was read.
+        """
+        table = batches_table
+        with self._engine.begin() as conn:
+            claimed = conn.execute(
+                update(table)
+                .where(
+                    table.c.key == batch.key,
+                    table.c.status == BatchStatus.OPEN.value,
+                    table.c.attempts == batch.attempts,
+                )
+                .values(attempts=batch.attempts + 1, next_attempt_at=now + lease, updated_at=now)
+            )
+            if claimed.rowcount != 1:
+                return None
+            _count_attempt(conn, batch.entry_ids, now)
+        return self.batch(batch.key)
+
+    def batch_started(
+        self,
+        batch: InboxBatch,
+        *,
+        flow_run_id: str,
+        target: str,
+        progress: Progress,
+        now: datetime,
+    ) -> list[str] | None:
+        """Record the run of a batch: each pending entry of it gets the result
+        `{"target", "id", "batch"}` and is `dispatched` once `progress` finds all its targets
+        done (else it stays pending, not due before its claim ends).
+
+        Returns:
+            The ids of the entries this made `dispatched`; None when another dispatcher
+            recorded the run first.
+        """
+        result = {"target": target, "id": flow_run_id, "batch": batch.key}
+        with self._engine.begin() as conn:
+            started = conn.execute(
+                update(batches_table)
+                .where(
+                    batches_table.c.key == batch.key,
+                    batches_table.c.status == BatchStatus.OPEN.value,
+                )
+                .values(
+                    status=BatchStatus.STARTED.value,
+                    flow_run_id=flow_run_id,
+                    next_attempt_at=None,
+                    error=None,
+                    updated_at=now,
+                )
+            )
+            if started.rowcount != 1:
+                return None
+            rows = []
+            for entry in _locked_entries(conn, batch.entry_ids):
+                if entry.status != InboxStatus.PENDING:
+                    continue  # rejected by a run that read it, or given up meanwhile
+                values = _progress_values(entry, [result], progress, due_at=None, now=now)
+                values.setdefault("next_attempt_at", entry.next_attempt_at)
+                rows.append({"b_id": entry.id, **values})
+            _update_rows(conn, rows)
+        return [row["b_id"] for row in rows if row["status"] == InboxStatus.DISPATCHED.value]
+
+    def retry_batch_later(self, batch: InboxBatch, *, error: str, at: datetime) -> None:
+        """Keep an open batch, due again `at`; its pending entries show the error (masked)."""
+        error = clean_error(error)
+        with self._engine.begin() as conn:
+            conn.execute(
+                update(batches_table)
+                .where(
+                    batches_table.c.key == batch.key,
+                    batches_table.c.status == BatchStatus.OPEN.value,
+                )
+                .values(next_attempt_at=at, error=error, updated_at=datetime.now(UTC))
+            )
+            for chunk in _chunks(list(batch.entry_ids)):
+                conn.execute(
+                    update(inbox_table)
+                    .where(inbox_table.c.id.in_(chunk), _is_pending())
+                    .values(error=error, updated_at=datetime.now(UTC))
+                )
+
+    def fail_batch(self, batch: InboxBatch, *, error: str) -> list[str]:
+        """Give up on an open batch whose run was refused for good: its pending entries become
+        `failed` with the error (masked), and the batch is removed.
+
+        Returns:
+            The ids of the entries this marked failed.
+        """
+        return self._end_batch(
+            batch, BatchStatus.OPEN, error=error, failed=set(batch.entry_ids), regroup=[]
+        )
+
+    def close_batch(self, batch: InboxBatch) -> None:
+        """Forget a batch whose run ended (completed or cancelled): its entries keep the run."""
+        with self._engine.begin() as conn:
+            conn.execute(delete(batches_table).where(batches_table.c.key == batch.key))
+            conn.execute(
+                delete(batch_entries_table).where(batch_entries_table.c.batch_key == batch.key)
+            )
+
+    def rebatch(
+        self,
+        batch: InboxBatch,
+        groups: Sequence[Sequence[str]],
+        *,
+        reruns: int,
+        now: datetime,
+        lease: timedelta,
+        ended: str,
+        error: str,
+    ) -> list[InboxBatch]:
+        """Replace a started batch whose run failed or crashed by new open batches of `groups`
+        of its entries (due now), in one transaction; the run stays in each entry's results,
+        marked `crashed`, and its other entries leave the batch.
+
+        Args:
+            batch: the started batch.
+            groups: the new batches' entry ids (e.g. its two halves; its lone entry).
+            reruns: the new batches' count of earlier failed runs of a lone entry.
+            now: the current time.
+            lease: how long the entries are left to their new batches before a dispatcher
+                looks at them again.
+            ended: how its run ended (`failed`, `crashed`), kept with the run in the results.
+            error: why (masked), shown with the entries.
+
+        Returns:
+            The new batches, or none when another dispatcher replaced it first.
+        """
+        keys = [str(uuid.uuid4()) for _ in groups]
+        regroup = [(key, list(ids)) for key, ids in zip(keys, groups, strict=True)]
+        changed = self._end_batch(
+            batch,
+            BatchStatus.STARTED,
+            error=error,
+            failed=set(),
+            regroup=regroup,
+            reruns=reruns,
+            now=now,
+            lease=lease,
+            ended=ended,
+        )
+        if not changed:
+            return []
+        return [found for key in keys if (found := self.batch(key)) is not None]
+
+    def give_up_batch(self, batch: InboxBatch, *, ended: str, error: str) -> list[str]:
+        """Mark the entries of a started batch whose run failed or crashed `failed` (masked
+        error), the run kept in their results marked `crashed`; remove the batch.
+
+        Returns:
+            The ids of the entries this marked failed.
+        """
+        return self._end_batch(
+            batch,
+            BatchStatus.STARTED,
+            error=error,
+            failed=set(batch.entry_ids),
+            regroup=[],
+            ended=ended,
+        )
+
+    def _end_batch(
+        self,
+        batch: InboxBatch,
+        status: BatchStatus,
+        *,
+        error: str,
+        failed: set[str],
+        regroup: list[tuple[str, list[str]]],
+        reruns: int = 0,
+        now: datetime | None = None,
+        lease: timedelta = timedelta(0),
+        ended: str = "",
+    ) -> list[str]:
+        """Remove `batch` (while it is still `status`: one dispatcher wins), fail the entries
+        of `failed` and move those of `regroup` into new open batches; flag its run in their
+        results. Returns the ids of the entries changed."""
+        now = now or datetime.now(UTC)
+        error = clean_error(error)
+        with self._engine.begin() as conn:
+            removed = conn.execute(
+                delete(batches_table).where(
+                    batches_table.c.key == batch.key, batches_table.c.status == status.value
+                )
+            )
+            if removed.rowcount != 1:
+                return []
+            conn.execute(
+                delete(batch_entries_table).where(batch_entries_table.c.batch_key == batch.key)
+            )
+            moving = {entry_id: key for key, ids in regroup for entry_id in ids}
+            for key, ids in regroup:
+                conn.execute(
+                    insert(batches_table).values(
+                        **_new_batch(key, batch.deployment, now=now, due=now, reruns=reruns)
+                    )
+                )
+                conn.execute(
+                    insert(batch_entries_table),
+                    [
+                        {"entry_id": entry_id, "deployment": batch.deployment, "batch_key": key}
+                        for entry_id in ids
+                    ],
+                )
+            rows = []
+            for entry in _locked_entries(conn, batch.entry_ids):
+                if entry.status not in (InboxStatus.PENDING, InboxStatus.DISPATCHED):
+                    continue
+                if entry.id not in moving and entry.id not in failed:
+                    continue
+                history = [
+                    {**r, "crashed": "true", "state": ended}
+                    if r.get("batch") == batch.key and r["id"] == batch.flow_run_id
+                    else r
+                    for r in entry.results
+                ]
+                rows.append(
+                    {
+                        "b_id": entry.id,
+                        "status": (
+                            InboxStatus.FAILED if entry.id in failed else InboxStatus.PENDING
+                        ).value,
+                        "next_attempt_at": None if entry.id in failed else now + lease,
+                        "results": json.dumps(history, ensure_ascii=False),
+                        "flow_run_id": entry.flow_run_id,
+                        "error": error,
+                        "updated_at": now,
+                    }
+                )
+            _update_rows(conn, rows)
+        return [row["b_id"] for row in rows]
+
+    def hold_until(self, entry_ids: Iterable[str], until: datetime) -> None:
+        """Leave pending entries whose every target is done or in a batch alone until `until`
+        (their batches carry them; a look then finds any left behind)."""
+        with self._engine.begin() as conn:
+            _hold_until(conn, entry_ids, until)
+
+    def _batches(self, statement: Any) -> list[InboxBatch]:
+        with self._engine.connect() as conn:
+            rows = list(conn.execute(statement))
+            members: dict[str, list[str]] = {row.key: [] for row in rows}
+            for chunk in _chunks(list(members)):
+                listed = (
+                    select(batch_entries_table.c.batch_key, batch_entries_table.c.entry_id)
+                    .join(inbox_table, inbox_table.c.id == batch_entries_table.c.entry_id)
+                    .where(batch_entries_table.c.batch_key.in_(chunk))
+                    .order_by(inbox_table.c.received_at, inbox_table.c.id)
+                )
+                for key, entry_id in conn.execute(listed):
+                    members[key].append(entry_id)
+        return [
+            InboxBatch(
+                key=row.key,
+                deployment=row.deployment,
+                status=BatchStatus(row.status),
+                attempts=row.attempts,
+                next_attempt_at=row.next_attempt_at,
+                reruns=row.reruns,
+                flow_run_id=row.flow_run_id,
+                error=row.error,
+                entry_ids=tuple(members[row.key]),
+            )
+            for row in rows
+        ]
+
     def counts(self) -> dict[str, int]:
         """How many entries are in each status (every status present, zeros included)."""
         statement = select(inbox_table.c.status, func.count()).group_by(inbox_table.c.status)
@@ -371,6 +873,118 @@ class Inbox:
         )
         with self._engine.begin() as conn:
             return conn.execute(statement).rowcount == 1
+
+
+class _Lost(Exception):
+    """Another dispatcher changed an entry first: the transaction is rolled back."""
+
+
+def _count_attempt(conn: Connection, entry_ids: Iterable[str], now: datetime) -> int:
+    """One attempt more for each pending entry of `entry_ids`; how many there were."""
+    counted = 0
+    for chunk in _chunks(list(entry_ids)):
+        counted += conn.execute(
+            update(inbox_table)
+            .where(inbox_table.c.id.in_(chunk), _is_pending())
+            .values(attempts=inbox_table.c.attempts + 1, updated_at=now)
+        ).rowcount
+    return counted
+
+
+def _is_pending() -> Any:
+    return inbox_table.c.status == InboxStatus.PENDING.value
+
+
+def _chunks(ids: list[str]) -> list[list[str]]:
+    return [ids[start : start + _IDS_PER_QUERY] for start in range(0, len(ids), _IDS_PER_QUERY)]
+
+
+def _new_batch(
+    key: str,
+    deployment: str,
+    *,
+    now: datetime,
+    due: datetime,
+    attempts: int = 0,
+    reruns: int = 0,
+) -> dict[str, Any]:
+    return {
+        "key": key,
+        "deployment": deployment,
+        "status": BatchStatus.OPEN.value,
+        "attempts": attempts,
+        "next_attempt_at": due,
+        "reruns": reruns,
+        "flow_run_id": None,
+        "error": None,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _locked_entries(conn: Connection, entry_ids: Iterable[str]) -> list[InboxEntry]:
+    """The entries, read for update within `conn`'s transaction (PostgreSQL locks the rows;
+    SQLite holds the database's write lock already)."""
+    found: list[InboxEntry] = []
+    for chunk in _chunks(list(entry_ids)):
+        statement = (
+            select(inbox_table)
+            .where(inbox_table.c.id.in_(chunk))
+            .order_by(inbox_table.c.id)
+            .with_for_update()
+        )
+        found.extend(_as_entry(row) for row in conn.execute(statement))
+    return found
+
+
+def _progress_values(
+    entry: InboxEntry,
+    results: list[dict[str, str]],
+    progress: Progress,
+    *,
+    due_at: datetime | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """The row values of a pending entry after it got `results`."""
+    history = [*entry.results, *results]
+    complete, flow_run_id = progress(replace(entry, results=history))
+    values: dict[str, Any] = {
+        "results": json.dumps(history, ensure_ascii=False),
+        "flow_run_id": flow_run_id,
+        "status": (InboxStatus.DISPATCHED if complete else InboxStatus.PENDING).value,
+        "error": None,
+        "updated_at": now,
+    }
+    if complete:
+        values["next_attempt_at"] = None
+    elif due_at is not None:
+        values["next_attempt_at"] = due_at
+    return values
+
+
+def _update_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Write each row's values (`b_id` names the entry) in one executemany."""
+    if not rows:
+        return
+    names = [name for name in rows[0] if name != "b_id"]
+    statement = (
+        update(inbox_table)
+        .where(inbox_table.c.id == bindparam("b_id"))
+        .values({name: bindparam(f"b_{name}") for name in names})
+    )
+    conn.execute(
+        statement,
+        [{"b_id": row["b_id"], **{f"b_{name}": row[name] for name in names}} for row in rows],
+    )
+
+
+def _hold_until(conn: Connection, entry_ids: Iterable[str], until: datetime) -> None:
+    for chunk in _chunks(list(entry_ids)):
+        conn.execute(
+            update(inbox_table)
+            .where(inbox_table.c.id.in_(chunk), _is_pending())
+            .values(next_attempt_at=until)
+        )
 
 
 def _as_entry(row: Row[Any]) -> InboxEntry:

@@ -29,6 +29,13 @@ _PLACEHOLDER = re.compile(
 _DEPLOYMENT_TAG = "deployment target"
 _EVENT_TAG = "event target"
 
+BATCH_PARAMETER = "inbox_ids"
+BATCHED_PARAMETERS: dict[str, Any] = {BATCH_PARAMETER: ["{{ inbox_id }}"]}
+"""The default parameters of a deployment target: its runs take batches of inbox ids."""
+DEFAULT_BATCH_SIZE = 100
+MAX_BATCH_SIZE = 1000
+DEFAULT_BATCH_WINDOW_SECONDS = 1.0
+
 # A webhook sender posts one event per request over a few connections at a time; twenty leaves
 # room for a burst, while one client can no longer hold the gateway's connections by the thousand.
 DEFAULT_MAX_CONNECTIONS_PER_CLIENT = 20
@@ -66,10 +73,18 @@ class DeploymentTarget(_Strict):
     `{{ event.occurred_at }}`, `{{ event.payload }}` and `{{ source }}` become that part. Such
     values may sit anywhere inside lists and tables; other values pass through unchanged.
 
+    A target with the default parameters is *batched*: the dispatcher gathers the pending
+    entries of every route to its deployment and starts one run for up to `batch_size` of them,
+    passing all their ids in `inbox_ids`; a partial batch waits for more at most
+    `batch_window_seconds` after its oldest entry became due. A target with other parameters
+    gets one run per entry.
+
     Attributes:
         deployment: `"<flow name>/<deployment name>"`, e.g. `"ticket-creation/default"`.
         parameters: the flow run's parameters (merged with the deployment's defaults by Prefect);
             default `{"inbox_ids": ["{{ inbox_id }}"]}`, so no payload is shown in the UI.
+        batch_size: most inbox ids in one run of a batched target.
+        batch_window_seconds: how long a partial batch may wait for more entries.
     """
 
     deployment: str = Field(description='"<flow name>/<deployment name>".')
@@ -77,9 +92,21 @@ class DeploymentTarget(_Strict):
         # The inbox id, never the payload: run parameters are shown to everyone with the
         # Prefect UI, and a payload carries customer details. A route that wants the payload
         # in its parameters says so with '{{ event }}'.
-        default_factory=lambda: {"inbox_ids": ["{{ inbox_id }}"]},
+        default_factory=lambda: copy.deepcopy(BATCHED_PARAMETERS),
         description="Flow run parameters; '{{ inbox_id }}', '{{ event }}' and "
         "'{{ event.<part> }}' are filled in (default: the inbox id only).",
+    )
+    batch_size: int = Field(
+        default=DEFAULT_BATCH_SIZE,
+        ge=1,
+        le=MAX_BATCH_SIZE,
+        description="Most inbox ids per run (targets with the default parameters only).",
+    )
+    batch_window_seconds: float = Field(
+        default=DEFAULT_BATCH_WINDOW_SECONDS,
+        ge=0,
+        le=60,
+        description="Longest wait of a partial batch for more entries, in seconds.",
     )
 
     @field_validator("deployment")
@@ -100,6 +127,21 @@ class DeploymentTarget(_Strict):
                     "'{{ event.payload }}', '{{ inbox_id }}' or '{{ source }}')"
                 )
         return value
+
+    @model_validator(mode="after")
+    def _batch_settings_need_batching(self) -> DeploymentTarget:
+        tuned = {"batch_size", "batch_window_seconds"} & self.model_fields_set
+        if tuned and not self.batched:
+            raise ValueError(
+                f"{sorted(tuned)[0]} applies only to a target with the default parameters "
+                '(inbox_ids = ["{{ inbox_id }}"]); other targets get one run per entry'
+            )
+        return self
+
+    @property
+    def batched(self) -> bool:
+        """Whether the target's runs take batches of inbox ids (it has the default parameters)."""
+        return self.parameters == BATCHED_PARAMETERS
 
     @property
     def label(self) -> str:

@@ -29,6 +29,7 @@ from moltbot.webhooks.dispatcher import (
     RUN_TAGS,
     DispatchCounts,
     Dispatcher,
+    batch_idempotency_key,
     idempotency_key,
     prefect_event_id,
 )
@@ -323,6 +324,10 @@ def test_the_idempotency_key_names_the_entry_and_the_deployment() -> None:
     target = DeploymentTarget(deployment="ticket-creation/default")
 
     assert idempotency_key("0b6c…", target) == "0b6c…:ticket-creation/default"
+    assert (
+        batch_idempotency_key("5f1e…", "payment-failures/default")
+        == "batch-5f1e…:payment-failures/default"
+    )
 
 
 def crash(run_id: str) -> None:

@@ -150,3 +150,74 @@ def test_oldest_pending_received_at(inbox: Inbox) -> None:
     assert inbox.oldest_pending_received_at() == T0
     inbox.mark_dispatched(first.id, flow_run_id=None, results=[])
     assert inbox.oldest_pending_received_at() == T0 + timedelta(seconds=5)
+
+
+def test_get_many_reads_the_entries_in_one_go_and_leaves_unknown_ids_out(inbox: Inbox) -> None:
+    ids = [inbox.accept("stripe", event(f"evt_{i}"), received_at=T0)[0].id for i in range(3)]
+
+    found = inbox.get_many([ids[2], "nope", ids[0], ids[2]])
+
+    assert set(found) == {ids[0], ids[2]}
+    assert found[ids[2]] == inbox.get(ids[2])
+
+
+def test_a_batch_stores_its_entries_oldest_first_and_claims_them(inbox: Inbox) -> None:
+    newer, _ = inbox.accept("stripe", event("evt_new"), received_at=T0 + timedelta(seconds=1))
+    older, _ = inbox.accept("stripe", event("evt_old"), received_at=T0)
+
+    batch = inbox.open_batch("a/b", [newer.id, older.id], now=T0, lease=LEASE,
+                             settled_ids=[older.id])  # fmt: skip
+
+    assert batch is not None
+    assert (batch.deployment, batch.status, batch.attempts) == ("a/b", "open", 1)
+    assert batch.entry_ids == (older.id, newer.id)
+    assert batch.next_attempt_at == T0 + LEASE
+    assert [inbox.get(i).attempts for i in batch.entry_ids] == [1, 1]
+    # A settled entry waits for its batch; the other one still has targets to batch.
+    assert [e.id for e in inbox.due(T0 + timedelta(seconds=1), limit=10)] == [newer.id]
+    assert inbox.batched_deployments([older.id, newer.id]) == {
+        older.id: {"a/b"},
+        newer.id: {"a/b"},
+    }
+
+
+def test_an_entry_is_in_one_batch_per_deployment_at_a_time(inbox: Inbox) -> None:
+    a, b, c = (inbox.accept("stripe", event(f"evt_{n}"), received_at=T0)[0] for n in "abc")
+    first = inbox.open_batch("a/b", [a.id, b.id], now=T0, lease=LEASE)
+
+    # Another dispatcher batching b again for the same deployment stores nothing at all.
+    assert inbox.open_batch("a/b", [b.id, c.id], now=T0, lease=LEASE) is None
+    assert inbox.get(c.id).attempts == 0
+    assert [x.key for x in inbox.due_batches(T0 + LEASE, limit=10)] == [first.key]
+    # Another deployment of the same entry gets a batch of its own.
+    other = inbox.open_batch("c/d", [b.id], now=T0, lease=LEASE)
+    assert other is not None and other.entry_ids == (b.id,)
+    assert inbox.batched_deployments([b.id]) == {b.id: {"a/b", "c/d"}}
+
+
+def test_a_batch_of_an_entry_no_longer_pending_stores_nothing(inbox: Inbox) -> None:
+    a, _ = inbox.accept("stripe", event("evt_a"), received_at=T0)
+    b, _ = inbox.accept("stripe", event("evt_b"), received_at=T0)
+    inbox.mark_failed(a.id, error="refused")
+
+    assert inbox.open_batch("a/b", [a.id, b.id], now=T0, lease=LEASE) is None
+
+    assert inbox.get(b.id).attempts == 0
+    assert inbox.batched_deployments([a.id, b.id]) == {}
+    assert inbox.due_batches(T0 + LEASE, limit=10) == []
+
+
+def test_claim_batch_is_a_compare_and_set_and_a_lease(inbox: Inbox) -> None:
+    a, _ = inbox.accept("stripe", event("evt_a"), received_at=T0)
+    batch = inbox.open_batch("a/b", [a.id], now=T0, lease=LEASE)
+    assert inbox.due_batches(T0 + LEASE - timedelta(seconds=1), limit=10) == []
+    [due] = inbox.due_batches(T0 + LEASE, limit=10)
+
+    claimed = inbox.claim_batch(due, now=T0 + LEASE, lease=LEASE)
+
+    assert claimed is not None
+    assert (claimed.attempts, claimed.next_attempt_at) == (2, T0 + 2 * LEASE)
+    assert inbox.get(a.id).attempts == 2
+    # A second dispatcher that read the same batch loses.
+    assert inbox.claim_batch(due, now=T0 + LEASE, lease=LEASE) is None
+    assert batch.key == claimed.key
