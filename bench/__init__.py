@@ -1,0 +1,1 @@
+"""Benchmarks with recorded results: `python -m bench [--quick]` runs them all (see README.md)."""
