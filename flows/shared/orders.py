@@ -7,6 +7,8 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from flows.shared.tables import rename_columns, require_columns, text_values
 from moltbot.config.settings import checked_timezone
@@ -119,9 +121,13 @@ def _non_negative_numbers(series: pd.Series, column: str, source_label: str) -> 
         numbers = series.astype("float64")
     else:
         text = series.astype("str").str.strip()
-        grouped = text.str.fullmatch(_THOUSANDS).fillna(False).astype(bool)
-        text = text.where(~grouped, text.str.replace(",", "", regex=False))
-        numbers = pd.to_numeric(text, errors="coerce").astype("float64")
+        numbers = _plain_floats(text)
+        if numbers is None:
+            grouped = text.str.fullmatch(_THOUSANDS).fillna(False).astype(bool)
+            text = text.where(~grouped, text.str.replace(",", "", regex=False))
+            numbers = pd.to_numeric(text, errors="coerce").astype("float64")
+    # "-0" is 0.0 to pandas and -0.0 to Arrow: a zero's sign means nothing in a quantity or price.
+    numbers = numbers + 0.0
     not_numbers = ~np.isfinite(numbers)
     if not_numbers.any():
         raise _invalid(source_label, column, not_numbers, "missing or non-numeric")
@@ -137,7 +143,9 @@ def _timestamps(series: pd.Series, column: str, source_label: str) -> pd.Series:
     if pd.api.types.is_numeric_dtype(series):
         # Numbers would be read as nanoseconds since 1970 (or Excel serials taken as such): refuse.
         values = series.astype("str")
-    parsed = pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")
+    parsed = _plain_timestamps(series)
+    if parsed is None:
+        parsed = pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")
     bad = parsed.isna()
     if bad.any() and pd.api.types.is_string_dtype(series):
         # Rewriting year-first dates ("2026/11/23", "2026. 11. 23.") costs a regex per value, so
@@ -155,7 +163,65 @@ def _timestamps(series: pd.Series, column: str, source_label: str) -> pd.Series:
     return parsed
 
 
+def _plain_floats(text: pd.Series) -> pd.Series | None:
+    """Decimal text as floats via Arrow, or None when Arrow refuses any value.
+
+    Arrow parses in a tenth of the time `pd.to_numeric` takes, to the same double. Values with
+    thousands separators lose them first, as `_non_negative_numbers` does (RE2's `\\d` is ASCII
+    only, Python's is not, so a grouped value only Python matches keeps its commas and is
+    refused). Whatever Arrow refuses (words, blanks, decimal commas) goes the forgiving way.
+    """
+    values = pa.array(text.array)
+    parsed = _arrow_floats(values)
+    if parsed is None:
+        grouped = pc.match_substring_regex(values, _THOUSANDS)
+        parsed = _arrow_floats(pc.if_else(grouped, pc.replace_substring(values, ",", ""), values))
+    if parsed is None:
+        return None
+    return pd.Series(parsed.to_numpy(zero_copy_only=False), index=text.index, dtype="float64")
+
+
+def _arrow_floats(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray | None:
+    try:
+        return pc.cast(values, pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return None
+
+
+def _plain_timestamps(series: pd.Series) -> pd.Series | None:
+    """ISO 8601 text as UTC timestamps via Arrow, or None when Arrow refuses any value.
+
+    Arrow accepts `YYYY-MM-DD[( |T)hh[:mm[:ss[.ffffff]]]]` with every field at full width, all
+    values without a zone (taken as UTC) or all with one (`Z`, `+09:00`), and reads them to the
+    microsecond pandas reads; anything else (mixed zones, other spellings, finer fractions,
+    blanks) goes the pandas way. At 2.6 M values this takes 0.2 s instead of 2 s.
+    """
+    if len(series) == 0 or not pd.api.types.is_string_dtype(series):
+        return None
+    try:
+        text = pa.array(series.array)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+    if not (pa.types.is_string(text.type) or pa.types.is_large_string(text.type)):
+        return None
+    for target in (pa.timestamp("us"), pa.timestamp("us", tz="UTC")):
+        try:
+            parsed = pc.cast(text, target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue
+        if parsed.null_count:
+            return None
+        # Arrow hands out a zoned timestamp as its UTC instant, without the zone.
+        instants = pd.Series(parsed.to_numpy(zero_copy_only=False), index=series.index)
+        return instants.dt.tz_localize("UTC")
+    return None
+
+
 def _local_dates(ordered_at: pd.Series, zone: ZoneInfo) -> pd.Series:
     # Through numpy's day unit: building datetime.date objects one by one is 10x slower.
     local_days = ordered_at.dt.tz_convert(zone).dt.tz_localize(None).to_numpy("datetime64[D]")
-    return pd.Series(local_days.astype(object), index=ordered_at.index, dtype=object)
+    # One date object per distinct day, shared by its rows: millions of rows span a few hundred
+    # days, and a date object per row cost 80 MB and a tenth of a second at 2.6 M rows.
+    codes, days = pd.factorize(local_days.view("int64"))
+    dates = days.astype("datetime64[D]").astype(object)
+    return pd.Series(dates[codes], index=ordered_at.index, dtype=object)

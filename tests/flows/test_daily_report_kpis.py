@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import date, timedelta
 
 import pandas as pd
@@ -480,6 +481,39 @@ def test_thousands_separators_and_spaces_are_accepted():
     assert normalized["unit_price"].tolist() == [4500.0, 1234567.5, 0.5]
     # 1,000 x 4,500; 3 x 1,234,567.5; 2 x 0.5
     assert normalized["amount"].tolist() == [4500000.0, 3703702.5, 1.0]
+
+
+# Plain columns are parsed by Arrow, others by pandas; one value only pandas reads (a year-first
+# date, a mix of zones) sends the whole column its way. Both ways give the same values.
+@pytest.mark.parametrize(
+    "ordered_at",
+    [
+        ["2026-11-24 01:00:00", "2026-11-24T09:30:15.25", "2026-11-23"],
+        ["2026-11-24 01:00:00", "2026-11-24T09:30:15.25", "2026/11/23"],
+        ["2026-11-24T01:00:00Z", "2026-11-24T18:30:15.25+09:00", "2026-11-22T19:00:00-05:00"],
+        ["2026-11-24T01:00:00Z", "2026-11-24T18:30:15.25+09:00", "2026/11/23"],
+    ],
+    ids=["arrow", "pandas", "arrow-with-zones", "pandas-with-zones"],
+)
+def test_timestamps_are_the_same_instants_whichever_parser_reads_them(ordered_at):
+    normalized = normalize(raw_frame(ordered_at=ordered_at))
+
+    assert str(normalized["ordered_at"].dtype) == "datetime64[us, UTC]"
+    assert normalized["ordered_at"].tolist() == [
+        pd.Timestamp("2026-11-24 01:00:00", tz="UTC"),
+        pd.Timestamp("2026-11-24 09:30:15.25", tz="UTC"),
+        pd.Timestamp("2026-11-23 00:00:00", tz="UTC"),
+    ]
+    assert normalized["local_date"].tolist() == [REPORT, REPORT, date(2026, 11, 23)]
+
+
+@pytest.mark.parametrize("last", ["-0", "-0,000"], ids=["plain", "thousands"])
+def test_numbers_read_by_arrow_are_the_numbers_pandas_reads(last):
+    quantity = normalize(raw_frame(quantity=["1e3", " 2.5 ", last]))["quantity"]
+
+    assert quantity.tolist() == [1000.0, 2.5, 0.0]
+    # Arrow reads "-0" as -0.0, pandas as 0.0: a zero is a zero, whatever its sign.
+    assert math.copysign(1.0, quantity.iloc[2]) == 1.0
 
 
 def test_text_columns_are_cleaned():

@@ -161,6 +161,31 @@ def test_csv_table_names_the_byte_offset_and_reads_a_bom(tmp_path: Path) -> None
     assert read_table(str(path)).to_dict("records") == [{"product": "Tea", "note": KOREAN}]
 
 
+@pytest.mark.parametrize("position", ["header", "past the first MiB"])
+def test_a_large_csv_table_names_the_offset_of_a_cp949_value(tmp_path: Path, position: str) -> None:
+    # Arrow reads the header from the first MiB and the rest in blocks; the offset and the words
+    # of the refusal stay those of the strict decoding, wherever the bad byte is.
+    path = tmp_path / "주문.csv"
+    rows = "A1,plain note\n" * 100_000  # 1.4 MB
+    if position == "header":
+        prefix = "order_id,"
+        data = prefix.encode() + "메모\n".encode("cp949") + rows.encode()
+    else:
+        prefix = "order_id,note\n" + rows + "A2,"
+        data = prefix.encode() + f"{KOREAN}\n".encode("cp949")
+    path.write_bytes(data)
+
+    with pytest.raises(InputError) as raised:
+        read_table(str(path))
+
+    assert str(raised.value) == (
+        f"주문.csv: not a readable CSV file: not valid utf-8 at byte {len(prefix.encode())} "
+        "(save it as UTF-8; a CP949/EUC-KR export must be converted)"
+    )
+    assert raised.value.__context__ is None
+    assert leaks(repr(raised.value)) == []
+
+
 # --------------------------------------------------------------------------- the CLI
 
 
