@@ -3,6 +3,7 @@ the test Prefect API with real deployments; the inbox on SQLite and on PostgreSQ
 
 from __future__ import annotations
 
+import logging
 import socket
 import uuid
 from collections import Counter
@@ -270,14 +271,21 @@ def test_a_failed_batch_is_split_in_halves_until_the_bad_entry_is_alone_then_giv
     clock = Clock(T0 + timedelta(seconds=1))
     config = config_for({"deployment": deployment, "batch_size": 8})
     dispatcher = Dispatcher(inbox, config, clock=clock, max_redispatches=3)
+    # On the dispatcher's own logger: a gateway test earlier in this process may have stopped
+    # `moltbot` logs propagating to the root logger, where caplog listens.
+    webhooks_logger = logging.getLogger("moltbot.webhooks")
+    webhooks_logger.addHandler(caplog.handler)
 
     outcomes = []
-    for _ in range(10):
-        dispatcher.dispatch_pending()
-        end_runs(deployment, {bad})
-        outcomes.append(dispatcher.redispatch_crashed())
-        if inbox.get(bad).status == InboxStatus.FAILED:
-            break
+    try:
+        for _ in range(10):
+            dispatcher.dispatch_pending()
+            end_runs(deployment, {bad})
+            outcomes.append(dispatcher.redispatch_crashed())
+            if inbox.get(bad).status == InboxStatus.FAILED:
+                break
+    finally:
+        webhooks_logger.removeHandler(caplog.handler)
 
     runs = runs_of(deployment)
     with_bad = [run.parameters["inbox_ids"] for run in runs if bad in run.parameters["inbox_ids"]]
