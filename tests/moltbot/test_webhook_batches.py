@@ -264,16 +264,23 @@ def end_runs(deployment: str, failing: set[str], state: Any = Failed) -> None:
 
 
 def test_a_failed_batch_is_split_in_halves_until_the_bad_entry_is_alone_then_given_up(
-    inbox: Inbox, deployment: str, caplog: pytest.LogCaptureFixture
+    inbox: Inbox,
+    deployment: str,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     ids = accept(inbox, 8)
     bad = ids[5]
     clock = Clock(T0 + timedelta(seconds=1))
     config = config_for({"deployment": deployment, "batch_size": 8})
     dispatcher = Dispatcher(inbox, config, clock=clock, max_redispatches=3)
-    # On the dispatcher's own logger: a gateway test earlier in this process may have stopped
-    # `moltbot` logs propagating to the root logger, where caplog listens.
+    # On the dispatcher's own logger, enabled: a gateway test earlier in this process may have
+    # configured logging (uvicorn's dictConfig disables existing loggers, and `moltbot` stops
+    # propagating to the root logger, where caplog listens).
     webhooks_logger = logging.getLogger("moltbot.webhooks")
+    monkeypatch.setattr(webhooks_logger, "disabled", False)
+    level = webhooks_logger.level
+    webhooks_logger.setLevel(logging.INFO)
     webhooks_logger.addHandler(caplog.handler)
 
     outcomes = []
@@ -286,6 +293,7 @@ def test_a_failed_batch_is_split_in_halves_until_the_bad_entry_is_alone_then_giv
                 break
     finally:
         webhooks_logger.removeHandler(caplog.handler)
+        webhooks_logger.setLevel(level)
 
     runs = runs_of(deployment)
     with_bad = [run.parameters["inbox_ids"] for run in runs if bad in run.parameters["inbox_ids"]]
