@@ -157,6 +157,25 @@ class EmulatorCore:
         # Bumped by every clear of the log, so a request still held (a hang) when a test
         # resets the sandbox is not logged into the next test.
         self._generation = 0
+        # Bumped by `release_held`: a hang or slow answer waiting when it changes ends at once.
+        self._releases = 0
+
+    def release_held(self) -> None:
+        """End every hang and slow wait in progress now, so a test stops a hang instead of
+        waiting it out (the held request then answers as its fault says)."""
+        with self._lock:
+            self._releases += 1
+
+    async def hold(self, seconds: float) -> None:
+        """Wait `seconds`, or until `release_held` is called."""
+        with self._lock:
+            started = self._releases
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self._releases != started:
+                    return
+            await asyncio.sleep(min(0.01, max(deadline - time.monotonic(), 0)))
 
     def default_message(self, status: int) -> str:
         """The error text a fault with no message answers: the service's own, else generic."""
@@ -375,7 +394,7 @@ class EmulatorMiddleware:
             await self._answer_after_apply(fault, scope, receive, send, log)
             return
         if fault is not None and fault.kind in ("hang", "slow"):
-            await asyncio.sleep(fault.seconds)
+            await self.core.hold(fault.seconds)
         if fault is not None and fault.kind == "drop":
             log(0, "drop")
             await self._drop(send)
