@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -243,8 +244,8 @@ def test_the_run_page_shows_the_name_and_tags_and_the_artifact_shows_the_chart(
     with screenshot(page, f"daily-report-{ui}-top-products"):
         page.goto(f"{base_url}/artifacts/artifact/{top_id}")
         page.get_by_text("Revenue", exact=True).first.wait_for()
-        cells = page.locator("td").all_inner_texts()
-        assert any(cell.strip().startswith("₩") for cell in cells), cells
+        # The header renders before the rows' text: wait for a won amount, not read at once.
+        page.locator("td").filter(has_text=re.compile(r"^\s*₩[\d,]+")).first.wait_for()
 
 
 def test_a_dry_run_is_marked_on_its_run_page_and_its_artifact(
