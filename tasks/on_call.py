@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from moltbot.config.alerting import EscalationConfig
-from moltbot.effects.escalation import EscalationStep, EscalationWatch
+from moltbot.effects.escalation import EscalationStep, EscalationWatch, record_of_step
 from moltbot.effects.executors import load_payload
 from moltbot.effects.model import Outcome, Route
 from moltbot.effects.quiet import HeldMessage
@@ -75,31 +75,17 @@ def record_steps(
         trail = AuditTrail(ledger)
         for step, outcome in zip(steps, outcomes, strict=True):
             escalation = step.escalation
-            route = escalation.route
-            recorded = False
-            if outcome.status in ("done", "already_done") and outcome.via in route:
-                index = route.index(outcome.via)
-                more = index < len(route) - 1
-                after = config.after_for(route[0]) or config.after_minutes
-                recorded = store.record_step(
-                    escalation.key,
-                    from_step=escalation.step,
-                    step=index,
-                    link=outcome.via,
-                    outcome=outcome.status,
-                    next_at=now + timedelta(minutes=after) if more else None,
-                    now=now,
-                )
-            elif outcome.status == "dead":
-                recorded = store.record_step(
-                    escalation.key,
-                    from_step=escalation.step,
-                    step=None,
-                    link=None,
-                    outcome="dead",
-                    next_at=None,
-                    now=now,
-                )
+            after = config.after_for(escalation.route[0]) or config.after_minutes
+            record = record_of_step(escalation, outcome.status, outcome.via, after=after, now=now)
+            recorded = record is not None and store.record_step(
+                escalation.key,
+                from_step=escalation.step,
+                step=record.step,
+                link=record.link,
+                outcome=record.outcome,
+                next_at=record.next_at,
+                now=now,
+            )
             if recorded:
                 trail.record(
                     AuditAction.ESCALATE,

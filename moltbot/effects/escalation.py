@@ -258,6 +258,33 @@ def plan_steps(
     return steps
 
 
+@dataclass(frozen=True)
+class StepRecord:
+    """What one performed step leaves in its escalation: the link that took it (None when the
+    step died), and when the next step is due (None: the route has ended)."""
+
+    step: int | None
+    link: str | None
+    outcome: str
+    next_at: datetime | None
+
+
+def record_of_step(
+    escalation: Escalation, outcome_status: str, via: str | None, *, after: int, now: datetime
+) -> StepRecord | None:
+    """Where a performed step went: delivered on a link of the route (the next step due `after`
+    minutes later while links are left), dead (the escalation ends), or neither (None: not
+    settled, the next run tries the same step again)."""
+    route = escalation.route
+    if outcome_status in ("done", "already_done") and via in route:
+        index = route.index(via)
+        next_at = now + timedelta(minutes=after) if index < len(route) - 1 else None
+        return StepRecord(index, via, outcome_status, next_at)
+    if outcome_status == "dead":
+        return StepRecord(None, None, "dead", None)
+    return None
+
+
 def record_ack(ledger: Ledger, escalation: Escalation, *, by: str, now: datetime) -> bool:
     """Acknowledge `escalation` and put it in the audit trail.
 
