@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -10,7 +12,7 @@ from urllib.parse import urlsplit
 import requests
 from jira import JIRA, JIRAError
 from prefect.blocks.core import Block
-from pydantic import Field, SecretStr
+from pydantic import Field, PrivateAttr, SecretStr
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from blocks.rotation import SecretSetAt, SecretStamped
@@ -25,10 +27,46 @@ T = TypeVar("T")
 # A host that does not answer should fail fast; a slow search may take the full read timeout.
 _MAX_CONNECT_TIMEOUT = 5.0
 _ERROR_TEXT_LIMIT = 500
+# What every Jira Cloud site reports in serverInfo's versionNumbers; the client compares it only
+# in Server/Data Center code paths, so stating it saves reading serverInfo on every connect.
+_CLOUD_VERSION = (1001, 0, 0)
+
+
+class _ClientSlot:
+    """A block's built client and what it was built from, kept for the block's lifetime.
+
+    A cache, not part of the block's value: every slot equals every other (so two blocks with
+    the same fields stay equal), and a copy or a pickled block starts empty (a live session
+    cannot be copied, and a copy may change the fields the client was built from).
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.key: tuple[Any, ...] | None = None
+        self.client: JIRA | None = None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _ClientSlot)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __copy__(self) -> _ClientSlot:
+        return _ClientSlot()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _ClientSlot:
+        return _ClientSlot()
+
+    def __reduce__(self) -> tuple[type[_ClientSlot], tuple[()]]:
+        return (_ClientSlot, ())
 
 
 class JiraCredentials(SecretStamped, Block):
     """A Jira Cloud site, account e-mail and API token, giving a `jira.JIRA` client.
+
+    The client is built once per block instance (a flow loads its block once per run) and
+    sends no request of its own: the first request of a run is the run's own work. It is
+    built anew when a field it depends on changes (site, e-mail, token, timeout) or for
+    another rate limiter.
 
     Retries live in one layer, ours: the client's own `ResilientSession` is built with
     ``max_retries=0`` because it sleeps ``2 * Retry-After`` and 20–60 s per connection error
@@ -65,6 +103,7 @@ class JiraCredentials(SecretStamped, Block):
         "default: MOLTBOT_RETRY_ATTEMPTS - 1.",
     )
     secret_set_at: SecretSetAt = None
+    _client_slot: _ClientSlot = PrivateAttr(default_factory=_ClientSlot)
 
     def label(self, block_name: str | None = None) -> str:
         """How messages name this block: ``Jira block 'sandbox-jira'``."""
@@ -83,50 +122,70 @@ class JiraCredentials(SecretStamped, Block):
     def get_client(
         self, *, block_name: str | None = None, rate_limiter: RateLimiter | None = None
     ) -> JIRA:
-        """A `jira.JIRA` client for the site, after one ``GET serverInfo`` (retried).
+        """This block's `jira.JIRA` client for a Jira Cloud site; building it sends no request.
 
-        The server info tells the client it talks to Jira Cloud, so searches use
-        ``search/jql`` (the old ``search`` answers 410 on Cloud). Every request, that one
-        included, first waits for the site's shared rate limit (``[rate_limits.jira]``; see
-        `moltbot.ratelimits`): Jira limits per site, whichever account calls.
+        The client is told it talks to Jira Cloud instead of reading ``GET serverInfo`` on
+        every construction, so searches use ``search/jql`` (the old ``search`` answers 410 on
+        Cloud). A Server or Data Center site is named when its first search is refused
+        (`not_cloud_error`). Every request first waits for the site's shared rate limit
+        (``[rate_limits.jira]``; see `moltbot.ratelimits`): Jira limits per site, whichever
+        account calls. Wrong credentials surface on the first request, as a `ServiceError`
+        naming the block (see `classify`).
+
+        Repeated calls return the same client while the site, e-mail, token, timeout and
+        `rate_limiter` are the same (see the class docstring); it may be shared by threads.
 
         Args:
             block_name: name for messages when the block was not loaded by name.
             rate_limiter: the limiter to wait at (default: the configured one, real time).
-
-        Raises:
-            ServiceError: wrong credentials (401), a server that is down or not Jira Cloud.
         """
         register_model_secrets(self)
         timeout = (min(self.timeout_seconds, _MAX_CONNECT_TIMEOUT), self.timeout_seconds)
         server = self.server_url.rstrip("/")
-        gate = rate_gate("jira", server, rate_limiter)
-
-        def connect() -> JIRA:
-            if gate is not None:
-                gate.wait()  # for the serverInfo request the constructor sends
-            return JIRA(
+        token = self.api_token.get_secret_value()
+        # The token's digest, so the key held beside the client is not a second copy of it.
+        fingerprint = hashlib.sha256(token.encode("utf-8")).hexdigest()
+        key = (server, self.email, fingerprint, timeout, rate_limiter)
+        slot = self._client_slot
+        with slot.lock:
+            if slot.client is not None and slot.key == key:
+                return slot.client
+            client = JIRA(
                 server=server,
-                basic_auth=(self.email, self.api_token.get_secret_value()),
+                basic_auth=(self.email, token),
                 max_retries=0,
                 timeout=timeout,
-                get_server_info=True,
+                get_server_info=False,
                 options={"check_update": False},
             )
+            # What serverInfo would have said on Cloud: `_is_cloud` picks the Cloud endpoints
+            # and the `cloud_api` methods (search/jql) that answer None otherwise.
+            client.deploymentType = "Cloud"
+            client._version = _CLOUD_VERSION
+            gate = rate_gate("jira", server, rate_limiter)
+            if gate is not None:
+                # jira builds its session inside the constructor: limit every request after it.
+                adapter = RateLimitedAdapter(gate)
+                client._session.mount("https://", adapter)
+                client._session.mount("http://", adapter)
+            slot.key, slot.client = key, client
+            return client
 
-        client = self.call(connect, action="connect", block_name=block_name)
-        if gate is not None:
-            # jira builds its session inside the constructor: limit the requests after it.
-            adapter = RateLimitedAdapter(gate)
-            client._session.mount("https://", adapter)
-            client._session.mount("http://", adapter)
-        if client.deploymentType != "Cloud":
-            raise ServiceError(
-                f"{self.label(block_name)}: the server reports deployment type "
-                f"{client.deploymentType!r}; moltbot supports Jira Cloud only",
-                transient=False,
-            )
-        return client
+    def not_cloud_error(self, client: JIRA, block_name: str | None = None) -> ServiceError | None:
+        """After a 404 from a Cloud-only endpoint: the error naming a site that is not Jira
+        Cloud, from one ``GET serverInfo`` (not retried), or None (Cloud, or unreadable)."""
+        try:
+            info = client.server_info()
+        except (JIRAError, requests.RequestException):
+            return None
+        deployment = info.get("deploymentType") if isinstance(info, dict) else None
+        if deployment in (None, "Cloud"):
+            return None
+        return ServiceError(
+            f"{self.label(block_name)}: the server reports deployment type "
+            f"{deployment!r}; moltbot supports Jira Cloud only",
+            transient=False,
+        )
 
     def classify(self, exc: Exception, block_name: str | None = None) -> ServiceError | None:
         """Turn a jira/requests exception into a `ServiceError` naming this block.

@@ -540,6 +540,11 @@ def _check_jira(block: JiraCredentials, name: str) -> str:
                 or text
             ) from None
         raise _Failed(text) from None
+    # A check may spend one more request: the runs no longer read serverInfo, so this is where
+    # a Server or Data Center site is named before a run's first search is refused.
+    not_cloud = once.not_cloud_error(client, name)
+    if not_cloud is not None:
+        raise _Failed(_one_line(str(not_cloud)).removeprefix(f"{label}: "))
     account = me.get("displayName") or me.get("accountId") or "?"
     return f"Jira accepted {block.email} (account {account!r})"
 

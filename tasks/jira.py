@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,30 @@ DEFAULT_FIELDS: tuple[str, ...] = ("summary", "labels", "status", "created")
 # Jira Cloud's limits: 50 issues per bulk create, 100 issues per search page with fields.
 BULK_CHUNK_SIZE = 50
 SEARCH_PAGE_SIZE = 100
+# Fields a search may name by id without the client's translation of JQL names, which costs a
+# ``GET field`` per client: Jira Cloud's system field ids, custom field ids and the `*all` /
+# `*navigable` / `-<id>` forms. Any other name (``Story Points``, ``cf[10016]``) is translated.
+SYSTEM_FIELD_IDS = frozenset(
+    {
+        "aggregateprogress", "aggregatetimeestimate", "aggregatetimeoriginalestimate",
+        "aggregatetimespent", "assignee", "attachment", "comment", "components", "created",
+        "creator", "description", "duedate", "environment", "fixVersions", "issuelinks",
+        "issuetype", "labels", "lastViewed", "parent", "priority", "progress", "project",
+        "reporter", "resolution", "resolutiondate", "security", "status",
+        "statuscategorychangedate", "subtasks", "summary", "timeestimate",
+        "timeoriginalestimate", "timespent", "timetracking", "updated", "versions", "votes",
+        "watches", "worklog", "workratio",
+    }
+)  # fmt: skip
+_FIELD_ID = re.compile(r"customfield_\d+|\*all|\*navigable")
+
+
+def _by_id(field: str) -> bool:
+    """Whether Jira takes `field` as it is (an id, or `*all`), so no translation is needed."""
+    name = field.removeprefix("-")
+    return name in SYSTEM_FIELD_IDS or _FIELD_ID.fullmatch(name) is not None
+
+
 # Ticket creation gives every draft a label `moltbot-<hash of its idempotency key>`; after an
 # ambiguous failure a search for those labels tells which drafts Jira created.
 DEDUP_LABEL_PREFIX = "moltbot-"
@@ -96,8 +121,9 @@ def find_issues(
     """Every issue matching `jql`, following each ``nextPageToken`` (100 issues per request).
 
     Each page is retried on its own (429 honouring ``Retry-After``, 5xx, network), so a failure
-    on page 3 does not fetch pages 1 and 2 again. The first search of a client also reads
-    ``GET field`` once, which the library uses to translate field names.
+    on page 3 does not fetch pages 1 and 2 again. Fields named by id (`SYSTEM_FIELD_IDS`,
+    ``customfield_NNNNN``) are sent as they are; only a field named otherwise (``Story
+    Points``) makes the client read ``GET field``, once per client, to translate it.
 
     Args:
         credentials: the Jira block.
@@ -113,21 +139,42 @@ def find_issues(
         ServiceError: a refused query (Jira's JQL message) or a failure that outlasted retries.
     """
     client = client or credentials.get_client(block_name=block_name)
+    translate = not all(_by_id(name) for name in fields)
     issues: list[dict[str, Any]] = []
     token: str | None = None
     page = 1
     while True:
 
         def fetch(token: str | None = token) -> dict[str, Any]:
-            return client.enhanced_search_issues(
-                jql,
-                nextPageToken=token,
-                maxResults=SEARCH_PAGE_SIZE,
-                fields=list(fields),  # the client rewrites this list in place
-                json_result=True,
-            )
+            if translate:
+                return client.enhanced_search_issues(
+                    jql,
+                    nextPageToken=token,
+                    maxResults=SEARCH_PAGE_SIZE,
+                    fields=list(fields),  # the client rewrites this list in place
+                    json_result=True,
+                )
+            # The request enhanced_search_issues sends with json_result, minus the translation.
+            params: dict[str, Any] = {
+                "jql": jql,
+                "fields": list(fields),
+                "maxResults": SEARCH_PAGE_SIZE,
+            }
+            if token:
+                params["nextPageToken"] = token
+            answer: dict[str, Any] = client._get_json("search/jql", params=params)
+            return answer
 
-        result = credentials.call(fetch, action=f"search page {page}", block_name=block_name)
+        try:
+            result = credentials.call(fetch, action=f"search page {page}", block_name=block_name)
+        except ServiceError as failure:
+            # search/jql exists on Jira Cloud only: a 404 may be a Server or Data Center site.
+            not_cloud = (
+                credentials.not_cloud_error(client, block_name) if failure.status == 404 else None
+            )
+            if not_cloud is not None:
+                raise not_cloud from None
+            raise
         issues.extend(result.get("issues", []))
         token = result.get("nextPageToken")
         if not token or result.get("isLast", False):
@@ -145,9 +192,9 @@ def create_issues_in_bulk(
 
     A draft is a REST v2 ``fields`` dict; ``project``, ``issuetype``, ``priority``,
     ``components`` and ``assignee`` may be plain strings (key, names, account id), which are
-    sent as objects so the client makes no lookup requests: 250 drafts are 5 requests after the
-    client's ``serverInfo``. Drafts Jira refuses are reported with its field errors; the others
-    are created.
+    sent as objects so the client makes no lookup requests: 250 drafts are 5 requests, and
+    nothing else (building the client sends none). Drafts Jira refuses are reported with its
+    field errors; the others are created.
 
     A 429 is retried after ``Retry-After`` (Jira applied nothing). After a 5xx, a timeout or a
     lost connection the chunk may have been created, so it is never blindly re-sent: when every

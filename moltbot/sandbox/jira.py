@@ -396,6 +396,9 @@ class JiraState:
         self._rate_config = (rate_limit, burst)
         self._limiter = TokenBucketLimiter(rate_limit, burst)
         self._apply_faults: deque[_ApplyFault] = deque()
+        # What serverInfo reports: "Cloud", or "Server" / "DataCenter" to stand in for a
+        # self-hosted site that moltbot must refuse (`reset` brings back "Cloud").
+        self.deployment_type = "Cloud"
         self._seed()
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -420,6 +423,7 @@ class JiraState:
         self.core.reset()
         rate, burst = self._rate_config
         self._limiter = TokenBucketLimiter(rate, burst)
+        self.deployment_type = "Cloud"
         self._seed()
 
     def set_rate_limit(self, rate: float | None, burst: int = 100) -> None:
@@ -1742,7 +1746,7 @@ def create_jira_app(state: JiraState) -> FastAPI:
                 "displayUrl": base,
                 "version": "1001.0.0-SNAPSHOT",
                 "versionNumbers": [1001, 0, 0],
-                "deploymentType": "Cloud",
+                "deploymentType": state.deployment_type,
                 "buildNumber": 100289,
                 "buildDate": "2026-11-20T00:00:00.000+0000",
                 "serverTime": _jira_time(datetime.now(UTC)),

@@ -124,6 +124,19 @@ def test_jira_myself(saved: Sandbox):
     assert check.detail.startswith("Jira accepted sandbox@moltbot.local")
 
 
+def test_jira_on_a_server_or_data_center_site_is_refused_by_name(saved: Sandbox):
+    # Runs no longer read serverInfo (one request saved per run); the check still does.
+    saved.state.jira.deployment_type = "Server"
+
+    check = check_block("sandbox-jira")
+
+    assert check.ok is False
+    assert "deployment type 'Server'" in one_line(check)
+    assert "Jira Cloud only" in one_line(check)
+    paths = [r.path for r in saved.state.jira.core.requests]
+    assert paths[-1].endswith("/serverInfo"), paths
+
+
 @pytest.mark.parametrize(
     ("block", "token"),
     [

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import requests
 from jira import JIRA, JIRAError
+from pydantic import SecretStr
 
 from blocks import JiraCredentials
 from blocks.jira import request_may_have_applied
@@ -22,21 +25,45 @@ def core(sandbox: Sandbox) -> EmulatorCore:
     return sandbox.state.jira.core
 
 
-def test_get_client_is_a_cloud_client_after_one_request(sandbox: Sandbox, core) -> None:
+def myself(block: JiraCredentials, name: str | None = "sandbox-jira") -> dict:
+    """One request through the block: its client's ``GET myself``, with the block's retries."""
+    client = block.get_client(block_name=name)
+    return block.call(client.myself, action="myself", block_name=name)
+
+
+def test_get_client_is_a_cloud_client_without_any_request(sandbox: Sandbox, core) -> None:
     client = jira_block(sandbox.base_url).get_client(block_name="sandbox-jira")
 
     assert isinstance(client, JIRA)
-    assert client.deploymentType == "Cloud"
+    assert client.deploymentType == "Cloud"  # stated, not read: search/jql is used
     assert client._session.max_retries == 0  # our retries only, see JiraCredentials
     assert client._session.timeout == (5.0, 10.0)
-    assert [r.path for r in core.requests] == ["/rest/api/2/serverInfo"]
+    assert core.requests == []
+
+
+def test_the_client_is_built_once_per_block_and_again_when_its_fields_change(
+    sandbox: Sandbox, core
+) -> None:
+    block = jira_block(sandbox.base_url)
+    client = block.get_client()
+
+    assert block.get_client(block_name="other name") is client
+    assert block.model_copy(update={"max_retries": 0}).get_client() is client  # not in it
+    assert copy.deepcopy(block).get_client() is not client  # a copy starts empty
+    assert copy.deepcopy(block) == block  # the cached client is not part of the value
+    block.timeout_seconds = 3.0
+    rebuilt = block.get_client()
+    assert rebuilt is not client and rebuilt._session.timeout == (3.0, 3.0)
+    block.api_token = SecretStr("another-token-31")
+    assert block.get_client() is not rebuilt
+    assert core.requests == []
 
 
 def test_wrong_token_is_a_clear_permanent_error_naming_the_block(sandbox: Sandbox, core) -> None:
     block = jira_block(sandbox.base_url, api_token="wrong-token-5f2a")
 
     with pytest.raises(ServiceError) as raised:
-        block.get_client(block_name="sandbox-jira")
+        myself(block)
 
     error = raised.value
     assert str(error) == (
@@ -56,7 +83,7 @@ def test_stopped_server_fails_within_seconds(sandbox: Sandbox) -> None:
         block = jira_block(stopped.base_url)
 
     with recorded_sleeps() as waits, pytest.raises(ServiceError) as raised:
-        block.get_client(block_name="sandbox-jira")
+        myself(block)
 
     assert len(waits) == 3  # four attempts, then the failure: reported in seconds
     assert raised.value.transient
@@ -64,11 +91,11 @@ def test_stopped_server_fails_within_seconds(sandbox: Sandbox) -> None:
 
 
 def test_a_hanging_server_hits_the_read_timeout(sandbox: Sandbox, core) -> None:
-    core.inject_fault(kind="hang", seconds=0.6, path="/serverInfo$", count=2)
+    core.inject_fault(kind="hang", seconds=0.6, path="/myself$", count=2)
     block = jira_block(sandbox.base_url, timeout_seconds=0.3, max_retries=1)
 
     with recorded_sleeps() as waits, pytest.raises(ServiceError) as raised:
-        block.get_client(block_name="sandbox-jira")
+        myself(block)
 
     assert len(waits) == 1  # max_retries=1: one retry after the first timeout
     assert str(raised.value) == "Jira block 'sandbox-jira': no answer within 0.3s (ReadTimeout)"
@@ -76,35 +103,34 @@ def test_a_hanging_server_hits_the_read_timeout(sandbox: Sandbox, core) -> None:
 
 
 def test_transient_failures_are_retried_then_succeed(sandbox: Sandbox, core) -> None:
-    core.inject_fault(503, path="/serverInfo$", count=2)
+    core.inject_fault(503, path="/myself$", count=2)
 
-    client = jira_block(sandbox.base_url).get_client()
+    assert myself(jira_block(sandbox.base_url), None)["emailAddress"] == SANDBOX_JIRA_EMAIL
 
-    assert client.deploymentType == "Cloud"
     assert [r.status for r in core.requests] == [503, 503, 200]
 
 
 def test_retries_are_bounded_by_max_retries(sandbox: Sandbox, core) -> None:
-    core.inject_fault(500, path="/serverInfo$", count=None)
+    core.inject_fault(500, path="/myself$", count=None)
 
     with pytest.raises(ServiceError) as raised:
-        jira_block(sandbox.base_url, max_retries=2).get_client(block_name="b")
+        myself(jira_block(sandbox.base_url, max_retries=2), "b")
 
     assert raised.value.status == 500
     assert "Internal error (injected by the moltbot sandbox)." in str(raised.value)
-    assert core.count("GET", "/serverInfo$") == 3
+    assert core.count("GET", "/myself$") == 3
 
 
 def test_retries_default_to_the_project_setting(
     sandbox: Sandbox, core, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MOLTBOT_RETRY_ATTEMPTS", "2")
-    core.inject_fault(503, path="/serverInfo$", count=None)
+    core.inject_fault(503, path="/myself$", count=None)
 
     with pytest.raises(ServiceError):
-        jira_block(sandbox.base_url).get_client()
+        myself(jira_block(sandbox.base_url), None)
 
-    assert core.count("GET", "/serverInfo$") == 2
+    assert core.count("GET", "/myself$") == 2
 
 
 def test_label_names_the_block() -> None:
@@ -147,4 +173,4 @@ def test_saved_block_loads_and_names_itself(prefect_api: str, sandbox: Sandbox) 
 
     assert loaded.get_client().myself()["emailAddress"] == SANDBOX_JIRA_EMAIL
     with pytest.raises(ServiceError, match=r"^Jira block 'test-jira-bad': 401 "):
-        bad.get_client()
+        myself(bad, None)

@@ -3,26 +3,30 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import jira as jira_client
 import pytest
 from typer.testing import CliRunner
 
 from flows.ticket_creation.flow import ticket_creation
 from moltbot.cli import app
-from moltbot.errors import DeliveryFailed, InputError
+from moltbot.errors import DeliveryFailed, InputError, ServiceError
 from moltbot.retrying import recorded_sleeps
 from moltbot.sandbox import Sandbox
 from moltbot.sandbox.jira import JiraState
 from moltbot.state.ledger import EffectStatus, Ledger
 from tasks.jira import dedup_label
+from tests.sandbox.helpers import jira_block
 
 pytestmark = pytest.mark.slow
 
@@ -210,6 +214,56 @@ def test_120_form_answers_become_120_issues_in_3_bulk_requests_and_a_rerun_creat
     assert jira.core.requests == []  # no new answers: nothing to search or create
     assert len(jira.issues()) == 120
     assert len(slack_posts(sandbox)) == 1
+
+
+def test_60_new_answers_cost_one_search_and_two_bulk_creates_and_no_other_jira_request(
+    jira: JiraState, sandbox: Sandbox, shipped_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built: list[jira_client.JIRA] = []
+
+    class CountedJIRA(jira_client.JIRA):
+        """The real client, counted as it is built."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            built.append(self)
+
+    monkeypatch.setattr("blocks.jira.JIRA", CountedJIRA)
+    sheet = sandbox.state.sheets.create_spreadsheet("문의", {"응답": form_rows(60)})
+    params = {"sheets_block": "sandbox-sheets", "spreadsheet_id": sheet, "worksheet": "응답"}
+
+    result = ticket_creation(jira_block=JIRA, **params)
+
+    assert len(result["created"]) == 60 and not result["failed"]
+    assert len(built) == 1  # the dedup search and both bulk creates share the run's client
+    received = Counter(
+        (r.method, r.path.removeprefix("/rest/api/2/"), r.status) for r in jira.core.requests
+    )
+    # One client per run, which reads neither serverInfo nor the field list (every field is
+    # named by id): the dedup search, then 50 + 10 drafts in two bulk creates.
+    assert received == {("GET", "search/jql", 200): 1, ("POST", "issue/bulk", 201): 2}
+    assert sum(received.values()) <= math.ceil(60 / 50) + 2
+
+
+def test_a_revoked_token_fails_the_run_with_one_line_naming_the_block(
+    jira: JiraState, sandbox: Sandbox, events_mapping: Path
+) -> None:
+    jira_block(sandbox.base_url, api_token="revoked-token-8c1d").save(
+        "test-jira-revoked", overwrite=True
+    )
+
+    with pytest.raises(ServiceError) as raised:
+        ticket_creation(events=[alert(1)], jira_block="test-jira-revoked")
+
+    assert str(raised.value) == (
+        "Jira block 'test-jira-revoked': 401 Client must be authenticated to access this "
+        "resource. (check the block's e-mail and API token)"
+    )
+    # The first request of the run is its dedup search: refused once, not retried, no create.
+    assert [(r.method, r.path, r.status) for r in jira.core.requests] == [
+        ("GET", "/rest/api/2/search/jql", 401)
+    ]
+    assert jira.issues() == [] and ledger_effects() == []
 
 
 def test_new_answers_after_the_watermark_only(

@@ -59,7 +59,7 @@ def test_250_drafts_in_5_bulk_requests_with_one_refused(
 
     result = create_issues_in_bulk(jira_credentials, drafts, block_name=BLOCK)
 
-    assert paths(state.core) == [("GET", "serverInfo", 200)] + [("POST", "issue/bulk", 201)] * 5
+    assert paths(state.core) == [("POST", "issue/bulk", 201)] * 5  # building the client: none
     assert len(result.created) == 249 and 137 not in result.created
     [failure] = result.failures
     assert failure.index == 137
@@ -83,12 +83,50 @@ def test_search_follows_every_page(jira_credentials: JiraCredentials, state: Jir
     assert [issue["key"] for issue in found] == keys
     assert set(found[0]["fields"]) == {"summary", "labels", "status", "created"}
     assert found[0]["fields"]["status"]["name"] == "To Do"
-    assert paths(state.core) == [
-        ("GET", "serverInfo", 200),
-        ("GET", "field", 200),
-        ("GET", "search/jql", 200),
-        ("GET", "search/jql", 200),
-        ("GET", "search/jql", 200),
+    # Fields named by id need no `GET field` for translation, and the client sends nothing else.
+    assert paths(state.core) == [("GET", "search/jql", 200)] * 3
+
+
+def test_a_field_named_by_name_reads_the_field_list_once_per_client(
+    jira_credentials: JiraCredentials, state: JiraState
+) -> None:
+    keys = [seed(state, n, labels=["배송"]) for n in range(3)]
+    state.core.clear_requests()
+
+    def search(*fields: str) -> list[dict]:
+        return find_issues(jira_credentials, "labels = 배송", fields=fields, block_name=BLOCK)
+
+    by_name = search("type")  # a JQL clause name, not an id: translated to `issuetype`
+    by_id = search("issuetype", "-comment", "customfield_10016")
+    again = search("type")
+
+    assert [issue["key"] for issue in by_name] == keys
+    assert set(by_name[0]["fields"]) == set(by_id[0]["fields"]) == {"issuetype"}
+    assert by_name[0]["fields"]["issuetype"]["name"] == "Task"
+    assert again == by_name
+    assert [(m, p) for m, p, _ in paths(state.core)] == [
+        ("GET", "field"),  # the client's translation table, read once for this block
+        ("GET", "search/jql"),
+        ("GET", "search/jql"),
+        ("GET", "search/jql"),
+    ]
+
+
+def test_a_404_from_the_search_on_a_cloud_site_stays_jiras_answer(
+    jira_credentials: JiraCredentials, state: JiraState
+) -> None:
+    # search/jql exists on Cloud only: a 404 makes the task ask serverInfo (once) whether the
+    # site is Server or Data Center; a Cloud site keeps its own answer.
+    state.core.inject_fault(404, path="search/jql$", message="Not here")
+
+    with pytest.raises(ServiceError) as raised:
+        find_issues(jira_credentials, "labels = x", block_name=BLOCK)
+
+    assert str(raised.value) == "Jira block 'sandbox-jira': 404 Not here"
+    assert not raised.value.transient
+    assert [(m, p) for m, p, _ in paths(state.core)] == [
+        ("GET", "search/jql"),
+        ("GET", "serverInfo"),
     ]
 
 
@@ -146,11 +184,7 @@ def test_429_with_retry_after_is_honoured_once(
     assert waits == [1.0]
     assert result.ok and result.keys == ["OPS-1", "OPS-2", "OPS-3"]
     # Jira applies nothing on 429, so no label search before the one re-send.
-    assert paths(state.core) == [
-        ("GET", "serverInfo", 200),
-        ("POST", "issue/bulk", 429),
-        ("POST", "issue/bulk", 201),
-    ]
+    assert paths(state.core) == [("POST", "issue/bulk", 429), ("POST", "issue/bulk", 201)]
 
 
 def test_chunk_applied_then_500_is_not_duplicated(
@@ -165,9 +199,7 @@ def test_chunk_applied_then_500_is_not_duplicated(
     assert len(state.issues()) == 60  # not 110
     assert result.created[0] == "OPS-1" and result.created[59] == "OPS-60"
     assert paths(state.core) == [
-        ("GET", "serverInfo", 200),
         ("POST", "issue/bulk", 500),  # chunk 1: created, answer lost
-        ("GET", "field", 200),
         ("GET", "search/jql", 200),  # labels in (…): all 50 found, nothing re-sent
         ("POST", "issue/bulk", 201),  # chunk 2
     ]
@@ -193,9 +225,8 @@ def test_chunk_lost_before_reaching_jira_is_resent(
     result = create_issues_in_bulk(jira_credentials, [draft(n) for n in range(5)], block_name=BLOCK)
 
     assert result.ok and len(state.issues()) == 5
-    assert [(m, p) for m, p, _ in paths(state.core)][1:] == [
+    assert [(m, p) for m, p, _ in paths(state.core)] == [
         ("POST", "issue/bulk"),
-        ("GET", "field"),
         ("GET", "search/jql"),  # nothing found
         ("POST", "issue/bulk"),
     ]
@@ -324,7 +355,8 @@ def test_lookup_reads_every_page_and_returns_the_oldest_match(
     assert (last, missing) == (ids[114], None)
     starts = [q.split("&")[1] for q, _ in comment_pages(state.core)]
     assert starts == ["startAt=0"] + ["startAt=0", "startAt=100"] * 2 + ["startAt=120"]
-    assert state.core.count("GET", "serverInfo$") == 0  # the client given was reused
+    assert state.core.count("GET", "serverInfo$") == 0
+    assert jira_credentials.get_client() is client  # one client per block
 
 
 def test_a_429_on_the_lookup_is_retried(
