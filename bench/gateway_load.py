@@ -10,23 +10,45 @@ must equal the inbox's entries (`GET /healthz`): nothing acknowledged and lost.
 
 n8n is installed from the npm registry into ~/.cache/moltbot-bench/n8n by the benchmark itself
 (`npm install n8n`); when that fails or n8n does not start, the row says why.
+
+For quick iterations on the gateway alone (no n8n), at chosen connection counts, on a SQLite
+or a PostgreSQL ledger (a throwaway cluster started from /usr/lib/postgresql's binaries):
+
+    uv run python -m bench.gateway_load --ledger sqlite --ledger postgres --connections 10
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import glob
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench.measure import BIN, CACHE, Figure, bench_env, free_port, fresh_folder, stop, wait_until
+from bench.measure import (
+    BIN,
+    CACHE,
+    Figure,
+    bench_env,
+    free_port,
+    fresh_folder,
+    prefect_server,
+    stop,
+    wait_until,
+)
 
 SECRET = "whsec_bench_secret"
 CONNECTIONS = (1, 10, 50)
@@ -119,21 +141,37 @@ async def _load(
 
 
 def _levels(
-    url: str, *, runs: int, sign: bool, numbers: EventNumbers, every: list[Load] | None = None
+    url: str,
+    *,
+    runs: int,
+    sign: bool,
+    numbers: EventNumbers,
+    every: list[Load] | None = None,
+    levels: Sequence[int] = CONNECTIONS,
+    seconds: float = SECONDS_PER_RUN,
 ) -> dict[int, list[Load]]:
     """A warm-up, then `runs` runs of every connection count in turn (all kept in `every`)."""
     every = [] if every is None else every
-    taken: dict[int, list[Load]] = {c: [] for c in CONNECTIONS}
+    taken: dict[int, list[Load]] = {c: [] for c in levels}
     every.append(asyncio.run(_load(url, 10, 2.0, sign, numbers)))
     for _ in range(runs):
-        for connections in CONNECTIONS:
-            load = asyncio.run(_load(url, connections, SECONDS_PER_RUN, sign, numbers))
+        for connections in levels:
+            load = asyncio.run(_load(url, connections, seconds, sign, numbers))
             taken[connections].append(load)
             every.append(load)
     return taken
 
 
-def _gateway(api_url: str, runs: int) -> tuple[dict[int, list[Load]], dict[str, Any], int]:
+def _gateway(
+    api_url: str,
+    runs: int,
+    *,
+    ledger_url: str | None = None,
+    levels: Sequence[int] = CONNECTIONS,
+    seconds: float = SECONDS_PER_RUN,
+    profile: Path | None = None,
+    code: Path | None = None,
+) -> tuple[dict[int, list[Load]], dict[str, Any], int]:
     folder = fresh_folder("gateway")
     (folder / "moltbot.toml").write_text(GATEWAY_CONFIG, encoding="utf-8")
     port = free_port()
@@ -142,6 +180,9 @@ def _gateway(api_url: str, runs: int) -> tuple[dict[int, list[Load]], dict[str, 
         PREFECT_HOME=str(folder / "prefect-home"),
         MOLTBOT_HOME=str(folder / "home"),
         MOLTBOT_WEBHOOK_SECRET_BENCH=SECRET,
+        **({"MOLTBOT_LEDGER_URL": ledger_url} if ledger_url else {}),
+        # Another checkout's code (e.g. `git archive` of the commit to compare with).
+        **({"PYTHONPATH": str(code)} if code else {}),
     )
     with (folder / "gateway.log").open("ab") as log:
         process = subprocess.Popen(
@@ -151,15 +192,41 @@ def _gateway(api_url: str, runs: int) -> tuple[dict[int, list[Load]], dict[str, 
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: _health(base, process), timeout=120, what="the webhook gateway")
+        if profile is not None:
+            # Non-blocking sampling: pausing the gateway to read its stacks would add to the
+            # latencies being measured.
+            spy = subprocess.Popen(
+                ["py-spy", "record", "--pid", str(process.pid), "--threads", "--nonblocking",
+                 "--format", "raw", "--rate", "200", "-o", str(profile)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
         every: list[Load] = []
+        cpu_before = _cpu_seconds(process.pid)
         taken = _levels(
-            f"{base}/hooks/bench", runs=runs, sign=True, numbers=EventNumbers(), every=every
+            f"{base}/hooks/bench",
+            runs=runs,
+            sign=True,
+            numbers=EventNumbers(),
+            every=every,
+            levels=levels,
+            seconds=seconds,
         )
+        cpu = _cpu_seconds(process.pid) - cpu_before
         health = _health(base, process) or {}
+        health["cpu_seconds"] = cpu
     finally:
+        if profile is not None:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its output on Ctrl-C
+            spy.wait(timeout=60)
         stop(process)
     accepted = sum(load.statuses.get(202, 0) for load in every)
     return taken, health, accepted
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the process used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _health(base: str, process: subprocess.Popen[bytes]) -> dict[str, Any] | None:
@@ -327,3 +394,100 @@ def measure(api_url: str, *, runs: int) -> list[Figure]:
         )
     )
     return figures
+
+
+@contextmanager
+def postgres_cluster() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster (default settings, fsync on) on a free port; yields the
+    SQLAlchemy URL of its `postgres` database."""
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    if not candidates:
+        raise RuntimeError("PostgreSQL server binaries not found under /usr/lib/postgresql")
+    bin_dir = Path(candidates[-1]).parent
+    # initdb refuses to run as root: the cluster runs as the `postgres` system user then.
+    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    base = Path(tempfile.mkdtemp(prefix="moltbot-bench-postgres-"))
+    base.chmod(0o777)
+    data, port = base / "data", free_port()
+    try:
+        subprocess.run(
+            [*as_user, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
+             "-E", "UTF8", "--no-locale"],
+            check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+        options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1"
+        subprocess.run(
+            [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-w", "-t", "60",
+             "-l", str(base / "log"), "start"],
+            check=True, capture_output=True, timeout=90,
+        )  # fmt: skip
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(
+            [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
+            capture_output=True, timeout=60, check=False,
+        )  # fmt: skip
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _report(
+    ledger: str, taken: dict[int, list[Load]], health: dict[str, Any], accepted: int
+) -> None:
+    inbox = health.get("inbox", {})
+    stored = sum(inbox.get(state, 0) for state in ("pending", "dispatched", "failed", "ignored"))
+    for connections, loads in taken.items():
+        rate = statistics.median(load.per_second() for load in loads)
+        p50 = statistics.median(load.quantile(0.5) for load in loads) * 1000
+        p99 = statistics.median(load.quantile(0.99) for load in loads) * 1000
+        worst = max(max(load.latencies, default=0.0) for load in loads) * 1000
+        refused = sum(n for load in loads for s, n in load.statuses.items() if s not in (200, 202))
+        errors = sum(load.errors for load in loads)
+        print(
+            f"{ledger:8} c={connections:<3} {rate:7,.0f} ack/s  p50 {p50:6.1f} ms  "
+            f"p99 {p99:6.1f} ms  max {worst:7.1f} ms  non-2xx {refused}  errors {errors}  "
+            f"(per run p99: {', '.join(f'{load.quantile(0.99) * 1000:.0f}' for load in loads)})"
+        )
+    print(
+        f"{ledger:8} {accepted:,} accepted (202), inbox holds {stored:,}: "
+        f"{accepted - stored:,} lost; inbox {inbox}; gateway CPU "
+        f"{health.get('cpu_seconds', 0) * 1000 / max(accepted, 1):.1f} ms per accepted request "
+        f"(dispatching included); load average {os.getloadavg()}"
+    )
+
+
+def main() -> None:
+    """The gateway alone at chosen connection counts, on each chosen ledger, back to back."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--ledger", action="append", choices=("sqlite", "postgres"))
+    parser.add_argument("--connections", type=int, action="append")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=SECONDS_PER_RUN)
+    parser.add_argument(
+        "--py-spy",
+        metavar="FOLDER",
+        help="sample the gateway with py-spy (on PATH) into FOLDER/<ledger>.txt (collapsed stacks)",
+    )
+    options = parser.parse_args()
+    ledgers = options.ledger or ["sqlite", "postgres"]
+    levels = options.connections or [10]
+    with prefect_server(CACHE / "runs" / "gateway-prefect") as api_url:
+        for ledger in ledgers:
+            profile = None
+            if options.py_spy:
+                Path(options.py_spy).mkdir(parents=True, exist_ok=True)
+                profile = Path(options.py_spy) / f"{ledger}.txt"
+            if ledger == "postgres":
+                with postgres_cluster() as url:
+                    found = _gateway(
+                        api_url, options.runs, ledger_url=url, levels=levels,
+                        seconds=options.seconds, profile=profile,
+                    )  # fmt: skip
+            else:
+                found = _gateway(
+                    api_url, options.runs, levels=levels, seconds=options.seconds, profile=profile
+                )
+            _report(ledger, *found)
+
+
+if __name__ == "__main__":
+    main()

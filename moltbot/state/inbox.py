@@ -4,8 +4,12 @@ batches of entries the dispatcher hands to one flow run each."""
 from __future__ import annotations
 
 import json
+import threading
 import uuid
+import weakref
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -24,14 +28,24 @@ from sqlalchemy import (
     UniqueConstraint,
     bindparam,
     delete,
+    event,
     func,
     insert,
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
-from moltbot.state.ledger import Ledger, UTCDateTime, clean_error, ensure_table, metadata
+from moltbot.state.ledger import (
+    SQLITE_BUSY_TIMEOUT_MS,
+    Ledger,
+    UTCDateTime,
+    clean_error,
+    ensure_table,
+    metadata,
+)
 
 inbox_table = Table(
     "webhook_inbox",
@@ -192,12 +206,23 @@ class BatchStatus(StrEnum):
     STARTED = "started"
 
 
+@dataclass(frozen=True)
+class AcceptRequest:
+    """A verified event to commit to the inbox (see `Inbox.accept`)."""
+
+    source: str
+    event: dict[str, Any]
+    received_at: datetime
+    ignored: bool = False
+
+
 Progress = Callable[[InboxEntry], tuple[bool, str | None]]
 """For an entry with its results so far: whether every target of its route is done, and the
 run of its first deployment target (the dispatcher knows the routes, the inbox does not)."""
 
 # Ids per `IN (…)` list: well under every backend's limit on bound parameters.
 _IDS_PER_QUERY = 500
+_INSERTS: dict[str, Any] = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}
 
 
 class Inbox:
@@ -217,6 +242,18 @@ class Inbox:
         self._engine = ledger.engine
         for table in (inbox_table, batches_table, batch_entries_table):
             ensure_table(self._engine, table)
+        serialize_sqlite_writes(self._engine)
+        # Both dialects that hold the ledger (SQLite, PostgreSQL) skip a row whose (source,
+        # event id) exists and return the ids of the rows they did insert.
+        # Another backend accepts each request in a transaction of its own.
+        dialect_insert = _INSERTS.get(self._engine.dialect.name)
+        self._insert_new = (
+            None
+            if dialect_insert is None
+            else dialect_insert(inbox_table)
+            .on_conflict_do_nothing(index_elements=["source", "event_id"])
+            .returning(inbox_table.c.id)
+        )
 
     @property
     def engine(self) -> Engine:
@@ -242,32 +279,58 @@ class Inbox:
         Returns:
             The entry, and True when this call created it (False: a duplicate delivery).
         """
-        values = {
-            "id": str(uuid.uuid4()),
-            "source": source,
-            "event_id": event["id"],
-            "type": event["type"],
-            "received_at": received_at,
-            "event": json.dumps(event, ensure_ascii=False, separators=(",", ":")),
-            "status": (InboxStatus.IGNORED if ignored else InboxStatus.PENDING).value,
-            "attempts": 0,
-            "next_attempt_at": None if ignored else received_at,
-            "flow_run_id": None,
-            "results": None,
-            "error": None,
-            "updated_at": received_at,
-        }
+        [accepted] = self.accept_many([AcceptRequest(source, event, received_at, ignored)])
+        return accepted
+
+    def accept_many(self, requests: Sequence[AcceptRequest]) -> list[tuple[InboxEntry, bool]]:
+        """Commit verified events in one transaction (a group commit), or find the entries of
+        earlier deliveries of them; nothing of it is stored unless the commit succeeds.
+
+        Of two requests for one event (in this call, or racing another one) exactly one
+        creates the entry; the other gets it as a duplicate.
+
+        Returns:
+            Per request, in order: its entry, and True when this call created it.
+        """
+        rows = [_new_entry(request) for request in requests]
+        if not rows:
+            return []
+        if self._insert_new is None:
+            return [self._accept_alone(row) for row in rows]
+        with self._engine.begin() as conn:
+            created = set(conn.execute(self._insert_new, rows).scalars())
+        accepted: list[tuple[InboxEntry, bool] | None] = [
+            (_stored_entry(row), True) if row["id"] in created else None for row in rows
+        ]
+        for index, request in enumerate(requests):
+            if accepted[index] is None:
+                accepted[index] = self._earlier(request)
+        return [found for found in accepted if found is not None]
+
+    def _accept_alone(self, row: dict[str, Any]) -> tuple[InboxEntry, bool]:
+        """One request in its own transaction, on a backend without `ON CONFLICT`."""
         try:
             with self._engine.begin() as conn:
-                conn.execute(insert(inbox_table).values(**values))
+                conn.execute(insert(inbox_table).values(**row))
         except IntegrityError:
-            existing = self.find(source, event["id"])
+            existing = self.find(row["source"], row["event_id"])
             if existing is None:  # the unique constraint fired on something else: a bug
                 raise
             return existing, False
-        created = self.get(values["id"])
-        assert created is not None
-        return created, True
+        return _stored_entry(row), True
+
+    def _earlier(self, request: AcceptRequest) -> tuple[InboxEntry, bool]:
+        """The entry an earlier delivery of `request`'s event created; should it be gone by
+        now (pruned since the insert found it), the request is accepted anew."""
+        for _ in range(3):
+            existing = self.find(request.source, request.event["id"])
+            if existing is not None:
+                return existing, False
+            row = _new_entry(request)
+            with self._engine.begin() as conn:
+                if list(conn.execute(self._insert_new, [row]).scalars()):
+                    return _stored_entry(row), True
+        raise RuntimeError(f"inbox: event {request.event['id']!r} neither stored nor found")
 
     def get(self, entry_id: str) -> InboxEntry | None:
         """The entry with this inbox id, or None."""
@@ -875,6 +938,169 @@ class Inbox:
             return conn.execute(statement).rowcount == 1
 
 
+class AcceptQueue:
+    """Group commit of the gateway's accepts: what arrives while one transaction commits goes
+    into the next one, written by one thread.
+
+    Each request's future resolves only once the transaction holding its row has committed
+    (or with the error that kept it from committing), so no acknowledgement precedes its
+    commit. A commit per request would cost each one a disk flush and, on SQLite, a turn at
+    its single write lock; one per group costs that once for all of them. When a transaction
+    of several requests fails, each is tried again in a transaction of its own, so a request
+    the database refuses fails alone.
+
+    The writer thread starts with the first request and ends after `idle_seconds` without
+    one, or at `close`.
+
+    Args:
+        inbox: where the requests are committed.
+        max_batch: most requests per transaction.
+        idle_seconds: how long the idle writer thread waits before it ends.
+    """
+
+    def __init__(self, inbox: Inbox, *, max_batch: int = 500, idle_seconds: float = 5.0) -> None:
+        self._inbox = inbox
+        self._max_batch = max_batch
+        self._idle_seconds = idle_seconds
+        self._waiting: deque[tuple[AcceptRequest, Future[tuple[InboxEntry, bool]]]] = deque()
+        self._changed = threading.Condition()
+        self._writer: threading.Thread | None = None
+        self._closing = False
+
+    def submit(self, request: AcceptRequest) -> Future[tuple[InboxEntry, bool]]:
+        """Queue `request`; its future gives what `Inbox.accept` gives, after the commit."""
+        future: Future[tuple[InboxEntry, bool]] = Future()
+        with self._changed:
+            self._waiting.append((request, future))
+            if self._writer is None:
+                self._writer = threading.Thread(
+                    target=self._write, name="moltbot-inbox-writer", daemon=True
+                )
+                self._writer.start()
+            else:
+                self._changed.notify()
+        return future
+
+    def close(self, timeout: float | None = None) -> None:
+        """Commit what is queued and end the writer thread (waiting up to `timeout`); a later
+        request starts it again."""
+        with self._changed:
+            self._closing = True
+            writer = self._writer
+            self._changed.notify()
+        if writer is not None:
+            writer.join(timeout)
+        with self._changed:
+            self._closing = False
+
+    def _write(self) -> None:
+        while True:
+            with self._changed:
+                if not self._waiting and not self._closing:
+                    self._changed.wait(self._idle_seconds)
+                if not self._waiting:
+                    self._writer = None
+                    return
+                taken = [
+                    self._waiting.popleft() for _ in range(min(len(self._waiting), self._max_batch))
+                ]
+            # A request whose caller gave up waiting is not written: nobody would be answered.
+            self._commit([(r, f) for r, f in taken if f.set_running_or_notify_cancel()])
+
+    def _commit(self, batch: list[tuple[AcceptRequest, Future[tuple[InboxEntry, bool]]]]) -> None:
+        if not batch:
+            return
+        try:
+            accepted = self._inbox.accept_many([request for request, _ in batch])
+        except Exception as exc:
+            if len(batch) == 1:
+                batch[0][1].set_exception(exc)
+                return
+            for request, future in batch:
+                try:
+                    future.set_result(self._inbox.accept_many([request])[0])
+                except Exception as alone:
+                    future.set_exception(alone)
+            return
+        for (_, future), result in zip(batch, accepted, strict=True):
+            future.set_result(result)
+
+
+def serialize_sqlite_writes(engine: Engine) -> None:
+    """Make this process's writers to a SQLite database take turns on a lock (once per engine;
+    nothing on another backend).
+
+    SQLite admits one writer at a time. Another one waits in SQLite's busy handler, which
+    sleeps between its tries, up to 100 ms each: it may start long after the lock came free,
+    and under steady writes a waiter can lose round after round until the busy timeout ends it
+    with "database is locked". Here a connection's first write waits on an in-process lock
+    instead, handed on as soon as the writing connection returns to the pool (after its
+    commit or rollback). Writers in other processes still meet the busy handler; a write
+    waiting longer than the busy timeout goes ahead and leaves the outcome to SQLite.
+    """
+    if engine.dialect.name != "sqlite" or engine in _WRITE_GATES:
+        return
+    gate = _WriteGate(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+    _WRITE_GATES[engine] = gate
+
+    def before_cursor_execute(conn: Connection, _cursor: Any, statement: str, *_: Any) -> None:
+        if "moltbot_gated" not in conn.info and statement.lstrip()[:7].upper().startswith(_WRITES):
+            conn.info["moltbot_gated"] = gate.enter()
+
+    def released(_dbapi_connection: Any, record: Any, *_: Any) -> None:
+        if record.info.pop("moltbot_gated", False):
+            gate.leave()
+
+    event.listen(engine, "before_cursor_execute", before_cursor_execute)
+    event.listen(engine, "checkin", released)
+    event.listen(engine, "invalidate", released)
+
+
+# Statements that take SQLite's write lock (pysqlite opens a transaction before the DML ones).
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "ALTER", "DROP")
+_WRITE_GATES: weakref.WeakKeyDictionary[Engine, _WriteGate] = weakref.WeakKeyDictionary()
+
+
+class _WriteGate:
+    """A lock for one writer thread at a time; the thread holding it may enter again (another
+    connection of its own), and any thread may hand it on (a connection is returned to the pool
+    by whoever closes it)."""
+
+    def __init__(self, *, timeout: float) -> None:
+        self._timeout = timeout
+        self._changed = threading.Condition()
+        self._holder: int | None = None
+        self._count = 0
+        self.waiting = 0
+        """How many threads wait for the gate now."""
+
+    def enter(self) -> bool:
+        """Wait for the gate and hold it; False (not held) after waiting `timeout`."""
+        me = threading.get_ident()
+        with self._changed:
+            self.waiting += 1
+            try:
+                free = self._changed.wait_for(
+                    lambda: self._holder in (None, me), timeout=self._timeout
+                )
+            finally:
+                self.waiting -= 1
+            if not free:
+                return False
+            self._holder = me
+            self._count += 1
+            return True
+
+    def leave(self) -> None:
+        """Give up one hold; the last one frees the gate for the next writer."""
+        with self._changed:
+            self._count -= 1
+            if self._count <= 0:
+                self._holder = None
+                self._count = 0
+                self._changed.notify()
+
+
 class _Lost(Exception):
     """Another dispatcher changed an entry first: the transaction is rolled back."""
 
@@ -985,6 +1211,45 @@ def _hold_until(conn: Connection, entry_ids: Iterable[str], until: datetime) -> 
             .where(inbox_table.c.id.in_(chunk), _is_pending())
             .values(next_attempt_at=until)
         )
+
+
+def _new_entry(request: AcceptRequest) -> dict[str, Any]:
+    """The row of a new entry for `request`."""
+    received_at = request.received_at.astimezone(UTC)
+    return {
+        "id": str(uuid.uuid4()),
+        "source": request.source,
+        "event_id": request.event["id"],
+        "type": request.event["type"],
+        "received_at": received_at,
+        "event": json.dumps(request.event, ensure_ascii=False, separators=(",", ":")),
+        "status": (InboxStatus.IGNORED if request.ignored else InboxStatus.PENDING).value,
+        "attempts": 0,
+        "next_attempt_at": None if request.ignored else received_at,
+        "flow_run_id": None,
+        "results": None,
+        "error": None,
+        "updated_at": received_at,
+    }
+
+
+def _stored_entry(row: dict[str, Any]) -> InboxEntry:
+    """The entry as a row just inserted from `row` reads back (without reading it)."""
+    return InboxEntry(
+        id=row["id"],
+        source=row["source"],
+        event_id=row["event_id"],
+        type=row["type"],
+        received_at=row["received_at"],
+        event=json.loads(row["event"]),
+        status=InboxStatus(row["status"]),
+        attempts=row["attempts"],
+        next_attempt_at=row["next_attempt_at"],
+        flow_run_id=None,
+        results=[],
+        error=None,
+        updated_at=row["updated_at"],
+    )
 
 
 def _as_entry(row: Row[Any]) -> InboxEntry:

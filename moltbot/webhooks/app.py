@@ -3,6 +3,7 @@ acknowledgement pages of escalating alerts."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -20,7 +21,7 @@ from starlette.requests import ClientDisconnect
 
 from moltbot.masking import mask_text
 from moltbot.state.audit import AuditAction, AuditTrail
-from moltbot.state.inbox import Inbox, InboxEntry
+from moltbot.state.inbox import AcceptQueue, AcceptRequest, Inbox, InboxEntry
 from moltbot.webhooks.acks import AckDesk, add_ack_routes
 from moltbot.webhooks.config import GatewayConfig
 from moltbot.webhooks.deadlines import CallLater, deadline, loop_call_later
@@ -73,7 +74,9 @@ def create_gateway_app(
     that is not a JSON object or lacks an event id or type. None of these touches the inbox.
     Otherwise the event is committed to the inbox and the answer is `202 {"id", "status":
     "accepted"}`, or `200 {"id", "status": "duplicate"}` for an event id the source already
-    sent. The answer never waits for the Prefect API: the dispatcher is only woken.
+    sent. Requests arriving together share one transaction (`AcceptQueue`, a group commit);
+    each is answered once that transaction has committed. The answer never waits for the
+    Prefect API: the dispatcher is only woken.
     `GET /healthz` reports the inbox counts and the age of the oldest pending entry.
 
     Args:
@@ -91,6 +94,7 @@ def create_gateway_app(
         acks: serves the acknowledgement links of escalating alerts (`/ack/{token}`, see
             `add_ack_routes`); None: no such pages.
     """
+    accepts = AcceptQueue(inbox)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -99,6 +103,8 @@ def create_gateway_app(
         try:
             yield
         finally:
+            # uvicorn finished the requests in flight: their commits are done.
+            await run_in_threadpool(accepts.close)
             if dispatcher is not None:
                 await run_in_threadpool(dispatcher.stop)
             if on_shutdown is not None:
@@ -162,10 +168,9 @@ def create_gateway_app(
         except EventError as exc:
             return _error(400, str(exc))
         routed = bool(config.targets_for(event["type"]))
+        request_to_commit = AcceptRequest(source, event, received_at, ignored=not routed)
         try:
-            entry, created = await run_in_threadpool(
-                inbox.accept, source, event, received_at=received_at, ignored=not routed
-            )
+            entry, created = await asyncio.wrap_future(accepts.submit(request_to_commit))
         except SQLAlchemyError as exc:
             # Not accepted: the sender retries on a 5xx, and nothing was promised.
             logger.error("webhook inbox unavailable: %s", mask_text(str(exc)))
