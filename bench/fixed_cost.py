@@ -72,16 +72,24 @@ class RequestCounter:
         return sum(self.seen.values())
 
 
+# The flows are called as `moltbot run` calls them: with the run's tags given at its creation
+# (`run_tags`), so no run spends a request adding them afterwards (`label_current_run`).
+
+
 def _daily_report(folder: Path) -> tuple[Callable[[], Any], Callable[[], Any]]:
+    from prefect import tags
+
     from flows.daily_report.flow import compute_report, daily_report
     from moltbot.config.settings import get_settings
+    from moltbot.runlabels import run_tags
     from tasks.sources import read_table
 
     source = str(folder / "orders.csv")
     settings = get_settings()
 
     def flow() -> Any:
-        return daily_report(source=source, report_date=REPORT_DATE, dry_run=True)
+        with tags(*run_tags("daily-report", dry_run=True, origin="cli")):
+            return daily_report(source=source, report_date=REPORT_DATE, dry_run=True)
 
     def plain() -> Any:
         # The computation the flow's tasks do (read, validate, KPIs, chart, message, artifact
@@ -101,8 +109,11 @@ def _daily_report(folder: Path) -> tuple[Callable[[], Any], Callable[[], Any]]:
 
 def _inventory_alert(folder: Path) -> tuple[Callable[[], Any], Callable[[], Any]]:
     # The two snapshots in turn, so every run finds state changes to alert on and store.
+    from prefect import tags
+
     from bench.inventory_alert import _run_plain
     from flows.inventory_alert.flow import inventory_alert
+    from moltbot.runlabels import run_tags
 
     snapshots = [folder / "stock-1.csv", folder / "stock-0.csv"]
     turns = {"flow": 0, "plain": 0}
@@ -112,7 +123,8 @@ def _inventory_alert(folder: Path) -> tuple[Callable[[], Any], Callable[[], Any]
         return snapshots[turns[side] % 2]
 
     def flow() -> Any:
-        return inventory_alert(source=str(next_snapshot("flow")))
+        with tags(*run_tags("inventory-alert", origin="cli")):
+            return inventory_alert(source=str(next_snapshot("flow")))
 
     def plain() -> Any:
         return _run_plain(next_snapshot("plain"), f"sqlite:///{folder / 'plain.sqlite3'}")
@@ -163,13 +175,20 @@ def main() -> None:
     counter.install()
     from prefect.settings.context import temporary_settings
 
+    from moltbot.runtime import one_prefect_client
+
     flow, plain = AUTOMATIONS[options.automation](options.folder)
     taken: dict[str, Any] = {}
     # Prefect 3.9 sends a flow-run heartbeat by default (every 180 s); "off" turns it off, "30"
     # is what `moltbot serve` and `moltbot deploy` give their runs. Each setting is warmed up.
+    # A warm process keeps its Prefect client (`one_prefect_client`): without it Prefect builds
+    # one per run, and that is a cost of the process's start, not of the run.
     for heartbeat in ("off", "30"):
         frequency = None if heartbeat == "off" else int(heartbeat)
-        with temporary_settings(updates={"flows.heartbeat_frequency": frequency}):
+        with (
+            temporary_settings(updates={"flows.heartbeat_frequency": frequency}),
+            one_prefect_client(),
+        ):
             taken[heartbeat] = {
                 "flow": _timed_runs(flow, options.runs, counter),
                 "plain": _timed_runs(plain, options.runs, counter),

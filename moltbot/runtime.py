@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from moltbot.errors import MoltbotError
 from moltbot.masking import install_log_masking
+
+RUN_RESULTS: dict[str, bool] = {"persist_result": False}
+"""`@flow(..., **RUN_RESULTS)`: a run's result stays in the process that ran it.
+
+Its caller reads it there (`moltbot run` prints it); nothing reads it back from result storage.
+Left to Prefect, every run asks the server whether it has a default result storage (a GET
+per run) and, where one is configured, writes every result to it.
+"""
 
 
 class KnownErrorTracebackFilter(logging.Filter):
@@ -24,6 +33,21 @@ class KnownErrorTracebackFilter(logging.Filter):
             record.exc_info = None
             record.exc_text = None
         return True
+
+
+@contextlib.contextmanager
+def one_prefect_client() -> Iterator[None]:
+    """Let every flow run this process starts inside the block share one Prefect API client.
+
+    Prefect builds a new client for each flow run that no caller's client is open around: its
+    TLS context (the CA bundle read and parsed, ~20-40 ms of CPU even for a plain-HTTP server),
+    a CSRF-token request and a new connection, each time. A process that runs several flows
+    (the demo, a benchmark's warm worker) opens one here and pays that once.
+    """
+    from prefect.context import SyncClientContext
+
+    with SyncClientContext.get_or_create():
+        yield
 
 
 def prepare_process_logging() -> None:

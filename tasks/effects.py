@@ -14,7 +14,7 @@ from prefect.runtime import flow_run
 from prefect.utilities.annotations import quote
 
 from moltbot.effects import SETTLED, Executor, Intent, Outcome, Route, perform
-from moltbot.effects.channels import channel_executors
+from moltbot.effects.channels import OUTBOX, channel_executors
 from moltbot.effects.executors import message_intent
 from moltbot.effects.perform import preview
 from moltbot.effects.preview import preview_lines
@@ -116,6 +116,21 @@ def channel_destinations(names: Iterable[str]) -> dict[str, Executor]:
     return dict(channel_executors(names))
 
 
+def route_destinations(names: Iterable[str]) -> dict[str, Executor]:
+    """`channel_destinations` of `names`, in a task run only when a block is to be loaded.
+
+    The outbox alone (the default route) loads nothing: a `load-channels` task run would only
+    cost the run its Prefect round trips and events.
+
+    Raises:
+        InputError: a name that is neither `outbox` nor a saved channel block.
+    """
+    wanted = list(dict.fromkeys(names))
+    if all(name == OUTBOX for name in wanted):
+        return dict(channel_executors(wanted))
+    return channel_destinations(wanted)
+
+
 @dataclass(frozen=True)
 class EffectState:
     """What the ledger says about one key, read before planning (no claim)."""
@@ -199,10 +214,18 @@ def deliver_by_severity(
         The result rows (each with its `severity`), and the severities whose every delivery
         is settled (done or already done): the ones whose state a flow may now save.
     """
+    # Every severity's intents go to the effects layer at once (one task run, one ledger and
+    # runtime, one ops announcement), then the outcomes are told apart again by severity.
+    planned = [
+        (severity, message_intents(message, routes[severity]))
+        for severity, message in messages.items()
+    ]
+    intents = [intent for _, of_severity in planned for intent in of_severity]
+    outcomes = iter(perform_effects(intents, destinations, dry_run=dry_run))
     deliveries: list[dict[str, Any]] = []
     delivered: set[str] = set()
-    for severity, message in messages.items():
-        rows = deliver(message, routes[severity], destinations, dry_run=dry_run)
+    for severity, of_severity in planned:
+        rows = delivery_rows(of_severity, [next(outcomes) for _ in of_severity])
         deliveries.extend({"severity": severity, **row} for row in rows)
         if not unsettled(rows):
             delivered.add(severity)

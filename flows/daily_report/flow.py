@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
+from prefect.utilities.annotations import quote
 from pydantic import Field
 
 from flows.daily_report import ENTRY
@@ -23,8 +24,15 @@ from moltbot.effects.report import RunReport, finish_run
 from moltbot.formatting import format_money, format_number
 from moltbot.messages import Message
 from moltbot.runlabels import artifact_description, flow_run_namer, label_current_run
-from tasks.artifacts import TableColumn, publish_markdown, publish_table, readable_rows
-from tasks.effects import channel_destinations, deliver, routes_for
+from moltbot.runtime import RUN_RESULTS
+from tasks.artifacts import (
+    MarkdownArtifact,
+    TableArtifact,
+    TableColumn,
+    publish_artifacts,
+    readable_rows,
+)
+from tasks.effects import deliver, route_destinations, routes_for
 from tasks.sources import load_table, refuse_inline_password, source_label
 
 REPORT_ARTIFACT_KEYS = {"report": "daily-report", "top": "daily-report-top-products"}
@@ -119,6 +127,7 @@ def compute_report(
     name=AUTOMATION,
     flow_run_name=flow_run_namer(AUTOMATION, report_date_label),
     log_prints=False,
+    **RUN_RESULTS,
     **AUDIT_HOOKS,
 )
 def daily_report(
@@ -158,7 +167,7 @@ def daily_report(
     routes = routes_for(ENTRY, "info", channels)
     refuse_inline_password(source)
 
-    destinations = channel_destinations(link for route in routes for link in route.links)
+    destinations = route_destinations(link for route in routes for link in route.links)
     raw_orders = load_table(source, query)
     kpis, message, artifact_markdown, warnings = compute_report(
         raw_orders,
@@ -192,31 +201,29 @@ def daily_report(
         locale=settings.locale,
         currency=settings.currency,
     )
+    published = [
+        MarkdownArtifact(
+            keys["report"],
+            artifact_markdown,
+            artifact_description(AUTOMATION, day, message.title, *notes, dry_run=dry_run),
+        ),
+        TableArtifact(
+            keys["top"],
+            top_rows,
+            artifact_description(
+                AUTOMATION,
+                day,
+                _TOP_PRODUCTS.get(settings.locale, _TOP_PRODUCTS["en"]),
+                *notes,
+                dry_run=dry_run,
+            ),
+        ),
+    ]
     artifacts = [
-        {
-            "key": keys["report"],
-            "id": publish_markdown(
-                keys["report"],
-                artifact_markdown,
-                description=artifact_description(
-                    AUTOMATION, day, message.title, *notes, dry_run=dry_run
-                ),
-            ),
-        },
-        {
-            "key": keys["top"],
-            "id": publish_table(
-                keys["top"],
-                top_rows,
-                description=artifact_description(
-                    AUTOMATION,
-                    day,
-                    _TOP_PRODUCTS.get(settings.locale, _TOP_PRODUCTS["en"]),
-                    *notes,
-                    dry_run=dry_run,
-                ),
-            ),
-        },
+        {"key": artifact.key, "id": artifact_id}
+        for artifact, artifact_id in zip(
+            published, publish_artifacts(quote(published)), strict=True
+        )
     ]
     report = DailyReportResult(
         report_date=report_date.isoformat(),

@@ -39,12 +39,19 @@ from moltbot.runlabels import (
     label_current_run,
     local_minute,
 )
+from moltbot.runtime import RUN_RESULTS
 from moltbot.state.item_state import ALERT_KEY
 from moltbot.templating import render_template
-from tasks.artifacts import TableColumn, publish_markdown, publish_table, readable_rows
+from tasks.artifacts import (
+    MarkdownArtifact,
+    TableArtifact,
+    TableColumn,
+    publish_artifacts,
+    readable_rows,
+)
 from tasks.effects import (
-    channel_destinations,
     deliver_by_severity,
+    route_destinations,
     routes_by_severity,
     routes_for,
 )
@@ -297,7 +304,13 @@ def follow_ups(plan: Plan, messages: dict[str, Message]) -> tuple[Plan, dict[str
 # --------------------------------------------------------------------------- the flow
 
 
-@flow(name=AUTOMATION, flow_run_name=flow_run_namer(AUTOMATION), log_prints=False, **AUDIT_HOOKS)
+@flow(
+    name=AUTOMATION,
+    flow_run_name=flow_run_namer(AUTOMATION),
+    log_prints=False,
+    **RUN_RESULTS,
+    **AUDIT_HOOKS,
+)
 def inventory_alert(
     source: str | None = None,
     columns: dict[str, str] | None = None,
@@ -380,7 +393,7 @@ def inventory_alert(
     now = datetime.now(UTC)
 
     links = [link for severity in SEVERITIES for route in routes[severity] for link in route.links]
-    destinations = channel_destinations(links) if links else {}
+    destinations = route_destinations(links) if links else {}
     raw_stock = load_inventory(
         source,
         query,
@@ -516,32 +529,27 @@ def _publish(
         timezone=timezone,
         dry_run=dry_run,
     )
+    published = [
+        MarkdownArtifact(
+            keys["summary"],
+            summary,
+            artifact_description(AUTOMATION, checked, stock, dry_run=dry_run),
+        ),
+        TableArtifact(
+            keys["changes"],
+            readable_rows(
+                rows,
+                CHANGE_COLUMNS,
+                locale=settings.locale,
+                currency=settings.currency,
+                timezone=timezone,
+            ),
+            artifact_description(AUTOMATION, checked, f"changed items ({shown})", dry_run=dry_run),
+        ),
+    ]
+    # quote: Prefect would otherwise walk every cell looking for task results to wait on.
+    ids = publish_artifacts(quote(published))
     return [
-        {
-            "key": keys["summary"],
-            "id": publish_markdown(
-                keys["summary"],
-                summary,
-                description=artifact_description(AUTOMATION, checked, stock, dry_run=dry_run),
-            ),
-        },
-        {
-            "key": keys["changes"],
-            # quote: Prefect would otherwise walk every cell looking for task results to wait on.
-            "id": publish_table(
-                keys["changes"],
-                quote(
-                    readable_rows(
-                        rows,
-                        CHANGE_COLUMNS,
-                        locale=settings.locale,
-                        currency=settings.currency,
-                        timezone=timezone,
-                    )
-                ),
-                description=artifact_description(
-                    AUTOMATION, checked, f"changed items ({shown})", dry_run=dry_run
-                ),
-            ),
-        },
+        {"key": artifact.key, "id": artifact_id}
+        for artifact, artifact_id in zip(published, ids, strict=True)
     ]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -644,16 +646,53 @@ def _as_effect(row: Row[Any]) -> Effect:
     )
 
 
+# Engines by URL, one per database this process uses: SQLAlchemy keeps compiled statements and
+# the dialect's type handling per engine, so an engine per `Ledger` compiled every statement of
+# every run again (most of what writing an audit entry cost). `Ledger.close` still closes the
+# pooled connections; only the engine object is kept. Bounded: every test may name a new file.
+_ENGINE_CACHE_SIZE = 8
+_engines: OrderedDict[str, Engine] = OrderedDict()
+_engines_lock = threading.Lock()
+
+
 def _create_engine(url: str) -> Engine:
     parsed = make_url(url)
+    in_memory = False
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
-        if database and database != ":memory:" and not database.startswith("file:"):
+        in_memory = not database or database == ":memory:" or "mode=memory" in database
+        if not in_memory and not database.startswith("file:"):
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(parsed)
+    if in_memory:
+        # Each in-memory ledger is its own database: it must not be shared.
+        return _new_engine(url)
+    with _engines_lock:
+        engine = _engines.get(url)
+        if engine is not None:
+            _engines.move_to_end(url)
+            return engine
+        engine = _engines[url] = _new_engine(url)
+        while len(_engines) > _ENGINE_CACHE_SIZE:
+            _, evicted = _engines.popitem(last=False)
+            evicted.dispose()
+        return engine
+
+
+def _new_engine(url: str) -> Engine:
+    engine = create_engine(make_url(url))
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _set_sqlite_pragmas)
     return engine
+
+
+def _forget_connections_after_fork() -> None:
+    # A forked child must not use the parent's pooled connections (SQLAlchemy's advice for
+    # engines that outlive a fork); it opens its own.
+    for engine in list(_engines.values()):
+        engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_forget_connections_after_fork)
 
 
 def _set_sqlite_pragmas(dbapi_connection: sqlite3.Connection, _record: object) -> None:

@@ -39,6 +39,24 @@ def test_precedence_cli_over_env_over_file(tmp_path: Path, monkeypatch: pytest.M
     assert from_cli.timezone == "UTC"
 
 
+def test_settings_follow_every_change_of_env_and_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Reads are cached by their inputs: each change must still be seen, and callers get copies.
+    config = Path("moltbot.toml")
+    config.write_text('locale = "en"\n', encoding="utf-8")
+    first = get_settings()
+    config.write_text('locale = "ko"\n', encoding="utf-8")  # same size, same second
+    from_file = get_settings()
+    monkeypatch.setenv("moltbot_timezone", "UTC")  # matched in any case, as pydantic does
+    from_env = get_settings()
+    first.ops_channels.append("changed by a caller")
+
+    assert (first.locale, from_file.locale) == ("en", "ko")
+    assert from_env.timezone == "UTC"
+    assert get_settings().ops_channels == ["outbox"]
+
+
 def test_unknown_timezone_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MOLTBOT_TIMEZONE", "Mars/Olympus")
 
