@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import getpass
 import hashlib
+import json
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from moltbot.config.settings import get_settings
-from moltbot.state.audit import AuditAction, AuditRow, AuditTrail
+from moltbot.state.audit import AuditAction, AuditRow, AuditTrail, Publication
 from moltbot.state.ledger import Ledger
 
 logger = logging.getLogger("moltbot.audit")
@@ -22,6 +25,22 @@ CONFIG_FILE = "moltbot.toml"
 ARTIFACT_PREFIX = "moltbot-audit"
 # A run's parameters that say nothing about who asked for what: kept out of its audit entry.
 _UNAUDITED_PARAMETERS = frozenset({"dry_run"})
+
+# The time a run's audit entry and its publication decision take: the wall clock, except
+# inside `audit_clock` (tests move it instead of waiting out the publication interval).
+_NOW: ContextVar[Callable[[], datetime]] = ContextVar(
+    "moltbot_audit_now", default=lambda: datetime.now(UTC)
+)
+
+
+@contextmanager
+def audit_clock(now: Callable[[], datetime]) -> Iterator[None]:
+    """Within the block, runs' audit entries and publications read the time from `now`."""
+    token = _NOW.set(now)
+    try:
+        yield
+    finally:
+        _NOW.reset(token)
 
 
 def os_user() -> str:
@@ -139,17 +158,20 @@ def note_config(actor: str, *, directory: Path | None = None) -> AuditRow | None
         return None
     ledger, trail = open_trail()
     try:
-        last = trail.latest(AuditAction.CONFIG_CHANGED)
-        if last is not None and (last.parameters or {}).get("sha256") == digest:
-            return None
-        return trail.record(
-            AuditAction.CONFIG_CHANGED,
-            CONFIG_FILE,
-            actor=actor,
-            parameters={"sha256": digest},
-        )
+        return _note_config(trail, actor, digest)
     finally:
         ledger.close()
+
+
+def _note_config(
+    trail: AuditTrail, actor: str, digest: str, *, at: datetime | None = None
+) -> AuditRow | None:
+    last = trail.latest(AuditAction.CONFIG_CHANGED)
+    if last is not None and (last.parameters or {}).get("sha256") == digest:
+        return None
+    return trail.record(
+        AuditAction.CONFIG_CHANGED, CONFIG_FILE, actor=actor, parameters={"sha256": digest}, at=at
+    )
 
 
 def run_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
@@ -160,8 +182,9 @@ def run_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
 def audit_flow_run(flow: Any, flow_run: Any, state: Any) -> None:
     """Prefect state hook: record the finished run (completed, failed, crashed, cancelled).
 
-    Registered on every automation's flow, so a run is recorded whatever started it. A run
-    must not fail because its audit entry could not be written: the failure is logged.
+    Registered on every automation's flow, so a run is recorded whatever started it; the day's
+    table is published when due (`publish_due`). One ledger connection does both. A run must
+    not fail because its audit entry could not be written: the failure is logged.
     """
     try:
         deployment = _deployment_name(flow.name, flow_run)
@@ -171,21 +194,36 @@ def audit_flow_run(flow: Any, flow_run: Any, state: Any) -> None:
             deployment=deployment,
             auto_scheduled=bool(getattr(flow_run, "auto_scheduled", False)),
         )
-        note_config(actor)
         outcome = (state.type.value if state.type is not None else "unknown").lower()
         if parameters.get("dry_run") is True:
             outcome = f"{outcome} (dry run)"
         detail = None if state.is_completed() else (state.message or None)
-        row = record(
-            AuditAction.RUN,
-            f"{flow_run.name} (flow run {flow_run.id})",
-            actor=actor,
-            automation=flow.name,
-            parameters=run_parameters(parameters),
-            outcome=outcome,
-            detail=detail,
-        )
-        publish_day(row.at.astimezone(audit_zone()).date())
+        settings = get_settings()
+        now = _NOW.get()()
+        ledger = Ledger.from_settings(settings)
+        try:
+            trail = AuditTrail(ledger)
+            digest = config_digest()
+            if digest is not None:
+                _note_config(trail, actor, digest, at=now)
+            trail.record(
+                AuditAction.RUN,
+                f"{flow_run.name} (flow run {flow_run.id})",
+                actor=actor,
+                automation=flow.name,
+                parameters=run_parameters(parameters),
+                outcome=outcome,
+                detail=detail,
+                at=now,
+            )
+            publish_due(
+                trail,
+                now=now,
+                interval=timedelta(seconds=settings.audit_publish_interval_seconds),
+                zone=ZoneInfo(settings.timezone),
+            )
+        finally:
+            ledger.close()
     except Exception as exc:
         logger.warning("could not write the audit entry of this run: %s", type(exc).__name__)
 
@@ -246,29 +284,94 @@ def artifact_rows(rows: Iterable[AuditRow], zone: ZoneInfo) -> list[dict[str, st
     ]
 
 
-def publish_day(day: date) -> str | None:
+def publish_due(
+    trail: AuditTrail, *, now: datetime, interval: timedelta, zone: ZoneInfo
+) -> list[str]:
+    """Publish the day's audit table if its last publication is `interval` old (or there is
+    none yet); the keys published.
+
+    Each version holds the whole day, so publishing on every run would write a day of R runs
+    R times over (about R²/2 rows). Bounded instead: at most one version per `interval` across every
+    process on the ledger, the first run of a day always publishing. When it publishes, it
+    first publishes the day before again if entries were written there after its last
+    version (its last minutes), so every day's final table lands with the next day's first
+    run; `moltbot audit --publish` publishes any day on demand.
+    """
+    day = now.astimezone(zone).date()
+    seen = trail.publication(day)
+    if seen is not None and now - seen.published_at < interval:
+        return []
+    keys: list[str] = []
+    start, _ = day_bounds(day, zone)
+    before = trail.last_before(start)
+    if before is not None:
+        earlier = before.at.astimezone(zone).date()
+        earlier_seen = trail.publication(earlier)
+        if earlier_seen is None or earlier_seen.last_seq < before.seq:
+            keys += _publish_claimed(trail, earlier, zone=zone, now=now, seen=earlier_seen)
+    keys += _publish_claimed(trail, day, zone=zone, now=now, seen=seen)
+    return keys
+
+
+def _publish_claimed(
+    trail: AuditTrail, day: date, *, zone: ZoneInfo, now: datetime, seen: Publication | None
+) -> list[str]:
+    """Publish `day` if this run wins the turn (see `AuditTrail.claim_publication`)."""
+    start, end = day_bounds(day, zone)
+    rows = trail.rows(since=start, until=end)
+    if not rows or not trail.claim_publication(day, last_seq=rows[-1].seq, at=now, seen=seen):
+        return []
+    try:
+        key = _create_day_artifact(day, rows, trail.head(), zone)
+    except BaseException:
+        # Not published after all: the next run takes the turn again.
+        trail.release_publication(day, at=now, seen=seen)
+        raise
+    return [key]
+
+
+def publish_day(day: date, *, trail: AuditTrail | None = None) -> str | None:
     """Publish (a new version of) `day`'s audit table as a Prefect artifact; its key.
 
     The description carries the chain's head hash at that moment, so the Prefect database keeps
     a copy of the anchor that a rewrite of the whole ledger cannot also change.
     """
-    from prefect.artifacts import create_table_artifact
-
+    if trail is None:
+        ledger, trail = open_trail()
+        try:
+            return publish_day(day, trail=trail)
+        finally:
+            ledger.close()
     zone = audit_zone()
     start, end = day_bounds(day, zone)
-    ledger, trail = open_trail()
-    try:
-        rows = [row for row in trail.rows(since=start) if row.at < end]
-        head = trail.head()
-    finally:
-        ledger.close()
+    rows = trail.rows(since=start, until=end)
     if not rows:
         return None
+    key = _create_day_artifact(day, rows, trail.head(), zone)
+    trail.note_publication(day, last_seq=rows[-1].seq, at=_NOW.get()())
+    return key
+
+
+def _create_day_artifact(day: date, rows: list[AuditRow], head: str, zone: ZoneInfo) -> str:
+    # Through the client rather than `create_table_artifact`: `moltbot audit --publish` runs
+    # outside any flow run, where Prefect deprecates artifact creation; inside a run's hook
+    # the version is linked to that run as before.
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import ArtifactCreate
+    from prefect.utilities.context import get_task_and_flow_run_ids
+
     key = artifact_key(day)
-    create_table_artifact(
-        table=artifact_rows(rows, zone),
-        key=key,
-        description=f"moltbot audit trail, {day.isoformat()} ({zone.key}): {len(rows)} "
-        f"entr{'y' if len(rows) == 1 else 'ies'}; chain head {head[:16]}",
-    )
+    task_run_id, flow_run_id = get_task_and_flow_run_ids()
+    with get_client(sync_client=True) as client:
+        client.create_artifact(
+            artifact=ArtifactCreate(
+                type="table",
+                key=key,
+                description=f"moltbot audit trail, {day.isoformat()} ({zone.key}): {len(rows)} "
+                f"entr{'y' if len(rows) == 1 else 'ies'}; chain head {head[:16]}",
+                data=json.dumps(artifact_rows(rows, zone), ensure_ascii=False),
+                flow_run_id=flow_run_id,
+                task_run_id=task_run_id,
+            )
+        )
     return key

@@ -293,11 +293,13 @@ def demo(
     """Run the automations on bundled sample data against the local sandbox (no accounts)."""
     from demo.run import run_demo
     from moltbot.localserver import ui_url
+    from moltbot.runtime import one_prefect_client
 
     api_url = connect_prefect()
     log_file = None
     try:
-        with progress(verbose) as log_file:
+        # The demo runs a dozen flows in this process: one Prefect client for all of them.
+        with progress(verbose) as log_file, one_prefect_client():
             code = run_demo(console, ui_url(api_url))
     except InputError as exc:
         raise fail(str(exc)) from None
@@ -929,14 +931,14 @@ def audit(
     try:
         rows = trail.rows(since=cutoff, automation=automation)
         verification = trail.verify() if verify else None
+        if publish and rows:
+            from moltbot.audit import audit_zone
+
+            connect_prefect()
+            for day in sorted({row.at.astimezone(audit_zone()).date() for row in rows}):
+                publish_day(day, trail=trail)
     finally:
         ledger.close()
-    if publish and rows:
-        from moltbot.audit import audit_zone
-
-        connect_prefect()
-        for day in sorted({row.at.astimezone(audit_zone()).date() for row in rows}):
-            publish_day(day)
     if as_json:
         document: dict[str, Any] = {"entries": [row.as_dict() for row in rows]}
         if verification is not None:

@@ -9,7 +9,7 @@ from sqlalchemy import inspect, text
 from moltbot.state.ledger import Ledger
 
 # Tables that record who did what, not effects or state a later run would act on.
-AUDIT_TABLES = {"audit", "audit_anchor"}
+AUDIT_TABLES = {"audit", "audit_anchor", "audit_published"}
 
 
 def assert_only_the_failed_run_is_audited(home: Path) -> None:

@@ -76,6 +76,12 @@ class Settings(BaseSettings):
         ge=1,
         description="`moltbot blocks list` flags a block whose secret is older than this.",
     )
+    audit_publish_interval_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="Runs republish the day's audit table artifact at most this often "
+        "(0: after every run); a day's first run always publishes.",
+    )
     rate_limits: RateLimits = Field(
         default_factory=RateLimits,
         description="Client-side limits per external API and credential ([rate_limits]).",

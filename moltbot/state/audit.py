@@ -6,7 +6,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
 from sqlalchemy import Column, Integer, String, Table, Text, delete, insert, select, update
@@ -53,6 +53,18 @@ audit_anchor_table = Table(
     Column("pruned_seq", Integer, nullable=False),
     Column("pruned_hash", String(64), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+# One row per day whose table was published as a Prefect artifact: the last entry it held and
+# when. Shared by every process on the ledger, so runs publish a day at most once per interval
+# between them, and the next day's first publication knows whether the day's last entries are out.
+audit_published_table = Table(
+    "audit_published",
+    metadata,
+    # ISO date in the audit timezone (the artifact key's date).
+    Column("day", String(10), primary_key=True),
+    Column("last_seq", Integer, nullable=False),
+    Column("published_at", UTCDateTime(), nullable=False),
 )
 
 
@@ -129,6 +141,21 @@ class AuditRow:
             "prev_hash": self.prev_hash,
             "hash": self.hash,
         }
+
+
+@dataclass(frozen=True)
+class Publication:
+    """The last published version of a day's audit table.
+
+    Attributes:
+        day: the day (in the audit timezone).
+        last_seq: the last entry that version holds.
+        published_at: when it was published (UTC).
+    """
+
+    day: date
+    last_seq: int
+    published_at: datetime
 
 
 @dataclass(frozen=True)
@@ -234,6 +261,7 @@ class AuditTrail:
         self._engine = ledger.engine
         ensure_table(self._engine, audit_table)
         ensure_table(self._engine, audit_anchor_table)
+        ensure_table(self._engine, audit_published_table)
 
     def record(
         self,
@@ -289,14 +317,17 @@ class AuditTrail:
         self,
         *,
         since: datetime | None = None,
+        until: datetime | None = None,
         automation: str | None = None,
         limit: int | None = None,
     ) -> list[AuditRow]:
-        """Entries in chain order, optionally only those at or after `since` or of one
-        automation; with `limit`, the last `limit` of them."""
+        """Entries in chain order, optionally only those at or after `since`, before `until` or
+        of one automation; with `limit`, the last `limit` of them."""
         statement = select(audit_table).order_by(audit_table.c.seq)
         if since is not None:
             statement = statement.where(audit_table.c.at >= since)
+        if until is not None:
+            statement = statement.where(audit_table.c.at < until)
         if automation is not None:
             statement = statement.where(audit_table.c.automation == automation)
         if limit is not None:
@@ -321,6 +352,76 @@ class AuditTrail:
         with self._engine.connect() as conn:
             row = conn.execute(statement).first()
         return None if row is None else _as_row(row._mapping)
+
+    def last_before(self, instant: datetime) -> AuditRow | None:
+        """The last entry (in chain order) written before `instant`, or None."""
+        statement = (
+            select(audit_table)
+            .where(audit_table.c.at < instant)
+            .order_by(audit_table.c.seq.desc())
+            .limit(1)
+        )
+        with self._engine.connect() as conn:
+            row = conn.execute(statement).first()
+        return None if row is None else _as_row(row._mapping)
+
+    def publication(self, day: date) -> Publication | None:
+        """The last publication of `day`'s table, or None when it was never published."""
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                select(audit_published_table).where(audit_published_table.c.day == day.isoformat())
+            ).first()
+        return None if row is None else Publication(day, row.last_seq, row.published_at)
+
+    def claim_publication(
+        self, day: date, *, last_seq: int, at: datetime, seen: Publication | None
+    ) -> bool:
+        """Take the turn to publish `day`'s table (up to `last_seq`) at `at`: a compare-and-set
+        against `seen`, what the caller read, so of concurrent runs one publishes."""
+        values = {"last_seq": last_seq, "published_at": at}
+        try:
+            with self._engine.begin() as conn:
+                if seen is None:
+                    conn.execute(
+                        insert(audit_published_table).values(day=day.isoformat(), **values)
+                    )
+                    return True
+                return (
+                    conn.execute(
+                        update(audit_published_table)
+                        .where(
+                            audit_published_table.c.day == day.isoformat(),
+                            audit_published_table.c.published_at == seen.published_at,
+                        )
+                        .values(**values)
+                    ).rowcount
+                    == 1
+                )
+        except IntegrityError:
+            return False
+
+    def release_publication(self, day: date, *, at: datetime, seen: Publication | None) -> None:
+        """Undo a claim taken at `at` whose publication failed, so the next run publishes."""
+        mine = (
+            audit_published_table.c.day == day.isoformat(),
+            audit_published_table.c.published_at == at,
+        )
+        with self._engine.begin() as conn:
+            if seen is None:
+                conn.execute(delete(audit_published_table).where(*mine))
+            else:
+                conn.execute(
+                    update(audit_published_table)
+                    .where(*mine)
+                    .values(last_seq=seen.last_seq, published_at=seen.published_at)
+                )
+
+    def note_publication(self, day: date, *, last_seq: int, at: datetime) -> None:
+        """Record that `day`'s table up to `last_seq` was published at `at` (whatever before)."""
+        for _ in range(_APPEND_ROUNDS):
+            seen = self.publication(day)
+            if self.claim_publication(day, last_seq=last_seq, at=at, seen=seen):
+                return
 
     def verify(self) -> Verification:
         """Walk the chain from the anchor's pruned prefix to its head (see `Verification`)."""
@@ -354,6 +455,12 @@ class AuditTrail:
             if dry_run:
                 return count
             conn.execute(delete(audit_table).where(audit_table.c.seq <= last_pruned.seq))
+            # A day whose every entry is gone has nothing left to publish.
+            conn.execute(
+                delete(audit_published_table).where(
+                    audit_published_table.c.last_seq <= last_pruned.seq
+                )
+            )
             conn.execute(
                 update(audit_anchor_table)
                 .where(audit_anchor_table.c.name == ANCHOR_NAME)

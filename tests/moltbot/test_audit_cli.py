@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -16,7 +16,7 @@ from prefect.client.schemas.filters import (
 from sqlalchemy import delete, update
 from typer.testing import CliRunner
 
-from moltbot.audit import artifact_key, cli_actor, run_actor
+from moltbot.audit import artifact_key, audit_clock, cli_actor, run_actor
 from moltbot.cli import app
 from moltbot.state.audit import AuditTrail, audit_table
 from moltbot.state.ledger import Ledger
@@ -53,13 +53,30 @@ def test_the_actor_of_a_run_says_what_started_it(tags, deployment, scheduled, ex
     assert run_actor(tags, deployment=deployment, auto_scheduled=scheduled) == expected
 
 
+def latest_table(day: date) -> tuple[list[dict], str]:
+    """The rows and description of the latest version of `day`'s audit artifact."""
+    with get_client(sync_client=True) as client:
+        [artifact] = client.read_latest_artifacts(
+            artifact_filter=ArtifactCollectionFilter(
+                key=ArtifactCollectionFilterKey(any_=[artifact_key(day)])
+            )
+        )
+    table = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
+    return table, artifact.description or ""
+
+
 def test_a_cli_run_is_recorded_with_its_user_and_outcome(
     prefect_api: str, orders_csv: Path, tmp_path: Path
 ) -> None:
     (tmp_path / "moltbot.toml").write_text('locale = "en"\n', encoding="utf-8")
-    ok = runner.invoke(app, ["run", "daily-report", "--param", f"source={orders_csv}",
-                             "--dry-run", "--json"])  # fmt: skip
-    bad = runner.invoke(app, ["run", "daily-report", "--param", f"source={tmp_path / 'no.csv'}"])
+    # Both runs at the same instant, on a day of this test's own in the shared Prefect server.
+    at = datetime(2031, 5, 20, 12, 0, tzinfo=ZoneInfo("Asia/Seoul"))
+    with audit_clock(lambda: at):
+        ok = runner.invoke(app, ["run", "daily-report", "--param", f"source={orders_csv}",
+                                 "--dry-run", "--json"])  # fmt: skip
+        bad = runner.invoke(
+            app, ["run", "daily-report", "--param", f"source={tmp_path / 'no.csv'}"]
+        )
 
     assert (ok.exit_code, bad.exit_code) == (0, 2)
     rows = entries("--automation", "daily-report")
@@ -73,21 +90,23 @@ def test_a_cli_run_is_recorded_with_its_user_and_outcome(
     assert "no.csv" in rows[1]["detail"]
     changed = [row for row in entries() if row["action"] == "config changed"]
     assert len(changed) == 1 and changed[0]["target"] == "moltbot.toml"
-    # Each run publishes the day's trail: the UI shows it under the day's artifact key.
-    day = datetime.fromisoformat(rows[-1]["at"]).astimezone(ZoneInfo("Asia/Seoul")).date()
-    with get_client(sync_client=True) as client:
-        [artifact] = client.read_latest_artifacts(
-            artifact_filter=ArtifactCollectionFilter(
-                key=ArtifactCollectionFilterKey(any_=[artifact_key(day)])
-            )
-        )
-    table = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
+    # The day's first run published the day's trail (the second is within the interval);
+    # `moltbot audit --publish` publishes it again, whole.
+    table, _ = latest_table(at.date())
+    assert [(row["action"], row["outcome"]) for row in table] == [
+        ("config changed", "ok"),
+        ("run", "completed (dry run)"),
+    ]
+    with audit_clock(lambda: at):
+        published = runner.invoke(app, ["audit", "--publish"])
+    table, description = latest_table(at.date())
+    assert published.exit_code == 0, published.output
     assert [(row["action"], row["outcome"]) for row in table] == [
         ("config changed", "ok"),
         ("run", "completed (dry run)"),
         ("run", "failed"),
     ]
-    assert f"{len(table)} entries" in artifact.description
+    assert f"{len(table)} entries" in description
 
 
 def test_verify_names_the_first_bad_row_and_exits_1() -> None:

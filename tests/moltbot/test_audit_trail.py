@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 
@@ -14,6 +14,7 @@ from moltbot.state.audit import (
     GENESIS,
     AuditAction,
     AuditTrail,
+    Publication,
     audit_anchor_table,
     audit_table,
     row_hash,
@@ -178,6 +179,19 @@ def test_prune_keeps_the_chain_verifying(ledger: Ledger) -> None:
     assert trail.verify().ok
     trail.record(AuditAction.PRUNE, "audit", actor="user:alice")
     assert trail.verify().ok and trail.rows()[-1].seq == 6
+
+
+def test_prune_forgets_the_publications_of_days_wholly_removed(ledger: Ledger) -> None:
+    trail = AuditTrail(ledger)
+    fill(trail)  # one entry an hour from 09:00 UTC on 2026-12-01
+    published = START + timedelta(hours=5)
+    trail.note_publication(date(2026, 11, 30), last_seq=2, at=published)
+    trail.note_publication(date(2026, 12, 1), last_seq=5, at=published)
+
+    trail.prune_before(START + timedelta(hours=3))
+
+    assert trail.publication(date(2026, 11, 30)) is None
+    assert trail.publication(date(2026, 12, 1)) == Publication(date(2026, 12, 1), 5, published)
 
 
 def test_after_a_prune_removing_the_first_kept_row_is_named(ledger: Ledger) -> None:
