@@ -192,10 +192,24 @@ def postgres_database_url(postgres_server: str) -> str:
     return f"{postgres_server}/{name}"
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
     """Under pytest-xdist (`--dist loadgroup`, the default here) the end-to-end tests run on
-    one worker, one after another: they share that worker's real Prefect server, and the
-    other worker runs the rest meanwhile."""
-    for item in items:
-        if item.nodeid.startswith("tests/e2e/"):
-            item.add_marker(pytest.mark.xdist_group("e2e"))
+    one worker, one after another: they share that worker's real Prefect server, their waits
+    on real servers do not compete with each other, and the other worker runs the rest.
+
+    The group is decided here, from the node id, and not by an `xdist_group` mark: xdist 3.8
+    carries a mark's group by appending "@group" to the node id, which pytest 9's structured
+    node ids silently ignore (pytest-dev/pytest-xdist#1386), so the e2e tests were spread over
+    both workers, each starting its own server.
+    """
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class E2EGroupScheduling(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            if nodeid.startswith("tests/e2e/"):
+                return "e2e"
+            return super()._split_scope(nodeid)
+
+    return E2EGroupScheduling(config, log)

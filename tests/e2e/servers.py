@@ -176,6 +176,24 @@ def background(
                 process.wait(timeout=10)
 
 
+def delete(url: str) -> None:
+    """DELETE `url` until the server has done it (a 404 counts: it is gone).
+
+    A SQLite-backed server answers 503 now and then ("database is locked") while it writes
+    events; an unchecked DELETE then leaves the resource behind for the next test on the
+    shared server (an automation left over made test_serve see "updated", not "created").
+    """
+
+    def deleted() -> bool:
+        response = httpx.delete(url, timeout=10)
+        if response.status_code == 503:
+            return False
+        assert response.status_code in (200, 204, 404), f"DELETE {url}: {response.text}"
+        return True
+
+    wait_for(deleted, interval=0.2, what=f"DELETE {url} to succeed")
+
+
 def moltbot_command(*args: str) -> list[str]:
     """The `moltbot` console script of this environment with `args`."""
     return [str(BIN / "moltbot"), *args]

@@ -19,6 +19,7 @@ from tests.e2e.servers import (
     HANG_GUARD_SECONDS,
     PrefectServer,
     background,
+    delete,
     moltbot_command,
     read_deployment,
     wait_for,
@@ -69,19 +70,24 @@ def leave_no_trace(prefect_server: PrefectServer, sandbox: Sandbox) -> Iterator[
     # created, and could alert: this test starts without any.
     for automation in _automations(api):
         if automation["name"].startswith(MISSED_RUN_PREFIX):
-            httpx.delete(f"{api}/automations/{automation['id']}", timeout=10)
+            delete(f"{api}/automations/{automation['id']}")
     automations_before = {a["id"] for a in _automations(api)}
     try:
         yield
     finally:
         for automation in _automations(api):
             if automation["id"] not in automations_before:
-                httpx.delete(f"{api}/automations/{automation['id']}", timeout=10)
+                delete(f"{api}/automations/{automation['id']}")
         for name in (*DEPLOYED, "ticket-creation/default"):
-            found = httpx.get(f"{api}/deployments/name/{name}", timeout=10)
+            url = f"{api}/deployments/name/{name}"
+            found = wait_for(
+                lambda url=url: _answered(httpx.get(url, timeout=10)),
+                interval=0.2,
+                what=f"GET {url} answered",
+            )
             if found.status_code == 200:
-                httpx.delete(f"{api}/deployments/{found.json()['id']}", timeout=10)
-        httpx.delete(f"{api}/work_pools/{POOL}", timeout=10)
+                delete(f"{api}/deployments/{found.json()['id']}")
+        delete(f"{api}/work_pools/{POOL}")
 
 
 def test_a_deployment_nobody_runs_alerts_ops_once_and_one_whose_runs_complete_does_not(
@@ -174,6 +180,11 @@ def _complete_a_run(server: PrefectServer, deployment_id: str) -> str:
             result = client.set_flow_run_state(run.id, state, force=True)
             assert result.status.value == "ACCEPT", result
     return str(run.id)
+
+
+def _answered(response: httpx.Response) -> httpx.Response | None:
+    """The response, or None for a busy server's 503 (asked again)."""
+    return None if response.status_code == 503 else response
 
 
 def _automations(api: str) -> list[dict[str, Any]]:

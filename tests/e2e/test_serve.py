@@ -9,6 +9,7 @@ import pytest
 from prefect.deployments import run_deployment
 
 from demo.sample_inventory import write_sample_inventory
+from deployments.alerts import FAILURE_ALERT_NAME
 from deployments.specs import code_version
 from moltbot.sandbox import Sandbox
 from moltbot.sandbox.blocks import save_sandbox_blocks
@@ -16,6 +17,7 @@ from moltbot.sandbox.slack import SANDBOX_OPS_WEBHOOK_PATH
 from tests.e2e.servers import (
     PrefectServer,
     background,
+    delete,
     moltbot_command,
     read_deployment,
     runs_in_state,
@@ -31,6 +33,9 @@ def test_serve_runs_deployments_on_schedule_and_a_failing_run_alerts_the_ops_cha
     api = prefect_server.api_url
     with prefect_server.as_current():
         save_sandbox_blocks(sandbox)
+    # This serve is to create the failure alert: one that another test on the shared server
+    # left would only be updated.
+    _delete_automations_named(api, FAILURE_ALERT_NAME)
     inventory = write_sample_inventory(tmp_path / "재고.csv")
     (tmp_path / "moltbot.toml").write_text(
         "[deployments.inventory-alert]\n"
@@ -105,3 +110,11 @@ def test_serve_runs_deployments_on_schedule_and_a_failing_run_alerts_the_ops_cha
 
 def _exists(api: str, full_name: str) -> bool:
     return httpx.get(f"{api}/deployments/name/{full_name}", timeout=10).status_code == 200
+
+
+def _delete_automations_named(api: str, name: str) -> None:
+    response = httpx.post(f"{api}/automations/filter", json={}, timeout=10)
+    response.raise_for_status()
+    for automation in response.json():
+        if automation["name"] == name:
+            delete(f"{api}/automations/{automation['id']}")
