@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 from datetime import date, datetime, timedelta
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from flows.shared.orders import EXCLUDED_STATUSES, ORDER_COLUMNS
 from moltbot.errors import InputError
@@ -20,6 +22,7 @@ ANOMALY_Z = 3.0
 # Summing equal floats leaves a standard deviation like 2e-13, not 0: below a displayed cent the
 # history counts as flat.
 _FLAT_STD = 0.005
+_EPOCH = date(1970, 1, 1)
 
 
 # --------------------------------------------------------------------------- KPIs
@@ -51,7 +54,10 @@ def compute_kpis(orders: pd.DataFrame, *, report_date: date, top_n: int = 5) -> 
         raise InputError(f"top_n must be 0 or more, got {top_n}")
 
     # Select the day first: copying every column of the whole history is the costly part.
-    day = _counted(orders[orders["local_date"] == report_date])
+    days = _day_numbers(orders["local_date"])
+    day_rows = orders.take(np.flatnonzero(days == _day_number(report_date)))
+    excluded = _excluded(day_rows)
+    day = day_rows[~excluded]
     revenue = float(day["amount"].sum())
     order_count = int(day["order_id"].nunique())
     daily = _revenue_by_date(orders)
@@ -71,7 +77,7 @@ def compute_kpis(orders: pd.DataFrame, *, report_date: date, top_n: int = 5) -> 
         "change_vs_prev_week_pct": _pct_change(
             revenue, _revenue_on(daily, report_date - timedelta(days=7))
         ),
-        "cancelled": _cancelled(orders, report_date),
+        "cancelled": _cancelled(day_rows[excluded]),
         "anomaly": anomaly,
         "anomaly_detail": anomaly_detail,
         "no_orders": order_count == 0,
@@ -92,11 +98,12 @@ def data_warnings(orders: pd.DataFrame, *, report_date: date, source_label: str)
     """
     _require_normalized(orders)
     report_date = _as_date(report_date)
-    dates = orders["local_date"]
-    if (dates == report_date).any():
+    days = _day_numbers(orders["local_date"])
+    wanted = _day_number(report_date)
+    if (days == wanted).any():
         return []
-    earlier = dates[dates < report_date]
-    latest = f" (latest order: {earlier.max().isoformat()})" if len(earlier) else ""
+    earlier = days[days < wanted]
+    latest = f" (latest order: {_date_of(earlier.max()).isoformat()})" if len(earlier) else ""
     return [f"no orders on {report_date.isoformat()} in {source_label}{latest}"]
 
 
@@ -141,14 +148,42 @@ def _as_date(value: date) -> date:
     raise TypeError(f"expected a datetime.date, got {type(value).__name__}")
 
 
-def _counted(orders: pd.DataFrame) -> pd.DataFrame:
-    return orders[~orders["status"].isin(EXCLUDED_STATUSES)]
+def _excluded(orders: pd.DataFrame) -> np.ndarray:
+    return orders["status"].isin(EXCLUDED_STATUSES).to_numpy(dtype=bool)
+
+
+def _day_numbers(local_date: pd.Series) -> np.ndarray:
+    """Each row's local date as days since 1970-01-01: a whole history compared as integers."""
+    dtype = local_date.dtype
+    if isinstance(dtype, pd.ArrowDtype) and pa.types.is_date32(dtype.pyarrow_dtype):
+        # Arrow keeps a date as exactly this number: a view, not a conversion.
+        return pa.chunked_array(pa.array(local_date.array)).cast(pa.int32()).to_numpy()
+    return np.asarray(local_date.tolist(), dtype="datetime64[D]").astype(np.int64)
+
+
+def _day_number(day: date) -> int:
+    return (day - _EPOCH).days
+
+
+def _date_of(day_number: int) -> date:
+    return _EPOCH + timedelta(days=int(day_number))
 
 
 def _revenue_by_date(orders: pd.DataFrame) -> pd.Series:
-    counted = ~orders["status"].isin(EXCLUDED_STATUSES)
+    """Revenue of the counted rows per local date (``datetime.date`` index, ascending)."""
+    counted = ~_excluded(orders)
     # Only two columns are needed; filtering the whole frame would copy every string column.
-    return orders.loc[counted, "amount"].groupby(orders.loc[counted, "local_date"], sort=True).sum()
+    amounts = pd.Series(orders["amount"].to_numpy()[counted])
+    days = _day_numbers(orders["local_date"])[counted]
+    if not len(days):
+        return pd.Series([], index=pd.Index([], dtype=object), dtype="float64", name="amount")
+    # Days as category codes: pandas sums each day's rows as before, without hashing millions
+    # of keys to find the few hundred days.
+    first = int(days.min())
+    by_day = pd.Categorical.from_codes(days - first, categories=range(first, int(days.max()) + 1))
+    totals = amounts.groupby(by_day, observed=True, sort=True).sum()
+    totals.index = pd.Index([_date_of(number) for number in totals.index], dtype=object)
+    return totals.rename("amount")
 
 
 def _revenue_on(daily: pd.Series, day: date) -> float:
@@ -157,7 +192,7 @@ def _revenue_on(daily: pd.Series, day: date) -> float:
 
 def _first_date(orders: pd.DataFrame) -> date | None:
     # Any row, cancelled or not, shows that data was being collected that day.
-    return orders["local_date"].min() if len(orders) else None
+    return _date_of(_day_numbers(orders["local_date"]).min()) if len(orders) else None
 
 
 def _date_range(start: date, end: date) -> list[date]:
@@ -211,10 +246,7 @@ def _revenue_by(day: pd.DataFrame, column: str) -> dict[str, float]:
     }
 
 
-def _cancelled(orders: pd.DataFrame, report_date: date) -> dict:
-    excluded = orders[
-        orders["status"].isin(EXCLUDED_STATUSES) & (orders["local_date"] == report_date)
-    ]
+def _cancelled(excluded: pd.DataFrame) -> dict:
     return {
         "count": int(excluded["order_id"].nunique()),
         "amount": _money(excluded["amount"].sum()),
