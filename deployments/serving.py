@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 Report = Callable[[str], None]
 
 HEARTBEAT_SETTING = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
+# How often `moltbot serve` looks for runs to start. Prefect's default, 10 s, is paid by every
+# webhook batch (the dispatcher asks for a deployment's next run when its previous one ends).
+RUNNER_POLL_SECONDS = 2
 # Prefect's minimum (it raises anything lower to 30 s). Its default, 180 s, would let a dead run
 # go unnoticed for nine minutes with the window below.
 HEARTBEAT_SECONDS = 30
@@ -142,6 +145,17 @@ def heartbeat_seconds(settings: Settings | None = None) -> int:
     return HEARTBEAT_SECONDS
 
 
+def runner_poll_seconds(settings: Settings | None = None) -> int:
+    """Seconds between the serving process's looks for runs: the user's
+    `PREFECT_RUNNER_POLL_FREQUENCY`, else 2."""
+    from prefect.settings import get_current_settings
+
+    runner = (settings or get_current_settings()).runner
+    if "poll_frequency" in runner.model_fields_set and runner.poll_frequency:
+        return runner.poll_frequency
+    return RUNNER_POLL_SECONDS
+
+
 def setup_crash_detection(heartbeat: int, report: Report) -> DetectorSetup:
     """Create or update the crashed-run detector for runs that send a heartbeat every `heartbeat` s.
 
@@ -254,7 +268,13 @@ def serve_deployments(
     report("Ctrl-C stops serving and pauses the schedules (run `uv run moltbot serve` to resume).")
     # The runner puts the frequency into each run's environment, over the served process's.
     try:
-        serve(*deployments, limit=limit, print_starting_message=False, heartbeat_seconds=heartbeat)
+        serve(
+            *deployments,
+            limit=limit,
+            print_starting_message=False,
+            heartbeat_seconds=heartbeat,
+            query_seconds=runner_poll_seconds(),
+        )
     finally:
         # Stopped on purpose (Ctrl-C, even one that came while the runner was still starting):
         # no run is missed on purpose while nothing serves the schedules. A serve process that

@@ -30,7 +30,7 @@ def read_inbox_events(inbox_ids: list[str]) -> list[dict[str, Any]]:
         InputError: an id the inbox does not have (every unknown id is named).
     """
     with Ledger.from_settings() as ledger:
-        # One query for the whole batch (the gateway passes up to 100 ids per run by default).
+        # One query per 500 ids (the gateway passes up to 2,000 ids per run by default).
         entries = Inbox(ledger).get_many(inbox_ids)
     unknown = [entry_id for entry_id in dict.fromkeys(inbox_ids) if entry_id not in entries]
     if unknown:

@@ -292,7 +292,9 @@ def payment_failures(
     if inbox_ids is not None:
         entries = read_inbox_entries(inbox_ids)
         read = len(entries)
-        records, errors = normalise_entries(entries, default_currency=settings.currency)
+        # Quoted: Prefect would otherwise walk every entry (and every record below) looking for
+        # futures to resolve, which costs more than the work itself on a batch of 1,000.
+        records, errors = normalise_entries(quote(entries), default_currency=settings.currency)
         rejected = list(errors.values())
         for line in rejected:
             logger.error("%s", line)
@@ -301,7 +303,7 @@ def payment_failures(
         else:
             if errors:
                 reject_inbox_entries(errors)
-            stored = record_payments(records, moment)
+            stored = record_payments(quote(records), moment)
     new = [r for r in stored if r.recorded_at == moment]
     if inbox_ids is not None:
         logger.info(

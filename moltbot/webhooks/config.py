@@ -32,8 +32,12 @@ _EVENT_TAG = "event target"
 BATCH_PARAMETER = "inbox_ids"
 BATCHED_PARAMETERS: dict[str, Any] = {BATCH_PARAMETER: ["{{ inbox_id }}"]}
 """The default parameters of a deployment target: its runs take batches of inbox ids."""
-DEFAULT_BATCH_SIZE = 100
-MAX_BATCH_SIZE = 1000
+# A cap, not a size: while a deployment's runs are all going, its entries wait in the inbox and
+# the next run takes every one waiting, up to this. A run's fixed cost (a process starting,
+# seconds on a loaded machine) is what a burst pays per batch; 2,000 ids are ~80 kB of run
+# parameters.
+DEFAULT_BATCH_SIZE = 2000
+MAX_BATCH_SIZE = 5000
 DEFAULT_BATCH_WINDOW_SECONDS = 1.0
 
 # A webhook sender posts one event per request over a few connections at a time; twenty leaves

@@ -8,6 +8,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
@@ -20,7 +21,13 @@ from moltbot.masking import mask_text
 from moltbot.runlabels import run_tags
 from moltbot.state.audit import AuditAction, AuditTrail
 from moltbot.state.inbox import Inbox, InboxBatch, InboxEntry, InboxStatus
-from moltbot.webhooks.config import BATCH_PARAMETER, DeploymentTarget, EventTarget, GatewayConfig
+from moltbot.webhooks.config import (
+    BATCH_PARAMETER,
+    MAX_BATCH_SIZE,
+    DeploymentTarget,
+    EventTarget,
+    GatewayConfig,
+)
 
 logger = logging.getLogger("moltbot.webhooks")
 
@@ -166,6 +173,12 @@ class Dispatcher:
     went less than `batch_window_seconds` ago (a burst is on), so an entry after a quiet spell
     goes at once and none waits longer than the window.
 
+    A deployment with a concurrency limit in Prefect gets no more runs at once than its free
+    slots (its limit, less the slots its runs hold and its batch runs still waiting to start):
+    the entries beyond wait in the inbox and join the next batch, asked for as soon as a run
+    ends, instead of runs queueing in Prefect (`AwaitingConcurrencySlot`, 30 s between tries by
+    default). So batches grow with the backlog, up to `batch_size`.
+
     Every other target gets its own run or event per entry, as before batching: the entry is
     claimed, each such target gets its run (idempotency key from the entry) or its event
     (posted to the Prefect API with an id derived from the entry), and the results are
@@ -182,7 +195,8 @@ class Dispatcher:
     Args:
         inbox: the inbox to take entries from.
         config: the routes (read at dispatch time, so a restart with new routes applies them).
-        entries_per_pass: most due entries read per pass.
+        entries_per_pass: most due entries read per pass (default: enough for the largest
+            batch, which a deployment's next run takes when a burst waits for it).
         lease_seconds: how long a claimed entry or batch is left alone before it counts as
             abandoned.
         base_delay: first backoff delay in seconds.
@@ -201,7 +215,7 @@ class Dispatcher:
         inbox: Inbox,
         config: GatewayConfig,
         *,
-        entries_per_pass: int = 1000,
+        entries_per_pass: int = MAX_BATCH_SIZE,
         lease_seconds: float = 60.0,
         base_delay: float = 1.0,
         max_delay: float = 30.0,
@@ -306,8 +320,9 @@ class Dispatcher:
                 gatherings.setdefault(target.deployment, _Gathering(target)).add(target, entry)
         if carried:
             self.inbox.hold_until(carried, self._clock() + self.lease)
-        for gathering in gatherings.values():
-            self._batch(gathering, to_batch, work)
+        free = self._free_runs(list(gatherings), work) if gatherings else {}
+        for deployment, gathering in gatherings.items():
+            self._batch(gathering, to_batch, work, free.get(deployment))
 
     def _dispatch_alone(
         self,
@@ -375,12 +390,32 @@ class Dispatcher:
             self._audit(stored, targets, stored.flow_run_id)
         return stored
 
-    def _batch(self, gathering: _Gathering, to_batch: dict[str, int], work: _Pass) -> None:
-        """Store the gathered entries of one deployment in batches and start their runs."""
+    def _batch(
+        self,
+        gathering: _Gathering,
+        to_batch: dict[str, int],
+        work: _Pass,
+        free: int | None = None,
+    ) -> None:
+        """Store the gathered entries of one deployment in batches and start their runs, at
+        most `free` of them (None: no cap); the entries beyond wait for a run to end."""
         now = self._clock()
         deployment = gathering.target.deployment
         entries = gathering.entries
         for start in range(0, len(entries), gathering.size):
+            if free is not None and free <= 0:
+                # Every run the deployment may run at once is going: a run asked for now would
+                # only queue in Prefect (`AwaitingConcurrencySlot`, retried every 30 s by
+                # default), while the entries waiting here join the next, bigger batch, which
+                # starts as soon as a run ends. They step aside for other deployments' entries
+                # until the next pass looks again.
+                waiting = [entry.id for entry in entries[start:]]
+                work.held += len(waiting)
+                until = now + timedelta(seconds=self.poll_seconds)
+                self.inbox.hold_until(waiting, until)
+                if self._held_until is None or until < self._held_until:
+                    self._held_until = until
+                return
             chunk = entries[start : start + gathering.size]
             if len(chunk) < gathering.size and self._gathers_more(gathering, chunk, now):
                 work.held += len(chunk)
@@ -401,6 +436,44 @@ class Dispatcher:
                 continue  # another dispatcher batched some of them: the next pass sees
             self._batched_at[deployment] = now
             self._start(batch, gathering.target, work)
+            if free is not None:
+                free -= 1
+
+    def _free_runs(self, deployments: Sequence[str], work: _Pass) -> dict[str, int | None]:
+        """How many more runs each deployment may start now: its concurrency limit in Prefect
+        less the slots its runs hold (batch runs and scheduled runs alike) and less its batch
+        runs still waiting to start; None when it has no limit or when that cannot be known now
+        (runs are then asked for as they come, and Prefect queues them)."""
+        slots = {name: _slots(name, work.client()) for name in deployments}
+        limited = {name for name, taken in slots.items() if taken is not None}
+        if not limited:
+            return dict.fromkeys(deployments)
+        started = [
+            batch
+            for batch in self.inbox.started_batches(limit=self.entries_per_pass)
+            if batch.deployment in limited and batch.flow_run_id
+        ]
+        try:
+            ids = [batch.flow_run_id for batch in started if batch.flow_run_id]
+            scheduled = _scheduled_runs(ids) if ids else {}
+        except Exception as exc:
+            logger.warning(
+                "webhook dispatcher cannot read its batch runs' states: %s",
+                mask_text(f"{type(exc).__name__}: {exc}"),
+            )
+            return dict.fromkeys(deployments)
+        # A run not picked up within a lease holds nothing back: nothing serves its deployment
+        # right now, and runs queue in Prefect until something does, as without a limit.
+        recent = self._clock() - self.lease
+        waiting = Counter(
+            batch.deployment
+            for batch in started
+            if batch.flow_run_id in scheduled and scheduled[batch.flow_run_id] > recent
+        )
+        return {
+            name: None if taken is None else taken[0] - taken[1] - waiting[name]
+            for name, taken in slots.items()
+        }
 
     def _gathers_more(self, gathering: _Gathering, chunk: list[InboxEntry], now: datetime) -> bool:
         """Whether a partial batch waits for more entries: while both its deployment's last
@@ -798,6 +871,44 @@ def _run_batch(target: DeploymentTarget, batch: InboxBatch, sources: Sequence[st
         ],
     )
     return str(flow_run.id)
+
+
+def _slots(deployment: str, client: Any) -> tuple[int, int] | None:
+    """(limit, slots taken) of the deployment's concurrency limit in Prefect; None when it has
+    none, or when it cannot be read now (unknown deployment, API down: asking for its run says
+    which, as without a limit)."""
+    try:
+        limit = client.read_deployment_by_name(deployment).global_concurrency_limit
+    except Exception:
+        return None
+    if limit is None or not limit.active:
+        return None
+    return limit.limit, limit.active_slots
+
+
+def _scheduled_runs(ids: Sequence[str]) -> dict[str, datetime]:
+    """Run id -> when it was created, of those of these gateway runs still Scheduled."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterId,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    scheduled = FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))
+    wanted = [uuid.UUID(run_id) for run_id in dict.fromkeys(ids)]
+    found: dict[str, datetime] = {}
+    with get_client(sync_client=True) as client:
+        for start in range(0, len(wanted), _RUNS_PER_REQUEST):
+            chunk = wanted[start : start + _RUNS_PER_REQUEST]
+            runs = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=chunk), state=scheduled),
+                limit=len(chunk),
+            )
+            found.update((str(run.id), run.created) for run in runs if run.created)
+    return found
 
 
 def _crashed_runs(limit: int) -> list[str]:

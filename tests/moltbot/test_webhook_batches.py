@@ -132,7 +132,8 @@ def test_250_pending_entries_become_runs_of_100_100_and_50_that_partition_them(
 ) -> None:
     ids = accept(inbox, 250)
     clock = Clock(T0 + timedelta(milliseconds=250))
-    dispatcher = Dispatcher(inbox, config_for({"deployment": deployment}), clock=clock)
+    route = {"deployment": deployment, "batch_size": 100}
+    dispatcher = Dispatcher(inbox, config_for(route), clock=clock)
 
     # Two full batches go at once; the last 50 wait for more, a burst being on.
     assert dispatcher.dispatch_pending() == DispatchCounts(dispatched=200, held=50)
@@ -374,6 +375,48 @@ def test_a_batch_that_fills_up_goes_without_waiting_for_the_window(
     assert runs_of(deployment)[-1].parameters["inbox_ids"] == [*held, filling[0]]
 
 
+def test_a_deployment_at_its_concurrency_limit_gets_its_next_batch_when_its_run_ends(
+    inbox: Inbox, prefect_api: str
+) -> None:
+    # One run at a time, as the registry's automations: a second run asked for now would only
+    # wait in Prefect for the slot; the entries wait in the inbox and go together after.
+    name = f"d-{uuid.uuid4().hex[:10]}"
+    batch_sink.to_deployment(name=name, concurrency_limit=1).apply()
+    deployment = f"{batch_sink.name}/{name}"
+    other = deploy(batch_sink)
+    route = {"deployment": deployment, "batch_size": 3, "batch_window_seconds": 0}
+    config = GatewayConfig.from_table(
+        {"routes": {"payment.failed": [route], "charge.failed": [{"deployment": other}]}}
+    )
+    ids = accept(inbox, 7)
+    charges = [
+        inbox.accept("stripe", event(f"ch_{i}", "charge.failed"), received_at=T0)[0].id
+        for i in range(2)
+    ]
+    clock = Clock(T0 + timedelta(seconds=1))
+    dispatcher = Dispatcher(inbox, config, clock=clock)
+
+    # One batch of the limited deployment, and the other deployment's entries all the same.
+    assert dispatcher.dispatch_pending() == DispatchCounts(dispatched=5, held=4)
+    assert [run.parameters["inbox_ids"] for run in runs_of(deployment)] == [ids[:3]]
+    assert [sorted(run.parameters["inbox_ids"]) for run in runs_of(other)] == [sorted(charges)]
+    # The held entries step aside until the next look, one poll interval later.
+    assert inbox.due(clock.now, limit=10) == []
+    clock.now += timedelta(seconds=1)
+    assert dispatcher.dispatch_pending() == DispatchCounts(held=4)
+
+    end_runs(deployment, set())
+    clock.now += timedelta(seconds=1)
+    assert dispatcher.dispatch_pending() == DispatchCounts(dispatched=3, held=1)
+    end_runs(deployment, set())
+    clock.now += timedelta(seconds=1)
+    assert dispatcher.dispatch_pending() == DispatchCounts(dispatched=1)
+
+    runs = runs_of(deployment)
+    assert [run.parameters["inbox_ids"] for run in runs] == [ids[:3], ids[3:6], ids[6:]]
+    assert_partition(runs, ids)
+
+
 def test_custom_parameter_targets_still_get_one_run_per_entry(
     inbox: Inbox, prefect_api: str
 ) -> None:
@@ -508,7 +551,7 @@ def test_two_dispatchers_at_once_put_each_entry_in_exactly_one_run(
             "batch_size applies only to a target with the default parameters",
         ),
         ({"deployment": "a/b", "batch_size": 0}, "batch_size: Input should be greater than"),
-        ({"deployment": "a/b", "batch_size": 1001}, "batch_size: Input should be less than"),
+        ({"deployment": "a/b", "batch_size": 5001}, "batch_size: Input should be less than"),
         ({"deployment": "a/b", "batch_window_seconds": -1}, "batch_window_seconds: Input"),
     ],
 )
@@ -520,11 +563,11 @@ def test_batch_settings_are_checked(route: dict[str, Any], problem: str) -> None
     assert str(raised.value).startswith('[webhooks] config: routes."payment.failed"[0]')
 
 
-def test_default_targets_are_batched_with_100_ids_and_a_one_second_window() -> None:
+def test_default_targets_are_batched_with_2000_ids_and_a_one_second_window() -> None:
     config = GatewayConfig.from_table(None)
 
     [payments, _alert] = config.targets_for("payment.failed")
 
     assert isinstance(payments, DeploymentTarget) and payments.batched
-    assert (payments.batch_size, payments.batch_window_seconds) == (100, 1.0)
+    assert (payments.batch_size, payments.batch_window_seconds) == (2000, 1.0)
     assert not DeploymentTarget(deployment="a/b", parameters={"inbox_ids": ["x"]}).batched
