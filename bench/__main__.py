@@ -35,6 +35,8 @@ class Sizes:
     jira_tickets: int
     fixed_cost_runs: int
     burst_entries: int
+    # daily-report again at the size the target names (2.6 M lines); None: not run.
+    target_order_lines: int | None = None
 
 
 FULL = Sizes(
@@ -46,6 +48,7 @@ FULL = Sizes(
     jira_tickets=120,
     fixed_cost_runs=9,
     burst_entries=10_000,
+    target_order_lines=2_600_000,
 )
 QUICK = Sizes(
     "quick",
@@ -74,6 +77,14 @@ def benchmarks(sizes: Sizes, api_url: str) -> list[tuple[str, Callable[[], list[
             lambda: data_path.inventory_alert(api_url, skus=sizes.skus, runs=sizes.runs),
         ),
     ]
+    if sizes.target_order_lines:
+        lines = sizes.target_order_lines
+        chosen.append(
+            (
+                "daily-report at the target size",
+                lambda: data_path.daily_report(api_url, rows=lines, runs=sizes.runs),
+            )
+        )
     chosen.append(("burst", lambda: burst.measure(entries=sizes.burst_entries, runs=sizes.runs)))
     if sizes.gateway:
         chosen.append(("gateway", lambda: gateway_load.measure(api_url, runs=sizes.runs)))
