@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import glob
 import json
 import os
 import re
@@ -48,7 +47,15 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.measure import BIN, REPO, bench_env, free_port, wait_until
+from bench.measure import (
+    BIN,
+    REPO,
+    bench_env,
+    create_databases,
+    free_port,
+    postgres_cluster,
+    wait_until,
+)
 
 SECRET = "whsec_bench_burst_secret"
 CONNECTIONS = 16
@@ -60,60 +67,6 @@ LOCKED = "database is locked"
 
 
 # --------------------------------------------------------------------------- processes
-
-
-@contextmanager
-def postgres_cluster(base: Path) -> Iterator[str]:
-    """A throwaway PostgreSQL cluster (the newest installed) on a free port; its server URL."""
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
-    if not candidates:
-        raise RuntimeError("PostgreSQL server binaries not found under /usr/lib/postgresql")
-    bin_dir = Path(candidates[-1]).parent
-    # initdb refuses to run as root: the cluster runs as the `postgres` system user then.
-    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    # Not under the scratch folder: it may be private to root, and the server runs as postgres.
-    home = Path(tempfile.mkdtemp(prefix="moltbot-bench-postgres-"))
-    home.chmod(0o777)
-    data, sockets, port = home / "data", home / "socket", free_port()
-    sockets.mkdir()
-    sockets.chmod(0o777)
-    try:
-        subprocess.run(
-            [*as_user, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
-             "-E", "UTF8", "--no-locale"],
-            check=True, capture_output=True, timeout=120,
-        )  # fmt: skip
-        # Durable as in production would be fsync on; the cluster is thrown away, and the
-        # machine's disk is shared with other jobs: fsync off, as the test suite does.
-        options = (
-            f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c max_connections=200"
-        )
-        subprocess.run(
-            [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-w", "-t", "60",
-             "-l", str(home / "log"), "start"],
-            check=True, capture_output=True, timeout=90,
-        )  # fmt: skip
-        yield f"postgres@127.0.0.1:{port}"
-    finally:
-        subprocess.run(
-            [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-            capture_output=True, timeout=60, check=False,
-        )  # fmt: skip
-        shutil.copy(home / "log", base / "postgres.log") if (home / "log").exists() else None
-        shutil.rmtree(home, ignore_errors=True)
-
-
-def create_databases(server: str, *names: str) -> None:
-    import sqlalchemy
-
-    engine = sqlalchemy.create_engine(
-        f"postgresql+psycopg://{server}/postgres", isolation_level="AUTOCOMMIT"
-    )
-    with engine.connect() as connection:
-        for name in names:
-            connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
-    engine.dispose()
 
 
 @contextmanager
@@ -436,7 +389,9 @@ def one_round(
     write_config(folder, batch_size)
     with ExitStack() as stack:
         if backend == "postgres":
-            server = stack.enter_context(postgres_cluster(folder))
+            server = stack.enter_context(
+                postgres_cluster(fsync=False, log_to=folder / "postgres.log")
+            )
             create_databases(server, "prefect", "moltbot")
             prefect_db = f"postgresql+asyncpg://{server}/prefect"
             ledger_url = f"postgresql+psycopg://{server}/moltbot"

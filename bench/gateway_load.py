@@ -21,17 +21,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import glob
 import json
 import os
 import shutil
 import signal
 import statistics
 import subprocess
-import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +42,7 @@ from bench.measure import (
     bench_env,
     free_port,
     fresh_folder,
+    postgres_cluster,
     prefect_server,
     stop,
     wait_until,
@@ -396,40 +394,6 @@ def measure(api_url: str, *, runs: int) -> list[Figure]:
     return figures
 
 
-@contextmanager
-def postgres_cluster() -> Iterator[str]:
-    """A throwaway PostgreSQL cluster (default settings, fsync on) on a free port; yields the
-    SQLAlchemy URL of its `postgres` database."""
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
-    if not candidates:
-        raise RuntimeError("PostgreSQL server binaries not found under /usr/lib/postgresql")
-    bin_dir = Path(candidates[-1]).parent
-    # initdb refuses to run as root: the cluster runs as the `postgres` system user then.
-    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    base = Path(tempfile.mkdtemp(prefix="moltbot-bench-postgres-"))
-    base.chmod(0o777)
-    data, port = base / "data", free_port()
-    try:
-        subprocess.run(
-            [*as_user, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
-             "-E", "UTF8", "--no-locale"],
-            check=True, capture_output=True, timeout=120,
-        )  # fmt: skip
-        options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1"
-        subprocess.run(
-            [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-w", "-t", "60",
-             "-l", str(base / "log"), "start"],
-            check=True, capture_output=True, timeout=90,
-        )  # fmt: skip
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(
-            [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
-            capture_output=True, timeout=60, check=False,
-        )  # fmt: skip
-        shutil.rmtree(base, ignore_errors=True)
-
-
 def _report(
     ledger: str, taken: dict[int, list[Load]], health: dict[str, Any], accepted: int
 ) -> None:
@@ -477,7 +441,8 @@ def main() -> None:
                 Path(options.py_spy).mkdir(parents=True, exist_ok=True)
                 profile = Path(options.py_spy) / f"{ledger}.txt"
             if ledger == "postgres":
-                with postgres_cluster() as url:
+                with postgres_cluster() as server:
+                    url = f"postgresql+psycopg://{server}/postgres"
                     found = _gateway(
                         api_url, options.runs, ledger_url=url, levels=levels,
                         seconds=options.seconds, profile=profile,

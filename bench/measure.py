@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import platform
 import re
@@ -149,14 +150,16 @@ def wait_until(check: Callable[[], object], *, timeout: float, what: str) -> Non
 
 
 @contextmanager
-def prefect_server(home: Path) -> Iterator[str]:
-    """`prefect server start` on a free port with SQLite under `home`; yields its API URL."""
+def prefect_server(home: Path, database_url: str | None = None) -> Iterator[str]:
+    """`prefect server start` on a free port with its database at `database_url` (default:
+    SQLite under `home`); yields its API URL."""
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     env = bench_env(
         PREFECT_HOME=str(home / "prefect-home"),
-        PREFECT_API_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{home / 'prefect.db'}",
+        PREFECT_API_DATABASE_CONNECTION_URL=database_url
+        or f"sqlite+aiosqlite:///{home / 'prefect.db'}",
         PREFECT_SERVER_UI_ENABLED="false",
     )
     with (home / "prefect-server.log").open("ab") as log:
@@ -179,6 +182,63 @@ def prefect_server(home: Path) -> Iterator[str]:
         yield api_url
     finally:
         stop(process)
+
+
+@contextmanager
+def postgres_cluster(*, fsync: bool = True, log_to: Path | None = None) -> Iterator[str]:
+    """A throwaway PostgreSQL cluster (the newest installed) on a free port, with production's
+    settings unless `fsync` is off; yields its server as ``postgres@127.0.0.1:<port>``.
+
+    Its log is copied to `log_to` when it stops.
+    """
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    if not candidates:
+        raise RuntimeError("PostgreSQL server binaries not found under /usr/lib/postgresql")
+    bin_dir = Path(candidates[-1]).parent
+    # initdb refuses to run as root: the cluster runs as the `postgres` system user then.
+    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    # Not under the scratch folder: it may be private to root, and the server runs as postgres.
+    home = Path(tempfile.mkdtemp(prefix="moltbot-bench-postgres-"))
+    home.chmod(0o777)
+    data, sockets, port = home / "data", home / "socket", free_port()
+    sockets.mkdir()
+    sockets.chmod(0o777)
+    try:
+        subprocess.run(
+            [*as_user, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
+             "-E", "UTF8", "--no-locale"],
+            check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+        options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c max_connections=200"
+        if not fsync:
+            options += " -c fsync=off"
+        subprocess.run(
+            [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-w", "-t", "60",
+             "-l", str(home / "log"), "start"],
+            check=True, capture_output=True, timeout=90,
+        )  # fmt: skip
+        yield f"postgres@127.0.0.1:{port}"
+    finally:
+        subprocess.run(
+            [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
+            capture_output=True, timeout=60, check=False,
+        )  # fmt: skip
+        if log_to is not None and (home / "log").exists():
+            shutil.copy(home / "log", log_to)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def create_databases(server: str, *names: str) -> None:
+    """Create the databases `names` on the PostgreSQL `server` (see `postgres_cluster`)."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(
+        f"postgresql+psycopg://{server}/postgres", isolation_level="AUTOCOMMIT"
+    )
+    with engine.connect() as connection:
+        for name in names:
+            connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
