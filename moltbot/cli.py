@@ -291,6 +291,8 @@ def demo(
     ] = False,
 ) -> None:
     """Run the automations on bundled sample data against the local sandbox (no accounts)."""
+    from prefect.settings import temporary_settings
+
     from demo.run import run_demo
     from moltbot.localserver import ui_url
     from moltbot.runtime import one_prefect_client
@@ -298,8 +300,14 @@ def demo(
     api_url = connect_prefect()
     log_file = None
     try:
-        # The demo runs a dozen flows in this process: one Prefect client for all of them.
-        with progress(verbose) as log_file, one_prefect_client():
+        # The demo runs a dozen flows in this process: one Prefect client for all of them. And
+        # no heartbeats: nothing watches the demo's runs for crashes (no detector on the local
+        # server), and each heartbeat thread would hold its run up to a second at the end.
+        with (
+            progress(verbose) as log_file,
+            one_prefect_client(),
+            temporary_settings(updates={"flows.heartbeat_frequency": None}),
+        ):
             code = run_demo(console, ui_url(api_url))
     except InputError as exc:
         raise fail(str(exc)) from None

@@ -8,9 +8,11 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from datetime import date
 from pathlib import Path
 
+import httpx
 import pytest
 
 pytestmark = pytest.mark.slow
@@ -150,6 +152,30 @@ def test_demo_delivers_once_then_reports_everything_done(
     assert "moltbot digests" in inbox_page or "form-digest" in inbox_page.lower()
     assert "demo-slack" in inbox_page or "Slack" in inbox_page
     assert "Messengers and SMS (2)" in inbox_page and "JANDI" in inbox_page
+
+    # The demo's runs send no heartbeats (nothing watches them; each would hold its run up to a
+    # second at exit). Their state events reached the server, so a heartbeat would have too.
+    assert wait_for_events(prefect_api, "prefect.flow-run.Completed") > 0
+    assert count_events(prefect_api, "prefect.flow-run.heartbeat") == 0
+
+
+def count_events(prefect_api: str, prefix: str) -> int:
+    """How many events named `prefix`… the Prefect server holds (of the last day)."""
+    answer = httpx.post(
+        f"{prefect_api}/events/filter",
+        json={"filter": {"event": {"prefix": [prefix]}}, "limit": 1},
+        timeout=30,
+    )
+    answer.raise_for_status()
+    return int(answer.json()["total"])
+
+
+def wait_for_events(prefect_api: str, prefix: str) -> int:
+    """`count_events`, once the server's event persister wrote some (it writes in batches)."""
+    deadline = time.monotonic() + 60  # a hang guard, not a measure of speed
+    while (found := count_events(prefect_api, prefix)) == 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return found
 
 
 @pytest.mark.parametrize(
