@@ -9,7 +9,37 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-import moltbot  # noqa: F401  (Prefect telemetry defaults before Prefect starts a server)
+
+def _one_certificate_trust_store() -> str:
+    """A CA file holding one certificate of certifi's bundle (written once per machine); its path.
+
+    Prefect builds a verifying TLS context for every API client it opens, even for the plain-http
+    test servers, and parsing certifi's ~150 certificates costs ~15 ms of CPU each time: hundreds
+    of times per test file. No test talks TLS to a Prefect server, so the tests' Prefect clients
+    (and the processes they start, which inherit the variable) trust one certificate instead.
+    """
+    import re
+    import tempfile
+
+    import certifi
+
+    path = Path(tempfile.gettempdir()) / "moltbot-tests-one-ca.pem"
+    if not path.is_file():
+        bundle = Path(certifi.where()).read_text(encoding="ascii")
+        first = re.search(
+            r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----\n", bundle, re.S
+        )
+        assert first is not None, f"no certificate in {certifi.where()}"
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(first.group(0), encoding="ascii")
+        partial.replace(path)  # atomic: the other xdist worker may write it at the same time
+    return str(path)
+
+
+# Before Prefect is imported (by moltbot below): Prefect reads its settings from the environment.
+os.environ.setdefault("PREFECT_API_SSL_CERT_FILE", _one_certificate_trust_store())
+
+import moltbot  # noqa: E402, F401  (Prefect telemetry defaults before Prefect starts a server)
 
 # pytest-xdist hands its workers the controller's terminal width as COLUMNS; rich would pin the
 # CLI's consoles to it when moltbot.cli is imported, and the tests that give their own COLUMNS

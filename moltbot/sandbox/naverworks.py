@@ -111,6 +111,12 @@ def _sandbox_private_key() -> str:
     return generate_private_key_pem()
 
 
+@cache
+def _sandbox_public_key() -> str:
+    # Parsed once per process: every `reset` (twice a test) would otherwise spend ~30 ms on it.
+    return public_key_pem(_sandbox_private_key())
+
+
 def sandbox_naverworks_fields(base_url: str) -> dict[str, str]:
     """The fields of a `NaverWorksBot` on the sandbox at `base_url` with its registered app.
 
@@ -210,7 +216,7 @@ class NaverWorksState:
                 SANDBOX_CLIENT_ID: _App(
                     SANDBOX_CLIENT_SECRET,
                     SANDBOX_SERVICE_ACCOUNT,
-                    public_key_pem(_sandbox_private_key()),
+                    _sandbox_public_key(),
                 )
             }
             self._grants: dict[str, _Grant] = {}

@@ -57,6 +57,9 @@ def quiet_prefect_env(home: Path) -> dict[str, str]:
         for name, value in os.environ.items()
         if not name.startswith(("PREFECT_", "MOLTBOT_"))
     }
+    # The tests' one-certificate trust store (tests/conftest.py): Prefect parses it per client.
+    if "PREFECT_API_SSL_CERT_FILE" in os.environ:
+        env["PREFECT_API_SSL_CERT_FILE"] = os.environ["PREFECT_API_SSL_CERT_FILE"]
     env.update(
         PREFECT_HOME=str(home / "prefect-home"),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",

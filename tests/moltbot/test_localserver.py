@@ -20,6 +20,8 @@ def moltbot(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     environment = {
         name: value for name, value in os.environ.items() if not name.startswith("PREFECT_")
     }
+    # Only the tests' one-certificate trust store stays (see tests/conftest.py).
+    environment["PREFECT_API_SSL_CERT_FILE"] = os.environ["PREFECT_API_SSL_CERT_FILE"]
     environment |= {
         "MOLTBOT_HOME": str(home),
         "PREFECT_HOME": str(home / "prefect-profile"),  # no profile of this machine's user
