@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import httpx
@@ -43,6 +43,8 @@ def test_demo_delivers_once_then_reports_everything_done(
     prefect_api: str, moltbot_home: Path, tmp_path: Path
 ) -> None:
     shutil.copy(ROOT / "moltbot.toml", tmp_path / "moltbot.toml")  # the ticket mappings
+    # The session's server holds other tests' events too: only the demo's are counted below.
+    started = datetime.now(UTC)
     first = run_demo(prefect_api, tmp_path)
     inbox_page = (moltbot_home / "inbox" / "index.html").read_text(encoding="utf-8")
     second = run_demo(prefect_api, tmp_path)
@@ -155,25 +157,31 @@ def test_demo_delivers_once_then_reports_everything_done(
 
     # The demo's runs send no heartbeats (nothing watches them; each would hold its run up to a
     # second at exit). Their state events reached the server, so a heartbeat would have too.
-    assert wait_for_events(prefect_api, "prefect.flow-run.Completed") > 0
-    assert count_events(prefect_api, "prefect.flow-run.heartbeat") == 0
+    assert wait_for_events(prefect_api, "prefect.flow-run.Completed", started) > 0
+    assert count_events(prefect_api, "prefect.flow-run.heartbeat", started) == 0
 
 
-def count_events(prefect_api: str, prefix: str) -> int:
-    """How many events named `prefix`… the Prefect server holds (of the last day)."""
+def count_events(prefect_api: str, prefix: str, since: datetime) -> int:
+    """How many events named `prefix`… the Prefect server holds that occurred `since`."""
     answer = httpx.post(
         f"{prefect_api}/events/filter",
-        json={"filter": {"event": {"prefix": [prefix]}}, "limit": 1},
+        json={
+            "filter": {
+                "event": {"prefix": [prefix]},
+                "occurred": {"since": since.isoformat(), "until": datetime.now(UTC).isoformat()},
+            },
+            "limit": 1,
+        },
         timeout=30,
     )
     answer.raise_for_status()
     return int(answer.json()["total"])
 
 
-def wait_for_events(prefect_api: str, prefix: str) -> int:
+def wait_for_events(prefect_api: str, prefix: str, since: datetime) -> int:
     """`count_events`, once the server's event persister wrote some (it writes in batches)."""
     deadline = time.monotonic() + 60  # a hang guard, not a measure of speed
-    while (found := count_events(prefect_api, prefix)) == 0 and time.monotonic() < deadline:
+    while (found := count_events(prefect_api, prefix, since)) == 0 and time.monotonic() < deadline:
         time.sleep(0.5)
     return found
 
