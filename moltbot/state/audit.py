@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+import weakref
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Any, Protocol
@@ -259,9 +260,12 @@ class AuditTrail:
 
     def __init__(self, ledger: OnLedger) -> None:
         self._engine = ledger.engine
-        ensure_table(self._engine, audit_table)
-        ensure_table(self._engine, audit_anchor_table)
-        ensure_table(self._engine, audit_published_table)
+        # Checking the tables costs a few catalogue queries: once per engine, not per trail
+        # (the gateway's dispatcher makes a trail for every pass).
+        if self._engine not in _TABLES_READY:
+            for table in (audit_table, audit_anchor_table, audit_published_table):
+                ensure_table(self._engine, table)
+            _TABLES_READY.add(self._engine)
 
     def record(
         self,
@@ -277,16 +281,16 @@ class AuditTrail:
     ) -> AuditRow:
         """Append one entry (masked) and return it as stored."""
         at = (at or datetime.now(UTC)).astimezone(UTC)
-        values: dict[str, Any] = {
-            "at": at,
-            "actor": _one_line(actor, 255) or "unknown",
-            "action": action,
-            "automation": automation,
-            "target": _one_line(target, TARGET_MAX_CHARS) or "",
-            "parameters": masked_parameters(parameters),
-            "outcome": outcome,
-            "detail": _one_line(detail, DETAIL_MAX_CHARS),
-        }
+        values = _values(
+            action,
+            target,
+            actor=actor,
+            automation=automation,
+            parameters=parameters,
+            outcome=outcome,
+            detail=detail,
+            at=at,
+        )
         for _ in range(_APPEND_ROUNDS):
             try:
                 with self._engine.begin() as conn:
@@ -312,6 +316,58 @@ class AuditTrail:
                 continue
             return _as_row({**values, "seq": seq, "prev_hash": anchor.last_hash, "hash": digest})
         raise RuntimeError("audit trail: could not append after many concurrent writers")
+
+    def record_in(self, conn: Connection, entries: Sequence[AuditEntry]) -> list[AuditRow]:
+        """Append entries (masked) inside the caller's transaction: they commit, or roll back,
+        with what the caller wrote in it (one commit for a whole pass of the dispatcher).
+
+        The anchor row is read for update, so on PostgreSQL concurrent appends wait for this
+        transaction instead of racing it; on SQLite the caller should write before calling, so
+        its transaction holds the database's write lock already (else a concurrent append may
+        move the anchor between the read and the update).
+
+        Raises:
+            AuditConflict: another writer moved the anchor meanwhile (SQLite without the write
+                lock, or two first appends ever): roll back and try the transaction again.
+        """
+        if not entries:
+            return []
+        try:
+            anchor = _read_anchor(conn)
+        except IntegrityError as exc:  # two first appends ever both created the anchor
+            raise AuditConflict("another writer started the audit trail meanwhile") from exc
+        seq, last_hash = anchor.last_seq, anchor.last_hash
+        stored: list[dict[str, Any]] = []
+        for entry in entries:
+            values = _values(
+                entry.action,
+                entry.target,
+                actor=entry.actor,
+                automation=entry.automation,
+                parameters=entry.parameters,
+                outcome=entry.outcome,
+                detail=entry.detail,
+                at=(entry.at or datetime.now(UTC)).astimezone(UTC),
+            )
+            seq += 1
+            digest = row_hash(seq=seq, prev_hash=last_hash, **values)
+            stored.append({**values, "seq": seq, "prev_hash": last_hash, "hash": digest})
+            last_hash = digest
+        try:
+            conn.execute(insert(audit_table), stored)
+        except IntegrityError as exc:
+            raise AuditConflict("another writer appended to the audit trail meanwhile") from exc
+        moved = conn.execute(
+            update(audit_anchor_table)
+            .where(
+                audit_anchor_table.c.name == ANCHOR_NAME,
+                audit_anchor_table.c.last_seq == anchor.last_seq,
+            )
+            .values(last_seq=seq, last_hash=last_hash, updated_at=stored[-1]["at"])
+        ).rowcount
+        if moved != 1:
+            raise AuditConflict("another writer appended to the audit trail meanwhile")
+        return [_as_row(values) for values in stored]
 
     def rows(
         self,
@@ -481,6 +537,52 @@ class _Raced(Exception):
     """Another writer moved the anchor between our read and our update."""
 
 
+class AuditConflict(Exception):
+    """Another writer appended to the trail during `record_in`'s transaction."""
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One entry to append with `AuditTrail.record_in` (the arguments of `record`)."""
+
+    action: str
+    target: str
+    actor: str
+    automation: str | None = None
+    parameters: Mapping[str, Any] | None = None
+    outcome: str = "ok"
+    detail: str | None = None
+    at: datetime | None = None
+
+
+# Engines whose audit tables are known to exist.
+_TABLES_READY: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def _values(
+    action: str,
+    target: str,
+    *,
+    actor: str,
+    automation: str | None,
+    parameters: Mapping[str, Any] | None,
+    outcome: str,
+    detail: str | None,
+    at: datetime,
+) -> dict[str, Any]:
+    """A row's fields as stored (masked, cut to size), without its place in the chain."""
+    return {
+        "at": at,
+        "actor": _one_line(actor, 255) or "unknown",
+        "action": action,
+        "automation": automation,
+        "target": _one_line(target, TARGET_MAX_CHARS) or "",
+        "parameters": masked_parameters(parameters),
+        "outcome": outcome,
+        "detail": _one_line(detail, DETAIL_MAX_CHARS),
+    }
+
+
 @dataclass(frozen=True)
 class _Anchor:
     last_seq: int
@@ -499,10 +601,15 @@ def _peek_anchor(conn: Connection) -> _Anchor:
 
 
 def _read_anchor(conn: Connection) -> _Anchor:
-    """The anchor, created at the chain's start when missing (inside the caller's transaction)."""
-    row = conn.execute(
-        select(audit_anchor_table).where(audit_anchor_table.c.name == ANCHOR_NAME)
-    ).first()
+    """The anchor, created at the chain's start when missing (inside the caller's transaction).
+
+    Its row stays locked until the transaction ends (PostgreSQL; a SQLite writer holds the
+    database's lock): every writer takes it before it touches the rows, so an append that
+    shares its transaction with other writes (`record_in`) and a lone one wait for each other
+    in one order and never deadlock.
+    """
+    statement = select(audit_anchor_table).where(audit_anchor_table.c.name == ANCHOR_NAME)
+    row = conn.execute(statement.with_for_update()).first()
     if row is not None:
         return _Anchor(row.last_seq, row.last_hash, row.pruned_seq, row.pruned_hash)
     conn.execute(

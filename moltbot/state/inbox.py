@@ -207,6 +207,25 @@ class BatchStatus(StrEnum):
 
 
 @dataclass(frozen=True)
+class DispatchOutcome:
+    """What one dispatch attempt of a claimed entry came to (see `Inbox.settle`).
+
+    Attributes:
+        entry: the entry as claimed.
+        results: `[{"target", "id"}]` of the runs and events it got (when it succeeded).
+        due_at: when an entry with targets still to do is due again (None: as it is).
+        error: why the attempt failed (None: it succeeded).
+        retry_at: with an error, when to try again; None with an error: give up (`failed`).
+    """
+
+    entry: InboxEntry
+    results: Sequence[dict[str, str]] = ()
+    due_at: datetime | None = None
+    error: str | None = None
+    retry_at: datetime | None = None
+
+
+@dataclass(frozen=True)
 class AcceptRequest:
     """A verified event to commit to the inbox (see `Inbox.accept`)."""
 
@@ -408,6 +427,128 @@ class Inbox:
             if conn.execute(statement).rowcount != 1:
                 return None
         return self.get(entry.id)
+
+    def claim_many(
+        self, entries: Sequence[InboxEntry], *, now: datetime, lease: timedelta
+    ) -> list[InboxEntry]:
+        """Take several entries for one dispatch attempt each, in one transaction: what `claim`
+        does to one, a compare-and-set on each entry's attempts as read.
+
+        Returns:
+            The claimed entries (as given, with the claim's attempts, lease and time), in the
+            order given; those another dispatcher changed since they were read are left out.
+            Only what a claim cannot change is read from them; `settle` reads their results
+            again.
+        """
+        if not entries:
+            return []
+        table = inbox_table
+        values = {
+            "attempts": table.c.attempts + 1,
+            "next_attempt_at": now + lease,
+            "updated_at": now,
+        }
+        won: set[str] = set()
+        with self._engine.begin() as conn:
+            if self._engine.dialect.update_returning:
+                # One statement per attempt count read (nearly always one: 0), each entry's
+                # compare-and-set within it; only the ids come back, so the transaction (and,
+                # on SQLite, the write lock the gateway's accepts wait for) stays short.
+                by_attempts: dict[int, list[str]] = {}
+                for entry in entries:
+                    by_attempts.setdefault(entry.attempts, []).append(entry.id)
+                for attempts, ids in by_attempts.items():
+                    for chunk in _chunks(ids):
+                        statement = (
+                            update(table)
+                            .where(
+                                table.c.id.in_(chunk), _is_pending(), table.c.attempts == attempts
+                            )
+                            .values(**values)
+                            .returning(table.c.id)
+                        )
+                        won.update(conn.execute(statement).scalars())
+            else:
+                for entry in entries:
+                    claimed = conn.execute(
+                        update(table)
+                        .where(
+                            table.c.id == entry.id,
+                            _is_pending(),
+                            table.c.attempts == entry.attempts,
+                        )
+                        .values(**values)
+                    )
+                    if claimed.rowcount == 1:
+                        won.add(entry.id)
+        return [
+            replace(entry, attempts=entry.attempts + 1, next_attempt_at=now + lease, updated_at=now)
+            for entry in entries
+            if entry.id in won
+        ]
+
+    def settle(
+        self,
+        outcomes: Sequence[DispatchOutcome],
+        *,
+        progress: Progress,
+        also: Callable[[Connection, list[InboxEntry]], Any] | None = None,
+    ) -> dict[str, InboxEntry]:
+        """Record what dispatch attempts of claimed entries came to, in one transaction: each
+        still-pending entry gets its results (`dispatched` once `progress` finds every target
+        done), or its error (pending, due again, or `failed`); an entry no longer pending is
+        left alone, as `record_results`, `retry_later` and `mark_failed` leave it.
+
+        Args:
+            outcomes: one per entry.
+            progress: whether an entry's targets are all done, and its first run.
+            also: called in the same transaction with the entries it made `dispatched` (the
+                dispatcher appends their audit entries); what it raises rolls everything back.
+
+        Returns:
+            Entry id -> the entry as stored after, of those that were still pending.
+        """
+        if not outcomes:
+            return {}
+        now = datetime.now(UTC)
+        ids = [outcome.entry.id for outcome in outcomes]
+        with self._engine.begin() as conn:
+            # Write first (see `record_results`): the transaction takes SQLite's write lock,
+            # and PostgreSQL's row locks, before it reads the results recorded so far.
+            history = _pending_results(conn, ids, now, dialect=self._engine.dialect)
+            # Rows with the same columns to set go in one executemany.
+            groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+            stored: dict[str, InboxEntry] = {}
+            for outcome in outcomes:
+                entry = outcome.entry
+                if entry.id not in history:
+                    continue  # no longer pending
+                entry = replace(entry, results=history[entry.id])
+                if outcome.error is None:
+                    values = _progress_values(
+                        entry, list(outcome.results), progress, due_at=outcome.due_at, now=now
+                    )
+                elif outcome.retry_at is not None:
+                    values = {
+                        "next_attempt_at": outcome.retry_at,
+                        "error": clean_error(outcome.error),
+                        "updated_at": now,
+                    }
+                else:
+                    values = {
+                        "status": InboxStatus.FAILED.value,
+                        "next_attempt_at": None,
+                        "error": clean_error(outcome.error),
+                        "updated_at": now,
+                    }
+                groups.setdefault(tuple(sorted(values)), []).append({"b_id": entry.id, **values})
+                stored[entry.id] = _with_values(entry, values)
+            for rows in groups.values():
+                _update_rows(conn, rows)
+            if also is not None:
+                dispatched = [e for e in stored.values() if e.status == InboxStatus.DISPATCHED]
+                also(conn, dispatched)
+        return stored
 
     def mark_dispatched(
         self, entry_id: str, *, flow_run_id: str | None, results: list[dict[str, str]]
@@ -1186,6 +1327,46 @@ def _progress_values(
     elif due_at is not None:
         values["next_attempt_at"] = due_at
     return values
+
+
+def _pending_results(
+    conn: Connection, ids: list[str], now: datetime, *, dialect: Any
+) -> dict[str, list[dict[str, str]]]:
+    """Touch the pending entries of `ids` (taking the write locks) and read the results they
+    hold: entry id -> results, of those still pending."""
+    found: dict[str, list[dict[str, str]]] = {}
+    for chunk in _chunks(ids):
+        touch = (
+            update(inbox_table)
+            .where(inbox_table.c.id.in_(chunk), _is_pending())
+            .values(updated_at=now)
+        )
+        if dialect.update_returning:
+            rows = conn.execute(touch.returning(inbox_table.c.id, inbox_table.c.results))
+            found.update((row.id, json.loads(row.results) if row.results else []) for row in rows)
+        else:
+            conn.execute(touch)
+    if not dialect.update_returning:
+        found = {
+            entry.id: entry.results
+            for entry in _locked_entries(conn, ids)
+            if entry.status == InboxStatus.PENDING
+        }
+    return found
+
+
+def _with_values(entry: InboxEntry, values: dict[str, Any]) -> InboxEntry:
+    """The entry as its row reads after `values` (row values, as `_progress_values` gives)."""
+    changed: dict[str, Any] = {
+        name: values[name]
+        for name in ("flow_run_id", "error", "updated_at", "next_attempt_at")
+        if name in values
+    }
+    if "status" in values:
+        changed["status"] = InboxStatus(values["status"])
+    if "results" in values:
+        changed["results"] = json.loads(values["results"])
+    return replace(entry, **changed)
 
 
 def _update_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:

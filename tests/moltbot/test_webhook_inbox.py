@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from moltbot.state.inbox import Inbox, InboxStatus
+from moltbot.state.inbox import DispatchOutcome, Inbox, InboxStatus
 from moltbot.state.ledger import Ledger
 
 T0 = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
@@ -221,3 +221,43 @@ def test_claim_batch_is_a_compare_and_set_and_a_lease(inbox: Inbox) -> None:
     # A second dispatcher that read the same batch loses.
     assert inbox.claim_batch(due, now=T0 + LEASE, lease=LEASE) is None
     assert batch.key == claimed.key
+
+
+@pytest.mark.parametrize("returning", [True, False], ids=["returning", "row-by-row"])
+def test_claim_many_and_settle_take_and_record_entries_in_bulk(
+    inbox: Inbox, returning: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A backend without UPDATE … RETURNING takes the row-by-row way.
+    monkeypatch.setattr(inbox.engine.dialect, "update_returning", returning)
+    now = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
+    lease = timedelta(seconds=60)
+    first, second, third, fourth = (
+        inbox.accept("stripe", event(f"evt_{i}"), received_at=now)[0] for i in range(4)
+    )
+    assert inbox.claim(third, now=now, lease=lease) is not None  # another dispatcher's
+
+    claimed = inbox.claim_many([first, second, third, fourth], now=now, lease=lease)
+
+    assert [entry.id for entry in claimed] == [first.id, second.id, fourth.id]
+    assert {(e.attempts, e.next_attempt_at) for e in claimed} == {(1, now + lease)}
+    assert inbox.get(first.id).attempts == 1
+    inbox.reject(fourth.id, error="the run could not use it")  # no longer pending
+    done = {"target": "event e", "id": "0b6c"}
+
+    stored = inbox.settle(
+        [
+            DispatchOutcome(claimed[0], results=[done]),
+            DispatchOutcome(claimed[1], error="token=abc123secret refused", retry_at=now + lease),
+            DispatchOutcome(claimed[2], results=[done]),
+        ],
+        progress=lambda entry: (bool(entry.results), None),
+    )
+
+    assert set(stored) == {first.id, second.id}
+    for entry_id, expected in stored.items():
+        assert inbox.get(entry_id) == expected
+    assert (stored[first.id].status, stored[first.id].results) == (InboxStatus.DISPATCHED, [done])
+    waiting = stored[second.id]
+    assert (waiting.status, waiting.next_attempt_at) == (InboxStatus.PENDING, now + lease)
+    assert "abc123secret" not in waiting.error
+    assert inbox.get(fourth.id).status == InboxStatus.FAILED
