@@ -234,6 +234,18 @@ def write_sample_log(path: Any, now: Any) -> int:
     return errors
 
 
+def burst_end(now: Any, *, window_seconds: int = 300, burst_seconds: int = 24) -> Any:
+    """When the sample log's burst of errors ends: `now`, unless the burst would then straddle
+    two of error-spike's windows (epoch-aligned, 5 minutes by default), each judged alone and
+    each too small to spike; then just before the running window began."""
+    from datetime import timedelta
+
+    into = int(now.timestamp()) % window_seconds
+    if into > burst_seconds:
+        return now
+    return now - timedelta(seconds=into + 1)
+
+
 def run_error_spike_demo(console: Console, settings: Settings, channels: list[str]) -> Any:
     """Count the sample log's errors; on the first demo it ends in a burst, alerted once.
 
@@ -247,7 +259,7 @@ def run_error_spike_demo(console: Console, settings: Settings, channels: list[st
 
     log = sample_log_path(settings)
     if not log.is_file():
-        write_sample_log(log, datetime.now(UTC))
+        write_sample_log(log, burst_end(datetime.now(UTC)))
     with demo_tags("error-spike"):
         state = error_spike(
             sources={"app": {"paths": str(log)}},

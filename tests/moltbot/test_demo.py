@@ -235,3 +235,18 @@ def test_write_sample_inventory_round_trips_korean_names(tmp_path: Path) -> None
     read = read_table(str(path))
     assert read["name"].tolist() == generate_inventory(1)["name"].tolist()
     assert "텀블러 500ml" in read["name"].tolist()
+
+
+@pytest.mark.parametrize("second", [0, 1, 12, 24, 25, 26, 150, 299])
+def test_the_sample_logs_burst_falls_in_one_error_spike_window(second: int) -> None:
+    from datetime import timedelta
+
+    from demo.monitoring import burst_end
+
+    window_start = datetime(2026, 12, 4, 11, 55, tzinfo=UTC)  # a 5-minute boundary
+    end = burst_end(window_start + timedelta(seconds=second, microseconds=500_000))
+    # write_sample_log puts the 24 errors 24 s … 1 s before `end`.
+    first_error, last_error = end - timedelta(seconds=24), end - timedelta(seconds=1)
+    windows = {int(at.timestamp()) // 300 for at in (first_error, last_error)}
+    assert len(windows) == 1
+    assert end <= window_start + timedelta(seconds=second, microseconds=500_000)
