@@ -6,7 +6,6 @@ import contextvars
 import os
 import re
 import shutil
-import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -22,7 +21,7 @@ from prefect.logging.handlers import APILogHandler
 from demo.sample_orders import write_sample_orders
 from flows.daily_report.flow import daily_report
 from moltbot.runlabels import run_tags
-from tests.e2e.servers import BIN, HANG_GUARD_SECONDS, PrefectServer, wait_for
+from tests.e2e.servers import HANG_GUARD_SECONDS, PrefectServer
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -64,24 +63,17 @@ class PrefectServerWithUI(PrefectServer):
         """Where a browser opens the UI."""
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = HANG_GUARD_SECONDS) -> None:
-        """Start the server with its UI and wait until its API answers."""
-        self.home.mkdir(parents=True, exist_ok=True)
-        env = {
-            **self.env(),
-            "PREFECT_API_DATABASE_CONNECTION_URL": self.database_url,
+    def __init__(self, home: Path) -> None:
+        super().__init__(home)
+        self.ui = True
+
+    def extra_server_env(self) -> dict[str, str]:
+        """The UI on, its static files under `home`, its API URL this server's."""
+        return {
             "PREFECT_SERVER_UI_ENABLED": "true",
             "PREFECT_UI_STATIC_DIRECTORY": str(self.home / "ui"),
             "PREFECT_UI_API_URL": self.api_url,
-            "PREFECT_SERVER_LOGGING_LEVEL": os.environ.get("E2E_SERVER_LOG_LEVEL", "WARNING"),
         }
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1",
-                 "--port", str(self.port), "--ui"],
-                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
-        wait_for(self._healthy, timeout=timeout, what=f"the Prefect server ({self.log_tail()})")
 
 
 def chromium_path() -> str:
