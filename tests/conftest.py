@@ -80,6 +80,7 @@ def prefect_api() -> Iterator[str]:
     from prefect.settings import (
         PREFECT_API_URL,
         PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL,
         PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_ENABLED,
     )
     from prefect.settings.context import temporary_settings
@@ -92,9 +93,12 @@ def prefect_api() -> Iterator[str]:
     # the next flow run is being created; the loser gets "database is locked", a 503, and the
     # client sleeps 2 s: flows took ~2 s instead of ~0.2 s. No test reads task runs back (the
     # end-to-end tests keep the recorder, on their own server).
+    # The server stores the events it takes every 5 s; tests that read events back would wait
+    # for that. Flushing every half second costs the server next to nothing when idle.
     updates = {
         PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None,
         PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_ENABLED: False,
+        PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL: 0.5,
     }
 
     def folder_with_a_migrated_database() -> str:
@@ -237,10 +241,28 @@ def postgres_database_url(postgres_server: str) -> str:
     return f"{postgres_server}/{name}"
 
 
+# End-to-end tests that start Prefect servers of their own (module-scoped ones stay together on
+# one worker): unlike the others they do not use the e2e worker's shared server, so they need not
+# wait for it, and they run on whichever worker is free.
+E2E_OWN_SERVERS = {
+    "tests/e2e/test_browser.py": "module",
+    "tests/e2e/test_workers.py": "test",
+    "tests/e2e/test_webhooks.py::test_webhooks_taken_while_prefect_is_down": "test",
+    "tests/e2e/test_webhooks.py::test_a_gateway_restarted_while_prefect_is_down": "test",
+}
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto`: one worker per core, plus one for the end-to-end tests, which mostly wait on
+    servers and timers (on this 2-core machine: 3)."""
+    return (os.cpu_count() or 1) + 1
+
+
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
-    """Under pytest-xdist (`--dist loadgroup`, the default here) the end-to-end tests run on
-    one worker, one after another: they share that worker's real Prefect server, their waits
-    on real servers do not compete with each other, and the other worker runs the rest.
+    """Under pytest-xdist (`--dist loadgroup`, the default here) the end-to-end tests that use
+    the shared Prefect server run on one worker, one after another: that worker's server, and
+    their waits on real servers do not compete with each other. Those with servers of their own
+    (`E2E_OWN_SERVERS`) are spread like the rest.
 
     The group is decided here, from the node id, and not by an `xdist_group` mark: xdist 3.8
     carries a mark's group by appending "@group" to the node id, which pytest 9's structured
@@ -253,6 +275,9 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
 
     class E2EGroupScheduling(LoadGroupScheduling):
         def _split_scope(self, nodeid: str) -> str:
+            for prefix, unit in E2E_OWN_SERVERS.items():
+                if nodeid.startswith(prefix):
+                    return prefix if unit == "module" else nodeid
             if nodeid.startswith("tests/e2e/"):
                 return "e2e"
             return super()._split_scope(nodeid)

@@ -10,10 +10,10 @@ import httpx
 from moltbot.sandbox import Sandbox
 from moltbot.sandbox.slack import SANDBOX_OPS_WEBHOOK_PATH, SlackPost
 
-# Short, so the tests are (Prefect's minimum for a proactive trigger is 10 s). Real windows are
-# three heartbeats long; this one is shorter than one heartbeat (30 s at least), which is fine
-# here only because each run either ends or dies before its second heartbeat.
-WINDOW_SECONDS = 15
+# Short, so the tests are: Prefect's minimum for a proactive trigger. Real windows are three
+# heartbeats long; this one is shorter than one heartbeat (30 s at least), which is fine here
+# only because each run either ends or dies before its second heartbeat.
+WINDOW_SECONDS = 10
 
 
 def flow_run(api: str, run_id: str) -> dict[str, Any]:

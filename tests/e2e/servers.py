@@ -117,6 +117,9 @@ class PrefectServer:
             # Proactive automations (the crashed-run detector) are evaluated every second, not
             # every 5 s, so a test waits for the detector's window and hardly more.
             "PREFECT_SERVER_EVENTS_PROACTIVE_GRANULARITY": "PT1S",
+            # Events (heartbeats, states) are stored within half a second, not 5 s, for the
+            # tests that read them back.
+            "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL": "0.5",
             **self.extra_server_env(),
         }
         with self.log_path.open("ab") as log:

@@ -32,10 +32,10 @@ DEPLOYED = ("daily-report/default", "inventory-alert/default", "form-digest/defa
 # Deployed to a pool no worker serves, every 3 s; their windows (interval + grace, at least
 # Prefect's 10 s):
 # - daily-report: 10 s, nothing completes: ops must hear of it exactly once;
-# - inventory-alert: 3 + 18 = 21 s, and the test completes one of its runs every few seconds;
-# - form-digest: 3 + 33 = 36 s, nothing completes. Its alert is the test's clock: by then
+# - inventory-alert: 3 + 12 = 15 s, and the test completes one of its runs every few seconds;
+# - form-digest: 3 + 21 = 24 s, nothing completes. Its alert is the test's clock: by then
 #   inventory-alert's window (as old, shorter) would have lapsed, and daily-report's 10 s window
-#   has had time to fire three times, so a repeated alert would be there.
+#   has had time to fire twice, so a repeated alert would be there.
 # ticket-creation is served on a yearly cron that does not fire during the test.
 CONFIG = """
 [deployments.daily-report]
@@ -45,12 +45,12 @@ parameters = {{ source = "{missing}" }}
 
 [deployments.inventory-alert]
 interval_seconds = 3
-grace_minutes = 0.3
+grace_minutes = 0.2
 parameters = {{ source = "{missing}" }}
 
 [deployments.form-digest]
 interval_seconds = 3
-grace_minutes = 0.55
+grace_minutes = 0.35
 parameters = {{ sheets_block = "e2e-none", spreadsheet_id = "none", worksheet = "none" }}
 
 [deployments.ticket-creation]
@@ -118,7 +118,7 @@ def test_a_deployment_nobody_runs_alerts_ops_once_and_one_whose_runs_complete_do
     wait_for(complete_a_run_then_look, interval=1, what="form-digest's missed-run alert")
     ops = [post.text or "" for post in sandbox.state.slack.messages_for(SANDBOX_OPS_WEBHOOK_PATH)]
 
-    # daily-report's window lapsed three times over, yet ops heard about it exactly once.
+    # daily-report's window lapsed twice over, yet ops heard about it exactly once.
     [daily] = [text for text in ops if "daily-report/default" in text]
     assert daily.startswith("*moltbot: daily-report/default missed its scheduled run*")
     assert "within its window of 10 s" in daily

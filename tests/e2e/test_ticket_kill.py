@@ -39,7 +39,7 @@ AUTOMATION = "ticket-creation"
 EVENTS = 12
 # Longer than the Jira block's read timeout (10 s), so the client would give up first; the kill
 # comes within seconds of the request's arrival.
-HANG_SECONDS = 20
+HANG_SECONDS = 12
 REPOSITORY = Path(__file__).resolve().parents[2]
 
 # `moltbot run` tags nothing; a deployment's runs carry the `moltbot` tag, which the crash
