@@ -7,16 +7,25 @@ import logging
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from moltbot.errors import MoltbotError
 from moltbot.masking import install_log_masking
 
-RUN_RESULTS: dict[str, bool] = {"persist_result": False}
+
+def _run_results() -> dict[str, Any]:
+    from prefect.settings import PREFECT_LOCAL_STORAGE_PATH
+
+    # A storage named here is one Prefect does not ask the server about: left unnamed, each run
+    # asks twice (GET /admin/storage) for a server default it would not write to anyway.
+    return {"persist_result": False, "result_storage": Path(PREFECT_LOCAL_STORAGE_PATH.value())}
+
+
+RUN_RESULTS: dict[str, Any] = _run_results()
 """`@flow(..., **RUN_RESULTS)`: a run's result stays in the process that ran it.
 
-Its caller reads it there (`moltbot run` prints it); nothing reads it back from result storage.
-Left to Prefect, every run asks the server whether it has a default result storage (a GET
-per run) and, where one is configured, writes every result to it.
+Its caller reads it there (`moltbot run` prints it); nothing reads it back from result storage,
+so no result is written, and the storage named is Prefect's local default, never used.
 """
 
 
