@@ -13,6 +13,7 @@ import pytest
 
 from moltbot.localserver import LocalServer, ServerError
 from tests.flows.test_daily_report_flow import ORDERS_CSV
+from tests.prefect_database import copy_migrated_database
 
 
 def moltbot(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -44,6 +45,9 @@ def test_the_first_command_starts_the_server_later_ones_reuse_it_and_stop_ends_i
     run = ("run", "daily-report", "--param", f"source={orders}",
            "--param", "report_date=2026-11-23", "--dry-run", "--json")  # fmt: skip
     server = LocalServer(home / "prefect")
+    # Prefect's schema already in place (tests/prefect_database.py): what is tested here is that
+    # the first command starts the server, not Prefect's ~4 s of migrations.
+    copy_migrated_database(home / "prefect" / "prefect.db")
     try:
         first = moltbot(home, *run)
         assert first.returncode == 0, first.stderr
