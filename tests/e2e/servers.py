@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from moltbot.localserver import SQLITE_WRITE_DEFAULTS
 from tests.prefect_database import copy_migrated_database
 
 T = TypeVar("T")
@@ -120,6 +121,9 @@ class PrefectServer:
             # Events (heartbeats, states) are stored within half a second, not 5 s, for the
             # tests that read them back.
             "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL": "0.5",
+            # As moltbot's local server on SQLite: task runs recorded in batches, not one
+            # write (and a client's 2 s wait on "database is locked") at a time.
+            **(SQLITE_WRITE_DEFAULTS if self.database_url.startswith("sqlite") else {}),
             **self.extra_server_env(),
         }
         with self.log_path.open("ab") as log:

@@ -77,6 +77,8 @@ def test_the_first_command_starts_the_server_later_ones_reuse_it_and_stop_ends_i
         environ = Path(f"/proc/{record.pid}/environ").read_bytes().split(b"\0")
         assert b"DO_NOT_TRACK=1" in environ
         assert b"PREFECT_SERVER_ANALYTICS_ENABLED=false" in environ
+        # …and its task-run recorder writes in batches (SQLite takes one writer at a time).
+        assert b"PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE=200" in environ
     finally:
         stopped = moltbot(home, "server", "stop")
     assert stopped.returncode == 0
@@ -122,3 +124,17 @@ def test_the_local_servers_retention_turns_the_flow_run_vacuum_on(monkeypatch) -
 
     assert vacuum.enabled == {"events", "flow_runs"}
     assert vacuum.retention_period == timedelta(days=90)
+
+
+def test_the_local_servers_task_run_recorder_writes_in_batches(monkeypatch) -> None:
+    """Prefect itself reads the variables: a misspelt one would be ignored without a word."""
+    from prefect.settings import Settings
+
+    from moltbot.localserver import SQLITE_WRITE_DEFAULTS
+
+    for name, value in SQLITE_WRITE_DEFAULTS.items():
+        monkeypatch.setenv(name, value)
+    recorder = Settings().server.services.task_run_recorder
+
+    assert (recorder.batch_size, recorder.read_batch_size) == (200, 200)
+    assert recorder.flush_interval == 1.0
