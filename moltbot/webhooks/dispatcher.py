@@ -426,25 +426,13 @@ class Dispatcher:
                 entry.id, error=str(exc), at=self._clock() + self.backoff(entry.attempts)
             )
             work.retrying += 1
-            logger.warning(
-                "webhook inbox %s: %s; retrying later (attempt %d)",
-                entry.id,
-                mask_text(str(exc)),
-                entry.attempts,
-            )
+            _log_retry(entry, exc)
             raise _Stop from None
         except _Refused as exc:
             if entry.attempts >= self.max_attempts:
                 self.inbox.mark_failed(entry.id, error=str(exc))
                 work.failed += 1
-                logger.error(
-                    "webhook inbox %s (%s %s) failed after %d attempts: %s",
-                    entry.id,
-                    entry.source,
-                    entry.type,
-                    entry.attempts,
-                    mask_text(str(exc)),
-                )
+                _log_given_up(entry, exc)
             else:
                 self.inbox.retry_later(
                     entry.id, error=str(exc), at=self._clock() + self.backoff(entry.attempts)
@@ -594,23 +582,11 @@ class Dispatcher:
                     work.dispatched += 1
             elif isinstance(error, _Refused) and entry.attempts >= self.max_attempts:
                 work.failed += 1
-                logger.error(
-                    "webhook inbox %s (%s %s) failed after %d attempts: %s",
-                    entry.id,
-                    entry.source,
-                    entry.type,
-                    entry.attempts,
-                    mask_text(str(error)),
-                )
+                _log_given_up(entry, error)
             else:
                 work.retrying += 1
                 if isinstance(error, _Unavailable):
-                    logger.warning(
-                        "webhook inbox %s: %s; retrying later (attempt %d)",
-                        entry.id,
-                        mask_text(str(error)),
-                        entry.attempts,
-                    )
+                    _log_retry(entry, error)
 
     def _record(
         self,
@@ -1262,3 +1238,23 @@ def _detail(response: httpx.Response) -> str:
     detail = body.get("detail") if isinstance(body, dict) else None
     # Parameter errors may quote values from the payload: masked, and cut short.
     return f": {mask_text(str(detail))[:300]}" if detail else ""
+
+
+def _log_given_up(entry: InboxEntry, error: Exception) -> None:
+    logger.error(
+        "webhook inbox %s (%s %s) failed after %d attempts: %s",
+        entry.id,
+        entry.source,
+        entry.type,
+        entry.attempts,
+        mask_text(str(error)),
+    )
+
+
+def _log_retry(entry: InboxEntry, error: Exception) -> None:
+    logger.warning(
+        "webhook inbox %s: %s; retrying later (attempt %d)",
+        entry.id,
+        mask_text(str(error)),
+        entry.attempts,
+    )
