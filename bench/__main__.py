@@ -16,7 +16,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bench import api_calls, burst, data_path, fixed_cost, gateway_load
+from bench import api_calls, burst, data_path, fixed_cost, gateway_load, suite
 from bench.measure import (
     CACHE,
     Figure,
@@ -44,6 +44,8 @@ class Sizes:
     burst_entries: int
     # daily-report again at the size the target names (2.6 M lines); None: not run.
     target_order_lines: int | None = None
+    # The whole test suite timed once (minutes: the full run only).
+    suite: bool = False
 
 
 FULL = Sizes(
@@ -56,6 +58,7 @@ FULL = Sizes(
     fixed_cost_runs=9,
     burst_entries=10_000,
     target_order_lines=2_600_000,
+    suite=True,
 )
 QUICK = Sizes(
     "quick",
@@ -95,6 +98,8 @@ def benchmarks(sizes: Sizes, api_url: str) -> list[tuple[str, Callable[[], list[
     chosen.append(("burst", lambda: burst.measure(entries=sizes.burst_entries, runs=sizes.runs)))
     if sizes.gateway:
         chosen.append(("gateway", lambda: gateway_load.measure(api_url, runs=sizes.runs)))
+    if sizes.suite:
+        chosen.append(("test suite", suite.measure))
     return chosen
 
 
@@ -108,7 +113,7 @@ def main() -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="smaller inputs (100 k rows) and no gateway load: a few minutes instead of ~30",
+        help="smaller inputs (100 k rows), no gateway load, no test suite: minutes instead of ~15",
     )
     options = parser.parse_args()
     sizes = QUICK if options.quick else FULL
@@ -136,6 +141,8 @@ def main() -> None:
         figures.append(
             Figure("gateway", "gateway vs n8n at 1, 10, 50 connections", "not measured (--quick)")
         )
+    if not sizes.suite:
+        figures.append(Figure("suite", "uv run pytest, whole process", "not measured (--quick)"))
     elapsed = time.monotonic() - started
     print_table(figures, console)
     chart = HERE / "results.png"
