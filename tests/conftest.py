@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,6 +39,13 @@ def _one_certificate_trust_store() -> str:
 
 # Before Prefect is imported (by moltbot below): Prefect reads its settings from the environment.
 os.environ.setdefault("PREFECT_API_SSL_CERT_FILE", _one_certificate_trust_store())
+
+# A shell with PYTHONDONTWRITEBYTECODE set (this machine's has) would make every process the
+# suite starts (xdist workers, servers, ~50 moltbot commands) compile moltbot and rewrite the
+# test modules' asserts from source again, and a fresh clone never get a cache: ~30 CPU-s a run.
+# The suite writes bytecode beside the sources (`__pycache__/`, ignored by git) instead.
+if os.environ.pop("PYTHONDONTWRITEBYTECODE", None) is not None:
+    sys.dont_write_bytecode = False
 
 import moltbot  # noqa: E402, F401  (Prefect telemetry defaults before Prefect starts a server)
 
