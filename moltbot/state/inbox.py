@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
@@ -28,7 +27,6 @@ from sqlalchemy import (
     UniqueConstraint,
     bindparam,
     delete,
-    event,
     func,
     insert,
     select,
@@ -39,12 +37,12 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from moltbot.state.ledger import (
-    SQLITE_BUSY_TIMEOUT_MS,
     Ledger,
     UTCDateTime,
     clean_error,
     ensure_table,
     metadata,
+    serialize_sqlite_writes,
 )
 
 inbox_table = Table(
@@ -1165,81 +1163,6 @@ class AcceptQueue:
             return
         for (_, future), result in zip(batch, accepted, strict=True):
             future.set_result(result)
-
-
-def serialize_sqlite_writes(engine: Engine) -> None:
-    """Make this process's writers to a SQLite database take turns on a lock (once per engine;
-    nothing on another backend).
-
-    SQLite admits one writer at a time. Another one waits in SQLite's busy handler, which
-    sleeps between its tries, up to 100 ms each: it may start long after the lock came free,
-    and under steady writes a waiter can lose round after round until the busy timeout ends it
-    with "database is locked". Here a connection's first write waits on an in-process lock
-    instead, handed on as soon as the writing connection returns to the pool (after its
-    commit or rollback). Writers in other processes still meet the busy handler; a write
-    waiting longer than the busy timeout goes ahead and leaves the outcome to SQLite.
-    """
-    if engine.dialect.name != "sqlite" or engine in _WRITE_GATES:
-        return
-    gate = _WriteGate(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
-    _WRITE_GATES[engine] = gate
-
-    def before_cursor_execute(conn: Connection, _cursor: Any, statement: str, *_: Any) -> None:
-        if "moltbot_gated" not in conn.info and statement.lstrip()[:7].upper().startswith(_WRITES):
-            conn.info["moltbot_gated"] = gate.enter()
-
-    def released(_dbapi_connection: Any, record: Any, *_: Any) -> None:
-        if record.info.pop("moltbot_gated", False):
-            gate.leave()
-
-    event.listen(engine, "before_cursor_execute", before_cursor_execute)
-    event.listen(engine, "checkin", released)
-    event.listen(engine, "invalidate", released)
-
-
-# Statements that take SQLite's write lock (pysqlite opens a transaction before the DML ones).
-_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "ALTER", "DROP")
-_WRITE_GATES: weakref.WeakKeyDictionary[Engine, _WriteGate] = weakref.WeakKeyDictionary()
-
-
-class _WriteGate:
-    """A lock for one writer thread at a time; the thread holding it may enter again (another
-    connection of its own), and any thread may hand it on (a connection is returned to the pool
-    by whoever closes it)."""
-
-    def __init__(self, *, timeout: float) -> None:
-        self._timeout = timeout
-        self._changed = threading.Condition()
-        self._holder: int | None = None
-        self._count = 0
-        self.waiting = 0
-        """How many threads wait for the gate now."""
-
-    def enter(self) -> bool:
-        """Wait for the gate and hold it; False (not held) after waiting `timeout`."""
-        me = threading.get_ident()
-        with self._changed:
-            self.waiting += 1
-            try:
-                free = self._changed.wait_for(
-                    lambda: self._holder in (None, me), timeout=self._timeout
-                )
-            finally:
-                self.waiting -= 1
-            if not free:
-                return False
-            self._holder = me
-            self._count += 1
-            return True
-
-    def leave(self) -> None:
-        """Give up one hold; the last one frees the gate for the next writer."""
-        with self._changed:
-            self._count -= 1
-            if self._count <= 0:
-                self._holder = None
-                self._count = 0
-                self._changed.notify()
 
 
 class _Lost(Exception):

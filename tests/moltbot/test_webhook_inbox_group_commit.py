@@ -24,10 +24,9 @@ from moltbot.state.inbox import (
     Inbox,
     InboxEntry,
     InboxStatus,
-    _WriteGate,
     inbox_table,
 )
-from moltbot.state.ledger import Ledger
+from moltbot.state.ledger import Ledger, _WriteGate
 from moltbot.webhooks.app import SourceVerifier, create_gateway_app
 from moltbot.webhooks.config import GatewayConfig
 from moltbot.webhooks.signatures import sign_stripe
@@ -336,7 +335,7 @@ def test_sqlite_writers_of_one_process_take_turns_instead_of_meeting_a_locked_da
 
 
 def _gate_of(engine: Engine) -> _WriteGate:
-    from moltbot.state.inbox import _WRITE_GATES
+    from moltbot.state.ledger import _WRITE_GATES
 
     return _WRITE_GATES[engine]
 
