@@ -8,12 +8,13 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.e2e.servers import wait_for
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).parents[2]
@@ -157,7 +158,12 @@ def test_demo_delivers_once_then_reports_everything_done(
 
     # The demo's runs send no heartbeats (nothing watches them; each would hold its run up to a
     # second at exit). Their state events reached the server, so a heartbeat would have too.
-    assert wait_for_events(prefect_api, "prefect.flow-run.Completed", started) > 0
+    completed = wait_for(
+        lambda: count_events(prefect_api, "prefect.flow-run.Completed", started),
+        interval=0.2,
+        what="the demo's Completed events stored (the server writes events in batches)",
+    )
+    assert completed > 0
     assert count_events(prefect_api, "prefect.flow-run.heartbeat", started) == 0
 
 
@@ -176,14 +182,6 @@ def count_events(prefect_api: str, prefix: str, since: datetime) -> int:
     )
     answer.raise_for_status()
     return int(answer.json()["total"])
-
-
-def wait_for_events(prefect_api: str, prefix: str, since: datetime) -> int:
-    """`count_events`, once the server's event persister wrote some (it writes in batches)."""
-    deadline = time.monotonic() + 60  # a hang guard, not a measure of speed
-    while (found := count_events(prefect_api, prefix, since)) == 0 and time.monotonic() < deadline:
-        time.sleep(0.5)
-    return found
 
 
 @pytest.mark.parametrize(

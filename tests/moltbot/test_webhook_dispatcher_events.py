@@ -4,7 +4,6 @@ transaction per pass, against the test Prefect API, on SQLite and PostgreSQL led
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -31,6 +30,7 @@ from moltbot.webhooks.dispatcher import (
     prefect_event,
     prefect_event_id,
 )
+from tests.e2e.servers import wait_for
 
 T0 = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
 ALERT = EventTarget(event="moltbot.alert.{type}")
@@ -85,13 +85,13 @@ def count_commits(inbox: Inbox) -> list[int]:
 def stored_events(query: EventFilter, *, expected: int) -> list[Any]:
     """The events matching `query`, read back once at least `expected` are there (the server
     stores events a moment after it takes them)."""
-    deadline = time.monotonic() + 15
     with get_client(sync_client=True) as client:
-        while True:
-            page = client.read_events(filter=query, limit=50)
-            if len(page.events) >= expected or time.monotonic() > deadline:
-                return list(page.events)
-            time.sleep(0.1)
+
+        def enough() -> list[Any] | None:
+            events = list(client.read_events(filter=query, limit=50).events)
+            return events if len(events) >= expected else None
+
+        return wait_for(enough, interval=0.1, what=f"{expected} stored event(s)")
 
 
 def window() -> EventOccurredFilter:
