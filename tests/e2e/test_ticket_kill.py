@@ -21,6 +21,7 @@ from deployments.serving import HEARTBEAT_SECONDS, HEARTBEAT_SETTING
 from deployments.specs import MOLTBOT_TAG
 from moltbot.sandbox import Sandbox
 from moltbot.sandbox.blocks import SANDBOX_JIRA_BLOCK
+from moltbot.sandbox.kit import DEFAULT_HANG_SECONDS
 from moltbot.sandbox.slack import SANDBOX_OPS_WEBHOOK_PATH
 from moltbot.state.ledger import EffectStatus, Ledger
 from tasks.jira import DEDUP_LABEL_PREFIX
@@ -37,9 +38,10 @@ pytestmark = pytest.mark.slow
 
 AUTOMATION = "ticket-creation"
 EVENTS = 12
-# Longer than the Jira block's read timeout (10 s), so the client would give up first; the kill
-# comes within seconds of the request's arrival.
-HANG_SECONDS = 12
+# The kit's hang (60 s) is longer than the Jira block's read timeout (10 s), so the client would
+# give up first; the kill comes within seconds of the request's arrival, and the test ends the
+# hold itself (`release_held`) once it no longer needs it: nothing waits the hang out.
+HANG_SECONDS = DEFAULT_HANG_SECONDS
 REPOSITORY = Path(__file__).resolve().parents[2]
 
 # `moltbot run` tags nothing; a deployment's runs carry the `moltbot` tag, which the crash
@@ -173,6 +175,7 @@ def test_a_run_killed_while_jira_hangs_before_acting_is_taken_over_at_once_and_c
 
     # The held request ends as a 504, Jira having done nothing: two bulk creates arrived in all.
     # (Waited for also so that no request is still held when the session's sandbox stops.)
+    jira.core.release_held()
     held = wait_for(
         lambda: [r for r in jira.core.requests_to("POST", "issue/bulk") if r.fault == "hang"],
         what="the held bulk create to be answered",
