@@ -33,6 +33,7 @@ from moltbot.webhooks.dispatcher import (
     batch_idempotency_key,
     idempotency_key,
 )
+from tests.moltbot.dispatching import passes_at_once
 
 T0 = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
 
@@ -517,24 +518,12 @@ def test_an_unknown_batched_deployment_fails_its_entries_after_eight_attempts(
 def test_two_dispatchers_at_once_put_each_entry_in_exactly_one_run(
     inbox: Inbox, deployment: str
 ) -> None:
-    import threading
 
     ids = accept(inbox, 120)
     clock = Clock(T0 + timedelta(seconds=5))
     config = config_for({"deployment": deployment, "batch_size": 40})
     dispatchers = [Dispatcher(inbox, config, clock=clock) for _ in range(2)]
-    start = threading.Barrier(2)
-    results: list[DispatchCounts] = []
-
-    def work(which: Dispatcher) -> None:
-        start.wait()
-        results.append(which.dispatch_pending())
-
-    threads = [threading.Thread(target=work, args=(d,)) for d in dispatchers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    results = passes_at_once(dispatchers)
 
     assert sum(counts.dispatched for counts in results) == 120
     runs = runs_of(deployment)

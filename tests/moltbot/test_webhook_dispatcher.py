@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -33,6 +32,7 @@ from moltbot.webhooks.dispatcher import (
     idempotency_key,
     prefect_event_id,
 )
+from tests.moltbot.dispatching import passes_at_once
 
 T0 = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
 
@@ -137,18 +137,7 @@ def test_two_concurrent_passes_create_each_run_exactly_once(inbox: Inbox, deploy
         inbox.accept("stripe", event(f"evt_{i}"), received_at=T0)
     dispatcher = Dispatcher(inbox, config_for(deployment))
     other = Dispatcher(inbox, config_for(deployment))
-    start = threading.Barrier(2)
-    results: list[DispatchCounts] = []
-
-    def work(which: Dispatcher) -> None:
-        start.wait()
-        results.append(which.dispatch_pending())
-
-    threads = [threading.Thread(target=work, args=(d,)) for d in (dispatcher, other)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    results = passes_at_once([dispatcher, other])
 
     assert sum(counts.dispatched for counts in results) == 12
     assert inbox.counts()["dispatched"] == 12

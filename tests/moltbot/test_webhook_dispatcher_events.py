@@ -3,7 +3,6 @@ transaction per pass, against the test Prefect API, on SQLite and PostgreSQL led
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -31,6 +30,7 @@ from moltbot.webhooks.dispatcher import (
     prefect_event_id,
 )
 from tests.e2e.servers import wait_for
+from tests.moltbot.dispatching import passes_at_once
 
 T0 = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
 ALERT = EventTarget(event="moltbot.alert.{type}")
@@ -240,18 +240,7 @@ def test_with_max_attempts_left_a_refused_entry_is_retried_and_the_others_go(
 def test_two_concurrent_passes_emit_each_event_once(inbox: Inbox) -> None:
     sent = [inbox.accept("stripe", event(tag(f"evt_{i}")), received_at=T0)[0] for i in range(12)]
     dispatchers = [Dispatcher(inbox, alerts()), Dispatcher(inbox, alerts())]
-    start = threading.Barrier(2)
-    results: list[DispatchCounts] = []
-
-    def work(which: Dispatcher) -> None:
-        start.wait()
-        results.append(which.dispatch_pending())
-
-    threads = [threading.Thread(target=work, args=(d,)) for d in dispatchers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    results = passes_at_once(dispatchers)
 
     assert sum(counts.dispatched for counts in results) == 12
     assert all(inbox.get(entry.id).attempts == 1 for entry in sent)
