@@ -266,6 +266,17 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     return (os.cpu_count() or 1) + 1
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The `slow` tests first, each part in its collected order.
+
+    xdist hands tests out one scope at a time as workers free up. Long tests handed out last
+    left one worker finishing `test_demo` while the others had nothing to do; started first,
+    the short ones fill the gaps at the end. Every worker sorts the same way, so their
+    collections stay identical.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
     """Under pytest-xdist (`--dist loadgroup`, the default here) the end-to-end tests that use
     the shared Prefect server run on one worker, one after another: that worker's server, and
