@@ -491,10 +491,17 @@ def words(key: str, locale: str, **values: object) -> str:
 
 
 def _check(
-    name: str, status: Status, locale: str, detail: str, action: str | None = None, **values: object
+    check: str,
+    status: Status,
+    locale: str,
+    detail: str,
+    action: str | None = None,
+    /,
+    **values: object,
 ) -> Check:
+    """The check `check` with its detail and action texts (keys of `_WORDS`) filled in."""
     return Check(
-        name=name,
+        name=check,
         status=status,
         detail=words(detail, locale, **values),
         action=words(action, locale, **values) if action else None,

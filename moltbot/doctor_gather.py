@@ -354,7 +354,7 @@ def ledger_facts(url: str) -> LedgerFacts:
     """Whether the ledger at `url` answers, which columns its tables lack, and the hosts in
     its claims' `holder` column. Nothing is created or changed (a SQLite file that does not
     exist is reported as not created yet)."""
-    from sqlalchemy import column, create_engine, distinct, func, inspect, select, table
+    from sqlalchemy import column, create_engine, func, inspect, select, table
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
@@ -393,7 +393,7 @@ def ledger_facts(url: str) -> LedgerFacts:
                 else:
                     host = func.substr(holder, 1, func.instr(holder, "/") - 1)
                 statement = (
-                    select(distinct(host)).select_from(table("effects")).where(holder.is_not(None))
+                    select(host).distinct().select_from(table("effects")).where(holder.is_not(None))
                 )
                 hosts = tuple(sorted(str(row[0]) for row in conn.execute(statement) if row[0]))
     except SQLAlchemyError as exc:
