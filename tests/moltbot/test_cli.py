@@ -253,7 +253,7 @@ def test_every_command_is_documented_in_the_readme() -> None:
         ]
 
     assert commands == [
-        "list", "show", "run", "demo", "sandbox", "serve", "deploy", "prune", "audit",
+        "list", "show", "run", "demo", "sandbox", "serve", "deploy", "prune", "doctor", "audit",
         "blocks register",
         "blocks list", "blocks test", "webhook serve", "outbox list", "outbox show",
         "outbox replay", "outbox resolve", "outbox ack", "server start", "server status",
