@@ -480,7 +480,11 @@ _WORDS: dict[str, tuple[str, str]] = {
         "MOLTBOT_OPS_BLOCK {name}이(가) 업무 채널이기도 함 ({automations})",
     ),
     "ops_block_ok": ("failed runs are reported to {name}", "실패한 실행은 {name}(으)로 알림"),
-    "not_contacted": ("not contacted", "연락하지 않음"),
+    # A block's own finding comes from `moltbot.blockcheck` (the service's words, in English);
+    # Korean leads it with what happened.
+    "block_ok": ("{detail}", "인증된 무작업 호출 성공: {detail}"),
+    "block_none": ("{detail}", "호출하지 않음: {detail}"),
+    "block_failed": ("{detail}", "서비스가 거절했거나 응답 없음: {detail}"),
 }
 
 
@@ -625,14 +629,12 @@ def check_blocks(blocks: Sequence[BlockFact], *, locale: str) -> list[Check]:
     checks = []
     for block in blocks:
         status: Status = "fail" if block.ok is False else "ok"
-        detail = block.detail
-        if block.ok is None:
-            detail = f"{words('not_contacted', locale)}: {detail}"
+        lead = {True: "block_ok", None: "block_none", False: "block_failed"}[block.ok]
         checks.append(
             Check(
                 name=f"block:{block.block_type}/{block.name}",
                 status=status,
-                detail=detail,
+                detail=words(lead, locale, detail=block.detail),
                 action=words("block_failed_do", locale, name=block.name)
                 if status == "fail"
                 else None,

@@ -103,3 +103,16 @@ def test_a_first_run_reports_only_what_is_not_ok_and_a_vanished_check_recovers()
     assert [(w.service, w.state, w.failures) for w in fresh.writes] == [("b", "DOWN", 1)]
     assert [(c.name, c.after) for c in vanished.changes] == [("c", "ok")]
     assert [(w.service, w.state) for w in vanished.writes] == [("c", "UP")]
+
+
+def test_run_shows_the_counts_and_the_changes() -> None:
+    from rich.console import Console
+
+    from moltbot.resultview import result_view
+
+    result = {"counts": {"ok": 3, "warn": 1, "fail": 0}, "changes": [{}], "deliveries": []}
+    console = Console(record=True, width=120)
+    for part in result_view("health", result, currency="KRW", locale="en"):
+        console.print(part)
+
+    assert "health: 0 failed, 1 warning(s), 3 ok · 1 changed" in console.export_text()

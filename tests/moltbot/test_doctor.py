@@ -186,6 +186,12 @@ def test_blocks_fail_when_their_no_op_fails_and_stale_secrets_warn() -> None:
     assert (failed.status, failed.detail) == ("fail", "401 unauthorized")
     assert "blocks test notion" in (failed.action or "")
     assert checks["block:moltbot-slack-incoming-webhook/team-slack"].status == "ok"
+    korean = check_blocks(blocks, locale="ko")
+    assert [check.detail.split(":")[0] for check in korean] == [
+        "인증된 무작업 호출 성공",
+        "서비스가 거절했거나 응답 없음",
+        "호출하지 않음",
+    ]
     assert (rotation.status, "notion" in rotation.detail, "jira" in rotation.detail) == (
         "warn",
         True,
