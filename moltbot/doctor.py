@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from moltbot.masking import mask_text
+
 Status = Literal["ok", "warn", "fail"]
 STATUSES: tuple[Status, ...] = ("ok", "warn", "fail")
 DatabaseKind = Literal["sqlite", "postgresql", "unknown"]
@@ -526,7 +528,7 @@ def check_prefect_api(prefect: PrefectFacts, *, locale: str) -> Check:
             locale,
             "api_down",
             "api_down_do",
-            url=prefect.api_url,
+            url=mask_text(prefect.api_url),
             error=prefect.error or "?",
         )
     return _check(
@@ -535,7 +537,7 @@ def check_prefect_api(prefect: PrefectFacts, *, locale: str) -> Check:
         locale,
         "api_ok",
         version=prefect.version or "?",
-        url=prefect.api_url,
+        url=mask_text(prefect.api_url),
         database=prefect.database,
     )
 

@@ -36,6 +36,8 @@ from moltbot.doctor import (
 from moltbot.masking import mask_text
 
 ENCRYPTION_KEY_ENV = "PREFECT_SERVER_ENCRYPTION_KEY"
+OPS_AUTOMATIONS = ("health",)
+"""Automations whose messages are for ops: their routes are not business channels."""
 # The doctor should answer within seconds even when a host is silent.
 _PROBE_TIMEOUT_SECONDS = 5.0
 _BLOCK_CHECKS_AT_ONCE = 8
@@ -96,7 +98,7 @@ def gather_facts(
             ),
         ),
         ledger=ledger_facts(settings.resolved_ledger_url),
-        ops=_ops_facts(settings, saved_names),
+        ops=ops_facts(settings, saved_names),
         rotation_days=settings.secret_rotation_days,
         blocks=blocks,
         deployments=deployments,
@@ -403,7 +405,9 @@ def ledger_facts(url: str) -> LedgerFacts:
     return LedgerFacts(url=shown, kind=kind, missing_columns=tuple(missing), hosts=hosts)
 
 
-def _ops_facts(settings: Settings, saved: frozenset[str] | None) -> OpsFacts:
+def ops_facts(settings: Settings, saved: frozenset[str] | None) -> OpsFacts:
+    """The ops route and block, and the business channels of every automation's routes (the
+    registry's defaults and `[routes]`; the routes of `OPS_AUTOMATIONS` are ops routes)."""
     from moltbot.effects.routes import RoutesConfig
     from moltbot.errors import InputError
     from moltbot.registry import automation_names, automations
@@ -420,6 +424,8 @@ def _ops_facts(settings: Settings, saved: frozenset[str] | None) -> OpsFacts:
         for automation, severities in configured.routes.items():
             for severity, route in severities.items():
                 routes.setdefault(automation, {})[severity] = tuple(route.links)
+    for automation in OPS_AUTOMATIONS:
+        routes.pop(automation, None)
     return OpsFacts(
         channels=tuple(settings.ops_channels),
         block=settings.ops_block,

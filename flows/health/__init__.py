@@ -11,4 +11,7 @@ ENTRY = Automation(
     # A run that starts while the previous one still checks would compare with states the other
     # is about to save: the newcomer is cancelled (the next one is 5 minutes away).
     collision_strategy="CANCEL_NEW",
+    # No default chain: its message goes to MOLTBOT_OPS_CHANNELS unless `[routes.health]` names
+    # a `changed` route (or a run gives `channels`).
+    default_routes={},
 )

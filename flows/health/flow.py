@@ -16,14 +16,16 @@ from moltbot.config.settings import get_settings
 from moltbot.doctor import worst
 from moltbot.effects import Route
 from moltbot.effects.report import RunReport, finish_run
-from moltbot.effects.routes import RouteSpec, routes_from_parameter
+from moltbot.effects.routes import RouteSpec
 from moltbot.runlabels import flow_run_namer, label_current_run, local_minute
 from tasks.artifacts import publish_markdown
 from tasks.doctor import run_doctor_checks
-from tasks.effects import deliver, route_destinations
+from tasks.effects import deliver, route_destinations, routes_for
 from tasks.service_health import read_service_health, save_service_health
 
 ARTIFACT_KEY = "health"
+# The one kind of message it sends: the checks' result changed.
+SEVERITY = "changed"
 
 
 class HealthResult(RunReport):
@@ -37,15 +39,14 @@ class HealthResult(RunReport):
 
 
 def resolve_routes(channels: list[RouteSpec] | None) -> list[Route]:
-    """The `channels` parameter's routes, else one route along `MOLTBOT_OPS_CHANNELS` (the
-    channel that takes the message first).
+    """The `channels` parameter's routes, else `changed` of `[routes.health]` in moltbot.toml,
+    else one route along `MOLTBOT_OPS_CHANNELS` (the first channel that takes the message).
 
     Raises:
-        InputError: a malformed `channels` parameter.
+        InputError: a malformed `channels` parameter or `[routes]` entry.
     """
-    if channels is not None:
-        return routes_from_parameter(channels, ENTRY.delivery_policy)
-    return [Route(tuple(get_settings().ops_channels), ENTRY.delivery_policy)]
+    routes = routes_for(ENTRY, SEVERITY, channels)
+    return routes or [Route(tuple(get_settings().ops_channels), ENTRY.delivery_policy)]
 
 
 @flow(name=AUTOMATION, flow_run_name=flow_run_namer(AUTOMATION), log_prints=False, **AUDIT_HOOKS)
@@ -67,7 +68,8 @@ def health(channels: list[Any] | None = None, dry_run: bool = False) -> dict[str
 
     Args:
         channels: routes for the message (a channel name, or a list tried in order);
-            default: one route along `MOLTBOT_OPS_CHANNELS`.
+            default: `changed` of `[routes.health]`, else one route along
+            `MOLTBOT_OPS_CHANNELS`.
         dry_run: check and preview the message, but send and save nothing.
 
     Returns:

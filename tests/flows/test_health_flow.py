@@ -4,6 +4,7 @@ doctor's result, none for the same result, the statuses kept in the ledger."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -116,3 +117,16 @@ def test_run_shows_the_counts_and_the_changes() -> None:
         console.print(part)
 
     assert "health: 0 failed, 1 warning(s), 3 ok · 1 changed" in console.export_text()
+
+
+def test_the_message_goes_to_the_ops_channels_unless_routes_health_says_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from flows.health.flow import resolve_routes
+
+    monkeypatch.setenv("MOLTBOT_OPS_CHANNELS", '["ops-slack", "outbox"]')
+    assert [route.links for route in resolve_routes(None)] == [("ops-slack", "outbox")]
+    assert [route.links for route in resolve_routes(["a", ["b", "c"]])] == [("a",), ("b", "c")]
+
+    Path("moltbot.toml").write_text('[routes.health]\nchanged = ["ops-jandi"]\n', encoding="utf-8")
+    assert [route.links for route in resolve_routes(None)] == [("ops-jandi",)]

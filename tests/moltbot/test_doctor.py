@@ -329,6 +329,24 @@ def test_business_channels_leave_the_outbox_out() -> None:
     assert BUSINESS == {"team-slack": ("daily-report", "inventory-alert")}
 
 
+def test_the_routes_of_moltbot_toml_are_business_except_the_health_automations(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from moltbot.config.settings import get_settings
+    from moltbot.doctor_gather import ops_facts
+
+    Path("moltbot.toml").write_text(
+        '[routes.health]\nchanged = ["ops-slack"]\n[routes.daily-report]\ninfo = ["ops-slack"]\n',
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("MOLTBOT_OPS_CHANNELS", '["ops-slack"]')
+
+    ops = ops_facts(get_settings(), frozenset({"ops-slack"}))
+
+    assert ops.business == {"ops-slack": ("daily-report",)}
+    assert check_ops_channels(ops, locale="en").status == "warn"
+
+
 @pytest.mark.parametrize(
     ("block", "status"), [(None, "warn"), ("team-slack", "warn"), ("ops-hook", "ok")]
 )
