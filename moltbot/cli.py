@@ -670,8 +670,13 @@ def doctor(
     from moltbot.doctor_gather import gather_facts
 
     settings = get_settings()
-    with err_console.status("doctor…", spinner="dots"):
-        checks = decide(gather_facts(settings=settings), locale=settings.locale)
+    try:
+        with err_console.status("doctor…", spinner="dots"):
+            checks = decide(gather_facts(settings=settings), locale=settings.locale)
+    except Exception as exc:  # each part guards itself; this is the last line before a traceback
+        from moltbot.masking import mask_text
+
+        raise fail(mask_text(f"doctor failed: {type(exc).__name__}: {exc}"), EXIT_FAILED) from None
     if as_json:
         print(json.dumps(as_document(checks), ensure_ascii=False))
     else:

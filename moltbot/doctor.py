@@ -205,6 +205,8 @@ class Facts:
     deployments_error: str | None = None
     sources: tuple[SourceFact, ...] | None = None
     sources_error: str | None = None
+    problems: tuple[tuple[str, str], ...] = ()
+    """(check name, error) of the parts that could not be checked at all."""
 
 
 # -- words -------------------------------------------------------------------------------------
@@ -214,6 +216,11 @@ _WORDS: dict[str, tuple[str, str]] = {
     "api_none": (
         "no Prefect API: PREFECT_API_URL is not set and the local server is not running",
         "Prefect API 없음: PREFECT_API_URL이 설정되지 않았고 로컬 서버도 실행 중이 아님",
+    ),
+    "unchecked": ("could not check: {error}", "점검할 수 없음: {error}"),
+    "unchecked_do": (
+        "run uv run moltbot doctor again; if it stays, look at the Prefect server's log",
+        "uv run moltbot doctor를 다시 실행하고, 계속되면 Prefect 서버 로그를 보세요",
     ),
     "api_none_do": (
         "start it: uv run moltbot server start (or set PREFECT_API_URL); the checks that need "
@@ -908,6 +915,10 @@ def decide(facts: Facts, *, locale: str) -> list[Check]:
     checks.append(check_rate_limits(facts.rate_limits, locale=locale))
     checks += check_deployments(facts.deployments, facts.deployments_error, locale=locale)
     checks += check_sources(facts.sources, facts.sources_error, locale=locale)
+    checks += [
+        _check(name, "fail", locale, "unchecked", "unchecked_do", error=error)
+        for name, error in facts.problems
+    ]
     checks += [
         check_ledger(facts.ledger, locale=locale),
         check_ledger_hosts(facts.ledger, locale=locale),

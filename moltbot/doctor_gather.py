@@ -13,11 +13,11 @@ import contextvars
 import importlib
 import os
 import pkgutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from moltbot.config.settings import Settings, get_settings
 from moltbot.doctor import (
@@ -42,6 +42,7 @@ OPS_AUTOMATIONS = ("health",)
 _PROBE_TIMEOUT_SECONDS = 5.0
 _BLOCK_CHECKS_AT_ONCE = 8
 _ERROR_CHARS = 200
+T = TypeVar("T")
 
 
 def one_line(error: BaseException | str) -> str:
@@ -74,18 +75,31 @@ def gather_facts(
     blocks = deployments = sources = None
     deployments_error = sources_error = None
     saved_names: frozenset[str] | None = None
+    problems: list[tuple[str, str]] = []
+
+    def guarded(name: str, read: Callable[[], T]) -> T | None:
+        # Whatever else goes wrong in one part is that part's finding, not a traceback.
+        try:
+            return read()
+        except Exception as exc:  # (the API or a driver failing in a way not foreseen)
+            problems.append((name, f"{type(exc).__name__}: {one_line(exc)}"))
+            return None
+
     if api_url is not None:
         with _using_api(api_url):
             prefect = _prefect_facts(api_url, local)
             if prefect.reachable:
                 saved_names = _saved_block_names()
-                blocks = _block_facts(now)
-                deployments, deployments_error = _deployment_facts()
-    # Without the API a source's block cannot be looked up: the gateway checks are skipped,
-    # like the other checks that need it.
-    sources, sources_error = (
-        _source_facts(environ, api_url) if prefect.reachable and api_url else ((), None)
-    )
+                blocks = guarded("blocks", lambda: _block_facts(now))
+                deployments, deployments_error = guarded("deployments", _deployment_facts) or (
+                    None,
+                    None,
+                )
+                # Without the API a source's block cannot be looked up: the gateway checks
+                # are skipped then, like the other checks that need it.
+                sources, sources_error = guarded(
+                    "gateway", lambda: _source_facts(environ, api_url)
+                ) or ((), None)
     return Facts(
         prefect=prefect,
         encryption_key_set=bool(environ.get(ENCRYPTION_KEY_ENV, "").strip()),
@@ -105,6 +119,7 @@ def gather_facts(
         deployments_error=deployments_error,
         sources=sources if sources_error is None else None,
         sources_error=sources_error,
+        problems=tuple(problems),
     )
 
 
@@ -299,9 +314,7 @@ def _deployment_facts() -> tuple[tuple[DeploymentFact, ...] | None, str | None]:
 # -- the gateway, the ledger, ops --------------------------------------------------------------
 
 
-def _source_facts(
-    environ: Mapping[str, str], api_url: str
-) -> tuple[tuple[SourceFact, ...], str | None]:
+def _source_facts(environ: Mapping[str, str]) -> tuple[tuple[SourceFact, ...], str | None]:
     """Each gateway source, its variable and its `WebhookSource` block as the API has it."""
     from moltbot.errors import InputError
     from moltbot.webhooks.config import GatewayConfig
@@ -311,8 +324,7 @@ def _source_facts(
         config = GatewayConfig.from_project()
     except InputError as exc:
         return (), one_line(exc)
-    with _using_api(api_url):
-        schemes = _webhook_block_schemes()
+    schemes = _webhook_block_schemes()
     facts = []
     for name, source in config.sources.items():
         variable = secret_env_name(name)

@@ -171,6 +171,14 @@ def test_an_unreachable_api_is_one_failed_check_and_the_api_checks_are_skipped()
     )
 
 
+def test_a_part_that_could_not_be_checked_at_all_fails_in_one_line() -> None:
+    problems = (("blocks", "ReadTimeout: timed out"),)
+    checks = decide(_facts(blocks=None, problems=problems), locale="ko")
+
+    [check] = [check for check in checks if check.name == "blocks"]
+    assert (check.status, check.detail) == ("fail", "점검할 수 없음: ReadTimeout: timed out")
+
+
 def test_blocks_fail_when_their_no_op_fails_and_stale_secrets_warn() -> None:
     blocks = (
         BlockFact("jira", "moltbot-jira-credentials", True, "Jira accepted", 10),
