@@ -102,6 +102,8 @@ class DeploymentFact:
         present: a deployment `<automation>/default` exists.
         paused: it is paused.
         schedules_inactive: how many of its schedules are switched off.
+        schedules: how many schedules it has.
+        scheduled: the registry and moltbot.toml give it a schedule (a cron or an interval).
         intended_paused: moltbot.toml says paused, or it lacks parameters its runs need.
         missing: the parameters it lacks, in words.
     """
@@ -112,6 +114,8 @@ class DeploymentFact:
     schedules_inactive: int = 0
     intended_paused: bool = False
     missing: tuple[str, ...] = ()
+    schedules: int = 1
+    scheduled: bool = True
 
 
 @dataclass(frozen=True)
@@ -367,6 +371,14 @@ _WORDS: dict[str, tuple[str, str]] = {
     "deploy_missing_do": (
         "uv run moltbot deploy --pool NAME --only {name}",
         "uv run moltbot deploy --pool 이름 --only {name}",
+    ),
+    "deploy_no_schedule": (
+        "registered without a schedule, though moltbot gives it one: it never runs by itself",
+        "일정 없이 등록됨 (moltbot 설정에는 일정이 있음): 저절로 실행되지 않음",
+    ),
+    "deploy_again_do": (
+        "deploy it again: uv run moltbot deploy --pool NAME --only {name}",
+        "다시 배포하세요: uv run moltbot deploy --pool 이름 --only {name}",
     ),
     "deploy_paused_accident": (
         "paused, though moltbot.toml does not say so and its parameters are complete",
@@ -732,6 +744,10 @@ def check_deployments(
         elif deployment.paused:
             checks.append(
                 _check(name, "fail", locale, "deploy_paused_accident", "deploy_resume_do", **values)
+            )
+        elif deployment.scheduled and not deployment.schedules:
+            checks.append(
+                _check(name, "fail", locale, "deploy_no_schedule", "deploy_again_do", **values)
             )
         elif deployment.schedules_inactive:
             checks.append(

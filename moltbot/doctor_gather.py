@@ -304,6 +304,8 @@ def _deployment_facts() -> tuple[tuple[DeploymentFact, ...] | None, str | None]:
                     present=True,
                     paused=deployment.paused,
                     schedules_inactive=sum(1 for s in deployment.schedules if not s.active),
+                    schedules=len(deployment.schedules),
+                    scheduled=spec.cron is not None or spec.interval_seconds is not None,
                     intended_paused=spec.paused,
                     missing=spec.missing_parameters,
                 )

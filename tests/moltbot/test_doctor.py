@@ -228,6 +228,8 @@ def test_rate_limits_switched_off_warn(limits: RateLimitFacts, status: str) -> N
         (DeploymentFact("daily-report", present=False), "warn"),
         (DeploymentFact("daily-report", present=True, paused=True), "fail"),
         (DeploymentFact("daily-report", present=True, schedules_inactive=1), "fail"),
+        (DeploymentFact("daily-report", present=True, schedules=0), "fail"),
+        (DeploymentFact("daily-report", present=True, schedules=0, scheduled=False), "ok"),
         (
             DeploymentFact("daily-report", present=True, paused=True, intended_paused=True),
             "ok",
@@ -488,3 +490,6 @@ def test_doctor_against_a_prefect_server_checks_every_sandbox_block(
     assert (slack["status"], slack["detail"].startswith("not contacted")) == ("ok", True)
     assert checks["ops.channels"]["status"] == "ok"
     assert checks["ledger"]["status"] == "ok"
+    # Deployments were read from the server (whatever other tests left there).
+    assert any(name == "deployments" or name.startswith("deployment:") for name in checks)
+    assert {"gateway:stripe", "gateway:github"} <= set(checks)
