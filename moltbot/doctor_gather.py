@@ -97,9 +97,10 @@ def gather_facts(
                 )
                 # Without the API a source's block cannot be looked up: the gateway checks
                 # are skipped then, like the other checks that need it.
-                sources, sources_error = guarded(
-                    "gateway", lambda: _source_facts(environ, api_url)
-                ) or ((), None)
+                sources, sources_error = guarded("gateway", lambda: _source_facts(environ)) or (
+                    (),
+                    None,
+                )
     return Facts(
         prefect=prefect,
         encryption_key_set=bool(environ.get(ENCRYPTION_KEY_ENV, "").strip()),

@@ -492,4 +492,4 @@ def test_doctor_against_a_prefect_server_checks_every_sandbox_block(
     assert checks["ledger"]["status"] == "ok"
     # Deployments were read from the server (whatever other tests left there).
     assert any(name == "deployments" or name.startswith("deployment:") for name in checks)
-    assert {"gateway:stripe", "gateway:github"} <= set(checks)
+    assert {"gateway:stripe", "gateway:github"} <= set(checks), checks.get("gateway")
