@@ -4,6 +4,7 @@ import moltbot  # noqa: F401  (sets Prefect telemetry defaults before Prefect is
 from flows.daily_report import ENTRY as DAILY_REPORT
 from flows.error_spike import ENTRY as ERROR_SPIKE
 from flows.form_digest import ENTRY as FORM_DIGEST
+from flows.health import ENTRY as HEALTH
 from flows.inventory_alert import ENTRY as INVENTORY_ALERT
 from flows.on_call import ENTRY as ON_CALL
 from flows.payment_failures import ENTRY as PAYMENT_FAILURES
@@ -22,5 +23,6 @@ AUTOMATIONS: tuple[Automation, ...] = (
     PAYMENT_FAILURES,
     RECONCILE,
     ON_CALL,
+    HEALTH,
 )
 """The one registry of automations, in registry order (`moltbot.registry.automations()`)."""

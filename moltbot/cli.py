@@ -659,6 +659,54 @@ def blocks_test(
         raise typer.Exit(EXIT_FAILED)
 
 
+@app.command("doctor")
+def doctor(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """Check the Prefect API, every block, deployments, gateway, ledger and risky setups; exit 1
+    when a check failed (warnings pass). Starts no server."""
+    from moltbot.config.settings import get_settings
+    from moltbot.doctor import as_document, decide, failed
+    from moltbot.doctor_gather import gather_facts
+
+    settings = get_settings()
+    try:
+        with err_console.status("doctor…", spinner="dots"):
+            checks = decide(gather_facts(settings=settings), locale=settings.locale)
+    except Exception as exc:  # each part guards itself; this is the last line before a traceback
+        from moltbot.masking import mask_text
+
+        raise fail(mask_text(f"doctor failed: {type(exc).__name__}: {exc}"), EXIT_FAILED) from None
+    if as_json:
+        print(json.dumps(as_document(checks), ensure_ascii=False))
+    else:
+        _print_checks(checks)
+    if failed(checks):
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _print_checks(checks: list[Any]) -> None:
+    from rich.table import Table
+
+    from moltbot.doctor import STATUSES
+    from moltbot.i18n import cli_text
+
+    labels = dict(zip(STATUSES, cli_text("doctor_statuses"), strict=True))
+    styles = {"ok": "green", "warn": "yellow", "fail": "bold red"}
+    table = Table(*cli_text("doctor_columns"))
+    for check in checks:
+        table.add_row(
+            escape(check.name),
+            f"[{styles[check.status]}]{labels[check.status]}[/]",
+            escape(check.detail),
+            escape(check.action or ""),
+        )
+    console.print(table)
+    counts = {status: sum(1 for check in checks if check.status == status) for status in STATUSES}
+    [summary] = cli_text("doctor_summary")
+    say(summary.format(failed=counts["fail"], warned=counts["warn"], ok=counts["ok"]))
+
+
 webhook_app = typer.Typer(help="Webhook gateway: signed POSTs in, durable inbox, flow runs out.")
 app.add_typer(webhook_app, name="webhook")
 

@@ -176,6 +176,20 @@ _TEXTS: dict[str, dict[str, tuple[str, ...]]] = {
             "누락 실행 알림: 일정과 함께 일시 중지 ({count}개)",
         ),
     },
+    # `moltbot doctor`: the table's columns, the statuses in the order ok, warn, fail, and the
+    # summary line.
+    "doctor_columns": {
+        "en": ("check", "status", "finding", "what to do"),
+        "ko": ("점검", "상태", "결과", "조치"),
+    },
+    "doctor_statuses": {
+        "en": ("ok", "warning", "FAILED"),
+        "ko": ("정상", "경고", "실패"),
+    },
+    "doctor_summary": {
+        "en": ("{failed} failed, {warned} warning(s), {ok} ok",),
+        "ko": ("실패 {failed}개, 경고 {warned}개, 정상 {ok}개",),
+    },
 }
 
 

@@ -248,6 +248,8 @@ def result_view(name: str, result: dict[str, Any], *, currency: str, locale: str
         parts.append(_omissions_table(result, locale))
     elif name == "on-call" and "escalations" in result:
         parts.append(_on_call_line(result, locale))
+    elif name == "health" and "changes" in result:
+        parts.append(_health_line(result, locale))
     table = deliveries_table(result, locale=locale)
     if table is not None:
         parts.append(table)
@@ -372,6 +374,16 @@ def _on_call_line(result: dict[str, Any], locale: str) -> RenderableType:
         f"{len(result['escalations'])} {w['escalations']}",
     ]
     return Text(f"on-call: {' · '.join(counts)}")
+
+
+def _health_line(result: dict[str, Any], locale: str) -> RenderableType:
+    from moltbot.i18n import cli_text
+
+    [summary] = cli_text("doctor_summary")
+    counts, changed = result["counts"], len(result["changes"])
+    line = summary.format(failed=counts["fail"], warned=counts["warn"], ok=counts["ok"])
+    news = f"변경 {changed}건" if locale == "ko" else f"{changed} changed"
+    return Text(f"health: {line} · {news}")
 
 
 def _omissions_table(result: dict[str, Any], locale: str) -> RenderableType:

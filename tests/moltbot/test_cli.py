@@ -70,7 +70,7 @@ def test_unknown_automation_exits_2_naming_the_choices() -> None:
     assert result.stdout == ""
     choices = (
         "(choose from: daily-report, inventory-alert, form-digest, ticket-creation, "
-        "service-health, error-spike, payment-failures, reconcile, on-call)"
+        "service-health, error-spike, payment-failures, reconcile, on-call, health)"
     )
     assert f"unknown automation 'weekly-horoscope' {choices}" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -253,7 +253,7 @@ def test_every_command_is_documented_in_the_readme() -> None:
         ]
 
     assert commands == [
-        "list", "show", "run", "demo", "sandbox", "serve", "deploy", "prune", "audit",
+        "list", "show", "run", "demo", "sandbox", "serve", "deploy", "prune", "doctor", "audit",
         "blocks register",
         "blocks list", "blocks test", "webhook serve", "outbox list", "outbox show",
         "outbox replay", "outbox resolve", "outbox ack", "server start", "server status",
