@@ -269,7 +269,8 @@ class _RuleContext:
         )
 
     def _chain(self, rule: Rule) -> tuple[list[str], str | None, str | None]:
-        if rule.kind != "message":
+        if rule.kind != "message" or rule.route is None:
+            # No route of its own (an on-call digest goes along its held messages' routes).
             return [], None, None
         name = self.automation.name
         given, chain_from = self._given(rule)
@@ -278,7 +279,7 @@ class _RuleContext:
             chain_from = "[routes]" if configured else "default"
         found = resolve_routes(
             name,
-            rule.route or "info",
+            rule.route,
             given,
             config=self.routes,
             defaults=self.automation.default_routes,
