@@ -111,7 +111,8 @@ def test_config_overrides_show_in_the_document_and_change_its_version(tmp_path: 
     assert after.version != before.version
     assert re.fullmatch(r"[0-9a-f]{12}", after.version)
     markdown = render_markdown(after, "en")
-    assert "- Channel chain: team-slack > ops-email > oncall-sms (moltbot.toml [routes])" in markdown
+    chain = "- Channel chain: team-slack > ops-email > oncall-sms (moltbot.toml [routes])"
+    assert chain in markdown
     assert "unacknowledged after 10 min, the next channel of the chain" in markdown
 
 
