@@ -8,11 +8,11 @@ RULES: tuple[Rule, ...] = (
         "on-call.quiet-digest",
         condition=Words(
             "quiet hours of a route ended and messages were held during them",
-            "경로의 조용한 시간이 끝났고 그동안 보류된 메시지가 있음",
+            "경로의 방해 금지 시간이 끝났고 그동안 보류된 메시지가 있음",
         ),
         dedup=Words(
             "on-call:digest:<route>:<end of quiet hours>:<digest of the held keys>",
-            "on-call:digest:<경로>:<조용한 시간 종료>:<보류된 키의 다이제스트>",
+            "on-call:digest:<경로>:<방해 금지 시간 종료>:<보류된 키의 다이제스트>",
         ),
         severities=("info", "warning"),
         templates=("digest_title.txt.j2", "digest.md.j2"),
