@@ -275,6 +275,7 @@ class _Performance:
             force=True,
             holder=self.rt.holder,
             holder_is_dead=lambda _effect: True,
+            details=self._why(intent),
         )
 
     # ------------------------------------------------------------------ recovery

@@ -200,3 +200,47 @@ def test_an_older_ledger_gains_the_rule_and_version_columns(tmp_path: Path) -> N
         "daily-report.report",
         "0123456789ab",
     )
+
+
+def test_the_effects_layer_records_rule_and_version_with_every_key_it_claims(
+    tmp_path: Path,
+) -> None:
+    from blocks import OutboxChannel
+    from moltbot.effects import ChannelExecutor, EffectsRuntime, perform
+    from moltbot.effects.executors import message_intent
+    from moltbot.effects.model import Intent, Route
+    from moltbot.messages import Message
+
+    message = Message(
+        key="daily-report:2026-12-03",
+        automation="daily-report",
+        title="Daily report",
+        text="revenue 47,000",
+        rule="daily-report.report",
+    )
+    found = Intent(
+        key="ticket-creation:event:x:jira:OPS",
+        automation="ticket-creation",
+        kind="jira_issue",
+        target="OPS",
+        payload=None,
+        route=Route(("outbox",)),
+        companion_keys=("ticket-creation:occurrence:x",),
+        known_remote_id="OPS-1",
+        rule_id="ticket-creation.issue",
+    )
+    with Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite3'}") as ledger:
+        runtime = EffectsRuntime(
+            ledger=ledger,
+            executors={"outbox": ChannelExecutor("outbox", OutboxChannel(folder=str(tmp_path)))},
+            policy_version="0123456789ab",
+        )
+        outcomes = perform([message_intent(message, Route(("outbox",))), found], runtime)
+        rows = {effect.key: (effect.rule_id, effect.policy_version) for effect in ledger.effects()}
+
+    assert [outcome.status for outcome in outcomes] == ["done", "done"]
+    assert rows == {
+        "daily-report:2026-12-03:outbox": ("daily-report.report", "0123456789ab"),
+        "ticket-creation:event:x:jira:OPS": ("ticket-creation.issue", "0123456789ab"),
+        "ticket-creation:occurrence:x": ("ticket-creation.issue", "0123456789ab"),
+    }
