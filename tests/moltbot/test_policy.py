@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from moltbot.cli import app
 from moltbot.config.project import ProjectConfig
+from moltbot.effects.quiet import DIGEST_RULE
 from moltbot.policy import REGENERATE, build_document, render_markdown, template_folder
 from moltbot.registry import automations, get_automation
 from moltbot.rules import RULE_ID_PATTERN
@@ -140,6 +141,8 @@ def test_cli_prints_markdown_json_and_korean_and_refuses_bad_input(tmp_path: Pat
 def test_rules_and_templates_cannot_drift_apart() -> None:
     ids = [rule.id for automation in automations() for rule in automation.rules]
     assert len(ids) == len(set(ids))
+    # The one rule the effects layer names itself (flows name theirs through `ENTRY.rule`).
+    assert DIGEST_RULE in ids
     folders: dict[Path, set[str]] = {}
     for automation in automations():
         assert automation.rules, automation.name
