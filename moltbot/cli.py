@@ -1112,6 +1112,29 @@ def _print_server(status: Any) -> None:
     say("  stop it:  uv run moltbot server stop")
 
 
+@app.command("policy")
+def policy(
+    output_format: Annotated[
+        str, typer.Option("--format", help="md (Markdown, the default) or json.")
+    ] = "md",
+) -> None:
+    """Print the policy document: every automation's triggers, rules, routes and templates."""
+    if output_format not in ("md", "json"):
+        raise fail(f"--format must be md or json, got {output_format!r}")
+    from moltbot.config.settings import get_settings
+    from moltbot.policy import build_document, render_markdown
+
+    try:
+        document = build_document()
+    except InputError as exc:
+        raise fail(str(exc)) from None
+    if output_format == "json":
+        print(json.dumps(document.as_json(), ensure_ascii=False, indent=2))
+        return
+    # Plain stdout, not rich: `moltbot policy > docs/POLICY.md` must write the Markdown as is.
+    sys.stdout.write(render_markdown(document, get_settings().locale))
+
+
 def main() -> None:
     """Console-script entry point."""
     logging.captureWarnings(True)

@@ -83,6 +83,12 @@ class Message(BaseModel):
             "and blocks): an SMS carries it as its link."
         ),
     )
+    # Left out of the JSON when unset, so payloads stored before rules existed read the same.
+    rule: str | None = Field(
+        default=None,
+        description="The id of the automation's rule that produced it (`moltbot policy`).",
+        exclude_if=lambda value: value is None,
+    )
 
     def chat_text(self) -> str:
         """The plain-text form a chat post carries beside its blocks (notifications, search).

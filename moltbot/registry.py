@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from moltbot.errors import InputError
+from moltbot.rules import Rule
 
 if TYPE_CHECKING:
     from prefect import Flow
@@ -77,6 +78,10 @@ class Automation:
             otherwise.
         required_choices: groups of optional parameters of which one must be given (the flow's
             signature cannot say "this or that"); a deployment without one is created paused.
+        rules: which condition produces which effect (the policy document lists them; each
+            effect records its rule's id in the ledger).
+        review_parameter: the flow parameter that makes a person review effects before they
+            happen (None: the automation has no review mode).
     """
 
     name: str
@@ -92,6 +97,20 @@ class Automation:
     delivery_policy: DeliveryPolicy = "at_least_once"
     webhook_routes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     required_choices: tuple[RequiredChoice, ...] = ()
+    rules: tuple[Rule, ...] = ()
+    review_parameter: str | None = None
+
+    def rule(self, name: str) -> str:
+        """The id of this automation's rule `name` (`out-of-stock` -> `inventory-alert.out-of-
+        stock`), so a flow can only record a rule it declares.
+
+        Raises:
+            KeyError: no such rule is declared.
+        """
+        rule_id = f"{self.name}.{name}"
+        if rule_id not in {rule.id for rule in self.rules}:
+            raise KeyError(f"{self.name} declares no rule {rule_id!r}")
+        return rule_id
 
     def load_flow(self) -> Flow:
         """Import and return the automation's flow (importing Prefect costs about a second)."""

@@ -6,6 +6,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from flows.daily_report import ENTRY
 from moltbot.messages import SLACK_SECTION_LIMIT, Attachment, Message
 from moltbot.templating import render_template
 from tasks.artifacts import data_uri
@@ -75,6 +76,7 @@ def build_report_message(
     )
     return Message(
         key=report_key(report_date),
+        rule=ENTRY.rule("report"),
         automation=AUTOMATION,
         severity="warning" if kpis.get("anomaly") else "info",
         title=title,

@@ -1,6 +1,59 @@
 """The error-spike automation: error lines per window (logs or a table) -> spike and clear."""
 
 from moltbot.registry import Automation, RequiredChoice
+from moltbot.rules import Rule, Words
+
+# Every alert renders the same set (`moltbot.templating.render_alert`).
+ALERT_TEMPLATES = (
+    "title.txt.j2",
+    "slack_summary.mrkdwn.j2",
+    "slack_signatures.mrkdwn.j2",
+    "slack_footer.mrkdwn.j2",
+    "alert.md.j2",
+    "email.html.j2",
+)
+
+RULES: tuple[Rule, ...] = (
+    Rule(
+        "error-spike.spike",
+        condition=Words(
+            "a source's error lines in a window reach max(min_count, factor x baseline)",
+            "한 소스의 구간 오류 줄 수가 max(min_count, factor x 기준값)에 도달",
+        ),
+        dedup=Words(
+            "error-spike:<source>:spike:<spike start>, per route",
+            "error-spike:<소스>:spike:<급증 시작 시각>, 경로마다",
+        ),
+        route="spike",
+        severities=("critical",),
+        templates=ALERT_TEMPLATES,
+    ),
+    Rule(
+        "error-spike.cleared",
+        condition=Words(
+            "a spiking source's windows are back under the threshold",
+            "급증한 소스의 구간이 기준 아래로 돌아옴",
+        ),
+        dedup=Words(
+            "error-spike:<source>:cleared:<spike start>, per route",
+            "error-spike:<소스>:cleared:<급증 시작 시각>, 경로마다",
+        ),
+        route="cleared",
+        severities=("info",),
+        templates=ALERT_TEMPLATES,
+    ),
+    Rule(
+        "error-spike.run-summary",
+        condition=Words(
+            "every run: what it found and what became of each effect, on the run's page",
+            "매 실행: 찾은 것과 각 작업의 결과를 실행 페이지에",
+        ),
+        dedup=Words("one per run (a Prefect artifact)", "실행마다 하나 (Prefect 아티팩트)"),
+        kind="artifact",
+        templates=("run_summary.md.j2",),
+    ),
+)
+"""Which condition produces which effect (`moltbot policy` lists them)."""
 
 ENTRY = Automation(
     name="error-spike",
@@ -12,4 +65,5 @@ ENTRY = Automation(
     collision_strategy="CANCEL_NEW",
     default_routes={"spike": ("outbox",), "cleared": ("outbox",)},
     required_choices=(RequiredChoice("log sources", (("sources",),)),),
+    rules=RULES,
 )

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from flows.error_spike import ENTRY
 from flows.error_spike.spikes import TopSignature, Transition, WindowCheck
 from moltbot.masking import mask_text
 from moltbot.messages import Message, Severity
@@ -75,6 +76,7 @@ def build_message(
     stamp = datetime.fromtimestamp(transition.spike_start, UTC).strftime("%Y%m%dT%H%M")
     return Message(
         key=transition.key,
+        rule=ENTRY.rule(transition.severity),
         automation=AUTOMATION,
         severity=MESSAGE_SEVERITY[transition.severity],
         title=title,

@@ -347,6 +347,7 @@ def form_digest(
                     },
                     route=Route((page.name,)),
                     label="digest page",
+                    rule_id=ENTRY.rule("notion-page"),
                 )
             ],
             {page.name: page},

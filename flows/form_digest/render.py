@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from flows.form_digest import ENTRY
 from flows.form_digest.digest import Digest, compact_rows, shorten
 from flows.shared.forms import ResponseWindow
 from moltbot.errors import InputError
@@ -184,6 +185,7 @@ def build_digest_message(
     )
     return Message(
         key=key,
+        rule=ENTRY.rule("digest"),
         automation=AUTOMATION,
         severity="warning" if context["needs_attention_total"] else "info",
         title=title,
@@ -225,6 +227,7 @@ def build_empty_note(
     text = render_template(TEMPLATES, locale, "empty_note.md.j2", **context).strip()
     return Message(
         key=key,
+        rule=ENTRY.rule("nothing-new"),
         automation=AUTOMATION,
         severity="info",
         title=title,

@@ -1,6 +1,87 @@
 """The inventory-alert automation: stock levels -> state transitions -> alerts by severity."""
 
 from moltbot.registry import Automation, RequiredChoice
+from moltbot.rules import Rule, Words
+
+# Every alert renders the same set (`moltbot.templating.render_alert`).
+ALERT_TEMPLATES = (
+    "title.txt.j2",
+    "slack_summary.mrkdwn.j2",
+    "slack_items.mrkdwn.j2",
+    "slack_footer.mrkdwn.j2",
+    "alert.md.j2",
+    "email.html.j2",
+)
+
+RULES: tuple[Rule, ...] = (
+    Rule(
+        "inventory-alert.out-of-stock",
+        condition=Words(
+            "an item's stock changed to out (none left)",
+            "품목 재고가 품절(0)로 바뀜",
+        ),
+        dedup=Words(
+            "inventory-alert:out:<digest of the items and their states>, per route",
+            "inventory-alert:out:<품목과 상태의 다이제스트>, 경로마다",
+        ),
+        route="out",
+        severities=("critical",),
+        templates=ALERT_TEMPLATES,
+    ),
+    Rule(
+        "inventory-alert.low-stock",
+        condition=Words(
+            "an item's stock changed to low (at or below its reorder point)",
+            "품목 재고가 부족(재주문점 이하)으로 바뀜",
+        ),
+        dedup=Words(
+            "inventory-alert:low:<digest of the items and their states>, per route",
+            "inventory-alert:low:<품목과 상태의 다이제스트>, 경로마다",
+        ),
+        route="low",
+        severities=("warning",),
+        templates=ALERT_TEMPLATES,
+    ),
+    Rule(
+        "inventory-alert.recovered",
+        condition=Words(
+            "a low or out item is back in stock",
+            "부족하거나 품절된 품목의 재고가 돌아옴",
+        ),
+        dedup=Words(
+            "inventory-alert:recovered:<digest of the items and their states>, per route",
+            "inventory-alert:recovered:<품목과 상태의 다이제스트>, 경로마다",
+        ),
+        route="recovered",
+        severities=("info",),
+        templates=ALERT_TEMPLATES,
+    ),
+    Rule(
+        "inventory-alert.reminder",
+        condition=Words(
+            "an item is still out of stock a whole cooldown (cooldown_hours) after the last alert",
+            "마지막 알림 후 대기 시간(cooldown_hours)이 지나도 여전히 품절",
+        ),
+        dedup=Words(
+            "inventory-alert:reminder:<digest of the items and their periods>, per route",
+            "inventory-alert:reminder:<품목과 기간의 다이제스트>, 경로마다",
+        ),
+        route="reminder",
+        severities=("critical",),
+        templates=ALERT_TEMPLATES,
+    ),
+    Rule(
+        "inventory-alert.run-summary",
+        condition=Words(
+            "every run: what it found and what became of each effect, on the run's page",
+            "매 실행: 찾은 것과 각 작업의 결과를 실행 페이지에",
+        ),
+        dedup=Words("one per run (a Prefect artifact)", "실행마다 하나 (Prefect 아티팩트)"),
+        kind="artifact",
+        templates=("run_summary.md.j2",),
+    ),
+)
+"""Which condition produces which effect (`moltbot policy` lists them)."""
 
 ENTRY = Automation(
     name="inventory-alert",
@@ -21,4 +102,5 @@ ENTRY = Automation(
             "a stock source", (("source",), ("sheets_block", "spreadsheet_id", "worksheet"))
         ),
     ),
+    rules=RULES,
 )

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
+from flows.inventory_alert import ENTRY
 from flows.inventory_alert.states import alert_digest
 from moltbot.messages import Attachment, Message, Severity
 from moltbot.templating import render_alert
@@ -23,6 +24,14 @@ MESSAGE_SEVERITY: dict[str, Severity] = {
     "reminder": "critical",
     "low": "warning",
     "recovered": "info",
+}
+
+# The rule (`flows.inventory_alert.RULES`) of each severity's alert.
+RULES: dict[str, str] = {
+    "out": "out-of-stock",
+    "low": "low-stock",
+    "recovered": "recovered",
+    "reminder": "reminder",
 }
 
 # The CSV attachment's columns, in order (English headers: it is read by programs too).
@@ -136,6 +145,7 @@ def build_alert_message(
     title, markdown, html, blocks = alert.title, alert.markdown, alert.html, alert.slack_blocks
     return Message(
         key=message_key(severity, digest),
+        rule=ENTRY.rule(RULES[severity]),
         automation=AUTOMATION,
         severity=MESSAGE_SEVERITY[severity],
         title=title,

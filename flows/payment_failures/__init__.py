@@ -1,6 +1,49 @@
 """The payment-failures automation: payments -> window alerts, repeat tickets, daily rates."""
 
 from moltbot.registry import Automation
+from moltbot.rules import Rule, Words
+
+RULES: tuple[Rule, ...] = (
+    Rule(
+        "payment-failures.window-alert",
+        condition=Words(
+            "a closed window (window_minutes) had payment failures",
+            "닫힌 구간(window_minutes)에 결제 실패가 있음",
+        ),
+        dedup=Words(
+            "payment-failures:alert:<window start, UTC>, per route",
+            "payment-failures:alert:<구간 시작, UTC>, 경로마다",
+        ),
+        route="alert",
+        severities=("warning",),
+        templates=("alert_title.txt.j2", "alert.mrkdwn.j2", "alert.md.j2"),
+    ),
+    Rule(
+        "payment-failures.daily-summary",
+        condition=Words(
+            "a local day ended: its failures, attempts and rates by reason and provider",
+            "현지 날짜가 끝남: 그날의 실패, 시도, 사유·결제사별 비율",
+        ),
+        dedup=Words(
+            "payment-failures:summary:<local date>, per route",
+            "payment-failures:summary:<현지 날짜>, 경로마다",
+        ),
+        route="summary",
+        severities=("info",),
+        templates=("summary_title.txt.j2", "summary.mrkdwn.j2", "summary.md.j2"),
+    ),
+    Rule(
+        "payment-failures.run-summary",
+        condition=Words(
+            "every run: what it found and what became of each effect, on the run's page",
+            "매 실행: 찾은 것과 각 작업의 결과를 실행 페이지에",
+        ),
+        dedup=Words("one per run (a Prefect artifact)", "실행마다 하나 (Prefect 아티팩트)"),
+        kind="artifact",
+        templates=("run_summary.md.j2",),
+    ),
+)
+"""Which condition produces which effect (`moltbot policy` lists them)."""
 
 ENTRY = Automation(
     name="payment-failures",
@@ -25,4 +68,5 @@ ENTRY = Automation(
             "payment.succeeded",
         )
     },
+    rules=RULES,
 )

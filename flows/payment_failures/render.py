@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from flows.payment_failures import ENTRY
 from flows.payment_failures.plan import AUTOMATION, AlertBatch, Breakdown, DaySummary
 from moltbot.formatting import format_money, minor_unit_digits
 from moltbot.messages import SLACK_SECTION_LIMIT, Message, slack_sections
@@ -113,6 +114,10 @@ def _breakdown(item: Breakdown, locale: str) -> dict[str, Any]:
     }
 
 
+# The rule (`flows.payment_failures.RULES`) of each kind of message.
+RULES = {"alert": "window-alert", "summary": "daily-summary"}
+
+
 def _message(
     kind: str, key: str, severity: Any, context: dict[str, Any], locale: str, *, stem: str
 ) -> Message:
@@ -125,6 +130,7 @@ def _message(
     ]
     return Message(
         key=key,
+        rule=ENTRY.rule(RULES[kind]),
         automation=AUTOMATION,
         severity=severity,
         title=title,

@@ -1,6 +1,35 @@
 """The reconcile automation: what should have produced an effect vs the effects recorded."""
 
 from moltbot.registry import Automation
+from moltbot.rules import Rule, Words
+
+RULES: tuple[Rule, ...] = (
+    Rule(
+        "reconcile.omissions",
+        condition=Words(
+            "new omissions: something should have produced an effect and the ledger has none",
+            "새 누락: 작업이 있어야 하는데 원장에 기록이 없음",
+        ),
+        dedup=Words(
+            "reconcile:omissions:<digest of the omission ids>, per route",
+            "reconcile:omissions:<누락 id의 다이제스트>, 경로마다",
+        ),
+        route="omission",
+        severities=("warning",),
+        templates=("title.txt.j2", "slack.mrkdwn.j2", "alert.md.j2"),
+    ),
+    Rule(
+        "reconcile.run-summary",
+        condition=Words(
+            "every run: what it found and what became of each effect, on the run's page",
+            "매 실행: 찾은 것과 각 작업의 결과를 실행 페이지에",
+        ),
+        dedup=Words("one per run (a Prefect artifact)", "실행마다 하나 (Prefect 아티팩트)"),
+        kind="artifact",
+        templates=("run_summary.md.j2",),
+    ),
+)
+"""Which condition produces which effect (`moltbot policy` lists them)."""
 
 ENTRY = Automation(
     name="reconcile",
@@ -13,4 +42,5 @@ ENTRY = Automation(
     # the next hour checks again.
     collision_strategy="CANCEL_NEW",
     default_routes={"omission": ("outbox",)},
+    rules=RULES,
 )

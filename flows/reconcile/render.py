@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from flows.reconcile import ENTRY
 from flows.reconcile.checks import AUTOMATION, REASONS, Omission, Rate, alert_key
 from moltbot.messages import SLACK_SECTION_LIMIT, Message, slack_sections
 from moltbot.templating import render_template
@@ -94,6 +95,7 @@ def build_alert_message(
     local = now.astimezone(ZoneInfo(timezone)).strftime("%Y-%m-%d-%H%M")
     return Message(
         key=key,
+        rule=ENTRY.rule("omissions"),
         automation=AUTOMATION,
         severity="warning",
         title=title,

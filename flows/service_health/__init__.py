@@ -1,6 +1,73 @@
 """The service-health automation: HTTP endpoints -> UP, DEGRADED, DOWN -> alerts on changes."""
 
 from moltbot.registry import Automation, RequiredChoice
+from moltbot.rules import Rule, Words
+
+# Every alert renders the same set (`moltbot.templating.render_alert`).
+ALERT_TEMPLATES = (
+    "title.txt.j2",
+    "slack_summary.mrkdwn.j2",
+    "slack_items.mrkdwn.j2",
+    "slack_footer.mrkdwn.j2",
+    "alert.md.j2",
+    "email.html.j2",
+)
+
+RULES: tuple[Rule, ...] = (
+    Rule(
+        "service-health.down",
+        condition=Words(
+            "a service failed failures_to_down checks in a row (it is DOWN)",
+            "서비스 점검이 failures_to_down번 연속 실패 (DOWN)",
+        ),
+        dedup=Words(
+            "service-health:down:<digest of the changed services>, per route",
+            "service-health:down:<바뀐 서비스의 다이제스트>, 경로마다",
+        ),
+        route="down",
+        severities=("critical",),
+        templates=ALERT_TEMPLATES,
+    ),
+    Rule(
+        "service-health.degraded",
+        condition=Words(
+            "a service answers, but slower than its latency_ms (DEGRADED)",
+            "서비스가 응답하지만 latency_ms보다 느림 (DEGRADED)",
+        ),
+        dedup=Words(
+            "service-health:degraded:<digest of the changed services>, per route",
+            "service-health:degraded:<바뀐 서비스의 다이제스트>, 경로마다",
+        ),
+        route="degraded",
+        severities=("warning",),
+        templates=ALERT_TEMPLATES,
+    ),
+    Rule(
+        "service-health.recovered",
+        condition=Words(
+            "a DOWN or DEGRADED service is UP again (with how long it was out)",
+            "DOWN 또는 DEGRADED였던 서비스가 다시 UP (중단 시간 포함)",
+        ),
+        dedup=Words(
+            "service-health:recovered:<digest of the changed services>, per route",
+            "service-health:recovered:<바뀐 서비스의 다이제스트>, 경로마다",
+        ),
+        route="recovered",
+        severities=("info",),
+        templates=ALERT_TEMPLATES,
+    ),
+    Rule(
+        "service-health.run-summary",
+        condition=Words(
+            "every run: what it found and what became of each effect, on the run's page",
+            "매 실행: 찾은 것과 각 작업의 결과를 실행 페이지에",
+        ),
+        dedup=Words("one per run (a Prefect artifact)", "실행마다 하나 (Prefect 아티팩트)"),
+        kind="artifact",
+        templates=("run_summary.md.j2",),
+    ),
+)
+"""Which condition produces which effect (`moltbot policy` lists them)."""
 
 ENTRY = Automation(
     name="service-health",
@@ -20,4 +87,5 @@ ENTRY = Automation(
     required_choices=(
         RequiredChoice("services to check", (("services",),), config_table="monitoring.services"),
     ),
+    rules=RULES,
 )

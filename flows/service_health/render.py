@@ -7,6 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from flows.service_health import ENTRY
 from flows.service_health.plan import Severity, Transition, alert_digest
 from moltbot.messages import Message
 from moltbot.messages import Severity as MessageSeverity
@@ -89,6 +90,7 @@ def build_alert_message(
     title, markdown, html, blocks = alert.title, alert.markdown, alert.html, alert.slack_blocks
     return Message(
         key=message_key(severity, digest),
+        rule=ENTRY.rule(severity),
         automation=AUTOMATION,
         severity=MESSAGE_SEVERITY[severity],
         title=title,

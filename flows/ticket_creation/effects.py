@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from blocks.jira import JiraCredentials
+from flows.ticket_creation import ENTRY
 from flows.ticket_creation.drafts import AUTOMATION, TicketDraft
 from flows.ticket_creation.plan import COMMENT, TICKET, LedgerEntry, Plan, PlannedDraft
 from moltbot.effects import Intent, Outcome, Route
@@ -48,6 +49,7 @@ def _known(key: str, target: str, issue: str, link: str, *, label: str) -> Inten
         route=Route((link,)),
         label=label,
         known_remote_id=issue,
+        rule_id=ENTRY.rule("issue"),
     )
 
 
@@ -79,6 +81,7 @@ def create_intents(drafts: Sequence[TicketDraft], issue_link: str) -> list[Inten
             route=Route((issue_link,)),
             label=draft.id,
             companion_keys=(draft.occurrence_key,),
+            rule_id=ENTRY.rule("issue"),
         )
         for draft in drafts
     ]
@@ -124,6 +127,7 @@ def comment_intents(
                 payload={"issue_key": issue, "body": body(draft, number)},
                 route=Route((comment_link,)),
                 label=draft.id,
+                rule_id=ENTRY.rule("recurrence"),
             )
         )
     return intents, numbers

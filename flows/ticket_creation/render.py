@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from flows.ticket_creation import ENTRY
 from flows.ticket_creation.drafts import AUTOMATION, SourceItem, TicketDraft, short_hash
 from flows.ticket_creation.plan import Plan
 from moltbot.masking import mask_text
@@ -122,6 +123,7 @@ def handoff_message(
     digest = short_hash(*listed)
     return Message(
         key=f"{AUTOMATION}:handoff:{digest}",
+        rule=ENTRY.rule("handoff"),
         automation=AUTOMATION,
         severity="warning" if failed else "info",
         title=title,

@@ -131,6 +131,7 @@ def message_intent(message: Message, route: Route) -> Intent:
         route=route,
         label=message.title,
         follow_up_of=message.follow_up_of,
+        rule_id=message.rule,
     )
 
 

@@ -80,6 +80,8 @@ class Intent:
             destination it tries and passes it on as `original_remote_id`.
         original_remote_id: the remote id `follow_up_of` got on the destination now applying
             this intent (set by `perform`; None where the original did not go).
+        rule_id: the automation's rule that produced it (`moltbot policy`), recorded in the
+            ledger when the effect is claimed.
     """
 
     key: str
@@ -93,6 +95,7 @@ class Intent:
     known_remote_id: str | None = None
     follow_up_of: str | None = None
     original_remote_id: str | None = None
+    rule_id: str | None = None
 
 
 class Preview(BaseModel):

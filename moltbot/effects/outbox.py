@@ -41,6 +41,9 @@ class OutboxEntry:
     replayable: bool
     # A message held for quiet hours: when they end and the on-call digest delivers it.
     due_at: str | None = None
+    # Why it went out: the rule that produced it and the policy version then (`moltbot policy`).
+    rule_id: str | None = None
+    policy_version: str | None = None
 
     @classmethod
     def of(cls, effect: Effect) -> OutboxEntry:
@@ -65,6 +68,8 @@ class OutboxEntry:
             and effect.route is not None
             and effect.status in REPLAYABLE,
             due_at=effect.due_at.isoformat(timespec="seconds") if effect.due_at else None,
+            rule_id=effect.rule_id,
+            policy_version=effect.policy_version,
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -120,6 +125,7 @@ def intent_of(effect: Effect) -> Intent:
         payload=load_payload(effect.kind, effect.payload),
         route=Route(tuple(json.loads(effect.route)), policy or "at_least_once"),
         label="replay",
+        rule_id=effect.rule_id,
     )
 
 

@@ -63,6 +63,8 @@ class EffectsRuntime:
         sleep: the wait function (default `retry_sleep`: tests record it).
         hold_until: when a message must wait for the end of quiet hours (None: none wait).
         watch: follows urgent messages after delivery (None: nothing escalates).
+        policy_version: the version of the policy document in force (`moltbot.policy`),
+            recorded with each claim beside the intent's rule id (None: not recorded).
     """
 
     ledger: Ledger
@@ -79,6 +81,7 @@ class EffectsRuntime:
     sleep: Callable[[float], None] = retry_sleep
     hold_until: HoldUntil | None = None
     watch: DeliveryWatch | None = None
+    policy_version: str | None = None
 
 
 def perform(
@@ -203,6 +206,7 @@ class _Performance:
                 "route": json.dumps(list(intent.route.links)),
                 "policy": intent.route.policy,
                 "payload": dump_payload(intent.kind, intent.payload),
+                **self._why(intent),
             },
         )
         if claim.acquired:
@@ -210,6 +214,12 @@ class _Performance:
             for companion in intent.companion_keys:
                 self._take_over(companion, intent)
         return claim.acquired, claim.effect, claim.previous
+
+    def _why(self, intent: Intent) -> dict[str, str]:
+        """The rule and policy version to record with a claim ("why did this go out"); unknown
+        ones are left out, so a claim never erases what an earlier one recorded."""
+        why = {"rule_id": intent.rule_id, "policy_version": self.rt.policy_version}
+        return {name: value for name, value in why.items() if value is not None}
 
     def _claim_all(self, intents: list[Intent]) -> list[tuple[Intent, Effect | None]]:
         """Claim each key; wait (bounded) for the ones another live run holds."""
@@ -265,6 +275,7 @@ class _Performance:
             force=True,
             holder=self.rt.holder,
             holder_is_dead=lambda _effect: True,
+            details=self._why(intent),
         )
 
     # ------------------------------------------------------------------ recovery

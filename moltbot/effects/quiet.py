@@ -17,6 +17,8 @@ from moltbot.templating import render_template
 
 TEMPLATES = Path(__file__).parent / "templates"
 DIGEST_AUTOMATION = "on-call"
+DIGEST_RULE = "on-call.quiet-digest"
+"""The rule the on-call automation declares for digests (`moltbot policy`)."""
 # A digest quotes this many lines of each held message's chat text (the e-mail text may say
 # more than chat may); the held message itself is in the ledger until the digest is delivered.
 DIGEST_LINES_PER_MESSAGE = 6
@@ -140,6 +142,7 @@ def _digest_message(
     return Message(
         key=f"{DIGEST_AUTOMATION}:digest:{route.name}:{stamp}:{members}",
         automation=DIGEST_AUTOMATION,
+        rule=DIGEST_RULE,
         severity=most_urgent,
         title=title,
         text=text,

@@ -17,6 +17,7 @@ from moltbot.effects.model import Intent, Route
 from moltbot.effects.perform import EffectsRuntime
 from moltbot.effects.quiet import held_until
 from moltbot.messages import Message
+from moltbot.policy import current_version
 from moltbot.retrying import RetryPolicy
 from moltbot.state.ledger import Ledger
 
@@ -49,6 +50,7 @@ def runtime_from_settings(
             cooldown_seconds=settings.breaker_cooldown_seconds,
         ),
         hold_wait_seconds=settings.hold_wait_seconds,
+        policy_version=current_version(settings),
     )
     if quiet_and_escalation:
         follow_rules(runtime, ProjectConfig.load(), settings)

@@ -111,11 +111,25 @@ effects_table = Table(
     Column("announced_at", UTCDateTime(), nullable=True),
     # A message held for the end of quiet hours goes out then (status `queued`).
     Column("due_at", UTCDateTime(), nullable=True),
+    # Why it went out: the automation's rule and the policy document's version (`moltbot policy`).
+    Column("rule_id", String(255), nullable=True),
+    Column("policy_version", String(32), nullable=True),
     Index("ix_effects_automation_status", "automation", "status"),
 )
 
 # Columns a ledger created by an older moltbot lacks; `_upgrade_schema` adds them in place.
-_ADDED_COLUMNS = ("holder", "route", "policy", "via", "tried", "payload", "announced_at", "due_at")
+_ADDED_COLUMNS = (
+    "holder",
+    "route",
+    "policy",
+    "via",
+    "tried",
+    "payload",
+    "announced_at",
+    "due_at",
+    "rule_id",
+    "policy_version",
+)
 
 
 class EffectStatus(StrEnum):
@@ -155,6 +169,8 @@ class Effect:
     payload: str | None = None
     announced_at: datetime | None = None
     due_at: datetime | None = None
+    rule_id: str | None = None
+    policy_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -242,7 +258,8 @@ class Ledger:
             revive: Take over a dead or in-doubt row (a replay), never a done one.
             holder: Who holds the claim (process identity), so others can tell it died.
             holder_is_dead: Tells whether a fresh `pending` row's holder is gone.
-            details: Other columns to store with the claim (route, policy, payload).
+            details: Other columns to store with the claim (route, policy, payload, rule_id,
+                policy_version).
 
         Returns:
             Whether the caller acquired the effect, and the row.
@@ -593,7 +610,7 @@ def clean_error(error: str) -> str:
 
 
 def _detail_values(details: Mapping[str, Any] | None) -> dict[str, Any]:
-    allowed = {"route", "policy", "payload"}
+    allowed = {"route", "policy", "payload", "rule_id", "policy_version"}
     unknown = set(details or {}) - allowed
     if unknown:
         raise ValueError(f"not a claim detail: {sorted(unknown)}")
@@ -621,6 +638,8 @@ def _as_row(effect: Effect) -> dict[str, Any]:
         "payload": effect.payload,
         "announced_at": effect.announced_at,
         "due_at": effect.due_at,
+        "rule_id": effect.rule_id,
+        "policy_version": effect.policy_version,
     }
 
 
@@ -645,6 +664,8 @@ def _as_effect(row: Row[Any]) -> Effect:
         payload=row.payload,
         announced_at=row.announced_at,
         due_at=row.due_at,
+        rule_id=row.rule_id,
+        policy_version=row.policy_version,
     )
 
 
