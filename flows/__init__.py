@@ -5,6 +5,7 @@ from flows.daily_report import ENTRY as DAILY_REPORT
 from flows.error_spike import ENTRY as ERROR_SPIKE
 from flows.form_digest import ENTRY as FORM_DIGEST
 from flows.inventory_alert import ENTRY as INVENTORY_ALERT
+from flows.metrics_weekly import ENTRY as METRICS_WEEKLY
 from flows.on_call import ENTRY as ON_CALL
 from flows.payment_failures import ENTRY as PAYMENT_FAILURES
 from flows.reconcile import ENTRY as RECONCILE
@@ -22,5 +23,6 @@ AUTOMATIONS: tuple[Automation, ...] = (
     PAYMENT_FAILURES,
     RECONCILE,
     ON_CALL,
+    METRICS_WEEKLY,
 )
 """The one registry of automations, in registry order (`moltbot.registry.automations()`)."""

@@ -1064,6 +1064,90 @@ def _print_server(status: Any) -> None:
     say("  stop it:  uv run moltbot server stop")
 
 
+@app.command("metrics")
+def metrics(
+    since: Annotated[
+        str, typer.Option(help="The period, back from now: 7d, 24h, 2w (default 7d).")
+    ] = "7d",
+    automation: Annotated[str | None, typer.Option(help="Only this automation.")] = None,
+    html: Annotated[
+        Path | None,
+        typer.Option("--html", help="Also write the page with charts (self-contained HTML)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """Per automation: runs, success rate, durations, effects, omissions, hours saved."""
+    from datetime import UTC, datetime
+
+    from moltbot.config.settings import get_settings
+    from moltbot.durations import parse_age
+    from moltbot.i18n import cli_text
+    from moltbot.localserver import ServerError, connect
+    from moltbot.metrics import compute, display_cells, gather, hours_saved_config
+    from moltbot.registry import automation_names
+    from moltbot.state.ledger import Ledger
+
+    settings = get_settings()
+    try:
+        until = datetime.now(UTC)
+        since_at = until - parse_age(since, option="--since")
+        names = [get_automation(automation).name] if automation else automation_names()
+        hours = hours_saved_config(automation_names())
+    except InputError as exc:
+        raise fail(str(exc)) from None
+    try:
+        with err_console.status("Prefect server…", spinner="dots"):
+            connect(settings.home)
+        reachable = True
+    except ServerError:
+        # The ledger's figures are still worth showing; the note says what is missing.
+        reachable = False
+    with Ledger.from_settings() as ledger:
+        data = gather(
+            ledger,
+            since=since_at,
+            until=until,
+            automations=names,
+            hours_saved=hours,
+            read_prefect=reachable,
+        )
+    report = compute(data, names)
+    if html is not None:
+        from flows.metrics_weekly.page import render_page
+
+        page = render_page(report, locale=settings.locale, timezone=settings.timezone)
+        try:
+            html.write_text(page, encoding="utf-8")
+        except OSError as exc:
+            raise fail(f"--html: cannot write {html}: {exc.strerror}") from None
+    if as_json:
+        print(json.dumps(report.as_dict(), ensure_ascii=False))
+        return
+    from rich.table import Table
+
+    from moltbot.runlabels import local_minute
+
+    period, empty, unreachable, written = cli_text("metrics_lines")
+    say(
+        period.format(
+            since=local_minute(since_at, settings.timezone),
+            until=local_minute(until, settings.timezone),
+            timezone=settings.timezone,
+        )
+    )
+    if report.automations:
+        table = Table(*cli_text("metrics_columns"))
+        for row in report.automations:
+            table.add_row(*(escape(cell) for cell in display_cells(row, settings.locale)))
+        console.print(table)
+    else:
+        say(empty)
+    if "prefect_unreachable" in report.notes:
+        say(unreachable)
+    if html is not None:
+        say(written.format(path=html))
+
+
 def main() -> None:
     """Console-script entry point."""
     logging.captureWarnings(True)
