@@ -1064,6 +1064,11 @@ def _print_server(status: Any) -> None:
     say("  stop it:  uv run moltbot server stop")
 
 
+# Indexes of `moltbot.metrics.display_cells`: the runs' figures, then the effects'.
+_METRICS_RUN_COLUMNS = (0, 1, 2, 3, 4, 5, 11, 15)
+_METRICS_EFFECT_COLUMNS = (0, 6, 7, 8, 9, 10, 12, 13, 14)
+
+
 @app.command("metrics")
 def metrics(
     since: Annotated[
@@ -1123,7 +1128,7 @@ def metrics(
     if as_json:
         print(json.dumps(report.as_dict(), ensure_ascii=False))
         return
-    from rich.table import Table
+    from rich.table import Column, Table
 
     from moltbot.runlabels import local_minute
 
@@ -1136,10 +1141,17 @@ def metrics(
         )
     )
     if report.automations:
-        table = Table(*cli_text("metrics_columns"))
-        for row in report.automations:
-            table.add_row(*(escape(cell) for cell in display_cells(row, settings.locale)))
-        console.print(table)
+        headings = cli_text("metrics_columns")
+        rows = [display_cells(row, settings.locale) for row in report.automations]
+        # Two tables, runs then effects: sixteen columns do not fit a terminal's width.
+        for part in (_METRICS_RUN_COLUMNS, _METRICS_EFFECT_COLUMNS):
+            # Automation names whole: the figures' columns are the ones that give way.
+            table = Table(
+                Column(headings[0], no_wrap=True), *(headings[index] for index in part[1:])
+            )
+            for cells in rows:
+                table.add_row(*(escape(cells[index]) for index in part))
+            console.print(table)
     else:
         say(empty)
     if "prefect_unreachable" in report.notes:

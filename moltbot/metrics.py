@@ -505,11 +505,9 @@ def display_cells(metrics: AutomationMetrics, locale: str = "en") -> list[str]:
     order of `cli_text("metrics_columns")`."""
     effects = metrics.effects
     hours = _NONE if metrics.hours_saved is None else f"{metrics.hours_saved:,.1f}"
-    omission = _NONE
-    if metrics.omission_rate is not None:
-        omission = f"{format_share(metrics.omission_rate)} ({metrics.omissions:,}/"
-        omission += f"{metrics.omissions_expected:,})"
-    elif metrics.omissions_expected == 0:
+    # The rate only: the counts behind it are in --json (omissions, omissions_expected).
+    omission = format_share(metrics.omission_rate)
+    if metrics.omission_rate is None and metrics.omissions_expected == 0:
         omission = "0/0"
     return [
         metrics.automation,
