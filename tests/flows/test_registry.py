@@ -25,6 +25,7 @@ def test_the_registry_order_is_the_documented_one() -> None:
         "payment-failures",
         "reconcile",
         "on-call",
+        "metrics-weekly",
     ]
 
 

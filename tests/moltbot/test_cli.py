@@ -70,7 +70,7 @@ def test_unknown_automation_exits_2_naming_the_choices() -> None:
     assert result.stdout == ""
     choices = (
         "(choose from: daily-report, inventory-alert, form-digest, ticket-creation, "
-        "service-health, error-spike, payment-failures, reconcile, on-call)"
+        "service-health, error-spike, payment-failures, reconcile, on-call, metrics-weekly)"
     )
     assert f"unknown automation 'weekly-horoscope' {choices}" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -254,7 +254,7 @@ def test_every_command_is_documented_in_the_readme() -> None:
 
     assert commands == [
         "list", "show", "run", "demo", "sandbox", "serve", "deploy", "prune", "audit",
-        "blocks register",
+        "metrics", "blocks register",
         "blocks list", "blocks test", "webhook serve", "outbox list", "outbox show",
         "outbox replay", "outbox resolve", "outbox ack", "server start", "server status",
         "server stop",
