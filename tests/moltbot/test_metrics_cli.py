@@ -22,6 +22,7 @@ from moltbot.cli import app
 from moltbot.metrics import compute, gather
 from moltbot.registry import automation_names, get_automation
 from moltbot.state.audit import AuditAction, AuditTrail
+from moltbot.state.inbox import Inbox
 from moltbot.state.ledger import Ledger
 
 runner = CliRunner()
@@ -44,6 +45,7 @@ def week(prefect_api: str) -> Iterator[datetime]:
     effects (one by a fallback, one dead), a skip logged by the effects layer, an
     acknowledgement and reconcile's last summary. Yields the period's start."""
     since = datetime.now(UTC) - timedelta(seconds=1)
+    received = since - timedelta(hours=1)
     retried = make_run([DAILY, "schedule"], [Running(), AwaitingRetry(), Running(), Completed()])
     failed = make_run([DAILY, "cli"], [Running(), Failed(message="a channel refused")])
     make_run([DAILY, "cli", "dry-run"], [Running(), Completed()])
@@ -59,6 +61,14 @@ def week(prefect_api: str) -> Iterator[datetime]:
         AuditTrail(ledger).record(
             AuditAction.ACKNOWLEDGE, "k:done", actor="user:kim", automation=DAILY
         )
+        # The retried run was started by a webhook event received an hour before.
+        inbox = Inbox(ledger)
+        entry, _ = inbox.accept(
+            "stripe",
+            {"id": "evt_1", "type": "payment.failed", "occurred_at": None, "payload": {}},
+            received_at=received,
+        )
+        inbox.mark_dispatched(entry.id, flow_run_id=retried, results=[])
     summary = run_summary(
         "en", new=[], rates={DAILY: Rate(4, 1)}, total=1, since_hours=48, deliveries=[],
         dry_run=False,
@@ -100,8 +110,8 @@ def test_gathering_reads_runs_effects_skips_audit_and_omissions(week: datetime) 
     }
     assert (daily.fallbacks, daily.acknowledgements, daily.escalations) == (1, 1, 0)
     assert (daily.omissions_expected, daily.omissions, daily.omission_rate) == (4, 1, 0.25)
-    assert daily.trigger_to_delivery_seconds is not None
-    assert daily.trigger_to_delivery_seconds >= 0
+    # From the webhook's receipt, not the run's start, to the effect done.
+    assert 3600 <= daily.trigger_to_delivery_seconds < 3600 + 60
 
 
 def test_json_is_one_document_with_the_figures(week: datetime) -> None:
@@ -174,6 +184,14 @@ def test_without_prefect_the_ledgers_figures_remain(unreachable_prefect: None) -
         0,
         1,
     )
+
+
+def test_a_page_that_cannot_be_written_is_one_line_and_exit_2(unreachable_prefect: None) -> None:
+    result = runner.invoke(app, ["metrics", "--html", "no-such-folder/metrics.html"])
+
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: --html: cannot write no-such-folder/metrics.html")
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize(
