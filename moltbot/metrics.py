@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+import httpx
 import numpy as np
 from sqlalchemy import select
 
@@ -27,7 +28,7 @@ logger = logging.getLogger("moltbot.metrics")
 FINISHED = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
 # The effects layer's log line of an outcome taken from the ledger (`tasks/effects.py`):
 # `message daily-report…: already_done via team-slack`. Nothing else records such a skip.
-ALREADY_DONE_LOG = re.compile(r": already_done( via |$)")
+ALREADY_DONE_LOG = re.compile(r": already_done(\s|$)")
 RECONCILE = "reconcile"
 # A row of reconcile's summary table (`flows/reconcile/templates/*/run_summary.md.j2`), the
 # same in both locales: | name | expected | omissions | rate |.
@@ -331,7 +332,7 @@ def gather(
         if not read_prefect:
             raise ConnectionError("no Prefect server")
         _gather_prefect(data, ledger, names)
-    except Exception as exc:
+    except (httpx.HTTPError, OSError) as exc:
         # A down API must not hide what the ledger knows: say what is missing instead.
         logger.warning("Prefect API unreachable: %s", type(exc).__name__)
         data.runs, data.already_done, data.omissions = [], [], {}

@@ -11,6 +11,7 @@ from flows.reconcile.checks import Rate
 from flows.reconcile.render import run_summary
 from moltbot.errors import InputError
 from moltbot.metrics import (
+    ALREADY_DONE_LOG,
     EffectRow,
     MetricsInput,
     RunRow,
@@ -205,3 +206,17 @@ def test_bad_hours_saved_are_refused_with_the_line(table: str, problem: str) -> 
     with pytest.raises(InputError, match=problem) as refused:
         hours_saved_config([NAME])
     assert "line 2" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("line", "counted"),
+    [
+        ("message daily-report 2026-12-03: already_done via team-slack", True),
+        ("message daily-report 2026-12-03: already_done", True),
+        ("jira_issue row 12: already_done via jira (after jira-old failed)", True),
+        ("message daily-report 2026-12-03: done via team-slack", False),
+        ("message already_done: failed", False),
+    ],
+)
+def test_skips_are_the_effects_layers_already_done_lines(line: str, counted: bool) -> None:
+    assert bool(ALREADY_DONE_LOG.search(line)) is counted
