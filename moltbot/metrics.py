@@ -1,6 +1,4 @@
-"""Per-automation metrics: gathered from Prefect's run history, the ledger and the audit trail,
-then computed by plain functions (runs, success rate, durations, effects, omissions, hours saved).
-"""
+"""Per-automation metrics: read from Prefect's runs, the ledger and the audit trail; computed."""
 
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -140,7 +141,9 @@ def _png(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def page_context(report: MetricsReport, *, locale: str, timezone: str, chart: bytes) -> dict:
+def page_context(
+    report: MetricsReport, *, locale: str, timezone: str, chart: bytes
+) -> dict[str, Any]:
     """What the page's and the artifact's templates show."""
     zone = ZoneInfo(timezone)
     totals = report.totals()
