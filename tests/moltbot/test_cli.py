@@ -452,6 +452,7 @@ def test_deploy_check_names_what_each_paused_deployment_needs(tmp_path: Path) ->
         ("*/30 * * * *", "ko", "30분마다 (Asia/Seoul)"),
         ("0 * * * *", "ko", "매시 정각 (Asia/Seoul)"),
         ("0 9 * * *", "ko", "매일 09:00 (Asia/Seoul)"),
+        ("0 9 * * 1", "ko", "매주 월요일 09:00 (Asia/Seoul)"),
         ("0 9 * * *", "en", "at 09:00 (Asia/Seoul)"),
         ("30 8 * * 1-5", "en", "at 08:30, Monday through Friday (Asia/Seoul)"),
         (None, "en", "on demand (webhooks)"),
