@@ -232,6 +232,16 @@ _TEXTS: dict[str, dict[str, tuple[str, ...]]] = {
             "페이지 저장: {path}",
         ),
     },
+    # `moltbot run metrics-weekly`: what the run published.
+    "metrics_published": {
+        "en": (
+            "{count} automation(s) active, {runs:,} run(s), {success} succeeded; the page is the "
+            "artifact {key}",
+        ),
+        "ko": (
+            "활동한 자동화 {count}개, 실행 {runs:,}회, 성공률 {success}; 페이지는 아티팩트 {key}",
+        ),
+    },
 }
 
 

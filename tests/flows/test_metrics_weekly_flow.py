@@ -10,6 +10,7 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterId
 
 from flows.metrics_weekly.flow import ARTIFACT_KEY, metrics_weekly
 from moltbot.errors import InputError
+from moltbot.resultview import result_view
 from moltbot.state.ledger import Ledger
 
 
@@ -32,6 +33,9 @@ def test_the_weeks_page_is_published_with_its_chart(prefect_api: str) -> None:
     assert page.data.startswith("# moltbot metrics")
     assert "](data:image/png;base64," in page.data
     assert "| form-digest | " in page.data
+    # `moltbot run metrics-weekly` says what it published.
+    [line, _nothing_sent] = result_view(ARTIFACT_KEY, result, currency="KRW", locale="en")
+    assert str(line).endswith("succeeded; the page is the artifact metrics-weekly")
 
 
 def test_a_period_under_a_day_is_refused(prefect_api: str) -> None:
