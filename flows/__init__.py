@@ -6,6 +6,7 @@ from flows.error_spike import ENTRY as ERROR_SPIKE
 from flows.form_digest import ENTRY as FORM_DIGEST
 from flows.health import ENTRY as HEALTH
 from flows.inventory_alert import ENTRY as INVENTORY_ALERT
+from flows.metrics_weekly import ENTRY as METRICS_WEEKLY
 from flows.on_call import ENTRY as ON_CALL
 from flows.payment_failures import ENTRY as PAYMENT_FAILURES
 from flows.reconcile import ENTRY as RECONCILE
@@ -24,5 +25,6 @@ AUTOMATIONS: tuple[Automation, ...] = (
     RECONCILE,
     ON_CALL,
     HEALTH,
+    METRICS_WEEKLY,
 )
 """The one registry of automations, in registry order (`moltbot.registry.automations()`)."""

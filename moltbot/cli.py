@@ -1133,6 +1133,100 @@ def policy(
         return
     # Plain stdout, not rich: `moltbot policy > docs/POLICY.md` must write the Markdown as is.
     sys.stdout.write(render_markdown(document, get_settings().locale))
+# Indexes of `moltbot.metrics.display_cells`: the runs' figures, then the effects'.
+_METRICS_RUN_COLUMNS = (0, 1, 2, 3, 4, 5, 11, 15)
+_METRICS_EFFECT_COLUMNS = (0, 6, 7, 8, 9, 10, 12, 13, 14)
+
+
+@app.command("metrics")
+def metrics(
+    since: Annotated[
+        str, typer.Option(help="The period, back from now: 7d, 24h, 2w (default 7d).")
+    ] = "7d",
+    automation: Annotated[str | None, typer.Option(help="Only this automation.")] = None,
+    html: Annotated[
+        Path | None,
+        typer.Option("--html", help="Also write the page with charts (self-contained HTML)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """Per automation: runs, success rate, durations, effects, omissions, hours saved."""
+    from datetime import UTC, datetime
+
+    from moltbot.config.settings import get_settings
+    from moltbot.durations import parse_age
+    from moltbot.i18n import cli_text
+    from moltbot.localserver import ServerError, connect
+    from moltbot.metrics import compute, display_cells, gather, hours_saved_config
+    from moltbot.registry import automation_names
+    from moltbot.state.ledger import Ledger
+
+    settings = get_settings()
+    try:
+        until = datetime.now(UTC)
+        since_at = until - parse_age(since, option="--since")
+        names = [get_automation(automation).name] if automation else automation_names()
+        hours = hours_saved_config(automation_names())
+    except InputError as exc:
+        raise fail(str(exc)) from None
+    try:
+        with err_console.status("Prefect server…", spinner="dots"):
+            connect(settings.home)
+        reachable = True
+    except ServerError:
+        # The ledger's figures are still worth showing; the note says what is missing.
+        reachable = False
+    with Ledger.from_settings() as ledger:
+        data = gather(
+            ledger,
+            since=since_at,
+            until=until,
+            automations=names,
+            hours_saved=hours,
+            read_prefect=reachable,
+        )
+    report = compute(data, names)
+    if html is not None:
+        from flows.metrics_weekly.page import render_page
+
+        page = render_page(report, locale=settings.locale, timezone=settings.timezone)
+        try:
+            html.write_text(page, encoding="utf-8")
+        except OSError as exc:
+            raise fail(f"--html: cannot write {html}: {exc.strerror}") from None
+    if as_json:
+        print(json.dumps(report.as_dict(), ensure_ascii=False))
+        return
+    from rich.table import Column, Table
+
+    from moltbot.runlabels import local_minute
+
+    period, empty, unreachable, written = cli_text("metrics_lines")
+    say(
+        period.format(
+            since=local_minute(since_at, settings.timezone),
+            until=local_minute(until, settings.timezone),
+            timezone=settings.timezone,
+        )
+    )
+    if report.automations:
+        headings = cli_text("metrics_columns")
+        rows = [display_cells(row, settings.locale) for row in report.automations]
+        # Two tables, runs then effects: sixteen columns do not fit a terminal's width.
+        for part in (_METRICS_RUN_COLUMNS, _METRICS_EFFECT_COLUMNS):
+            # Automation names whole: the figures' columns are the ones that give way.
+            table = Table(
+                Column(headings[0], no_wrap=True), *(headings[index] for index in part[1:])
+            )
+            for cells in rows:
+                table.add_row(*(escape(cells[index]) for index in part))
+            console.print(table)
+    else:
+        say(empty)
+    if "prefect_unreachable" in report.notes:
+        say(unreachable)
+    if html is not None:
+        say(written.format(path=html))
 
 
 def main() -> None:

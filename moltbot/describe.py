@@ -50,9 +50,23 @@ def schedule_words(cron: str | None, timezone: str, locale: str = "en") -> str:
     return f"{words} ({timezone})"
 
 
+# Cron's day-of-week numbers (0 and 7: Sunday) in Korean, for weekly schedules.
+_KO_WEEKDAYS = dict(
+    zip(
+        "01234567",
+        ("일요일", "월요일", "화요일", "수요일", "목요일", "금요일", "토요일", "일요일"),
+        strict=True,
+    )
+)
+
+
 def _korean_schedule(cron: str) -> str | None:
     """Common schedules in plain Korean (cron-descriptor says "매 30분마다, 매시마다")."""
     fields = cron.split()
+    weekly = len(fields) == 5 and fields[2:4] == ["*", "*"] and fields[4] in _KO_WEEKDAYS
+    if weekly and fields[0].isdigit() and fields[1].isdigit():
+        day = _KO_WEEKDAYS[fields[4]]
+        return f"매주 {day} {int(fields[1]):02d}:{int(fields[0]):02d}"
     if len(fields) != 5 or fields[2:] != ["*", "*", "*"]:
         return None
     minute, hour = fields[0], fields[1]

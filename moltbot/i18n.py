@@ -190,6 +190,72 @@ _TEXTS: dict[str, dict[str, tuple[str, ...]]] = {
         "en": ("{failed} failed, {warned} warning(s), {ok} ok",),
         "ko": ("실패 {failed}개, 경고 {warned}개, 정상 {ok}개",),
     },
+    # `moltbot metrics`: the table's columns (`moltbot.metrics.display_cells` order), then the
+    # lines around it: the period, nothing recorded, Prefect unreachable, the page written.
+    "metrics_columns": {
+        "en": (
+            "automation",
+            "runs",
+            "success",
+            "p50",
+            "p95",
+            "retries",
+            "done",
+            "already done",
+            "dead",
+            "in doubt",
+            "omissions",
+            "trigger → delivery",
+            "fallbacks",
+            "acks",
+            "escalations",
+            "hours saved",
+        ),
+        "ko": (
+            "자동화",
+            "실행",
+            "성공률",
+            "p50",
+            "p95",
+            "재시도",
+            "완료",
+            "이미 완료",
+            "실패(dead)",
+            "불확실",
+            "누락",
+            "트리거 → 전달",
+            "대체 채널",
+            "확인",
+            "에스컬레이션",
+            "절약 시간",
+        ),
+    },
+    "metrics_lines": {
+        "en": (
+            "Metrics from {since} to {until} ({timezone})",
+            "Nothing was recorded in this period: no runs, effects or audit entries.",
+            "The Prefect API could not be reached: runs, durations, already-done counts and "
+            "omission rates are missing; the rest comes from the ledger.",
+            "Page written: {path}",
+        ),
+        "ko": (
+            "{since}부터 {until}까지의 지표 ({timezone})",
+            "이 기간에 기록된 것이 없습니다: 실행, 작업, 감사 기록 모두 없음.",
+            "Prefect API에 연결할 수 없습니다: 실행 수, 소요 시간, 이미 완료 수, 누락률이 "
+            "빠졌고 나머지는 원장에서 읽었습니다.",
+            "페이지 저장: {path}",
+        ),
+    },
+    # `moltbot run metrics-weekly`: what the run published.
+    "metrics_published": {
+        "en": (
+            "{count} automation(s) active, {runs:,} run(s), {success} succeeded; the page is the "
+            "artifact {key}",
+        ),
+        "ko": (
+            "활동한 자동화 {count}개, 실행 {runs:,}회, 성공률 {success}; 페이지는 아티팩트 {key}",
+        ),
+    },
 }
 
 
@@ -206,3 +272,8 @@ def cli_text(name: str) -> tuple[str, ...]:
 def audit_actions(locale: str) -> tuple[str, ...]:
     """The audit trail's action words in `locale` (see `audit_actions` in the texts)."""
     return _TEXTS["audit_actions"][locale]
+
+
+def text_in(name: str, locale: str) -> tuple[str, ...]:
+    """The texts called `name` in `locale` (English when the locale has none)."""
+    return _TEXTS[name].get(locale, _TEXTS[name]["en"])

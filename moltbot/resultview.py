@@ -250,6 +250,8 @@ def result_view(name: str, result: dict[str, Any], *, currency: str, locale: str
         parts.append(_on_call_line(result, locale))
     elif name == "health" and "changes" in result:
         parts.append(_health_line(result, locale))
+    elif name == "metrics-weekly" and "metrics" in result:
+        parts.append(_metrics_line(result))
     table = deliveries_table(result, locale=locale)
     if table is not None:
         parts.append(table)
@@ -405,3 +407,20 @@ def _omissions_table(result: dict[str, Any], locale: str) -> RenderableType:
             f"{rate['rate'] * 100:.1f}%",
         )
     return table
+
+
+def _metrics_line(result: dict[str, Any]) -> RenderableType:
+    from moltbot.i18n import cli_text
+    from moltbot.metrics import format_share
+
+    metrics = result["metrics"]
+    [artifact] = result["artifacts"] or [{"key": None}]
+    [line] = cli_text("metrics_published")
+    return Text(
+        line.format(
+            count=len(metrics["automations"]),
+            runs=metrics["totals"]["runs"],
+            success=format_share(metrics["totals"]["success_rate"]),
+            key=artifact["key"] or "-",
+        )
+    )

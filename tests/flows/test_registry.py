@@ -26,6 +26,7 @@ def test_the_registry_order_is_the_documented_one() -> None:
         "reconcile",
         "on-call",
         "health",
+        "metrics-weekly",
     ]
 
 

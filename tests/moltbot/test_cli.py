@@ -70,7 +70,8 @@ def test_unknown_automation_exits_2_naming_the_choices() -> None:
     assert result.stdout == ""
     choices = (
         "(choose from: daily-report, inventory-alert, form-digest, ticket-creation, "
-        "service-health, error-spike, payment-failures, reconcile, on-call, health)"
+        "service-health, error-spike, payment-failures, reconcile, on-call, health, "
+        "metrics-weekly)"
     )
     assert f"unknown automation 'weekly-horoscope' {choices}" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -254,7 +255,7 @@ def test_every_command_is_documented_in_the_readme() -> None:
 
     assert commands == [
         "list", "show", "run", "demo", "sandbox", "serve", "deploy", "prune", "doctor", "audit",
-        "policy", "blocks register",
+        "policy", "metrics", "blocks register",
         "blocks list", "blocks test", "webhook serve", "outbox list", "outbox show",
         "outbox replay", "outbox resolve", "outbox ack", "server start", "server status",
         "server stop",
@@ -452,6 +453,7 @@ def test_deploy_check_names_what_each_paused_deployment_needs(tmp_path: Path) ->
         ("*/30 * * * *", "ko", "30분마다 (Asia/Seoul)"),
         ("0 * * * *", "ko", "매시 정각 (Asia/Seoul)"),
         ("0 9 * * *", "ko", "매일 09:00 (Asia/Seoul)"),
+        ("0 9 * * 1", "ko", "매주 월요일 09:00 (Asia/Seoul)"),
         ("0 9 * * *", "en", "at 09:00 (Asia/Seoul)"),
         ("30 8 * * 1-5", "en", "at 08:30, Monday through Friday (Asia/Seoul)"),
         (None, "en", "on demand (webhooks)"),
