@@ -1133,6 +1133,8 @@ def policy(
         return
     # Plain stdout, not rich: `moltbot policy > docs/POLICY.md` must write the Markdown as is.
     sys.stdout.write(render_markdown(document, get_settings().locale))
+
+
 # Indexes of `moltbot.metrics.display_cells`: the runs' figures, then the effects'.
 _METRICS_RUN_COLUMNS = (0, 1, 2, 3, 4, 5, 11, 15)
 _METRICS_EFFECT_COLUMNS = (0, 6, 7, 8, 9, 10, 12, 13, 14)

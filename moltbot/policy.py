@@ -287,6 +287,9 @@ class _RuleContext:
             defaults=self.automation.default_routes,
             default_policy=self.automation.delivery_policy,
         )
+        if not found and rule.ops_fallback and self.settings.ops_channels:
+            ops = " > ".join(self.settings.ops_channels)
+            return [ops], "ops", self.automation.delivery_policy
         if not found:
             return [], chain_from, None
         # Several routes (a fan-out parameter) are listed one after the other, each its chain.

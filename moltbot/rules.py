@@ -41,6 +41,8 @@ class Rule:
         templates: the template files it renders, first the one quoted in the policy.
         template_package: the package whose `templates/` folder holds them (default: the
             automation's flow package).
+        ops_fallback: without a chain of its own (parameter, `[routes]`, registry default) it
+            goes along the ops channels (`MOLTBOT_OPS_CHANNELS`), as health's message does.
     """
 
     id: str
@@ -51,6 +53,7 @@ class Rule:
     severities: tuple[str, ...] = ("info",)
     templates: tuple[str, ...] = ()
     template_package: str | None = None
+    ops_fallback: bool = False
 
     @property
     def automation(self) -> str:

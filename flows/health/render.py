@@ -7,6 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from flows.health import ENTRY
 from flows.health.plan import Change, HealthPlan
 from moltbot.doctor import Status
 from moltbot.messages import Message
@@ -79,6 +80,7 @@ def build_message(
     digest = plan.key_digest()
     return Message(
         key=message_key(plan),
+        rule=ENTRY.rule("changed"),
         automation=AUTOMATION,
         severity=MESSAGE_SEVERITY[worst],
         title=alert.title,

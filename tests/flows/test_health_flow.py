@@ -12,6 +12,7 @@ from blocks import SlackIncomingWebhook
 from flows.health.flow import health
 from flows.health.plan import plan_changes
 from moltbot.doctor import Check
+from moltbot.policy import current_version
 from moltbot.state.ledger import Ledger
 from moltbot.state.service_health import ServiceHealth, ServiceHealthStore
 
@@ -73,8 +74,12 @@ def test_ops_hear_once_per_change_and_not_again_for_the_same_result(
     assert "warning → ok" in texts(sandbox, ops_slack)[1]
     assert stored()[KEY_CHECK] == "UP"
     with Ledger.from_settings() as ledger:
-        keys = [effect.key for effect in ledger.effects(automation="health")]
+        effects = ledger.effects(automation="health")
+    keys = [effect.key for effect in effects]
     assert len(keys) == 2 and len(set(keys)) == 2
+    # "Why did this go out": the rule each message stood for, and the policy that declared it.
+    assert {effect.rule_id for effect in effects} == {"health.changed"}
+    assert {effect.policy_version for effect in effects} == {current_version()}
 
 
 NOW = datetime(2026, 12, 4, 9, 0, tzinfo=UTC)
