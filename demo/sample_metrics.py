@@ -51,7 +51,7 @@ def sample_report(now: datetime, *, seed: int = 18) -> MetricsReport:
 
 def main(path: str = "docs/images/metrics.png") -> None:
     """Write the sample week's chart (English) to `path`."""
-    from flows.metrics_weekly.page import render_charts
+    from moltbot.metrics_page import render_charts
 
     report = sample_report(datetime(2026, 12, 7, tzinfo=UTC))
     Path(path).write_bytes(render_charts(report, locale="en"))

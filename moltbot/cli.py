@@ -1189,7 +1189,7 @@ def metrics(
         )
     report = compute(data, names)
     if html is not None:
-        from flows.metrics_weekly.page import render_page
+        from moltbot.metrics_page import render_page
 
         page = render_page(report, locale=settings.locale, timezone=settings.timezone)
         try:

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 from datetime import date
-from functools import cache
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.font_manager import FontProperties
 from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+from moltbot.charts import korean_font
 
 # Currencies without a minor unit: their axis shows whole numbers only.
 ZERO_DECIMAL_CURRENCIES = frozenset({"KRW", "JPY", "VND", "CLP", "ISK", "HUF", "TWD"})
@@ -28,20 +26,6 @@ _TEXTS = {
     "en": {"title": "Revenue, last 28 days", "highlighted": "report day {day} highlighted"},
     "ko": {"title": "최근 28일 매출", "highlighted": "보고일 {day} 강조"},
 }
-
-
-@cache
-def _font() -> FontProperties | None:
-    """NanumGothic from the `koreanize-matplotlib` package: Hangul on any machine.
-
-    Its file is used directly, without importing the package, which would change matplotlib's
-    global defaults for the whole process. None (matplotlib's default font) when it is missing.
-    """
-    spec = importlib.util.find_spec("koreanize_matplotlib")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(next(iter(spec.submodule_search_locations))) / "fonts" / "NanumGothic.ttf"
-    return FontProperties(fname=path) if path.is_file() else None
 
 
 def chart_texts(locale: str) -> dict[str, str]:
@@ -85,7 +69,7 @@ def render_revenue_chart(
     _label_dates(axes, days, report_date, texts["highlighted"])
     _format_amount_axis(axes, values, currency=currency.upper(), whole=whole)
     _annotate_report_day(axes, days, values, report_date, whole=whole)
-    axes.set_title(texts["title"], loc="left", fontsize=11, fontproperties=_font())
+    axes.set_title(texts["title"], loc="left", fontsize=11, fontproperties=korean_font())
     for side in ("top", "right"):
         axes.spines[side].set_visible(False)
 
@@ -106,7 +90,7 @@ def _label_dates(axes: Axes, days: list[date], report_date: date, highlighted: s
     if days:
         axes.set_xlim(-0.6, len(days) - 0.4)
     axes.set_xlabel(
-        highlighted.format(day=report_date.isoformat()), fontsize=8, fontproperties=_font()
+        highlighted.format(day=report_date.isoformat()), fontsize=8, fontproperties=korean_font()
     )
 
 

@@ -14,6 +14,8 @@ RULES: tuple[Rule, ...] = (
         dedup=Words("one per run (a Prefect artifact)", "실행마다 하나 (Prefect 아티팩트)"),
         kind="artifact",
         templates=("page.md.j2", "page.html.j2", "summary.txt.j2"),
+        # The page is `moltbot metrics --html`'s too: it lives with the runtime.
+        template_package="moltbot.metrics_page",
     ),
 )
 """Which condition produces which effect (`moltbot policy` lists them)."""

@@ -10,12 +10,12 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from flows.metrics_weekly import ENTRY
-from flows.metrics_weekly.page import render_markdown
 from moltbot.audit import AUDIT_HOOKS
 from moltbot.config.settings import get_settings
 from moltbot.effects.report import ArtifactRef, RunReport, finish_run
 from moltbot.errors import InputError
 from moltbot.metrics import MetricsReport, compute, gather, hours_saved_config
+from moltbot.metrics_page import render_markdown
 from moltbot.registry import automation_names
 from moltbot.runlabels import artifact_description, flow_run_namer, label_current_run, local_minute
 from moltbot.runtime import RUN_RESULTS

@@ -13,8 +13,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
-# The daily report's chart setup: its bundled Korean font, found once.
-from flows.daily_report.chart import _font as korean_font
+from moltbot.charts import korean_font
 from moltbot.i18n import text_in
 from moltbot.metrics import MetricsReport, display_cells, format_share
 from moltbot.templating import render_template
