@@ -176,6 +176,40 @@ _TEXTS: dict[str, dict[str, tuple[str, ...]]] = {
             "누락 실행 알림: 일정과 함께 일시 중지 ({count}개)",
         ),
     },
+    # `moltbot shadow`: the table of replayed runs, the words of a change, and its lines.
+    "shadow_columns": {
+        "en": ("run", "recorded (UTC)", "added", "removed", "changed", "same"),
+        "ko": ("실행", "기록 시각 (UTC)", "추가", "삭제", "변경", "동일"),
+    },
+    "shadow_changes": {
+        "en": ("added", "removed", "changed", "same"),
+        "ko": ("추가", "삭제", "변경", "동일"),
+    },
+    "shadow_lines": {
+        "en": (
+            "no recorded runs of {automation} since {since}: nothing to compare "
+            "(real runs record their inputs; dry runs do not)",
+            "{runs} run(s) of {automation} since {since} replayed as dry runs: {added} added, "
+            "{removed} removed, {changed} changed, {same} the same; nothing was sent or recorded",
+            "nothing would change",
+            "something would change or could not be replayed (exit 1)",
+            "run {run}: not replayed: {problem}",
+            "run {run}: {change} {kind} -> {target}: {key}",
+            "the report with every diff: {path}",
+        ),
+        "ko": (
+            "{since} 이후 기록된 {automation} 실행이 없습니다: 비교할 것이 없습니다 "
+            "(실제 실행만 입력을 기록하고 드라이 런은 기록하지 않습니다)",
+            "{since} 이후 {automation} 실행 {runs}건을 드라이 런으로 재생: 추가 {added}건, "
+            "삭제 {removed}건, 변경 {changed}건, 동일 {same}건; "
+            "아무것도 보내거나 기록하지 않았습니다",
+            "바뀌는 것이 없습니다",
+            "바뀌는 것이 있거나 재생하지 못한 실행이 있습니다 (종료 코드 1)",
+            "실행 {run}: 재생하지 못함: {problem}",
+            "실행 {run}: {change} {kind} -> {target}: {key}",
+            "모든 차이가 담긴 보고서: {path}",
+        ),
+    },
 }
 
 

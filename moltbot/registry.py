@@ -77,6 +77,8 @@ class Automation:
             otherwise.
         required_choices: groups of optional parameters of which one must be given (the flow's
             signature cannot say "this or that"); a deployment without one is created paused.
+        shadow_ref: `module:attribute` of its replay function for `moltbot shadow` (see
+            `moltbot.shadow.Replayer`), when its real runs record their inputs.
     """
 
     name: str
@@ -92,6 +94,7 @@ class Automation:
     delivery_policy: DeliveryPolicy = "at_least_once"
     webhook_routes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     required_choices: tuple[RequiredChoice, ...] = ()
+    shadow_ref: str | None = None
 
     def load_flow(self) -> Flow:
         """Import and return the automation's flow (importing Prefect costs about a second)."""

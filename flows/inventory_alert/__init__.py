@@ -21,4 +21,5 @@ ENTRY = Automation(
             "a stock source", (("source",), ("sheets_block", "spreadsheet_id", "worksheet"))
         ),
     ),
+    shadow_ref="flows.inventory_alert.shadow:replay",
 )
