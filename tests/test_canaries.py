@@ -58,8 +58,9 @@ SEOUL = ZoneInfo("Asia/Seoul")
 FREE_TEXT_PLACES = ("smtp", "notion", "outbox", "ledger:effects.payload")
 # The form digest's artifact lists the answers (contact details masked), and its events carry it.
 ARTIFACT_PLACES = ("artifacts", "events (artifact)")
-# The inputs themselves: the webhook inbox keeps each event as received, to dispatch it.
-INBOX_PLACES = ("ledger:webhook_inbox.event",)
+# The inputs themselves: the webhook inbox keeps each event as received, to dispatch it, and
+# shadow mode keeps what a real run read, to replay it (pruned after its retention limit).
+INBOX_PLACES = ("ledger:webhook_inbox.event", "ledger:recorded_inputs.payload")
 
 
 @dataclass(frozen=True)
