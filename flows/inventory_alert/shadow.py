@@ -30,7 +30,9 @@ _TIMES = ("since", "episode_since", "last_alerted_at")
 
 
 def _frame_json(frame: pd.DataFrame) -> dict[str, Any]:
-    return json.loads(frame.to_json(orient="split", index=False, date_format="iso"))
+    # Microseconds (not pandas' default milliseconds): the stored `since` times feed the
+    # digests of the alert keys.
+    return json.loads(frame.to_json(orient="split", index=False, date_format="iso", date_unit="us"))
 
 
 def snapshot(

@@ -165,16 +165,18 @@ def test_an_inventory_snapshot_replays_to_the_messages_the_run_rendered(ledger: 
         "sku,name,on_hand,reorder_point,location\nA,우유,3,5,서울\nB,두부,0,4,\nC,계란,9,2,서울\n"
         "D,빵,x,1,\n"
     )
-    plan, messages = plan_run.fn(first, empty_states(), now=NOW, cooldown_hours=24,
+    # A run's moment has microseconds: the saved `since` times (and the keys built on them) do.
+    at = NOW + timedelta(microseconds=123_456)
+    plan, messages = plan_run.fn(first, empty_states(), now=at, cooldown_hours=24,
                                  timezone=SEOUL, locale="ko", top_n=20)  # fmt: skip
     # The second run compares with the states the first saved: A recovers, B is still out.
     previous = plan.writes.drop(columns="severity")
-    later = NOW + timedelta(days=2)
+    later = at + timedelta(days=2, microseconds=1)
     second = evaluated("sku,name,on_hand,reorder_point\nA,우유,30,5\nB,두부,0,4\nC,계란,9,2\n")
     _, again = plan_run.fn(second, previous, now=later, cooldown_hours=24, timezone=SEOUL,
                            locale="ko", top_n=20)  # fmt: skip
 
-    assert replayed(ledger, first, empty_states(), NOW) == inventory_shadow.effects(messages)
+    assert replayed(ledger, first, empty_states(), at) == inventory_shadow.effects(messages)
     assert replayed(ledger, second, previous, later) == inventory_shadow.effects(again)
     assert sorted(again) == ["recovered", "reminder"]
     assert "재고" in inventory_shadow.effects(again)[0].text
