@@ -11,4 +11,5 @@ ENTRY = Automation(
     # watermark makes a queued run find the answers already digested instead of redoing them.
     collision_strategy="ENQUEUE",
     default_routes={"info": ("outbox",)},
+    shadow_ref="flows.form_digest.shadow:replay",
 )

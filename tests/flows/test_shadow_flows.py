@@ -172,3 +172,40 @@ def test_a_run_whose_inbox_entries_were_pruned_is_reported_in_one_line(
     assert result.exit_code == 1, result.output
     assert "재생하지 못함: its webhook inbox entries were pruned" in result.stdout
     assert "Traceback" not in result.output
+
+
+def test_a_form_digest_window_replays_and_a_title_change_shows(
+    sandbox: Sandbox, sandbox_blocks: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from demo.sample_forms import (
+        NPS_COLUMN,
+        PERSONAL_COLUMNS,
+        REQUIRED_COLUMNS,
+        SAMPLE_FORM_NAME,
+        SAMPLE_FORM_WORKSHEET,
+        sample_form_sheet,
+    )
+    from flows.form_digest.flow import form_digest
+    from moltbot.config.settings import get_settings
+
+    sheet = {SAMPLE_FORM_WORKSHEET: sample_form_sheet(1)}
+    spreadsheet_id = sandbox.state.sheets.create_spreadsheet(SAMPLE_FORM_NAME, sheet)
+    form_digest(
+        sheets_block="sandbox-sheets", spreadsheet_id=spreadsheet_id,
+        worksheet=SAMPLE_FORM_WORKSHEET, form_name=SAMPLE_FORM_NAME, channels=["outbox"],
+        required_columns=list(REQUIRED_COLUMNS), nps_column=NPS_COLUMN,
+        skip_columns=list(PERSONAL_COLUMNS),
+    )  # fmt: skip
+    files = sorted(get_settings().outbox_dir.iterdir())
+    before = ledger_rows()
+    assert changes(shadow("form-digest")[1]) == [("same", "message", "info")]
+
+    overrides = tmp_path / "templates" / "form-digest" / "en"
+    overrides.mkdir(parents=True)
+    (overrides / "title.txt.j2").write_text("{{ form }} summary {{ start_date }}", "utf-8")
+    monkeypatch.setenv("MOLTBOT_TEMPLATES_DIR", str(tmp_path / "templates"))
+    code, document = shadow("form-digest")
+
+    assert code == 1 and changes(document) == [("changed", "message", "info")]
+    assert f"+{SAMPLE_FORM_NAME} summary" in document["runs"][0]["effects"][0]["diff"]
+    assert sorted(get_settings().outbox_dir.iterdir()) == files and ledger_rows() == before
