@@ -440,9 +440,10 @@ def inventory_alert(
         ", ".join(f"{len(items)} {name}" for name, items in plan.alerts.items()) or "none",
     )
 
-    if not dry_run:
+    if not dry_run and messages:
         # Before delivering: the snapshot says what this run meant to send; the ledger says
-        # what went (`moltbot shadow` compares a replay with both).
+        # what went (`moltbot shadow` compares a replay with both). A check with no news keeps
+        # nothing: every half hour, the whole stock list would pile up for nothing to compare.
         record_run_input(
             AUTOMATION,
             shadow.KIND,
