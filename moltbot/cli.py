@@ -1130,14 +1130,17 @@ def _print_shadow(report: Any, html: Path | None, lines: tuple[str, ...]) -> Non
             *(str(counts[change]) for change in words),
         )
     console.print(table)
+    kinds = dict(zip(("message", "ticket", "comment"), cli_text("shadow_kinds"), strict=True))
     for run in report.runs:
-        if run.problem:
+        if run.gone:
+            say(lines[7].format(run=run.flow_run_id))
+        elif run.problem:
             say(lines[4].format(run=run.flow_run_id, problem=run.problem))
         for diff in run.effects:
             if diff.change == "same":
                 continue
-            change = words[diff.change]
-            say(lines[5].format(run=run.flow_run_id, change=change, kind=diff.kind,
+            change, kind = words[diff.change], kinds.get(diff.kind, diff.kind)
+            say(lines[5].format(run=run.flow_run_id, change=change, kind=kind,
                                 target=diff.target, key=diff.key))  # fmt: skip
             if diff.diff:
                 say(diff.diff)

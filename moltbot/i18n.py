@@ -181,6 +181,10 @@ _TEXTS: dict[str, dict[str, tuple[str, ...]]] = {
         "en": ("run", "recorded (UTC)", "added", "removed", "changed", "same"),
         "ko": ("실행", "기록 시각 (UTC)", "추가", "삭제", "변경", "동일"),
     },
+    "shadow_kinds": {
+        "en": ("message", "ticket", "comment"),
+        "ko": ("메시지", "티켓", "댓글"),
+    },
     "shadow_changes": {
         "en": ("added", "removed", "changed", "same"),
         "ko": ("추가", "삭제", "변경", "동일"),
@@ -196,6 +200,7 @@ _TEXTS: dict[str, dict[str, tuple[str, ...]]] = {
             "run {run}: not replayed: {problem}",
             "run {run}: {change} {kind} -> {target}: {key}",
             "the report with every diff: {path}",
+            "run {run}: not replayed: its input is gone (pruned)",
         ),
         "ko": (
             "{since} 이후 기록된 {automation} 실행이 없습니다: 비교할 것이 없습니다 "
@@ -208,6 +213,7 @@ _TEXTS: dict[str, dict[str, tuple[str, ...]]] = {
             "실행 {run}: 재생하지 못함: {problem}",
             "실행 {run}: {change} {kind} -> {target}: {key}",
             "모든 차이가 담긴 보고서: {path}",
+            "실행 {run}: 재생하지 못함: 입력이 정리되어 남아 있지 않습니다",
         ),
     },
 }

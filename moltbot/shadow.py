@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import importlib
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -83,6 +84,10 @@ def fields_text(fields: Mapping[str, Any]) -> str:
 Replayer = Callable[[RecordedRun], list[ShadowEffect]]
 
 
+class InputsGone(InputError):
+    """A recorded run's input is no longer there to replay (e.g. its inbox entries were pruned)."""
+
+
 @dataclass(frozen=True)
 class EffectDiff:
     """One effect's fate between what a run sent and what the current code would send."""
@@ -112,6 +117,7 @@ class RunShadow:
     recorded_at: datetime
     effects: list[EffectDiff] = field(default_factory=list)
     problem: str | None = None
+    gone: bool = False
 
     def counts(self) -> dict[str, int]:
         """How many effects were added, removed, changed and the same."""
@@ -130,6 +136,7 @@ class RunShadow:
             "counts": self.counts(),
             "effects": [e.as_dict() for e in self.effects],
             "problem": self.problem,
+            "inputs_gone": self.gone,
         }
 
 
@@ -234,8 +241,6 @@ def replayer_of(automation: Automation) -> Replayer:
             f"{automation.name} keeps no run inputs, so shadow mode cannot replay it "
             f"(it can: {', '.join(shadow_names())})"
         )
-    import importlib
-
     module_name, attribute = automation.shadow_ref.split(":")
     return getattr(importlib.import_module(module_name), attribute)
 
@@ -263,7 +268,9 @@ def shadow(
         except (InputError, jinja2.TemplateError) as exc:
             # A changed template that no longer renders is what CI must hear about, as one
             # line per run (the message names the template, never the data).
-            runs.append(RunShadow(run.flow_run_id, run.recorded_at, problem=mask_text(str(exc))))
+            problem = mask_text(str(exc))
+            gone = isinstance(exc, InputsGone)
+            runs.append(RunShadow(run.flow_run_id, run.recorded_at, problem=problem, gone=gone))
             continue
         sent = sent_effects(run.effects, done_keys(ledger, automation.name, run.flow_run_id))
         runs.append(RunShadow(run.flow_run_id, run.recorded_at, compare(sent, would)))

@@ -16,8 +16,7 @@ from typing import Any
 from flows.ticket_creation.drafts import AUTOMATION, read_events_file
 from flows.ticket_creation.plan import LedgerEntry, Plan, plan_drafts, reject
 from flows.ticket_creation.render import comment_body
-from moltbot.errors import InputError
-from moltbot.shadow import ShadowEffect, effect, fields_text
+from moltbot.shadow import InputsGone, ShadowEffect, effect, fields_text
 from moltbot.state.recorded_inputs import RecordedRun
 
 KIND = "events"
@@ -88,7 +87,7 @@ def _records(payload: dict[str, Any]) -> list[tuple[str, Any]]:
     with Ledger.from_settings() as ledger:
         entries = Inbox(ledger).get_many(ids)
     if any(entry_id not in entries for entry_id in ids):
-        raise InputError("its webhook inbox entries were pruned: the events are gone")
+        raise InputsGone("its webhook inbox entries were pruned: the events are gone")
     # Origins as the run named them: it read the entries' events as a list.
     return [(f"events[{i}]", dict(entries[entry_id].event)) for i, entry_id in enumerate(ids)]
 

@@ -171,7 +171,7 @@ def test_a_run_whose_inbox_entries_were_pruned_is_reported_in_one_line(
     result = CliRunner().invoke(app, ["--locale", "ko", "shadow", "ticket-creation"])
 
     assert result.exit_code == 1, result.output
-    assert "재생하지 못함: its webhook inbox entries were pruned" in result.stdout
+    assert "재생하지 못함: 입력이 정리되어 남아 있지 않습니다" in result.stdout
     assert "Traceback" not in result.output
 
 

@@ -90,6 +90,8 @@ def test_the_html_page_escapes_every_text() -> None:
     page = render_html(ShadowReport("inventory-alert", NOW, [run]), "en")
 
     assert "<script>" not in page and "&lt;script&gt;" in page and "&lt;b&gt;old" in page
+    korean = render_html(ShadowReport("inventory-alert", NOW, [run]), "ko")
+    assert "<td>변경</td>" in korean and "<script>" not in korean
 
 
 # --------------------------------------------------------------------------- recording
