@@ -1231,6 +1231,93 @@ def metrics(
         say(written.format(path=html))
 
 
+@app.command("shadow")
+def shadow_command(
+    name: Annotated[str, typer.Argument(help="The automation whose recorded runs to replay.")],
+    since: Annotated[
+        str, typer.Option(help="Replay the runs recorded within this age: 7d, 12h, 2w.")
+    ] = "7d",
+    html: Annotated[
+        Path | None, typer.Option(help="Also write an HTML page with every diff to this file.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """Replay the recorded inputs of NAME's real runs through the current code as dry runs and
+    show, run by run, which messages and tickets would be added, removed or changed (with a
+    diff). Nothing is sent or recorded. Exit 0: nothing would change; 1: something would (or a
+    run could not be replayed), so CI can run it after a template or mapping change."""
+    from datetime import UTC, datetime
+
+    from moltbot.config.settings import get_settings
+    from moltbot.durations import parse_age
+    from moltbot.i18n import cli_text
+    from moltbot.shadow import render_html, replayer_of, shadow
+    from moltbot.state.ledger import Ledger
+
+    try:
+        automation = get_automation(name)
+        replay = replayer_of(automation)
+        start = datetime.now(UTC) - parse_age(since, option="--since")
+    except InputError as exc:
+        raise fail(str(exc)) from None
+    settings = get_settings()
+    with Ledger.from_settings(settings) as ledger:
+        report = shadow(automation, ledger, since=start, replay=replay)
+    if html is not None:
+        try:
+            html.write_text(render_html(report, settings.locale), encoding="utf-8")
+        except OSError as exc:
+            raise fail(f"--html: cannot write the file ({exc.strerror})") from None
+    code = EXIT_FAILED if report.differs or report.unreplayed else EXIT_OK
+    if as_json:
+        print(json.dumps(report.as_dict(), ensure_ascii=False))
+        raise typer.Exit(code)
+    _print_shadow(report, html, cli_text("shadow_lines"))
+    raise typer.Exit(code)
+
+
+def _print_shadow(report: Any, html: Path | None, lines: tuple[str, ...]) -> None:
+    from rich.table import Table
+
+    from moltbot.i18n import cli_text
+
+    since = f"{report.since:%Y-%m-%d %H:%M} UTC"
+    if not report.runs:
+        say(lines[0].format(automation=report.automation, since=since))
+        return
+    from moltbot.shadow import CHANGES
+
+    words = dict(zip(CHANGES, cli_text("shadow_changes"), strict=True))
+    table = Table(*cli_text("shadow_columns"))
+    for run in report.runs:
+        counts = run.counts()
+        table.add_row(
+            run.flow_run_id,
+            f"{run.recorded_at:%Y-%m-%d %H:%M}",
+            *(str(counts[change]) for change in words),
+        )
+    console.print(table)
+    kinds = dict(zip(("message", "ticket", "comment"), cli_text("shadow_kinds"), strict=True))
+    for run in report.runs:
+        if run.gone:
+            say(lines[7].format(run=run.flow_run_id))
+        elif run.problem:
+            say(lines[4].format(run=run.flow_run_id, problem=run.problem))
+        for diff in run.effects:
+            if diff.change == "same":
+                continue
+            change, kind = words[diff.change], kinds.get(diff.kind, diff.kind)
+            say(lines[5].format(run=run.flow_run_id, change=change, kind=kind,
+                                target=diff.target, key=diff.key))  # fmt: skip
+            if diff.diff:
+                say(diff.diff)
+    say(lines[1].format(automation=report.automation, since=since, runs=len(report.runs),
+                        **report.counts()))  # fmt: skip
+    say(lines[3] if report.differs or report.unreplayed else lines[2])
+    if html is not None:
+        say(lines[6].format(path=html))
+
+
 def main() -> None:
     """Console-script entry point."""
     logging.captureWarnings(True)

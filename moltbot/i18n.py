@@ -256,6 +256,46 @@ _TEXTS: dict[str, dict[str, tuple[str, ...]]] = {
             "활동한 자동화 {count}개, 실행 {runs:,}회, 성공률 {success}; 페이지는 아티팩트 {key}",
         ),
     },
+    # `moltbot shadow`: the table of replayed runs, the words of a change, and its lines.
+    "shadow_columns": {
+        "en": ("run", "recorded (UTC)", "added", "removed", "changed", "same"),
+        "ko": ("실행", "기록 시각 (UTC)", "추가", "삭제", "변경", "동일"),
+    },
+    "shadow_kinds": {
+        "en": ("message", "ticket", "comment"),
+        "ko": ("메시지", "티켓", "댓글"),
+    },
+    "shadow_changes": {
+        "en": ("added", "removed", "changed", "same"),
+        "ko": ("추가", "삭제", "변경", "동일"),
+    },
+    "shadow_lines": {
+        "en": (
+            "no recorded runs of {automation} since {since}: nothing to compare "
+            "(real runs record their inputs; dry runs do not)",
+            "{runs} run(s) of {automation} since {since} replayed as dry runs: {added} added, "
+            "{removed} removed, {changed} changed, {same} the same; nothing was sent or recorded",
+            "nothing would change",
+            "something would change or could not be replayed (exit 1)",
+            "run {run}: not replayed: {problem}",
+            "run {run}: {change} {kind} -> {target}: {key}",
+            "the report with every diff: {path}",
+            "run {run}: not replayed: its input is gone (pruned)",
+        ),
+        "ko": (
+            "{since} 이후 기록된 {automation} 실행이 없습니다: 비교할 것이 없습니다 "
+            "(실제 실행만 입력을 기록하고 드라이 런은 기록하지 않습니다)",
+            "{since} 이후 {automation} 실행 {runs}건을 드라이 런으로 재생: 추가 {added}건, "
+            "삭제 {removed}건, 변경 {changed}건, 동일 {same}건; "
+            "아무것도 보내거나 기록하지 않았습니다",
+            "바뀌는 것이 없습니다",
+            "바뀌는 것이 있거나 재생하지 못한 실행이 있습니다 (종료 코드 1)",
+            "실행 {run}: 재생하지 못함: {problem}",
+            "실행 {run}: {change} {kind} -> {target}: {key}",
+            "모든 차이가 담긴 보고서: {path}",
+            "실행 {run}: 재생하지 못함: 입력이 정리되어 남아 있지 않습니다",
+        ),
+    },
 }
 
 

@@ -82,6 +82,8 @@ class Automation:
             effect records its rule's id in the ledger).
         review_parameter: the flow parameter that makes a person review effects before they
             happen (None: the automation has no review mode).
+        shadow_ref: `module:attribute` of its replay function for `moltbot shadow` (see
+            `moltbot.shadow.Replayer`), when its real runs record their inputs.
     """
 
     name: str
@@ -99,6 +101,7 @@ class Automation:
     required_choices: tuple[RequiredChoice, ...] = ()
     rules: tuple[Rule, ...] = ()
     review_parameter: str | None = None
+    shadow_ref: str | None = None
 
     def rule(self, name: str) -> str:
         """The id of this automation's rule `name` (`out-of-stock` -> `inventory-alert.out-of-

@@ -96,8 +96,9 @@ def prune_stores(
 
 def retention_stores(ledger: Ledger, settings: Settings) -> list[RetentionStore]:
     """The stores moltbot prunes: finished ledger effects, settled webhook inbox entries, outbox
-    files, the oldest audit entries, old payment events and settled escalations. Watermarks, item
-    states and channel circuits are current state and are never pruned."""
+    files, the oldest audit entries, old payment events, settled escalations and shadow mode's
+    run inputs past their limit. Watermarks, item states and channel circuits are current state
+    and are never pruned."""
     now = datetime.now(UTC)
     return [
         FinishedEffects(ledger),
@@ -106,7 +107,34 @@ def retention_stores(ledger: Ledger, settings: Settings) -> list[RetentionStore]
         AuditRows(ledger),
         OldPaymentEvents(ledger, now=now),
         SettledEscalations(ledger),
+        ShadowInputs(ledger, now=now, keep_days=settings.shadow_retention_days),
     ]
+
+
+class ShadowInputs(RetentionStore):
+    """Run inputs kept for `moltbot shadow`: those recorded before the cut-off, and always
+    those older than `shadow_retention_days` (they may hold personal data, so they do not
+    outlive that limit whatever age a prune names)."""
+
+    name = "shadow_inputs"
+    labels: ClassVar[Mapping[str, str]] = {
+        "en": "shadow mode: recorded run inputs",
+        "ko": "섀도 모드: 기록된 실행 입력",
+    }
+
+    def __init__(self, ledger: Ledger, *, now: datetime, keep_days: int) -> None:
+        from moltbot.state.recorded_inputs import RecordedInputs
+
+        self._store = RecordedInputs(ledger)
+        self._limit = now - timedelta(days=keep_days)
+
+    def count(self, cutoff: datetime) -> int:
+        """Inputs recorded before `cutoff` or past the retention limit."""
+        return self._store.count_before(max(cutoff, self._limit))
+
+    def prune(self, cutoff: datetime) -> int:
+        """Delete them."""
+        return self._store.delete_before(max(cutoff, self._limit))
 
 
 PAYMENT_HISTORY_KEPT = timedelta(days=3)

@@ -24,10 +24,23 @@ def slack_escape(value: object) -> str:
     return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def override_folder(templates_dir: Path, template_root: Path) -> Path:
+    """Where `templates_dir` keeps overrides of `template_root`'s templates: a folder named
+    for the automation (`flows/inventory_alert/templates` -> `<templates_dir>/inventory-alert`)."""
+    return templates_dir / template_root.parent.name.replace("_", "-")
+
+
 @cache
-def _environment(template_root: Path, locale: str) -> jinja2.Environment:
+def _environment(
+    template_root: Path, locale: str, templates_dir: Path | None = None
+) -> jinja2.Environment:
+    # An override folder is searched first, so a user changes one template's wording (or a CI
+    # shadow run tries a change) without copying the others.
+    folders = [template_root / locale]
+    if templates_dir is not None:
+        folders.insert(0, override_folder(templates_dir, template_root) / locale)
     environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(template_root / locale),
+        loader=jinja2.FileSystemLoader(folders),
         # HTML templates escape by default; text/markdown templates keep characters as written.
         autoescape=jinja2.select_autoescape(enabled_extensions=("html", "html.j2"), default=False),
         undefined=jinja2.StrictUndefined,
@@ -49,7 +62,8 @@ def _environment(template_root: Path, locale: str) -> jinja2.Environment:
 
 
 def render_template(template_root: Path, locale: str, name: str, **context: Any) -> str:
-    """Render `<template_root>/<locale>/<name>` (e.g. `templates/ko/slack.md.j2`).
+    """Render `<template_root>/<locale>/<name>` (e.g. `templates/ko/slack.md.j2`), or its
+    override under `MOLTBOT_TEMPLATES_DIR` (see `override_folder`) when there is one.
 
     Raises:
         ValueError: for a locale moltbot has no templates for.
@@ -58,7 +72,13 @@ def render_template(template_root: Path, locale: str, name: str, **context: Any)
         raise ValueError(
             f"unsupported locale {locale!r} (choose from {', '.join(SUPPORTED_LOCALES)})"
         )
-    return _environment(template_root, locale).get_template(name).render(**context)
+    from moltbot.config.settings import get_settings
+
+    templates_dir = get_settings().templates_dir
+    environment = _environment(
+        template_root, locale, templates_dir.resolve() if templates_dir else None
+    )
+    return environment.get_template(name).render(**context)
 
 
 @dataclass(frozen=True)

@@ -58,8 +58,11 @@ SEOUL = ZoneInfo("Asia/Seoul")
 FREE_TEXT_PLACES = ("smtp", "notion", "outbox", "ledger:effects.payload")
 # The form digest's artifact lists the answers (contact details masked), and its events carry it.
 ARTIFACT_PLACES = ("artifacts", "events (artifact)")
-# The inputs themselves: the webhook inbox keeps each event as received, to dispatch it.
-INBOX_PLACES = ("ledger:webhook_inbox.event",)
+# The inputs themselves: the webhook inbox keeps each event as received, to dispatch it, and
+# shadow mode keeps what a real run read, to replay it (pruned after its retention limit).
+SHADOW_INPUT_PLACES = ("ledger:recorded_inputs.payload",)
+INBOX_PLACES = ("ledger:webhook_inbox.event", *SHADOW_INPUT_PLACES)
+SHADOW_PLACES = (*SHADOW_INPUT_PLACES, "ledger:recorded_inputs.effects")
 
 
 @dataclass(frozen=True)
@@ -139,9 +142,21 @@ def personal_canaries() -> list[Canary]:
         Canary("bank account", ACCOUNT, inbox),
         Canary("stripe customer id", CUSTOMER_ID, inbox),
         Canary("token in an application's error log (its tail)", LOG_TOKEN_TAIL),
-        Canary("free-text answer", FREE_MARKER, (*FREE_TEXT_PLACES, *ARTIFACT_PLACES)),
-        Canary("phone in a free-text answer", FREE_PHONE, FREE_TEXT_PLACES),
-        Canary("e-mail in a free-text answer", FREE_EMAIL_LOCAL, FREE_TEXT_PLACES),
+        # Shadow mode keeps the sheet window a digest read (the input, as it is) and the
+        # digest it meant to send (masked, as e-mail carries free text).
+        Canary(
+            "free-text answer",
+            FREE_MARKER,
+            (*FREE_TEXT_PLACES, *ARTIFACT_PLACES, *SHADOW_PLACES),
+        ),
+        Canary(
+            "phone in a free-text answer", FREE_PHONE, (*FREE_TEXT_PLACES, *SHADOW_INPUT_PLACES)
+        ),
+        Canary(
+            "e-mail in a free-text answer",
+            FREE_EMAIL_LOCAL,
+            (*FREE_TEXT_PLACES, *SHADOW_INPUT_PLACES),
+        ),
     ]
 
 

@@ -76,4 +76,5 @@ ENTRY = Automation(
     collision_strategy="ENQUEUE",
     default_routes={"info": ("outbox",)},
     rules=RULES,
+    shadow_ref="flows.form_digest.shadow:replay",
 )

@@ -13,7 +13,7 @@ from prefect.runtime import flow_run
 
 from blocks.notion import NotionCredentials
 from blocks.sheets import GoogleSheetsCredentials
-from flows.form_digest import ENTRY
+from flows.form_digest import ENTRY, shadow
 from flows.form_digest.digest import Digest, FormLayout, build_digest, plan_layout
 from flows.form_digest.render import (
     AUTOMATION,
@@ -53,6 +53,7 @@ from tasks.effects import (
     unsettled,
 )
 from tasks.notion import page_link, read_database_schema
+from tasks.shadow import record_run_input
 from tasks.sheets import load_worksheet
 from tasks.watermarks import advance_watermark, hold_watermark, read_watermark
 
@@ -383,6 +384,25 @@ def form_digest(
             result.update(notion_page_id=outcome.remote_id, notion_url=result["notion"]["url"])
 
     message = build_digest_message(context, key=key, locale=locale, notion_url=result["notion_url"])
+    if not dry_run:
+        # Before delivering: the snapshot says what this run meant to send; the ledger says
+        # what went (`moltbot shadow` compares a replay with both).
+        record_run_input(
+            AUTOMATION,
+            shadow.KIND,
+            shadow.snapshot(
+                window,
+                layout,
+                form=form,
+                stream=stream,
+                max_text_answers=max_text_answers,
+                notion_url=result["notion_url"],
+                now=now,
+                timezone=timezone,
+                locale=locale,
+            ),
+            shadow.effects(message),
+        )
     result["deliveries"] = deliver(message, routes, destinations, dry_run=dry_run)
 
     if not dry_run and not unsettled(result["deliveries"]):

@@ -103,4 +103,5 @@ ENTRY = Automation(
         ),
     ),
     rules=RULES,
+    shadow_ref="flows.inventory_alert.shadow:replay",
 )

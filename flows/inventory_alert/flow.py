@@ -14,7 +14,7 @@ from prefect.logging import get_run_logger
 from prefect.utilities.annotations import quote
 
 from blocks.sheets import GoogleSheetsCredentials
-from flows.inventory_alert import ENTRY
+from flows.inventory_alert import ENTRY, shadow
 from flows.inventory_alert.render import AUTOMATION, TEMPLATES, build_alert_message, item_records
 from flows.inventory_alert.states import (
     SEVERITIES,
@@ -56,6 +56,7 @@ from tasks.effects import (
     routes_for,
 )
 from tasks.item_state import read_item_states, save_item_states
+from tasks.shadow import record_run_input
 from tasks.sheets import load_worksheet
 from tasks.sources import load_table, refuse_inline_password, source_label
 
@@ -439,6 +440,25 @@ def inventory_alert(
         ", ".join(f"{len(items)} {name}" for name, items in plan.alerts.items()) or "none",
     )
 
+    if not dry_run and messages:
+        # Before delivering: the snapshot says what this run meant to send; the ledger says
+        # what went (`moltbot shadow` compares a replay with both). A check with no news keeps
+        # nothing: every half hour, the whole stock list would pile up for nothing to compare.
+        record_run_input(
+            AUTOMATION,
+            shadow.KIND,
+            shadow.snapshot(
+                evaluation.states,
+                evaluation.bad_rows,
+                previous,
+                now=now,
+                cooldown_hours=cooldown_hours,
+                timezone=timezone,
+                locale=settings.locale,
+                top_n=top_n,
+            ),
+            shadow.effects(messages),
+        )
     deliveries, delivered = deliver_by_severity(messages, routes, destinations, dry_run=dry_run)
 
     saved = 0

@@ -79,6 +79,7 @@ ENTRY = Automation(
     # queues: the ledger keys make a queued run find the issues already created.
     collision_strategy="ENQUEUE",
     default_routes={"info": ("outbox",)},
+    shadow_ref="flows.ticket_creation.shadow:replay",
     # No webhook route of its own: `payment.failed` goes to payment-failures, which opens a
     # ticket through this flow once a customer fails repeatedly (not one per failure). A
     # `[webhooks.routes]` entry can still send any event type here (with `inbox_ids`).

@@ -27,7 +27,7 @@ from flows.shared.forms import (
     select_window,
     timestamp_column_of,
 )
-from flows.ticket_creation import ENTRY
+from flows.ticket_creation import ENTRY, shadow
 from flows.ticket_creation.drafts import (
     AUTOMATION,
     SourceItem,
@@ -55,7 +55,7 @@ from flows.ticket_creation.mapping import (
     load_mappings,
     mapping_for_event,
 )
-from flows.ticket_creation.plan import Plan, plan_drafts
+from flows.ticket_creation.plan import LedgerEntry, Plan, plan_drafts
 from flows.ticket_creation.render import (
     comment_body,
     description_footer,
@@ -107,6 +107,7 @@ from tasks.effects import (
 from tasks.inbox import read_inbox_events
 from tasks.jira import find_labelled_issues
 from tasks.reviews import ask_review, decide_review
+from tasks.shadow import record_run_input
 from tasks.sheets import load_worksheet
 from tasks.watermarks import advance_watermark, hold_watermark, read_watermark
 
@@ -258,6 +259,21 @@ def read_event_items(
         if not isinstance(events, list):
             raise InputError("events must be a list of JSON objects")
         records = [(f"events[{index}]", record) for index, record in enumerate(events)]
+    return event_items(records, mappings=mappings, mapping=mapping, timezone=timezone)
+
+
+def event_items(
+    records: list[tuple[str, Any]],
+    *,
+    mappings: dict[str, TicketMapping],
+    mapping: str | None,
+    timezone: str,
+) -> list[SourceItem]:
+    """Events (each with its origin, e.g. ``events[0]``) as items with their mappings.
+
+    Raises:
+        InputError: a malformed event, or one that no mapping (or the named one) takes.
+    """
     parsed = parse_events(records, timezone)
     return [
         event_item(event, mapping_for_event(mappings, mapping, event.type, event.origin), timezone)
@@ -452,7 +468,8 @@ def ticket_creation(
     if jira is not None and drafts:
         existing = find_labelled_issues(jira, [d.label for d in drafts], block_name=str(jira_block))
     keys = [key for d in drafts for key in (d.ledger_key, d.occurrence_key)]
-    plan = plan_drafts(drafts, existing, ledger_entries(read_effects(keys)) if drafts else {})
+    entries = ledger_entries(read_effects(keys)) if drafts else {}
+    plan = plan_drafts(drafts, existing, entries)
     logger.info(
         "%d draft(s): %s",
         len(drafts),
@@ -501,6 +518,18 @@ def ticket_creation(
                 TicketCreationResult(**result).as_result(),
             )
 
+    if source == "events":
+        _record_input(
+            plan,
+            events=events if inbox_ids is None else None,
+            events_file=events_file,
+            inbox_ids=inbox_ids,
+            mapping=mapping,
+            existing=existing,
+            entries=entries,
+            timezone=timezone,
+            locale=locale,
+        )
     outcomes = _perform(plan, jira, jira_block, locale=locale, timezone=timezone)
     result = _result(plan, outcomes, decision, window, url=url, jira_checked=True, dry_run=False)
     if window is not None and window.position is not None:
@@ -518,6 +547,40 @@ def ticket_creation(
         ),
     ]
     return finish_run(TicketCreationResult(**result), other_failures=items)
+
+
+def _record_input(
+    plan: Plan,
+    *,
+    existing: dict[str, str],
+    entries: dict[str, LedgerEntry],
+    timezone: str,
+    locale: str,
+    **source: Any,
+) -> None:
+    """Keep the run's events and what its plan read, with the issues and comments it is about
+    to make, for `moltbot shadow` (before performing: the ledger then says what was done);
+    a run with nothing to create or comment keeps nothing."""
+    comments = plan.having("comment")
+    counted = count_done(AUTOMATION, seen_prefixes(comments)) if comments else {}
+    seen = {prefix.removesuffix(":seen:"): number for prefix, number in counted.items()}
+    effects = shadow.effects(plan, seen, locale=locale, timezone=timezone)
+    if not effects:
+        return  # a batch handled before: nothing to compare
+    record_run_input(
+        AUTOMATION,
+        shadow.KIND,
+        shadow.snapshot(
+            **source,
+            existing=existing,
+            entries=entries,
+            seen=seen,
+            rejected=[planned.draft.id for planned in plan.having("rejected")],
+            timezone=timezone,
+            locale=locale,
+        ),
+        effects,
+    )
 
 
 def _perform(

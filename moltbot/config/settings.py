@@ -86,6 +86,17 @@ class Settings(BaseSettings):
         default_factory=RateLimits,
         description="Client-side limits per external API and credential ([rate_limits]).",
     )
+    shadow_retention_days: int = Field(
+        default=14,
+        ge=1,
+        description="`moltbot prune` removes the run inputs kept for `moltbot shadow` after "
+        "this many days (they may hold personal data; they live in the ledger database).",
+    )
+    templates_dir: Path | None = Field(
+        default=None,
+        description="A folder of message templates that override the shipped ones: "
+        "`<templates_dir>/<automation>/<locale>/<name>` (e.g. inventory-alert/en/title.txt.j2).",
+    )
 
     @field_validator("timezone")
     @classmethod

@@ -255,7 +255,7 @@ def test_every_command_is_documented_in_the_readme() -> None:
 
     assert commands == [
         "list", "show", "run", "demo", "sandbox", "serve", "deploy", "prune", "doctor", "audit",
-        "policy", "metrics", "blocks register",
+        "policy", "metrics", "shadow", "blocks register",
         "blocks list", "blocks test", "webhook serve", "outbox list", "outbox show",
         "outbox replay", "outbox resolve", "outbox ack", "server start", "server status",
         "server stop",

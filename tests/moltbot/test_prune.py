@@ -283,6 +283,7 @@ def test_cli_dry_run_then_prune_in_json(moltbot_home: Path) -> None:
         {"store": "audit", "count": 1, "kept": 0},
         {"store": "payment_events", "count": 0, "kept": 0},
         {"store": "escalations", "count": 0, "kept": 0},
+        {"store": "shadow_inputs", "count": 0, "kept": 0},
     ]
     assert len(left_after_dry_run) == 3
     assert real.exit_code == 0, real.output
@@ -342,6 +343,7 @@ def test_the_default_stores_are_the_ledger_inbox_outbox_folder_audit_payments_es
         "audit",
         "payment_events",
         "escalations",
+        "shadow_inputs",
     ]
     assert isinstance(stores[2], OutboxFiles) and stores[2].folder == settings.outbox_dir
 
