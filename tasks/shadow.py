@@ -1,12 +1,10 @@
-"""The task that records a real run's input snapshot for shadow mode (`moltbot shadow`)."""
+"""Recording a real run's input snapshot for shadow mode (`moltbot shadow`)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 
 from moltbot.shadow import ShadowEffect
@@ -14,12 +12,15 @@ from moltbot.state.ledger import Ledger
 from moltbot.state.recorded_inputs import RecordedInputs
 
 
-@task(name="record-run-input", cache_policy=NO_CACHE)
 def record_run_input(
     automation: str, kind: str, payload: dict[str, Any], effects: list[ShadowEffect]
 ) -> bool:
     """Keep what this flow run read and meant to send, once per flow run (a retry keeps the
     first), so `moltbot shadow` can replay it through later code.
+
+    A plain call, not a task: Prefect walks every parameter of a task call looking for
+    upstream futures, and a form digest's window can hold 100,000 rows (that walk tripled the
+    run's time). It writes moltbot's own ledger, as the watermark and state stores do.
 
     Args:
         automation: the automation's name.
