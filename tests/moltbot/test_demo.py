@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -40,8 +41,21 @@ def prose_lines(output: str) -> list[str]:
     return [line for line in lines if not set(line) & table_chars and not line.startswith(" " * 4)]
 
 
+@pytest.fixture
+def session_blocks_restored(sandbox_server: object) -> Iterator[None]:
+    """After the test, the `sandbox-*` blocks point at the session sandbox again.
+
+    The demo saves those names pointing at its own sandbox, gone when it ends; the tests this
+    worker runs next load them.
+    """
+    from moltbot.sandbox.blocks import save_sandbox_blocks
+
+    yield
+    save_sandbox_blocks(sandbox_server)
+
+
 def test_demo_delivers_once_then_reports_everything_done(
-    prefect_api: str, moltbot_home: Path, tmp_path: Path
+    prefect_api: str, moltbot_home: Path, tmp_path: Path, session_blocks_restored: None
 ) -> None:
     shutil.copy(ROOT / "moltbot.toml", tmp_path / "moltbot.toml")  # the ticket mappings
     # The session's server holds other tests' events too: only the demo's are counted below.
