@@ -59,3 +59,18 @@ class Rule:
     def automation(self) -> str:
         """The automation part of the id."""
         return self.id.split(".", 1)[0]
+
+
+def run_summary_rule(automation: str) -> Rule:
+    """`<automation>.run-summary`: the artifact every run leaves on its page (the same rule in
+    every automation that renders `run_summary.md.j2`)."""
+    return Rule(
+        f"{automation}.run-summary",
+        condition=Words(
+            "every run: what it found and what became of each effect, on the run's page",
+            "매 실행: 찾은 것과 각 작업의 결과를 실행 페이지에",
+        ),
+        dedup=Words("one per run (a Prefect artifact)", "실행마다 하나 (Prefect 아티팩트)"),
+        kind="artifact",
+        templates=("run_summary.md.j2",),
+    )

@@ -91,6 +91,17 @@ class RenderedAlert:
     slack_blocks: list[dict[str, Any]]
 
 
+ALERT_TEMPLATES = (
+    "title.txt.j2",
+    "slack_summary.mrkdwn.j2",
+    "slack_items.mrkdwn.j2",
+    "slack_footer.mrkdwn.j2",
+    "alert.md.j2",
+    "email.html.j2",
+)
+"""The standard alert templates `render_alert` renders (with the default items template)."""
+
+
 def render_alert(
     templates: Path, locale: str, items_template: str = "slack_items.mrkdwn.j2", **context: Any
 ) -> RenderedAlert:

@@ -1,16 +1,12 @@
 """The error-spike automation: error lines per window (logs or a table) -> spike and clear."""
 
 from moltbot.registry import Automation, RequiredChoice
-from moltbot.rules import Rule, Words
+from moltbot.rules import Rule, Words, run_summary_rule
+from moltbot.templating import ALERT_TEMPLATES as STANDARD_ALERT_TEMPLATES
 
-# Every alert renders the same set (`moltbot.templating.render_alert`).
-ALERT_TEMPLATES = (
-    "title.txt.j2",
-    "slack_summary.mrkdwn.j2",
-    "slack_signatures.mrkdwn.j2",
-    "slack_footer.mrkdwn.j2",
-    "alert.md.j2",
-    "email.html.j2",
+# Every alert renders the standard set, its items as signature lines.
+ALERT_TEMPLATES = tuple(
+    name.replace("slack_items", "slack_signatures") for name in STANDARD_ALERT_TEMPLATES
 )
 
 RULES: tuple[Rule, ...] = (
@@ -42,16 +38,7 @@ RULES: tuple[Rule, ...] = (
         severities=("info",),
         templates=ALERT_TEMPLATES,
     ),
-    Rule(
-        "error-spike.run-summary",
-        condition=Words(
-            "every run: what it found and what became of each effect, on the run's page",
-            "매 실행: 찾은 것과 각 작업의 결과를 실행 페이지에",
-        ),
-        dedup=Words("one per run (a Prefect artifact)", "실행마다 하나 (Prefect 아티팩트)"),
-        kind="artifact",
-        templates=("run_summary.md.j2",),
-    ),
+    run_summary_rule("error-spike"),
 )
 """Which condition produces which effect (`moltbot policy` lists them)."""
 

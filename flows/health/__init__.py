@@ -2,6 +2,7 @@
 
 from moltbot.registry import Automation
 from moltbot.rules import Rule, Words
+from moltbot.templating import ALERT_TEMPLATES
 
 RULES: tuple[Rule, ...] = (
     Rule(
@@ -18,14 +19,7 @@ RULES: tuple[Rule, ...] = (
         ),
         route="changed",
         severities=("info", "warning", "critical"),
-        templates=(
-            "title.txt.j2",
-            "alert.md.j2",
-            "email.html.j2",
-            "slack_summary.mrkdwn.j2",
-            "slack_items.mrkdwn.j2",
-            "slack_footer.mrkdwn.j2",
-        ),
+        templates=ALERT_TEMPLATES,
         ops_fallback=True,
     ),
 )

@@ -1,17 +1,8 @@
 """The inventory-alert automation: stock levels -> state transitions -> alerts by severity."""
 
 from moltbot.registry import Automation, RequiredChoice
-from moltbot.rules import Rule, Words
-
-# Every alert renders the same set (`moltbot.templating.render_alert`).
-ALERT_TEMPLATES = (
-    "title.txt.j2",
-    "slack_summary.mrkdwn.j2",
-    "slack_items.mrkdwn.j2",
-    "slack_footer.mrkdwn.j2",
-    "alert.md.j2",
-    "email.html.j2",
-)
+from moltbot.rules import Rule, Words, run_summary_rule
+from moltbot.templating import ALERT_TEMPLATES
 
 RULES: tuple[Rule, ...] = (
     Rule(
@@ -70,16 +61,7 @@ RULES: tuple[Rule, ...] = (
         severities=("critical",),
         templates=ALERT_TEMPLATES,
     ),
-    Rule(
-        "inventory-alert.run-summary",
-        condition=Words(
-            "every run: what it found and what became of each effect, on the run's page",
-            "매 실행: 찾은 것과 각 작업의 결과를 실행 페이지에",
-        ),
-        dedup=Words("one per run (a Prefect artifact)", "실행마다 하나 (Prefect 아티팩트)"),
-        kind="artifact",
-        templates=("run_summary.md.j2",),
-    ),
+    run_summary_rule("inventory-alert"),
 )
 """Which condition produces which effect (`moltbot policy` lists them)."""
 

@@ -1,7 +1,7 @@
 """The payment-failures automation: payments -> window alerts, repeat tickets, daily rates."""
 
 from moltbot.registry import Automation
-from moltbot.rules import Rule, Words
+from moltbot.rules import Rule, Words, run_summary_rule
 
 RULES: tuple[Rule, ...] = (
     Rule(
@@ -32,16 +32,7 @@ RULES: tuple[Rule, ...] = (
         severities=("info",),
         templates=("summary_title.txt.j2", "summary.mrkdwn.j2", "summary.md.j2"),
     ),
-    Rule(
-        "payment-failures.run-summary",
-        condition=Words(
-            "every run: what it found and what became of each effect, on the run's page",
-            "매 실행: 찾은 것과 각 작업의 결과를 실행 페이지에",
-        ),
-        dedup=Words("one per run (a Prefect artifact)", "실행마다 하나 (Prefect 아티팩트)"),
-        kind="artifact",
-        templates=("run_summary.md.j2",),
-    ),
+    run_summary_rule("payment-failures"),
 )
 """Which condition produces which effect (`moltbot policy` lists them)."""
 
