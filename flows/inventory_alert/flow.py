@@ -440,10 +440,10 @@ def inventory_alert(
         ", ".join(f"{len(items)} {name}" for name, items in plan.alerts.items()) or "none",
     )
 
-    if not dry_run and messages:
+    if not dry_run:
         # Before delivering: the snapshot says what this run meant to send; the ledger says
-        # what went (`moltbot shadow` compares a replay with both). A check with no news keeps
-        # nothing: every half hour, the whole stock list would pile up for nothing to compare.
+        # what went (`moltbot shadow` compares a replay with both). A check with no news is
+        # kept unless its input is the one kept last (`RecordedInputs.record`).
         record_run_input(
             AUTOMATION,
             shadow.KIND,

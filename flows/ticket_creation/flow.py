@@ -559,14 +559,12 @@ def _record_input(
     **source: Any,
 ) -> None:
     """Keep the run's events and what its plan read, with the issues and comments it is about
-    to make, for `moltbot shadow` (before performing: the ledger then says what was done);
-    a run with nothing to create or comment keeps nothing."""
+    to make, for `moltbot shadow` (before performing: the ledger then says what was done).
+    A run with nothing to create or comment is kept too: a changed mapping may give it a
+    ticket."""
     comments = plan.having("comment")
     counted = count_done(AUTOMATION, seen_prefixes(comments)) if comments else {}
     seen = {prefix.removesuffix(":seen:"): number for prefix, number in counted.items()}
-    effects = shadow.effects(plan, seen, locale=locale, timezone=timezone)
-    if not effects:
-        return  # a batch handled before: nothing to compare
     record_run_input(
         AUTOMATION,
         shadow.KIND,
@@ -579,7 +577,7 @@ def _record_input(
             timezone=timezone,
             locale=locale,
         ),
-        effects,
+        shadow.effects(plan, seen, locale=locale, timezone=timezone),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,8 +27,22 @@ recorded_inputs_table = Table(
     Column("payload", Text, nullable=False),
     # JSON: the effects the run handed the effects layer, texts masked (moltbot.shadow).
     Column("effects", Text, nullable=False),
+    # sha256 of the payload without the run's moment (`input_digest`): a run with nothing to
+    # send whose input is the one kept last is not kept again.
+    Column("digest", String(64), nullable=True),
     Index("ix_recorded_inputs_time", "automation", "recorded_at"),
 )
+
+
+VOLATILE_KEYS = frozenset({"now"})
+"""Payload keys that differ on every run (the run's moment) and say nothing of its input."""
+
+
+def input_digest(payload: dict[str, Any]) -> str:
+    """sha256 of `payload` without `VOLATILE_KEYS`, keys sorted: the same input, the same digest."""
+    stable = {key: value for key, value in payload.items() if key not in VOLATILE_KEYS}
+    text = json.dumps(stable, ensure_ascii=False, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -61,9 +76,17 @@ class RecordedInputs:
     ) -> bool:
         """Store a run's snapshot once: a retried run (same flow run id) keeps the first.
 
+        A run with nothing to send is kept too (the current code may send something for it:
+        that is what shadow mode shows as added), unless its input is the one this automation
+        kept last: a stock check every half hour with no news would pile up the same list.
+
         Returns:
-            True when stored now, False when the run had one already.
+            True when stored now, False when the run had one already, or nothing to send and
+            the input kept last.
         """
+        digest = input_digest(payload)
+        if not effects and self._latest_digest(automation) == digest:
+            return False
         row = {
             "automation": automation,
             "flow_run_id": flow_run_id,
@@ -72,6 +95,7 @@ class RecordedInputs:
             # NaN (an unknown quantity) is kept as JSON's common extension; Python reads it back.
             "payload": json.dumps(payload, ensure_ascii=False, default=str),
             "effects": json.dumps(effects, ensure_ascii=False),
+            "digest": digest,
         }
         try:
             with self._engine.begin() as conn:
@@ -79,6 +103,17 @@ class RecordedInputs:
         except IntegrityError:
             return False
         return True
+
+    def _latest_digest(self, automation: str) -> str | None:
+        table = recorded_inputs_table
+        statement = (
+            select(table.c.digest)
+            .where(table.c.automation == automation)
+            .order_by(table.c.recorded_at.desc())
+            .limit(1)
+        )
+        with self._engine.connect() as conn:
+            return conn.execute(statement).scalar_one_or_none()
 
     def runs(self, automation: str, since: datetime) -> list[RecordedRun]:
         """The runs of `automation` recorded at or after `since`, oldest first."""

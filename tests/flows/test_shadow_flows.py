@@ -65,9 +65,9 @@ def shadow(*args: str) -> tuple[int, dict[str, Any]]:
     return result.exit_code, json.loads(result.stdout)
 
 
-def changes(document: dict[str, Any]) -> list[tuple[str, str, str]]:
-    [run] = document["runs"]
-    return [(e["change"], e["kind"], e["target"]) for e in run["effects"]]
+def changes(document: dict[str, Any], run: int = 0) -> list[tuple[str, str, str]]:
+    """The changes of the document's `run`-th replayed run (oldest first)."""
+    return [(e["change"], e["kind"], e["target"]) for e in document["runs"][run]["effects"]]
 
 
 def test_a_template_and_a_mapping_change_show_exactly_the_changed_message_and_ticket(
@@ -80,7 +80,9 @@ def test_a_template_and_a_mapping_change_show_exactly_the_changed_message_and_ti
     (tmp_path / "stock.csv").write_text(STOCK, encoding="utf-8")
     config = tmp_path / "moltbot.toml"
     config.write_text(MAPPING, encoding="utf-8")
-    for _ in range(2):  # the second check has no news: it keeps no input
+    # The second check has no news and is kept (the item states it compared with changed);
+    # the third has the same input as the second and is not kept again.
+    for _ in range(3):
         inventory_alert(
             source=str(tmp_path / "stock.csv"),
             channels_by_severity={"out": ["slack-ops"], "low": ["slack-ops"]},
@@ -97,6 +99,7 @@ def test_a_template_and_a_mapping_change_show_exactly_the_changed_message_and_ti
         ("same", "message", "low"),
         ("same", "message", "out"),
     ]
+    assert len(unchanged[1]["runs"]) == 2 and changes(unchanged[1], run=1) == []
     assert changes(shadow("ticket-creation")[1]) == [("same", "ticket", "jira:OPS")] * 2
 
     # One word of the low alert's title, through an override folder of templates...
@@ -112,6 +115,7 @@ def test_a_template_and_a_mapping_change_show_exactly_the_changed_message_and_ti
     code, stock = shadow("inventory-alert")
     assert code == 1
     assert sorted(changes(stock)) == [("changed", "message", "low"), ("same", "message", "out")]
+    assert changes(stock, run=1) == []  # the check with no news still sends nothing
     [low] = [e for e in stock["runs"][0]["effects"] if e["change"] == "changed"]
     assert "-Low stock: 1 item" in low["diff"] and "+Running low: 1 item" in low["diff"]
 
@@ -137,7 +141,7 @@ def test_a_template_and_a_mapping_change_show_exactly_the_changed_message_and_ti
     with Ledger.from_settings() as ledger:
         recorded = RecordedInputs(ledger)
         since = datetime(2000, 1, 1, tzinfo=UTC)
-        assert [len(recorded.runs(name, since)) for name in NAMES] == [1, 1]
+        assert [len(recorded.runs(name, since)) for name in NAMES] == [2, 1]
 
 
 def test_a_dry_run_records_no_input(sandbox: Sandbox, sandbox_blocks: list[str], tmp_path: Path):
