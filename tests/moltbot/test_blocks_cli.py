@@ -45,7 +45,7 @@ def test_list_shows_name_type_and_target_but_no_secret(prefect_api: str) -> None
         "list-notion", overwrite=True
     )
     JiraCredentials(
-        server_url="https://example.atlassian.net", email="ops@example.com", api_token="jira-pw"
+        server_url="https://jira.example.invalid", email="ops@example.com", api_token="jira-pw"
     ).save("list-jira", overwrite=True)
     OutboxChannel(folder="/tmp/outbox-보고서").save("list-outbox", overwrite=True)
 
@@ -72,7 +72,7 @@ def test_list_shows_name_type_and_target_but_no_secret(prefect_api: str) -> None
         None,
         None,
     )
-    assert documents["list-jira"]["target"] == "https://example.atlassian.net"
+    assert documents["list-jira"]["target"] == "https://jira.example.invalid"
     assert documents["list-outbox"]["target"] == "/tmp/outbox-보고서"
     assert table.exit_code == 0
     assert "list-notion" in table.stdout
@@ -150,7 +150,7 @@ def test_a_secret_older_than_the_rotation_days_is_flagged(
     from blocks import JiraCredentials
 
     name = f"rotation-old-{uuid.uuid4().hex[:8]}"
-    JiraCredentials(server_url="https://example.atlassian.net", email="bot@example.com",
+    JiraCredentials(server_url="https://jira.example.invalid", email="bot@example.com",
                     api_token="old-token").save(name)  # fmt: skip
     set_long_ago = datetime.now(UTC) - timedelta(days=200)
     _edit_as_the_ui(name, "moltbot-jira-credentials", {"secret_set_at": set_long_ago.isoformat()})
