@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from prefect import flow, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow
 from prefect.logging import get_run_logger
 
 from flows.metrics_weekly import ENTRY
@@ -14,13 +13,11 @@ from moltbot.audit import AUDIT_HOOKS
 from moltbot.config.settings import get_settings
 from moltbot.effects.report import ArtifactRef, RunReport, finish_run
 from moltbot.errors import InputError
-from moltbot.metrics import MetricsReport, compute, gather, hours_saved_config
 from moltbot.metrics_page import render_markdown
-from moltbot.registry import automation_names
 from moltbot.runlabels import artifact_description, flow_run_namer, label_current_run, local_minute
 from moltbot.runtime import RUN_RESULTS
-from moltbot.state.ledger import Ledger
 from tasks.artifacts import publish_markdown
+from tasks.metrics import gather_metrics
 
 AUTOMATION = ENTRY.name
 ARTIFACT_KEY = "metrics-weekly"
@@ -31,16 +28,6 @@ class MetricsWeeklyResult(RunReport):
     --json` prints them)."""
 
     metrics: dict[str, Any]
-
-
-@task(name="gather-metrics", cache_policy=NO_CACHE)
-def gather_metrics(since: datetime, until: datetime) -> MetricsReport:
-    """Read the period's runs, effects and audit entries and compute the figures."""
-    names = automation_names()
-    hours = hours_saved_config(names)
-    with Ledger.from_settings() as ledger:
-        data = gather(ledger, since=since, until=until, automations=names, hours_saved=hours)
-    return compute(data, names)
 
 
 @flow(
