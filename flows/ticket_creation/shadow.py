@@ -16,6 +16,7 @@ from typing import Any
 from flows.ticket_creation.drafts import AUTOMATION, read_events_file
 from flows.ticket_creation.plan import LedgerEntry, Plan, plan_drafts, reject
 from flows.ticket_creation.render import comment_body
+from moltbot.errors import InputError
 from moltbot.shadow import InputsGone, ShadowEffect, effect, fields_text
 from moltbot.state.recorded_inputs import RecordedRun
 
@@ -80,16 +81,15 @@ def effects(plan: Plan, seen: dict[str, int], *, locale: str, timezone: str) -> 
 def _records(payload: dict[str, Any]) -> list[tuple[str, Any]]:
     if "inbox_ids" not in payload:
         return [(origin, record) for origin, record in payload["records"]]
-    from moltbot.state.inbox import Inbox
-    from moltbot.state.ledger import Ledger
+    from tasks.inbox import read_inbox_events
 
-    ids = payload["inbox_ids"]
-    with Ledger.from_settings() as ledger:
-        entries = Inbox(ledger).get_many(ids)
-    if any(entry_id not in entries for entry_id in ids):
-        raise InputsGone("its webhook inbox entries were pruned: the events are gone")
+    try:
+        # The run's own reading of its inbox entries (the task's body, outside a flow run).
+        events = read_inbox_events.fn(payload["inbox_ids"])
+    except InputError:  # an entry the inbox no longer has
+        raise InputsGone("its webhook inbox entries were pruned: the events are gone") from None
     # Origins as the run named them: it read the entries' events as a list.
-    return [(f"events[{i}]", dict(entries[entry_id].event)) for i, entry_id in enumerate(ids)]
+    return [(f"events[{i}]", event) for i, event in enumerate(events)]
 
 
 def replay(run: RecordedRun) -> list[ShadowEffect]:
