@@ -36,8 +36,6 @@ from moltbot.doctor import (
 from moltbot.masking import mask_text
 
 ENCRYPTION_KEY_ENV = "PREFECT_SERVER_ENCRYPTION_KEY"
-OPS_AUTOMATIONS = ("health",)
-"""Automations whose messages are for ops: their routes are not business channels."""
 # The doctor should answer within seconds even when a host is silent.
 _PROBE_TIMEOUT_SECONDS = 5.0
 _BLOCK_CHECKS_AT_ONCE = 8
@@ -422,7 +420,8 @@ def ledger_facts(url: str) -> LedgerFacts:
 
 def ops_facts(settings: Settings, saved: frozenset[str] | None) -> OpsFacts:
     """The ops route and block, and the business channels of every automation's routes (the
-    registry's defaults and `[routes]`; the routes of `OPS_AUTOMATIONS` are ops routes)."""
+    registry's defaults and `[routes]`). An automation whose rules fall back to the ops
+    channels (`Rule.ops_fallback`, as health's) sends to ops: its routes are ops routes."""
     from moltbot.effects.routes import RoutesConfig
     from moltbot.errors import InputError
     from moltbot.registry import automation_names, automations
@@ -439,8 +438,9 @@ def ops_facts(settings: Settings, saved: frozenset[str] | None) -> OpsFacts:
         for automation, severities in configured.routes.items():
             for severity, route in severities.items():
                 routes.setdefault(automation, {})[severity] = tuple(route.links)
-    for automation in OPS_AUTOMATIONS:
-        routes.pop(automation, None)
+    for automation in automations():
+        if any(rule.ops_fallback for rule in automation.rules):
+            routes.pop(automation.name, None)
     return OpsFacts(
         channels=tuple(settings.ops_channels),
         block=settings.ops_block,
