@@ -10,6 +10,9 @@ if TYPE_CHECKING:
     from prefect.client.schemas.objects import BlockDocument
 
 # The field that says where a block points, in the order they are tried; none is a secret.
+# Documents per filtered request (the API caps a page at its default limit, 200).
+_PAGE = 200
+
 _TARGET_FIELDS = ("server_url", "base_url", "api_base_url", "api_base", "smtp_host", "folder")
 
 
@@ -32,25 +35,47 @@ def register_block_types() -> list[str]:
     return slugs
 
 
-def saved_block_documents(block_types: Iterable[type[Block]]) -> list[BlockDocument]:
-    """Saved documents of the given block types, secrets left out; unregistered types have none."""
-    from prefect.client.orchestration import get_client
-    from prefect.exceptions import PrefectHTTPStatusError
+def find_block_documents(
+    block_types: Iterable[type[Block]],
+    names: Iterable[str] | None = None,
+    include_secrets: bool = False,
+) -> list[BlockDocument]:
+    """Saved documents of the given block types, only those called one of `names` when given.
 
+    One filtered request per page of the API's limit, whatever the number of types: looking a
+    name up type by type cost a request per type (ten for a channel name).
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import BlockDocument
+    from pydantic import TypeAdapter
+
+    slugs = [block_type.get_block_type_slug() for block_type in block_types]
+    if not slugs:
+        return []
+    body: dict[str, Any] = {
+        "block_types": {"slug": {"any_": slugs}},
+        "include_secrets": include_secrets,
+        "limit": _PAGE,
+    }
+    if names is not None:
+        body["block_documents"] = {"name": {"any_": list(names)}}
+    documents_of = TypeAdapter(list[BlockDocument])
     found: list[BlockDocument] = []
     with get_client(sync_client=True) as client:
-        for block_type in block_types:
-            try:
-                found.extend(
-                    client.read_block_documents_by_type(
-                        block_type.get_block_type_slug(), include_secrets=False
-                    )
-                )
-            except PrefectHTTPStatusError as exc:
-                if exc.response.status_code == 404:  # type never registered: nothing saved
-                    continue
-                raise
+        while True:
+            response = client.request(
+                "POST", "/block_documents/filter", json={**body, "offset": len(found)}
+            )
+            page = documents_of.validate_python(response.json())
+            found.extend(page)
+            if len(page) < _PAGE:
+                break
     return [document for document in found if document.name]
+
+
+def saved_block_documents(block_types: Iterable[type[Block]]) -> list[BlockDocument]:
+    """Saved documents of the given block types, secrets left out; unregistered types have none."""
+    return find_block_documents(block_types)
 
 
 def _target(data: dict[str, Any]) -> str | None:

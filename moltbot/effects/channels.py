@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from blocks.channels import CHANNEL_BLOCK_TYPES, OutboxChannel
-from moltbot.blockdocs import saved_block_documents
+from moltbot.blockdocs import find_block_documents, saved_block_documents
 from moltbot.effects.executors import Channel, ChannelExecutor
 from moltbot.errors import InputError
 from moltbot.masking import register_model_secrets
+
+if TYPE_CHECKING:
+    from prefect.blocks.core import Block
 
 OUTBOX = "outbox"
 
@@ -33,18 +37,23 @@ def load_channel(name: str) -> Channel:
         if not isinstance(block, CHANNEL_BLOCK_TYPES):
             raise InputError(f"block {name!r} is not a moltbot channel")
     else:
-        for block_type in CHANNEL_BLOCK_TYPES:
-            try:
-                block = block_type.load(name)
-                break
-            except ValueError:
-                continue
-        else:
-            choices = ", ".join([OUTBOX, *saved_channel_names()])
-            raise InputError(f"unknown channel {name!r} (choose from: {choices})")
+        block = _load_channel_block(name)
     # From now on this process masks the block's secrets (webhook URL, password) in logs.
     register_model_secrets(block)
     return block  # type: ignore[return-value]
+
+
+def _load_channel_block(name: str) -> Block:
+    """The saved channel block called `name`, looked up across every channel type at once."""
+    documents = find_block_documents(CHANNEL_BLOCK_TYPES, names=[name], include_secrets=True)
+    by_slug = {document.block_type.slug: document for document in documents if document.block_type}
+    # A name saved under two channel types resolves to the first type in CHANNEL_BLOCK_TYPES.
+    for block_type in CHANNEL_BLOCK_TYPES:
+        document = by_slug.get(block_type.get_block_type_slug())
+        if document is not None:
+            return block_type._load_from_block_document(document)
+    choices = ", ".join([OUTBOX, *saved_channel_names()])
+    raise InputError(f"unknown channel {name!r} (choose from: {choices})")
 
 
 def channel_executors(names: Iterable[str]) -> dict[str, ChannelExecutor]:

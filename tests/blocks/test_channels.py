@@ -266,3 +266,34 @@ def test_channel_blocks_save_and_load_with_secrets_hidden(prefect_api: str) -> N
             "test-email", "moltbot-email-channel", include_secrets=False
         )
     assert "p4ssw0rd" not in str(document.data)
+
+
+def test_a_channel_name_is_found_across_every_channel_type_in_one_api_request(
+    prefect_api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.client.base import PrefectHttpxSyncClient
+
+    from blocks import DoorayIncomingHook
+    from moltbot.effects.channels import load_channel
+    from moltbot.errors import InputError
+
+    # Dooray! is the last of the ten channel types: looked up type by type, ten requests.
+    DoorayIncomingHook(url="https://hook.dooray.com/services/1/2/tok-dooray").save(
+        "test-dooray-last", overwrite=True
+    )
+    sent: list[str] = []
+    send = PrefectHttpxSyncClient.send
+
+    def counting(self: PrefectHttpxSyncClient, request, *args, **kwargs):  # type: ignore[no-untyped-def]
+        sent.append(f"{request.method} {request.url.path}")
+        return send(self, request, *args, **kwargs)
+
+    monkeypatch.setattr(PrefectHttpxSyncClient, "send", counting)
+
+    channel = load_channel("test-dooray-last")
+
+    assert isinstance(channel, DoorayIncomingHook)
+    assert channel.url.get_secret_value() == "https://hook.dooray.com/services/1/2/tok-dooray"
+    assert sent == ["POST /api/block_documents/filter"]
+    with pytest.raises(InputError, match=r"unknown channel 'test-no-such' \(choose from: outbox, "):
+        load_channel("test-no-such")

@@ -176,6 +176,16 @@ class PrefectServer:
 
 
 @contextmanager
+def takes_ctrl_c() -> None:
+    """`preexec_fn` for a child the test stops with Ctrl-C (SIGINT).
+
+    A shell starts its background jobs (`pytest &`, `nohup`) with SIGINT ignored, every process
+    they start inherits that, and Python then never raises KeyboardInterrupt: the child would
+    sit out the test's SIGINT. The child gets the default disposition back before it starts.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def background(
     args: list[str], *, env: dict[str, str], cwd: Path, log: Path
 ) -> Iterator[subprocess.Popen[bytes]]:
@@ -183,7 +193,7 @@ def background(
     with log.open("ab") as output:
         process = subprocess.Popen(
             args, env=env, cwd=cwd, stdout=output, stderr=subprocess.STDOUT,
-            start_new_session=True,
+            start_new_session=True, preexec_fn=takes_ctrl_c,
         )  # fmt: skip
     try:
         yield process

@@ -272,6 +272,8 @@ def test_sandbox_command_serves_every_emulator_and_saves_its_blocks(
 
     import httpx
 
+    from tests.e2e.servers import takes_ctrl_c
+
     ports = []
     for _ in range(2):
         with socket.socket() as probe:
@@ -281,7 +283,7 @@ def test_sandbox_command_serves_every_emulator_and_saves_its_blocks(
         [sys.executable, "-m", "moltbot.cli", "sandbox", "--port", str(ports[0]),
          "--smtp-port", str(ports[1])],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-        env={**os.environ, "PREFECT_API_URL": prefect_api},
+        env={**os.environ, "PREFECT_API_URL": prefect_api}, preexec_fn=takes_ctrl_c,
     )  # fmt: skip
     try:
         lines: list[str] = []
