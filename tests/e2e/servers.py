@@ -175,7 +175,6 @@ class PrefectServer:
             yield
 
 
-@contextmanager
 def takes_ctrl_c() -> None:
     """`preexec_fn` for a child the test stops with Ctrl-C (SIGINT).
 
@@ -186,6 +185,7 @@ def takes_ctrl_c() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+@contextmanager
 def background(
     args: list[str], *, env: dict[str, str], cwd: Path, log: Path
 ) -> Iterator[subprocess.Popen[bytes]]:
