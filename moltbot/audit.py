@@ -120,7 +120,9 @@ def record(
 
 def save_block(block: Any, name: str) -> None:
     """Save (or overwrite) a block document and record who saved it (never its values)."""
-    block.save(name, overwrite=True)
+    from moltbot.blockdocs import save_block_document
+
+    save_block_document(block, name)
     record_blocks_saved([(block, name)])
 
 

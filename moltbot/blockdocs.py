@@ -110,6 +110,46 @@ def saved_blocks() -> list[dict[str, str | None]]:
     return sorted(listed, key=lambda entry: (entry["name"] or "", entry["type"] or ""))
 
 
+def save_block_document(block: Block, name: str) -> bool:
+    """Save `block` as the document `name` (overwriting), unless that document already holds
+    the same values under the same schema; True when it wrote.
+
+    Prefect's save registers the type and schema and then creates, or reads and updates, the
+    document: five or six requests. Re-saving what is already there (the sandbox's and the
+    demo's blocks, on every start) costs one read this way.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    block_type = type(block)
+    try:
+        with get_client(sync_client=True) as client:
+            saved = client.read_block_document_by_name(
+                name, block_type.get_block_type_slug(), include_secrets=True
+            )
+        same_schema = (
+            saved.block_schema is not None
+            and saved.block_schema.checksum == block_type._calculate_schema_checksum()
+        )
+        unchanged = same_schema and _field_values(
+            block_type._load_from_block_document(saved)
+        ) == _field_values(block)
+    except (ObjectNotFound, ValueError):
+        unchanged = False  # not saved yet, or saved values this class no longer reads
+    if not unchanged:
+        block.save(name, overwrite=True)
+    return not unchanged
+
+
+def _field_values(block: Block) -> dict[str, Any]:
+    """The block's field values (secrets compare by value) without the secret's stamp: a save
+    with the same secret keeps the saved stamp (`blocks.rotation`), and so does skipping it."""
+    from blocks.rotation import SECRET_SET_AT
+
+    names = [name for name in type(block).model_fields if name != SECRET_SET_AT]
+    return {name: getattr(block, name) for name in names}
+
+
 BlockT = TypeVar("BlockT", bound="Block")
 
 

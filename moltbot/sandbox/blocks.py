@@ -109,7 +109,9 @@ def sandbox_blocks(sandbox: Sandbox) -> list[SandboxBlock]:
 
 def save_sandbox_blocks(sandbox: Sandbox) -> list[SandboxBlock]:
     """Save (or overwrite) the sandbox's block documents in the Prefect API; return them."""
+    from moltbot.blockdocs import save_block_document
+
     saved = sandbox_blocks(sandbox)
     for entry in saved:
-        entry.block.save(entry.name, overwrite=True)
+        save_block_document(entry.block, entry.name)
     return saved

@@ -297,3 +297,30 @@ def test_a_channel_name_is_found_across_every_channel_type_in_one_api_request(
     assert sent == ["POST /api/block_documents/filter"]
     with pytest.raises(InputError, match=r"unknown channel 'test-no-such' \(choose from: outbox, "):
         load_channel("test-no-such")
+
+
+def test_saving_the_same_values_again_reads_once_and_a_change_is_written(
+    prefect_api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.client.base import PrefectHttpxSyncClient
+
+    from moltbot.blockdocs import save_block_document
+
+    url = "https://hooks.slack.com/services/T1/B2/tok-same"
+    assert save_block_document(SlackIncomingWebhook(url=url), "test-same-values") is True
+    sent: list[str] = []
+    send = PrefectHttpxSyncClient.send
+
+    def counting(self: PrefectHttpxSyncClient, request, *args, **kwargs):  # type: ignore[no-untyped-def]
+        sent.append(request.method)
+        return send(self, request, *args, **kwargs)
+
+    monkeypatch.setattr(PrefectHttpxSyncClient, "send", counting)
+
+    assert save_block_document(SlackIncomingWebhook(url=url), "test-same-values") is False
+    assert sent == ["GET"]
+    # A different secret is a change, though the API shows secrets only when asked for them.
+    changed = "https://hooks.slack.com/services/T1/B2/tok-changed"
+    assert save_block_document(SlackIncomingWebhook(url=changed), "test-same-values") is True
+    loaded = SlackIncomingWebhook.load("test-same-values")
+    assert loaded.url.get_secret_value() == changed

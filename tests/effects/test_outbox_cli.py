@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 from blocks import SlackIncomingWebhook
 from moltbot.audit import cli_actor
+from moltbot.blockdocs import save_block_document
 from moltbot.cli import app
 from moltbot.effects import Intent, Route, perform
 from moltbot.messages import Message
@@ -71,8 +72,8 @@ def test_a_replay_is_recorded_in_the_audit_trail_with_its_actor(
     assert outcome.status == "dead"
     sandbox.state.slack.clear_faults()  # the token was fixed
     # The CLI loads the route's destinations by block name.
-    SlackIncomingWebhook(url=sandbox.slack_webhook_url("effects")).save(
-        "team-slack", overwrite=True
+    save_block_document(
+        SlackIncomingWebhook(url=sandbox.slack_webhook_url("effects")), "team-slack"
     )
 
     replayed = runner.invoke(app, ["outbox", "replay", "test:1:team-slack"])

@@ -15,6 +15,7 @@ from sqlalchemy import delete, insert, select, text
 from blocks import SlackIncomingWebhook
 from demo.run import save_sandbox_channels
 from flows.error_spike.flow import error_spike
+from moltbot.blockdocs import save_block_document
 from moltbot.errors import InputError
 from moltbot.state.item_state import ItemStateStore
 from moltbot.state.ledger import EffectStatus, Ledger
@@ -37,7 +38,7 @@ def channels(prefect_api: str, sandbox) -> str:
     """A Slack webhook for the ops room on the sandbox."""
     save_sandbox_channels(sandbox)
     url = sandbox.slack_webhook_url("errors")
-    SlackIncomingWebhook(url=url).save("slack-errors", overwrite=True)
+    save_block_document(SlackIncomingWebhook(url=url), "slack-errors")
     return url
 
 

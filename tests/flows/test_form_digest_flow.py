@@ -24,6 +24,7 @@ from demo.sample_forms import (
     sample_form_sheet,
 )
 from flows.form_digest.flow import form_digest
+from moltbot.blockdocs import save_block_document
 from moltbot.cli import app
 from moltbot.errors import DeliveryFailed, InputError
 from moltbot.retrying import recorded_sleeps
@@ -48,8 +49,8 @@ def channels(sandbox, sandbox_blocks) -> list[str]:
 
     Not the shared `sandbox-slack` block: other tests rely on it pointing at the fixed webhook.
     """
-    SlackIncomingWebhook(url=sandbox.slack_webhook_url(WEBHOOK)).save(
-        "digest-slack", overwrite=True
+    save_block_document(
+        SlackIncomingWebhook(url=sandbox.slack_webhook_url(WEBHOOK)), "digest-slack"
     )
     return CHANNELS
 

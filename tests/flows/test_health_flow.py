@@ -11,6 +11,7 @@ import pytest
 from blocks import SlackIncomingWebhook
 from flows.health.flow import health
 from flows.health.plan import plan_changes
+from moltbot.blockdocs import save_block_document
 from moltbot.doctor import Check
 from moltbot.policy import current_version
 from moltbot.state.ledger import Ledger
@@ -25,7 +26,7 @@ KEY_CHECK = "prefect.encryption_key"
 def ops_slack(sandbox_blocks: list[str], sandbox) -> str:
     """A Slack webhook on the sandbox for the ops channel."""
     url = sandbox.slack_webhook_url("ops-health")
-    SlackIncomingWebhook(url=url).save("health-ops", overwrite=True)
+    save_block_document(SlackIncomingWebhook(url=url), "health-ops")
     return url
 
 

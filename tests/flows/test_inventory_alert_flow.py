@@ -20,6 +20,7 @@ from flows.inventory_alert.flow import (
     plan_run,
     resolve_routes,
 )
+from moltbot.blockdocs import save_block_document
 from moltbot.cli import app
 from moltbot.config.settings import get_settings
 from moltbot.effects import perform
@@ -53,15 +54,18 @@ def channels(prefect_api: str, sandbox) -> dict[str, str]:
     """Slack webhooks for the urgent and ops rooms and an on-call mailbox, on the sandbox."""
     save_sandbox_channels(sandbox)
     urls = {name: sandbox.slack_webhook_url(name) for name in ("urgent", "ops")}
-    SlackIncomingWebhook(url=urls["urgent"]).save("slack-urgent", overwrite=True)
-    SlackIncomingWebhook(url=urls["ops"]).save("slack-ops", overwrite=True)
-    EmailChannel(
-        smtp_host="127.0.0.1",
-        smtp_port=sandbox.smtp_port,
-        tls="none",
-        sender="moltbot@example.com",
-        recipients=["oncall@example.com"],
-    ).save("sms-oncall", overwrite=True)
+    save_block_document(SlackIncomingWebhook(url=urls["urgent"]), "slack-urgent")
+    save_block_document(SlackIncomingWebhook(url=urls["ops"]), "slack-ops")
+    save_block_document(
+        EmailChannel(
+            smtp_host="127.0.0.1",
+            smtp_port=sandbox.smtp_port,
+            tls="none",
+            sender="moltbot@example.com",
+            recipients=["oncall@example.com"],
+        ),
+        "sms-oncall",
+    )
     return urls
 
 

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from blocks import SlackIncomingWebhook, TwilioSms
 from flows.on_call.flow import on_call
+from moltbot.blockdocs import save_block_document
 from moltbot.effects import Route, perform
 from moltbot.effects.channels import channel_executors
 from moltbot.effects.executors import load_payload, message_intent
@@ -47,14 +48,17 @@ ACK_LINK = re.compile(r"https://hooks\.example\.com/ack/(\S+\.\d+\.[A-Za-z0-9_\-
 def channels(prefect_api: str, sandbox) -> str:
     """`oncall-slack` (the Slack emulator) and `oncall-sms` (the Twilio emulator), saved."""
     url = sandbox.slack_webhook_url("oncall")
-    SlackIncomingWebhook(url=url).save("oncall-slack", overwrite=True)
-    TwilioSms(
-        account_sid=SANDBOX_ACCOUNT_SID,
-        auth_token=SANDBOX_AUTH_TOKEN,
-        from_number=SANDBOX_FROM_NUMBER,
-        to_numbers=[ONCALL],
-        base_url=f"{sandbox.base_url}/twilio",
-    ).save("oncall-sms", overwrite=True)
+    save_block_document(SlackIncomingWebhook(url=url), "oncall-slack")
+    save_block_document(
+        TwilioSms(
+            account_sid=SANDBOX_ACCOUNT_SID,
+            auth_token=SANDBOX_AUTH_TOKEN,
+            from_number=SANDBOX_FROM_NUMBER,
+            to_numbers=[ONCALL],
+            base_url=f"{sandbox.base_url}/twilio",
+        ),
+        "oncall-sms",
+    )
     Path("moltbot.toml").write_text(CONFIG, encoding="utf-8")
     return url
 

@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 
 from blocks import SlackIncomingWebhook
 from flows.payment_failures.flow import payment_failures
+from moltbot.blockdocs import save_block_document
 from moltbot.config.settings import get_settings
 from moltbot.errors import DeliveryFailed
 from moltbot.sandbox import Sandbox
@@ -92,8 +93,8 @@ def gateway(moltbot_home: Path) -> Iterator[Gateway]:
 def setup(tmp_path: Path, sandbox: Sandbox, sandbox_blocks: list[str]) -> Sandbox:
     """The shipped moltbot.toml (its ticket mappings) and a Slack channel for the alerts."""
     shutil.copy(SHIPPED_CONFIG, tmp_path / "moltbot.toml")
-    SlackIncomingWebhook(url=sandbox.slack_webhook_url("payments")).save(
-        "pf-payments", overwrite=True
+    save_block_document(
+        SlackIncomingWebhook(url=sandbox.slack_webhook_url("payments")), "pf-payments"
     )
     return sandbox
 

@@ -18,6 +18,7 @@ from flows.form_digest.flow import form_digest
 from flows.inventory_alert.flow import inventory_alert
 from flows.reconcile.flow import reconcile
 from flows.ticket_creation.flow import ticket_creation
+from moltbot.blockdocs import save_block_document
 from moltbot.errors import InputError
 from moltbot.state.inbox import Inbox, InboxStatus
 from moltbot.state.ledger import EffectStatus, Ledger, effects_table
@@ -45,8 +46,8 @@ def project(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def alert_channel(sandbox, sandbox_blocks) -> str:
-    SlackIncomingWebhook(url=sandbox.slack_webhook_url(ROOM)).save(
-        "reconcile-slack", overwrite=True
+    save_block_document(
+        SlackIncomingWebhook(url=sandbox.slack_webhook_url(ROOM)), "reconcile-slack"
     )
     return "reconcile-slack"
 

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from blocks import HttpHeaders, SlackIncomingWebhook
 from flows.service_health.flow import service_health
+from moltbot.blockdocs import save_block_document
 from moltbot.cli import app
 from moltbot.errors import DeliveryFailed, InputError
 from moltbot.state.ledger import Ledger
@@ -26,7 +27,7 @@ SECRET = "hk-91c4e7a2d05f3b68"
 def slack(prefect_api: str, sandbox) -> str:
     """A Slack webhook on the sandbox for the alerts."""
     url = sandbox.slack_webhook_url("health")
-    SlackIncomingWebhook(url=url).save("health-slack", overwrite=True)
+    save_block_document(SlackIncomingWebhook(url=url), "health-slack")
     return url
 
 
