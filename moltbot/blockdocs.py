@@ -52,13 +52,16 @@ def find_block_documents(
     slugs = [block_type.get_block_type_slug() for block_type in block_types]
     if not slugs:
         return []
+    # Named documents only: a block saved inside another (anonymous) is not one of them.
+    documents: dict[str, Any] = {"is_anonymous": {"eq_": False}}
+    if names is not None:
+        documents["name"] = {"any_": list(names)}
     body: dict[str, Any] = {
+        "block_documents": documents,
         "block_types": {"slug": {"any_": slugs}},
         "include_secrets": include_secrets,
         "limit": _PAGE,
     }
-    if names is not None:
-        body["block_documents"] = {"name": {"any_": list(names)}}
     documents_of = TypeAdapter(list[BlockDocument])
     found: list[BlockDocument] = []
     with get_client(sync_client=True) as client:
