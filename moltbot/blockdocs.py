@@ -35,12 +35,13 @@ def register_block_types() -> list[str]:
     return slugs
 
 
-def find_block_documents(
+def saved_block_documents(
     block_types: Iterable[type[Block]],
     names: Iterable[str] | None = None,
     include_secrets: bool = False,
 ) -> list[BlockDocument]:
-    """Saved documents of the given block types, only those called one of `names` when given.
+    """Saved documents of the given block types (only those called one of `names` when given),
+    secrets left out unless `include_secrets`; unregistered types have none.
 
     One filtered request per page of the API's limit, whatever the number of types: looking a
     name up type by type cost a request per type (ten for a channel name).
@@ -74,11 +75,6 @@ def find_block_documents(
             if len(page) < _PAGE:
                 break
     return [document for document in found if document.name]
-
-
-def saved_block_documents(block_types: Iterable[type[Block]]) -> list[BlockDocument]:
-    """Saved documents of the given block types, secrets left out; unregistered types have none."""
-    return find_block_documents(block_types)
 
 
 def _target(data: dict[str, Any]) -> str | None:

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from blocks.channels import CHANNEL_BLOCK_TYPES, OutboxChannel
-from moltbot.blockdocs import find_block_documents, saved_block_documents
+from moltbot.blockdocs import saved_block_documents
 from moltbot.effects.executors import Channel, ChannelExecutor
 from moltbot.errors import InputError
 from moltbot.masking import register_model_secrets
@@ -45,7 +45,7 @@ def load_channel(name: str) -> Channel:
 
 def _load_channel_block(name: str) -> Block:
     """The saved channel block called `name`, looked up across every channel type at once."""
-    documents = find_block_documents(CHANNEL_BLOCK_TYPES, names=[name], include_secrets=True)
+    documents = saved_block_documents(CHANNEL_BLOCK_TYPES, names=[name], include_secrets=True)
     by_slug = {document.block_type.slug: document for document in documents if document.block_type}
     # A name saved under two channel types resolves to the first type in CHANNEL_BLOCK_TYPES.
     for block_type in CHANNEL_BLOCK_TYPES:
