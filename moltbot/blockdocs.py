@@ -9,10 +9,10 @@ if TYPE_CHECKING:
     from prefect.blocks.core import Block
     from prefect.client.schemas.objects import BlockDocument
 
-# The field that says where a block points, in the order they are tried; none is a secret.
 # Documents per filtered request (the API caps a page at its default limit, 200).
 _PAGE = 200
 
+# The field that says where a block points, in the order they are tried; none is a secret.
 _TARGET_FIELDS = ("server_url", "base_url", "api_base_url", "api_base", "smtp_host", "folder")
 
 
