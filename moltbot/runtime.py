@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from moltbot import heartbeat
 from moltbot.errors import MoltbotError
 from moltbot.masking import install_log_masking
 
@@ -27,6 +28,9 @@ RUN_RESULTS: dict[str, Any] = _run_results()
 Its caller reads it there (`moltbot run` prints it); nothing reads it back from result storage,
 so no result is written, and the storage named is Prefect's local default, never used.
 """
+
+# Every flow module imports this one, so every process that runs a flow has it before its run.
+heartbeat.install()
 
 
 class KnownErrorTracebackFilter(logging.Filter):

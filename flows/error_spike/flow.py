@@ -32,6 +32,7 @@ from moltbot.errors import InputError
 from moltbot.logscan import ScanStats
 from moltbot.messages import Message
 from moltbot.runlabels import artifact_description, flow_run_namer, label_current_run, local_minute
+from moltbot.runtime import RUN_RESULTS
 from moltbot.state.log_offsets import SignatureCount
 from moltbot.templating import render_template
 from tasks.artifacts import TableColumn, publish_markdown, publish_table, readable_rows
@@ -140,7 +141,13 @@ def judge_source(
 # --------------------------------------------------------------------------- the flow
 
 
-@flow(name=AUTOMATION, flow_run_name=flow_run_namer(AUTOMATION), log_prints=False, **AUDIT_HOOKS)
+@flow(
+    name=AUTOMATION,
+    flow_run_name=flow_run_namer(AUTOMATION),
+    log_prints=False,
+    **RUN_RESULTS,
+    **AUDIT_HOOKS,
+)
 def error_spike(
     sources: dict[str, dict[str, Any]] | None = None,
     window_minutes: int = 5,

@@ -44,6 +44,7 @@ from moltbot.runlabels import (
     label_current_run,
     local_minute,
 )
+from moltbot.runtime import RUN_RESULTS
 from tasks.artifacts import publish_markdown
 from tasks.effects import (
     channel_destinations,
@@ -144,7 +145,13 @@ def compute_digest(window: ResponseWindow, layout: FormLayout, *, max_text_answe
 # --------------------------------------------------------------------------- the flow
 
 
-@flow(name=AUTOMATION, flow_run_name=flow_run_namer(AUTOMATION), log_prints=False, **AUDIT_HOOKS)
+@flow(
+    name=AUTOMATION,
+    flow_run_name=flow_run_namer(AUTOMATION),
+    log_prints=False,
+    **RUN_RESULTS,
+    **AUDIT_HOOKS,
+)
 def form_digest(
     sheets_block: str,
     spreadsheet_id: str,

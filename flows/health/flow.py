@@ -18,6 +18,7 @@ from moltbot.effects import Route
 from moltbot.effects.report import RunReport, finish_run
 from moltbot.effects.routes import RouteSpec
 from moltbot.runlabels import flow_run_namer, label_current_run, local_minute
+from moltbot.runtime import RUN_RESULTS
 from tasks.artifacts import publish_markdown
 from tasks.doctor import run_doctor_checks
 from tasks.effects import deliver, route_destinations, routes_for
@@ -49,7 +50,13 @@ def resolve_routes(channels: list[RouteSpec] | None) -> list[Route]:
     return routes or [Route(tuple(get_settings().ops_channels), ENTRY.delivery_policy)]
 
 
-@flow(name=AUTOMATION, flow_run_name=flow_run_namer(AUTOMATION), log_prints=False, **AUDIT_HOOKS)
+@flow(
+    name=AUTOMATION,
+    flow_run_name=flow_run_namer(AUTOMATION),
+    log_prints=False,
+    **RUN_RESULTS,
+    **AUDIT_HOOKS,
+)
 def health(channels: list[Any] | None = None, dry_run: bool = False) -> dict[str, Any]:
     """Run `moltbot doctor`'s checks and tell ops only when their result changed.
 

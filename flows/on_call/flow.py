@@ -18,6 +18,7 @@ from moltbot.effects.quiet import plan_digests
 from moltbot.effects.report import RunReport, finish_run
 from moltbot.errors import InputError
 from moltbot.runlabels import flow_run_namer, label_current_run
+from moltbot.runtime import RUN_RESULTS
 from tasks.artifacts import publish_markdown
 from tasks.effects import channel_destinations, delivery_rows, perform_effects
 from tasks.on_call import load_due_escalations, load_held, record_steps, release_held
@@ -35,7 +36,13 @@ class OnCallResult(RunReport):
     escalations: list[dict[str, Any]]
 
 
-@flow(name=AUTOMATION, flow_run_name=flow_run_namer(AUTOMATION), log_prints=False, **AUDIT_HOOKS)
+@flow(
+    name=AUTOMATION,
+    flow_run_name=flow_run_namer(AUTOMATION),
+    log_prints=False,
+    **RUN_RESULTS,
+    **AUDIT_HOOKS,
+)
 def on_call(now: datetime | None = None, dry_run: bool = False) -> dict[str, Any]:
     """Deliver what quiet hours held, and escalate urgent alerts nobody acknowledged.
 

@@ -47,6 +47,7 @@ from moltbot.effects.report import RunReport, finish_run
 from moltbot.errors import DeliveryFailed, InputError
 from moltbot.masking import mask_text
 from moltbot.runlabels import artifact_description, flow_run_namer, label_current_run, local_minute
+from moltbot.runtime import RUN_RESULTS
 from moltbot.state.inbox import InboxEntry
 from moltbot.state.payments import PaymentRecord
 from moltbot.state.watermarks import WatermarkMoved
@@ -208,6 +209,7 @@ def normalise_entries(
     name=AUTOMATION,
     flow_run_name=flow_run_namer(AUTOMATION, run_label),
     log_prints=False,
+    **RUN_RESULTS,
     **AUDIT_HOOKS,
 )
 def payment_failures(

@@ -47,6 +47,7 @@ from moltbot.runlabels import (
     label_current_run,
     local_minute,
 )
+from moltbot.runtime import RUN_RESULTS
 from tasks.artifacts import publish_markdown, publish_table, readable_rows
 from tasks.effects import channel_destinations, deliver, routes_for, unsettled
 from tasks.reconcile import (
@@ -175,7 +176,13 @@ def load_inputs(*, since: datetime, now: datetime, grace: timedelta, timezone: s
 # --------------------------------------------------------------------------- the flow
 
 
-@flow(name=AUTOMATION, flow_run_name=flow_run_namer(AUTOMATION), log_prints=False, **AUDIT_HOOKS)
+@flow(
+    name=AUTOMATION,
+    flow_run_name=flow_run_namer(AUTOMATION),
+    log_prints=False,
+    **RUN_RESULTS,
+    **AUDIT_HOOKS,
+)
 def reconcile(
     since_hours: float = 48,
     automations: list[str] | None = None,

@@ -29,6 +29,7 @@ from moltbot.effects.report import RunReport, finish_run
 from moltbot.errors import InputError
 from moltbot.messages import Message
 from moltbot.runlabels import artifact_description, flow_run_namer, label_current_run, local_minute
+from moltbot.runtime import RUN_RESULTS
 from moltbot.state.service_health import ServiceHealth
 from moltbot.templating import render_template
 from tasks.artifacts import TableColumn, publish_markdown, publish_table, readable_rows
@@ -194,7 +195,13 @@ def follow_ups(
 # --------------------------------------------------------------------------- the flow
 
 
-@flow(name=AUTOMATION, flow_run_name=flow_run_namer(AUTOMATION), log_prints=False, **AUDIT_HOOKS)
+@flow(
+    name=AUTOMATION,
+    flow_run_name=flow_run_namer(AUTOMATION),
+    log_prints=False,
+    **RUN_RESULTS,
+    **AUDIT_HOOKS,
+)
 def service_health(
     services: dict[str, Any] | None = None,
     channels_by_severity: dict[str, list[Any]] | None = None,

@@ -92,6 +92,7 @@ from moltbot.runlabels import (
     label_current_run,
     local_minute,
 )
+from moltbot.runtime import RUN_RESULTS
 from moltbot.state.audit import AuditAction
 from moltbot.state.reviews import APPROVED, REJECTED, TIMED_OUT
 from moltbot.state.watermarks import Watermark, WatermarkMoved
@@ -335,6 +336,7 @@ def draft_tickets(items: list[SourceItem], *, timezone: str, locale: str) -> lis
     name=AUTOMATION,
     flow_run_name=flow_run_namer(AUTOMATION, run_label),
     log_prints=False,
+    **RUN_RESULTS,
     **AUDIT_HOOKS,
 )
 def ticket_creation(
