@@ -302,7 +302,7 @@ def demo(
     try:
         # The demo runs a dozen flows in this process: one Prefect client for all of them. And
         # no heartbeats: nothing watches the demo's runs for crashes (no detector on the local
-        # server), and each heartbeat thread would hold its run up to a second at the end.
+        # server), so their events would only fill the server's event table.
         with (
             progress(verbose) as log_file,
             one_prefect_client(),
