@@ -4,9 +4,9 @@ The gateway (`moltbot webhook serve`) runs as its own process with a stripe-sche
 secret comes from `MOLTBOT_WEBHOOK_SECRET_BENCH`, routing every event type to a Prefect event,
 so its dispatcher works against the benchmark's Prefect server while the load runs. One load
 generator (this process: asyncio, `c` senders each posting signed events back to back on a
-keep-alive connection of its own, `KeepAliveConnection`) drives 1, 10 and 50 connections, each for a few
-seconds, five times after a warm-up. Every answer is counted; at the end the number of 202s
-must equal the inbox's entries (`GET /healthz`): nothing acknowledged and lost.
+keep-alive connection of its own, `KeepAliveConnection`) drives 1, 10 and 50 connections, each
+for a few seconds, five times after a warm-up. Every answer is counted; at the end the number of
+202s must equal the inbox's entries (`GET /healthz`): nothing acknowledged and lost.
 
 n8n is installed from the npm registry into ~/.cache/moltbot-bench/n8n by the benchmark itself
 (`npm install n8n`); when that fails or n8n does not start, the row says why.

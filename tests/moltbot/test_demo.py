@@ -170,7 +170,8 @@ def test_demo_delivers_once_then_reports_everything_done(
     assert "demo-slack" in inbox_page or "Slack" in inbox_page
     assert "Messengers and SMS (2)" in inbox_page and "JANDI" in inbox_page
 
-    # The demo's runs send no heartbeats (nothing watches them for crashes). Their state events reached the server, so a heartbeat would have too.
+    # The demo's runs send no heartbeats (nothing watches them for crashes). Their state events
+    # reached the server, so a heartbeat would have too.
     completed = wait_for(
         lambda: count_events(prefect_api, "prefect.flow-run.Completed", started),
         interval=0.2,
