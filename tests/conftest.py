@@ -67,6 +67,29 @@ if TYPE_CHECKING:
 
 
 @pytest.fixture(autouse=True)
+def prefect_events(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Prefect's own client-side events reach the server only in tests marked `prefect_events`.
+
+    Every task run sends its state changes as events, every block load and artifact one more;
+    the test server stores each and runs it past its triggers: about a tenth of the CPU of a
+    flow test, for events no other test reads. Flow-run states are the server's own events and
+    moltbot's webhook events go through the API, so both are stored either way. The tests that
+    read the client's events back (heartbeats, task runs) take the mark.
+    """
+    from prefect.events.clients import NullEventsClient
+    from prefect.events.worker import EventsWorker
+
+    if request.node.get_closest_marker("prefect_events"):
+        yield
+        return
+    EventsWorker.set_client_override(NullEventsClient)
+    try:
+        yield
+    finally:
+        EventsWorker.set_client_override(None)
+
+
+@pytest.fixture(autouse=True)
 def moltbot_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test gets its own MOLTBOT_HOME and working directory, fast retry delays, and no
     client-side rate limits (tests/effects/test_rate_limits.py turns them on)."""

@@ -51,6 +51,7 @@ def test_every_flow_module_puts_the_prompt_heartbeat_in_prefects_engine() -> Non
     assert prefect.flow_engine._send_heartbeats is heartbeat.send_heartbeats
 
 
+@pytest.mark.prefect_events
 def test_a_run_sends_its_heartbeat_and_its_thread_has_ended_when_the_run_returns(
     prefect_api: str,
 ) -> None:
