@@ -39,10 +39,39 @@ VOLATILE_KEYS = frozenset({"now"})
 
 
 def input_digest(payload: dict[str, Any]) -> str:
-    """sha256 of `payload` without `VOLATILE_KEYS`, keys sorted: the same input, the same digest."""
+    """sha256 of `payload` without `VOLATILE_KEYS`: the same input, the same digest.
+
+    Keys stay in the payload's order (a snapshot's mappings keep the order the run gave them,
+    which its messages follow); each automation builds its payload in one fixed order.
+    """
+    return _digest(_stable_json(payload))
+
+
+def _stable_json(payload: dict[str, Any]) -> str:
     stable = {key: value for key, value in payload.items() if key not in VOLATILE_KEYS}
-    text = json.dumps(stable, ensure_ascii=False, sort_keys=True, default=str)
+    return _json(stable)
+
+
+def _json(value: dict[str, Any]) -> str:
+    # NaN (an unknown quantity) is kept as JSON's common extension; Python reads it back.
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _payload_json(stable_json: str, payload: dict[str, Any]) -> str:
+    """The whole payload as JSON: the stable part's text with the volatile keys put in front.
+
+    A stock check's snapshot can hold a million rows: it is serialised once, for the digest
+    and the stored row both (2 s at a million rows).
+    """
+    volatile = {key: payload[key] for key in VOLATILE_KEYS if key in payload}
+    if not volatile:
+        return stable_json
+    head = _json(volatile)[:-1]
+    return head + ("}" if stable_json == "{}" else ", " + stable_json[1:])
 
 
 @dataclass(frozen=True)
@@ -84,7 +113,8 @@ class RecordedInputs:
             True when stored now, False when the run had one already, or nothing to send and
             the input kept last.
         """
-        digest = input_digest(payload)
+        stable_json = _stable_json(payload)
+        digest = _digest(stable_json)
         if not effects and self._latest_digest(automation) == digest:
             return False
         row = {
@@ -92,8 +122,7 @@ class RecordedInputs:
             "flow_run_id": flow_run_id,
             "recorded_at": now,
             "kind": kind,
-            # NaN (an unknown quantity) is kept as JSON's common extension; Python reads it back.
-            "payload": json.dumps(payload, ensure_ascii=False, default=str),
+            "payload": _payload_json(stable_json, payload),
             "effects": json.dumps(effects, ensure_ascii=False),
             "digest": digest,
         }

@@ -29,7 +29,7 @@ from moltbot.shadow import (
 )
 from moltbot.state.item_state import empty_states
 from moltbot.state.ledger import Ledger
-from moltbot.state.recorded_inputs import RecordedInputs
+from moltbot.state.recorded_inputs import RecordedInputs, input_digest
 from moltbot.templating import render_template
 
 NOW = datetime(2026, 11, 24, 1, 0, tzinfo=UTC)
@@ -119,6 +119,29 @@ def test_a_run_is_recorded_once_and_read_back_since_a_moment(ledger: Ledger) -> 
     assert (run.flow_run_id, run.recorded_at, run.payload["items"]) == ("r1", NOW, [1])
     assert run.effects == [fx("k", "t").as_dict()]
     assert store.runs("ticket-creation", NOW - timedelta(days=7)) == []
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"now": "2026-11-23T09:00:00+09:00", "items": {"columns": ["sku"], "data": [("A-1",)]}},
+        {"now": "2026-11-23T09:00:00+09:00"},
+        {"items": [], "재고": "부족", "quantity": None},
+    ],
+)
+def test_the_stored_payload_reads_back_whole_and_its_digest_leaves_out_the_moment(
+    ledger: Ledger, payload: dict
+) -> None:
+    store = RecordedInputs(ledger)
+    store.record(
+        automation="inventory-alert", flow_run_id="r1", kind="stock", payload=payload,
+        effects=[], now=NOW,
+    )  # fmt: skip
+
+    [run] = store.runs("inventory-alert", NOW)
+
+    assert run.payload == json.loads(json.dumps(payload))
+    assert input_digest(payload) == input_digest({**payload, "now": "another moment"})
 
 
 def test_a_run_with_nothing_to_send_is_kept_unless_its_input_is_the_one_kept_last(
