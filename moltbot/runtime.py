@@ -29,7 +29,8 @@ Its caller reads it there (`moltbot run` prints it); nothing reads it back from 
 so no result is written, and the storage named is Prefect's local default, never used.
 """
 
-# Every flow module imports this one, so every process that runs a flow has it before its run.
+# Every automation imports this module (flows/shared/runs.py), so every process that runs one
+# has moltbot's heartbeat loop before its run.
 heartbeat.install()
 
 

@@ -18,13 +18,12 @@ from flows.daily_report.chart import render_revenue_chart
 from flows.daily_report.kpis import compute_kpis, daily_revenue, data_warnings
 from flows.daily_report.render import AUTOMATION, build_artifact_markdown, build_report_message
 from flows.shared.orders import normalize_orders
-from moltbot.audit import AUDIT_HOOKS
+from flows.shared.runs import AUTOMATION_FLOW
 from moltbot.config.settings import checked_timezone, get_settings
 from moltbot.effects.report import RunReport, finish_run
 from moltbot.formatting import format_money, format_number
 from moltbot.messages import Message
 from moltbot.runlabels import artifact_description, flow_run_namer, label_current_run
-from moltbot.runtime import RUN_RESULTS
 from tasks.artifacts import (
     MarkdownArtifact,
     TableArtifact,
@@ -127,8 +126,7 @@ def compute_report(
     name=AUTOMATION,
     flow_run_name=flow_run_namer(AUTOMATION, report_date_label),
     log_prints=False,
-    **RUN_RESULTS,
-    **AUDIT_HOOKS,
+    **AUTOMATION_FLOW,
 )
 def daily_report(
     source: str,

@@ -24,7 +24,7 @@ from flows.error_spike.spikes import (
     plan_transition,
     top_signatures,
 )
-from moltbot.audit import AUDIT_HOOKS
+from flows.shared.runs import AUTOMATION_FLOW
 from moltbot.config.settings import checked_timezone, get_settings
 from moltbot.effects import Route
 from moltbot.effects.report import RunReport, finish_run
@@ -32,7 +32,6 @@ from moltbot.errors import InputError
 from moltbot.logscan import ScanStats
 from moltbot.messages import Message
 from moltbot.runlabels import artifact_description, flow_run_namer, label_current_run, local_minute
-from moltbot.runtime import RUN_RESULTS
 from moltbot.state.log_offsets import SignatureCount
 from moltbot.templating import render_template
 from tasks.artifacts import TableColumn, publish_markdown, publish_table, readable_rows
@@ -145,8 +144,7 @@ def judge_source(
     name=AUTOMATION,
     flow_run_name=flow_run_namer(AUTOMATION),
     log_prints=False,
-    **RUN_RESULTS,
-    **AUDIT_HOOKS,
+    **AUTOMATION_FLOW,
 )
 def error_spike(
     sources: dict[str, dict[str, Any]] | None = None,

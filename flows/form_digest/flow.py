@@ -30,7 +30,7 @@ from flows.form_digest.render import (
     window_key,
 )
 from flows.shared.forms import ResponseWindow, parse_form_timestamps, select_window
-from moltbot.audit import AUDIT_HOOKS
+from flows.shared.runs import AUTOMATION_FLOW
 from moltbot.blockdocs import load_block
 from moltbot.config.settings import checked_timezone, get_settings
 from moltbot.effects import Intent, Route
@@ -44,7 +44,6 @@ from moltbot.runlabels import (
     label_current_run,
     local_minute,
 )
-from moltbot.runtime import RUN_RESULTS
 from tasks.artifacts import publish_markdown
 from tasks.effects import (
     channel_destinations,
@@ -149,8 +148,7 @@ def compute_digest(window: ResponseWindow, layout: FormLayout, *, max_text_answe
     name=AUTOMATION,
     flow_run_name=flow_run_namer(AUTOMATION),
     log_prints=False,
-    **RUN_RESULTS,
-    **AUDIT_HOOKS,
+    **AUTOMATION_FLOW,
 )
 def form_digest(
     sheets_block: str,

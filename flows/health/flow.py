@@ -11,14 +11,13 @@ from prefect.logging import get_run_logger
 from flows.health import ENTRY
 from flows.health.plan import counts, plan_changes
 from flows.health.render import AUTOMATION, build_message, change_record
-from moltbot.audit import AUDIT_HOOKS
+from flows.shared.runs import AUTOMATION_FLOW
 from moltbot.config.settings import get_settings
 from moltbot.doctor import worst
 from moltbot.effects import Route
 from moltbot.effects.report import RunReport, finish_run
 from moltbot.effects.routes import RouteSpec
 from moltbot.runlabels import flow_run_namer, label_current_run, local_minute
-from moltbot.runtime import RUN_RESULTS
 from tasks.artifacts import publish_markdown
 from tasks.doctor import run_doctor_checks
 from tasks.effects import deliver, route_destinations, routes_for
@@ -54,8 +53,7 @@ def resolve_routes(channels: list[RouteSpec] | None) -> list[Route]:
     name=AUTOMATION,
     flow_run_name=flow_run_namer(AUTOMATION),
     log_prints=False,
-    **RUN_RESULTS,
-    **AUDIT_HOOKS,
+    **AUTOMATION_FLOW,
 )
 def health(channels: list[Any] | None = None, dry_run: bool = False) -> dict[str, Any]:
     """Run `moltbot doctor`'s checks and tell ops only when their result changed.

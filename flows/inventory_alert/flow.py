@@ -26,7 +26,7 @@ from flows.inventory_alert.states import (
     plan_alerts,
     state_counts,
 )
-from moltbot.audit import AUDIT_HOOKS
+from flows.shared.runs import AUTOMATION_FLOW
 from moltbot.blockdocs import load_block
 from moltbot.config.settings import checked_timezone, get_settings
 from moltbot.effects import Route
@@ -39,7 +39,6 @@ from moltbot.runlabels import (
     label_current_run,
     local_minute,
 )
-from moltbot.runtime import RUN_RESULTS
 from moltbot.state.item_state import ALERT_KEY
 from moltbot.templating import render_template
 from tasks.artifacts import (
@@ -309,8 +308,7 @@ def follow_ups(plan: Plan, messages: dict[str, Message]) -> tuple[Plan, dict[str
     name=AUTOMATION,
     flow_run_name=flow_run_namer(AUTOMATION),
     log_prints=False,
-    **RUN_RESULTS,
-    **AUDIT_HOOKS,
+    **AUTOMATION_FLOW,
 )
 def inventory_alert(
     source: str | None = None,

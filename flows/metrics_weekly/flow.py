@@ -9,13 +9,12 @@ from prefect import flow
 from prefect.logging import get_run_logger
 
 from flows.metrics_weekly import ENTRY
-from moltbot.audit import AUDIT_HOOKS
+from flows.shared.runs import AUTOMATION_FLOW
 from moltbot.config.settings import get_settings
 from moltbot.effects.report import ArtifactRef, RunReport, finish_run
 from moltbot.errors import InputError
 from moltbot.metrics_page import render_markdown
 from moltbot.runlabels import artifact_description, flow_run_namer, label_current_run, local_minute
-from moltbot.runtime import RUN_RESULTS
 from tasks.artifacts import publish_markdown
 from tasks.metrics import gather_metrics
 
@@ -34,8 +33,7 @@ class MetricsWeeklyResult(RunReport):
     name=AUTOMATION,
     flow_run_name=flow_run_namer(AUTOMATION),
     log_prints=False,
-    **RUN_RESULTS,
-    **AUDIT_HOOKS,
+    **AUTOMATION_FLOW,
 )
 def metrics_weekly(days: int = 7, dry_run: bool = False) -> dict[str, Any]:
     """Publish the last `days` days' metrics page (the same as `moltbot metrics --html`).

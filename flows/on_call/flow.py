@@ -9,7 +9,7 @@ from prefect import flow
 from prefect.logging import get_run_logger
 
 from flows.on_call import ENTRY
-from moltbot.audit import AUDIT_HOOKS
+from flows.shared.runs import AUTOMATION_FLOW
 from moltbot.config.alerting import load_escalation
 from moltbot.config.settings import get_settings
 from moltbot.effects.escalation import plan_steps
@@ -18,7 +18,6 @@ from moltbot.effects.quiet import plan_digests
 from moltbot.effects.report import RunReport, finish_run
 from moltbot.errors import InputError
 from moltbot.runlabels import flow_run_namer, label_current_run
-from moltbot.runtime import RUN_RESULTS
 from tasks.artifacts import publish_markdown
 from tasks.effects import channel_destinations, delivery_rows, perform_effects
 from tasks.on_call import load_due_escalations, load_held, record_steps, release_held
@@ -40,8 +39,7 @@ class OnCallResult(RunReport):
     name=AUTOMATION,
     flow_run_name=flow_run_namer(AUTOMATION),
     log_prints=False,
-    **RUN_RESULTS,
-    **AUDIT_HOOKS,
+    **AUTOMATION_FLOW,
 )
 def on_call(now: datetime | None = None, dry_run: bool = False) -> dict[str, Any]:
     """Deliver what quiet hours held, and escalate urgent alerts nobody acknowledged.

@@ -38,8 +38,8 @@ from flows.payment_failures.render import (
     run_summary,
 )
 from flows.payment_failures.tickets import DEFAULT_MAPPING, ticket_event, ticket_ledger_key
+from flows.shared.runs import AUTOMATION_FLOW
 from flows.ticket_creation.mapping import TicketMapping, choose_mapping, load_mappings
-from moltbot.audit import AUDIT_HOOKS
 from moltbot.config.project import ProjectConfig
 from moltbot.config.settings import checked_timezone, get_settings
 from moltbot.effects import Route
@@ -47,7 +47,6 @@ from moltbot.effects.report import RunReport, finish_run
 from moltbot.errors import DeliveryFailed, InputError
 from moltbot.masking import mask_text
 from moltbot.runlabels import artifact_description, flow_run_namer, label_current_run, local_minute
-from moltbot.runtime import RUN_RESULTS
 from moltbot.state.inbox import InboxEntry
 from moltbot.state.payments import PaymentRecord
 from moltbot.state.watermarks import WatermarkMoved
@@ -209,8 +208,7 @@ def normalise_entries(
     name=AUTOMATION,
     flow_run_name=flow_run_namer(AUTOMATION, run_label),
     log_prints=False,
-    **RUN_RESULTS,
-    **AUDIT_HOOKS,
+    **AUTOMATION_FLOW,
 )
 def payment_failures(
     inbox_ids: list[str] | None = None,

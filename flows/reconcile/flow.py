@@ -37,7 +37,7 @@ from flows.reconcile.render import (
     omission_rows,
     run_summary,
 )
-from moltbot.audit import AUDIT_HOOKS
+from flows.shared.runs import AUTOMATION_FLOW
 from moltbot.config.settings import checked_timezone, get_settings
 from moltbot.effects.report import RunReport, finish_run
 from moltbot.errors import InputError
@@ -47,7 +47,6 @@ from moltbot.runlabels import (
     label_current_run,
     local_minute,
 )
-from moltbot.runtime import RUN_RESULTS
 from tasks.artifacts import publish_markdown, publish_table, readable_rows
 from tasks.effects import channel_destinations, deliver, routes_for, unsettled
 from tasks.reconcile import (
@@ -180,8 +179,7 @@ def load_inputs(*, since: datetime, now: datetime, grace: timedelta, timezone: s
     name=AUTOMATION,
     flow_run_name=flow_run_namer(AUTOMATION),
     log_prints=False,
-    **RUN_RESULTS,
-    **AUDIT_HOOKS,
+    **AUTOMATION_FLOW,
 )
 def reconcile(
     since_hours: float = 48,

@@ -20,7 +20,7 @@ from flows.service_health.render import (
     build_alert_message,
     transition_record,
 )
-from moltbot.audit import AUDIT_HOOKS
+from flows.shared.runs import AUTOMATION_FLOW
 from moltbot.blockdocs import load_block
 from moltbot.config.monitoring import ServiceCheck, load_monitoring, services_from_parameter
 from moltbot.config.settings import checked_timezone, get_settings
@@ -29,7 +29,6 @@ from moltbot.effects.report import RunReport, finish_run
 from moltbot.errors import InputError
 from moltbot.messages import Message
 from moltbot.runlabels import artifact_description, flow_run_namer, label_current_run, local_minute
-from moltbot.runtime import RUN_RESULTS
 from moltbot.state.service_health import ServiceHealth
 from moltbot.templating import render_template
 from tasks.artifacts import TableColumn, publish_markdown, publish_table, readable_rows
@@ -199,8 +198,7 @@ def follow_ups(
     name=AUTOMATION,
     flow_run_name=flow_run_namer(AUTOMATION),
     log_prints=False,
-    **RUN_RESULTS,
-    **AUDIT_HOOKS,
+    **AUTOMATION_FLOW,
 )
 def service_health(
     services: dict[str, Any] | None = None,

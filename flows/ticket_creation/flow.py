@@ -27,6 +27,7 @@ from flows.shared.forms import (
     select_window,
     timestamp_column_of,
 )
+from flows.shared.runs import AUTOMATION_FLOW
 from flows.ticket_creation import ENTRY, shadow
 from flows.ticket_creation.drafts import (
     AUTOMATION,
@@ -76,8 +77,8 @@ from flows.ticket_creation.review import (
     review_form,
     review_key,
 )
-from moltbot.audit import AUDIT_HOOKS, run_actor
 from moltbot.audit import record as audit_record
+from moltbot.audit import run_actor
 from moltbot.blockdocs import load_block
 from moltbot.config.project import ProjectConfig
 from moltbot.config.settings import checked_timezone, get_settings
@@ -92,7 +93,6 @@ from moltbot.runlabels import (
     label_current_run,
     local_minute,
 )
-from moltbot.runtime import RUN_RESULTS
 from moltbot.state.audit import AuditAction
 from moltbot.state.reviews import APPROVED, REJECTED, TIMED_OUT
 from moltbot.state.watermarks import Watermark, WatermarkMoved
@@ -336,8 +336,7 @@ def draft_tickets(items: list[SourceItem], *, timezone: str, locale: str) -> lis
     name=AUTOMATION,
     flow_run_name=flow_run_namer(AUTOMATION, run_label),
     log_prints=False,
-    **RUN_RESULTS,
-    **AUDIT_HOOKS,
+    **AUTOMATION_FLOW,
 )
 def ticket_creation(
     events: list[dict[str, Any]] | None = None,
