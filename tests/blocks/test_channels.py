@@ -268,11 +268,25 @@ def test_channel_blocks_save_and_load_with_secrets_hidden(prefect_api: str) -> N
     assert "p4ssw0rd" not in str(document.data)
 
 
-def test_a_channel_name_is_found_across_every_channel_type_in_one_api_request(
-    prefect_api: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def prefect_requests(prefect_api: str, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every request this process's Prefect clients send from now on, as `METHOD /path`."""
     from prefect.client.base import PrefectHttpxSyncClient
 
+    sent: list[str] = []
+    send = PrefectHttpxSyncClient.send
+
+    def noting(self: PrefectHttpxSyncClient, request, *args, **kwargs):  # type: ignore[no-untyped-def]
+        sent.append(f"{request.method} {request.url.path}")
+        return send(self, request, *args, **kwargs)
+
+    monkeypatch.setattr(PrefectHttpxSyncClient, "send", noting)
+    return sent
+
+
+def test_a_channel_name_is_found_across_every_channel_type_in_one_api_request(
+    prefect_api: str, prefect_requests: list[str]
+) -> None:
     from blocks import DoorayIncomingHook
     from moltbot.effects.channels import load_channel
     from moltbot.errors import InputError
@@ -281,44 +295,28 @@ def test_a_channel_name_is_found_across_every_channel_type_in_one_api_request(
     DoorayIncomingHook(url="https://hook.dooray.com/services/1/2/tok-dooray").save(
         "test-dooray-last", overwrite=True
     )
-    sent: list[str] = []
-    send = PrefectHttpxSyncClient.send
-
-    def counting(self: PrefectHttpxSyncClient, request, *args, **kwargs):  # type: ignore[no-untyped-def]
-        sent.append(f"{request.method} {request.url.path}")
-        return send(self, request, *args, **kwargs)
-
-    monkeypatch.setattr(PrefectHttpxSyncClient, "send", counting)
+    prefect_requests.clear()
 
     channel = load_channel("test-dooray-last")
 
     assert isinstance(channel, DoorayIncomingHook)
     assert channel.url.get_secret_value() == "https://hook.dooray.com/services/1/2/tok-dooray"
-    assert sent == ["POST /api/block_documents/filter"]
+    assert prefect_requests == ["POST /api/block_documents/filter"]
     with pytest.raises(InputError, match=r"unknown channel 'test-no-such' \(choose from: outbox, "):
         load_channel("test-no-such")
 
 
 def test_saving_the_same_values_again_reads_once_and_a_change_is_written(
-    prefect_api: str, monkeypatch: pytest.MonkeyPatch
+    prefect_api: str, prefect_requests: list[str]
 ) -> None:
-    from prefect.client.base import PrefectHttpxSyncClient
-
     from moltbot.blockdocs import save_block_document
 
     url = "https://hooks.slack.com/services/T1/B2/tok-same"
     assert save_block_document(SlackIncomingWebhook(url=url), "test-same-values") is True
-    sent: list[str] = []
-    send = PrefectHttpxSyncClient.send
-
-    def counting(self: PrefectHttpxSyncClient, request, *args, **kwargs):  # type: ignore[no-untyped-def]
-        sent.append(request.method)
-        return send(self, request, *args, **kwargs)
-
-    monkeypatch.setattr(PrefectHttpxSyncClient, "send", counting)
+    prefect_requests.clear()
 
     assert save_block_document(SlackIncomingWebhook(url=url), "test-same-values") is False
-    assert sent == ["GET"]
+    assert [request.split()[0] for request in prefect_requests] == ["GET"]
     # A different secret is a change, though the API shows secrets only when asked for them.
     changed = "https://hooks.slack.com/services/T1/B2/tok-changed"
     assert save_block_document(SlackIncomingWebhook(url=changed), "test-same-values") is True
