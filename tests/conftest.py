@@ -75,12 +75,19 @@ def prefect_events(request: pytest.FixtureRequest) -> Iterator[None]:
     flow test, for events no other test reads. Flow-run states are the server's own events and
     moltbot's webhook events go through the API, so both are stored either way. The tests that
     read the client's events back (heartbeats, task runs) take the mark.
+
+    Prefect keeps one events worker per process, bound to the API current at its first event: a
+    marked test's worker is stopped when the test ends, so it never sends a later test's events
+    to a server that test is not using (or that is gone).
     """
     from prefect.events.clients import NullEventsClient
     from prefect.events.worker import EventsWorker
 
     if request.node.get_closest_marker("prefect_events"):
-        yield
+        try:
+            yield
+        finally:
+            EventsWorker.drain_all(timeout=10, at_exit=False)
         return
     EventsWorker.set_client_override(NullEventsClient)
     try:

@@ -172,25 +172,7 @@ class PrefectServer:
         from prefect.settings.context import temporary_settings
 
         with temporary_settings(updates={PREFECT_API_URL: self.api_url}):
-            _events_to_the_current_api()
-            try:
-                yield
-            finally:
-                _events_to_the_current_api()
-
-
-def _events_to_the_current_api() -> None:
-    """Stop this process's Prefect events worker: the next event starts one for the current API.
-
-    Prefect keeps one events worker per process, bound to the API that was current when its
-    first event was sent. Bound to this server (a block saved here sends one), it would send the
-    events of every later test on the worker here too, long after the server is gone; each one
-    fails after a read of its flow (about 1,000 wasted requests a run) and the test server that
-    the later tests read events back from never gets them.
-    """
-    from prefect.events.worker import EventsWorker
-
-    EventsWorker.drain_all(timeout=10, at_exit=False)
+            yield
 
 
 def takes_ctrl_c() -> None:
