@@ -67,7 +67,11 @@ def start_in_thread(pool: ThreadPoolExecutor, tag: str, **params: Any) -> Future
 
 
 def paused_run(tag: str, future: Future, timeout: float = 30) -> Any:
-    """The flow run tagged `tag` once it is paused."""
+    """The flow run tagged `tag` once it is paused and its review is readable.
+
+    Prefect stores the input's schema, then its description, just after the Paused state: a
+    reviewer (and a test) seeing the pause a moment earlier would find no description yet.
+    """
     deadline = time.monotonic() + timeout
     paused = FlowRunFilter(
         tags=FlowRunFilterTags(all_=[tag]),
@@ -77,7 +81,11 @@ def paused_run(tag: str, future: Future, timeout: float = 30) -> Any:
         while time.monotonic() < deadline:
             assert not future.done(), future.result()
             runs = client.read_flow_runs(flow_run_filter=paused)
-            if runs:
+            keyset = runs[0].state.state_details.run_input_keyset if runs else None
+            if runs and (
+                keyset is None
+                or read_flow_run_input(keyset["description"], flow_run_id=runs[0].id) is not None
+            ):
                 return runs[0]
             time.sleep(0.1)
     raise AssertionError("the run never paused")
