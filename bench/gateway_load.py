@@ -128,11 +128,8 @@ class KeepAliveConnection:
             f"Content-Length: {len(body)}\r\n{head}\r\n".encode("latin-1")
             + body
         )
-        try:
-            status, closes = await self._read_answer(self.reader)
-        except (OSError, asyncio.IncompleteReadError, ValueError):
-            await self.close()
-            raise
+        # On an error the caller closes the connection (a half-read answer leaves it unusable).
+        status, closes = await self._read_answer(self.reader)
         if closes:
             await self.close()
         return status
@@ -190,8 +187,7 @@ async def _load(
                 try:
                     status = await asyncio.wait_for(connection.post(body, headers), timeout=30)
                 except (OSError, asyncio.IncompleteReadError, ValueError, TimeoutError):
-                    # A half-read answer leaves the connection unusable: the next post reconnects.
-                    await connection.close()
+                    await connection.close()  # the next post reconnects
                     seen.errors += 1
                     continue
                 seen.statuses[status] = seen.statuses.get(status, 0) + 1
